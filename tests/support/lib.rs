@@ -1,1 +1,117 @@
-//! Helpers shared by the end-to-end tests: driving reference tools and building payload trees.
+//! Helpers shared by the end-to-end tests: reference tools and payload trees.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The directory of this file, where the helper scripts live.
+pub fn support_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("support")
+}
+
+/// Runs `command` and returns its stdout, failing the test with its stderr when it fails.
+pub fn run(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed with {}:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A torrent as libtorrent sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LtTorrent {
+    /// The v1 info-hash in hex.
+    pub info_hash: String,
+    /// The torrent's name.
+    pub name: String,
+    /// Nominal piece length.
+    pub piece_length: u64,
+    /// Number of pieces.
+    pub num_pieces: u64,
+    /// Sum of file sizes.
+    pub total_size: u64,
+    /// Files as (path, size, is padding), in torrent order.
+    pub files: Vec<(String, u64, bool)>,
+}
+
+/// Loads a `.torrent` in libtorrent and reports what it sees.
+pub fn libtorrent_info(torrent: &Path) -> LtTorrent {
+    let json = run(Command::new("/usr/bin/python3")
+        .arg(support_dir().join("lt_torrent.py"))
+        .arg("info")
+        .arg(torrent));
+    let value: serde_json::Value =
+        serde_json::from_str(&json).expect("libtorrent helper prints JSON");
+    let text = |key: &str| value[key].as_str().unwrap_or_default().to_string();
+    let number = |key: &str| value[key].as_u64().unwrap_or_default();
+    let files = value["files"]
+        .as_array()
+        .expect("files array")
+        .iter()
+        .map(|f| {
+            let path = f["path"].as_str().unwrap_or_default().to_string();
+            (
+                path,
+                f["size"].as_u64().unwrap_or_default(),
+                f["pad"].as_bool().unwrap_or_default(),
+            )
+        })
+        .collect();
+    LtTorrent {
+        info_hash: text("info_hash"),
+        name: text("name"),
+        piece_length: number("piece_length"),
+        num_pieces: number("num_pieces"),
+        total_size: number("total_size"),
+        files,
+    }
+}
+
+/// Creates a v1 torrent of `payload` with libtorrent.
+pub fn libtorrent_create(payload: &Path, out: &Path, piece_length: u32) {
+    run(Command::new("/usr/bin/python3")
+        .arg(support_dir().join("lt_torrent.py"))
+        .arg("create")
+        .arg(payload)
+        .arg(out)
+        .arg(piece_length.to_string()));
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so payloads are incompressible but reproducible.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// Writes a multi-file payload under `root/name`: nested directories, odd sizes, a 0-byte file,
+/// a file smaller than a block, and names with spaces and non-ASCII characters.
+pub fn write_tree(root: &Path, name: &str) -> PathBuf {
+    let base = root.join(name);
+    let files: &[(&str, usize)] = &[
+        ("a.bin", 100_003),
+        ("empty.dat", 0),
+        ("tiny.txt", 7),
+        ("sub/b.bin", 77_777),
+        ("sub/deeper/c d.bin", 40_000),
+        ("sub/deeper/ünï.bin", 16_384),
+        ("z/last.bin", 1),
+    ];
+    for (index, (path, len)) in files.iter().enumerate() {
+        let path = base.join(path);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("create dirs");
+        std::fs::write(&path, pseudo_random(*len, index as u64 + 1)).expect("write payload");
+    }
+    base
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test command: installs the reference tools the tests drive (where missing), then runs
+# formatting, lints and the whole test suite, interop tests included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(python3-libtorrent transmission-daemon transmission-cli aria2 mktorrent opentracker)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    echo "==> installing ${missing[*]}"
+    sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> cargo test (interop tests included)"
+cargo test --workspace --locked -- --include-ignored
