@@ -50,11 +50,14 @@ fn baseline_is_valid() {
     assert!(Metainfo::from_bytes(&multi("ld6:lengthi16384e4:pathl1:aeee")).is_ok());
 }
 
+/// A check that an error is the one a case expects.
+type Expect = Box<dyn Fn(&MetainfoError) -> bool>;
+
 #[test]
 fn hostile_torrents_get_specific_errors() {
     let deep = format!("d4:info{}{}e", "l".repeat(100_000), "e".repeat(100_000));
     let big = |n: i64| OwnedValue::Int(n);
-    let cases: Vec<(&str, Vec<u8>, Box<dyn Fn(&MetainfoError) -> bool>)> = vec![
+    let cases: Vec<(&str, Vec<u8>, Expect)> = vec![
         // Paths that would escape the download directory.
         (
             "dot-dot component",
