@@ -1,5 +1,12 @@
 //! Strict bencode: every rejection rule with its offset, spans, and property tests.
 
+// Test helpers outside #[test] functions may unwrap: a failure is a test failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::type_complexity
+)]
+
 use std::collections::BTreeMap;
 
 use cratetorrent_metainfo::bencode::{

@@ -1,5 +1,12 @@
 //! `.torrent` parsing details, piece-to-file mapping, and torrent creation.
 
+// Test helpers outside #[test] functions may unwrap: a failure is a test failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::type_complexity
+)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cratetorrent_metainfo::bencode::{DictBuilder, Encode, Raw};
