@@ -535,7 +535,10 @@ fn check_conflicts(files: &[FileEntry]) -> Result<(), MetainfoError> {
         .filter(|f| !f.is_padding())
         .map(|f| f.components.as_slice())
         .collect();
-    paths.sort_unstable();
+    // Creators list files sorted, so the sort is usually skipped.
+    if !paths.is_sorted() {
+        paths.sort_unstable();
+    }
     for pair in paths.windows(2) {
         if pair[1].starts_with(pair[0]) {
             return Err(MetainfoError::ConflictingPaths(pair[1].join("/")));
