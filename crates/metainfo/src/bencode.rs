@@ -16,7 +16,7 @@
 //! let value = bencode::decode(b"d3:cow3:moo4:spaml1:a1:bee")?;
 //! let dict = value.as_dict().unwrap();
 //! assert_eq!(dict.get(b"cow").and_then(|v| v.as_str()), Some("moo"));
-//! assert_eq!(dict.get(b"spam").unwrap().span(), 14..24);
+//! assert_eq!(dict.get(b"spam").unwrap().span(), 17..25);
 //! assert_eq!(value.to_bencode(), b"d3:cow3:moo4:spaml1:a1:bee");
 //!
 //! let error = bencode::decode(b"i03e").unwrap_err();
