@@ -6,7 +6,8 @@ use std::process::Command;
 
 use cratetorrent_metainfo::{Metainfo, TorrentBuilder};
 use cratetorrent_tests::{
-    LtTorrent, libtorrent_create, libtorrent_info, pseudo_random, run, write_tree,
+    LtTorrent, libtorrent_create, libtorrent_info, pseudo_random, run, transmission_info,
+    write_tree,
 };
 
 const TRACKER: &str = "http://127.0.0.1:6969/announce";
@@ -85,7 +86,7 @@ fn libtorrent_torrents_match_libtorrent() {
 
 #[test]
 #[ignore = "needs reference peers"]
-fn our_torrents_load_in_libtorrent_with_our_info_hash_and_mktorrents_hashes() {
+fn our_torrents_load_in_libtorrent_and_transmission_with_our_info_hash() {
     let dir = tempfile::tempdir().expect("tempdir");
     for (index, payload) in payloads(dir.path()).iter().enumerate() {
         let bytes = TorrentBuilder::new(payload)
@@ -103,6 +104,11 @@ fn our_torrents_load_in_libtorrent_with_our_info_hash_and_mktorrents_hashes() {
         std::fs::write(&ours_path, &bytes).expect("write torrent");
         let ours = parse(&ours_path);
         assert_same(&ours, &libtorrent_info(&ours_path));
+        let transmission = transmission_info(&ours_path);
+        assert_eq!(
+            transmission,
+            (ours.info_hash().to_hex(), u64::from(ours.piece_count()))
+        );
 
         // Same payload, same piece length, same (sorted) file order: mktorrent's piece hashes must
         // equal ours byte for byte, which proves our hashing across file boundaries.

@@ -82,6 +82,22 @@ pub fn libtorrent_create(payload: &Path, out: &Path, piece_length: u32) {
         .arg(piece_length.to_string()));
 }
 
+/// The info-hash (hex) and piece count Transmission reports for a `.torrent`.
+pub fn transmission_info(torrent: &Path) -> (String, u64) {
+    let text = run(Command::new("transmission-show").arg(torrent));
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix(name))
+            .unwrap_or_else(|| panic!("no `{name}` in transmission-show output:\n{text}"))
+            .trim()
+            .to_string()
+    };
+    let pieces = field("Piece Count:")
+        .parse()
+        .expect("piece count is a number");
+    (field("Hash:"), pieces)
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so payloads are incompressible but reproducible.
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed | 1;

@@ -1,0 +1,108 @@
+//! The `cratetorrent` binary end to end: `create` and `info`, and clean errors.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use cratetorrent_metainfo::Metainfo;
+
+fn cratetorrent(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cratetorrent"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn create_then_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let payload = dir.path().join("share");
+    std::fs::create_dir_all(payload.join("sub")).unwrap();
+    std::fs::write(payload.join("a.txt"), b"alpha").unwrap();
+    std::fs::write(payload.join("sub/b.txt"), vec![9u8; 50_000]).unwrap();
+
+    let args = [
+        "create",
+        "share",
+        "-t",
+        "http://127.0.0.1:1/announce",
+        "-l",
+        "16",
+        "--no-date",
+        "-q",
+    ];
+    let created = cratetorrent(&args, dir.path());
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let stdout = text(&created.stdout);
+    let (hash, file) = stdout.trim().split_once("  ").unwrap();
+    assert_eq!(file, "share.torrent");
+    let torrent = Metainfo::from_bytes(&std::fs::read(dir.path().join(file)).unwrap()).unwrap();
+    assert_eq!(torrent.info_hash().to_hex(), hash);
+    assert_eq!(torrent.piece_length(), 16 * 1024);
+
+    let info = cratetorrent(&["info", "share.torrent"], dir.path());
+    assert!(info.status.success());
+    let info = text(&info.stdout);
+    assert!(info.contains(&format!("info-hash: {hash}")), "{info}");
+    assert!(info.contains("share/sub/b.txt"), "{info}");
+    assert!(
+        info.contains("tier 0:    http://127.0.0.1:1/announce"),
+        "{info}"
+    );
+}
+
+#[test]
+fn info_on_a_magnet_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let magnet =
+        "magnet:?xt=urn:btih:c12fe1c06bba254a9dc9f519b335aa7c1367a88a&dn=demo&x.pe=127.0.0.1:6881";
+    let out = cratetorrent(&["info", magnet], dir.path());
+    assert!(out.status.success());
+    let out = text(&out.stdout);
+    assert!(
+        out.contains("info-hash: c12fe1c06bba254a9dc9f519b335aa7c1367a88a"),
+        "{out}"
+    );
+    assert!(out.contains("peer:      127.0.0.1:6881"), "{out}");
+}
+
+#[test]
+fn bad_input_gives_one_clean_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("evil.torrent"),
+        b"d4:infod6:lengthi1e4:name2:..12:piece lengthi16384e6:pieces20:AAAAAAAAAAAAAAAAAAAAee",
+    )
+    .unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["info", "missing.torrent"],
+            "cratetorrent: missing.torrent: No such file or directory",
+        ),
+        (
+            &["info", "evil.torrent"],
+            "cratetorrent: evil.torrent: unsafe path \"..\": `.` or `..` component",
+        ),
+        (
+            &["info", "magnet:?dn=x"],
+            "cratetorrent: magnet:?dn=x: no BitTorrent info-hash",
+        ),
+        (
+            &["create", "nothing-here"],
+            "cratetorrent: nothing-here: No such file or directory",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = cratetorrent(args, dir.path());
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.starts_with(expected), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+}
