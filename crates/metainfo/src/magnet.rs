@@ -5,6 +5,7 @@ use std::ops::RangeInclusive;
 
 use thiserror::Error;
 
+use crate::info_hash::hex_value;
 use crate::{InfoHash, InfoHashError};
 
 /// A parsed magnet link.
@@ -150,7 +151,7 @@ fn decode(raw: &str, plus_is_space: bool) -> Result<String, MagnetError> {
     while let Some(byte) = bytes.next() {
         match byte {
             b'%' => {
-                let mut digit = || bytes.next().and_then(hex_digit).ok_or_else(error);
+                let mut digit = || bytes.next().and_then(hex_value).ok_or_else(error);
                 let high = digit()?;
                 out.push(high << 4 | digit()?);
             }
@@ -159,15 +160,6 @@ fn decode(raw: &str, plus_is_space: bool) -> Result<String, MagnetError> {
         }
     }
     String::from_utf8(out).map_err(|_| error())
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 fn check_peer(peer: &str) -> Result<(), MagnetError> {

@@ -51,6 +51,17 @@ pub fn encode_int(out: &mut Vec<u8>, value: i64) {
     out.push(b'e');
 }
 
+/// Writes a dictionary from its entries, sorting them by key bytes first.
+fn encode_sorted<V: Encode>(out: &mut Vec<u8>, mut entries: Vec<(&[u8], V)>) {
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    out.push(b'd');
+    for (key, value) in entries {
+        encode_bytes(out, key);
+        value.encode(out);
+    }
+    out.push(b'e');
+}
+
 impl Encode for i64 {
     fn encode(&self, out: &mut Vec<u8>) {
         encode_int(out, *self);
@@ -105,16 +116,8 @@ impl<T: Encode> Encode for Vec<T> {
 
 impl<K: AsRef<[u8]>, V: Encode> Encode for BTreeMap<K, V> {
     fn encode(&self, out: &mut Vec<u8>) {
-        // A BTreeMap orders keys by `K: Ord`, which need not be byte order (e.g. for `String` it is),
-        // so sort explicitly by bytes.
-        let mut entries: Vec<(&[u8], &V)> = self.iter().map(|(k, v)| (k.as_ref(), v)).collect();
-        entries.sort_by(|a, b| a.0.cmp(b.0));
-        out.push(b'd');
-        for (key, value) in entries {
-            encode_bytes(out, key);
-            value.encode(out);
-        }
-        out.push(b'e');
+        // A BTreeMap orders keys by `K: Ord`, which need not be byte order, so sort by bytes.
+        encode_sorted(out, self.iter().map(|(k, v)| (k.as_ref(), v)).collect());
     }
 }
 
@@ -150,16 +153,7 @@ impl Encode for Value<'_> {
                 }
                 out.push(b'e');
             }
-            Kind::Dict(dict) => {
-                let mut entries: Vec<_> = dict.iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-                out.push(b'd');
-                for (key, value) in entries {
-                    encode_bytes(out, key);
-                    value.encode(out);
-                }
-                out.push(b'e');
-            }
+            Kind::Dict(dict) => encode_sorted(out, dict.iter().collect()),
         }
     }
 }
