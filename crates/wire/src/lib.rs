@@ -1,6 +1,62 @@
-//! The BitTorrent peer wire protocol as a sans-IO codec.
+//! The BitTorrent peer wire protocol as a sans-IO codec: bytes in, messages out, and back.
 //!
-//! **Not implemented yet** (issue 3). This crate will hold the 68-byte handshake with typed
-//! extension bits, every BEP 3 message, the BEP 6 fast extension, the BEP 10 extended envelope,
-//! an incremental decoder with strict length limits and zero-copy block payloads, and an encoder
-//! that lets a block be sent as a header plus a disk buffer in one vectored write.
+//! No sockets and no runtime: feed received bytes into a [`bytes::BytesMut`] and call
+//! [`Decoder::decode`] until it returns `Ok(None)`; encode outgoing messages into another buffer.
+//! Block payloads are split from the receive buffer without copying, and a `piece` header can be
+//! written on its own ([`encode_piece_header`]) so a block goes out straight from a disk buffer.
+//!
+//! - [`Handshake`] with typed [`Extensions`] (BEP 10, BEP 6, BEP 5; unknown bits kept).
+//! - [`Message`]: every BEP 3 message, `port`, the BEP 6 fast messages, BEP 10 extended messages,
+//!   and unknown ids as [`Message::Unknown`] rather than an error.
+//! - Strict lengths: a message over the limit ([`DEFAULT_MAX_MESSAGE_LEN`]) or with a length
+//!   impossible for its id is an error before anything is buffered for it.
+//! - [`PeerId`] generation (BEP 20) and client recognition; [`Bitfield`]; block [`Geometry`];
+//!   the BEP 10 [`ExtendedHandshake`].
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use cratetorrent_metainfo::InfoHash;
+//! use cratetorrent_wire::{BlockInfo, Decoder, Extension, Extensions, Handshake, Message, PeerId};
+//!
+//! // What we send: a handshake, then a request.
+//! let mut out = BytesMut::new();
+//! let ours = Handshake {
+//!     extensions: Extensions::NONE.with(Extension::Fast),
+//!     info_hash: InfoHash::new([1; 20]),
+//!     peer_id: PeerId::generate(),
+//! };
+//! ours.encode(&mut out);
+//! Message::Request(BlockInfo { piece: 0, offset: 0, len: 16384 }).encode(&mut out);
+//!
+//! // What the other side reads, perhaps in pieces.
+//! let mut received = BytesMut::new();
+//! received.extend_from_slice(&out[..50]);
+//! assert_eq!(Handshake::decode(&mut received)?, None);
+//! received.extend_from_slice(&out[50..]);
+//! assert_eq!(Handshake::decode(&mut received)?, Some(ours));
+//! let message = Decoder::default().decode(&mut received)?;
+//! assert_eq!(message, Some(Message::Request(BlockInfo { piece: 0, offset: 0, len: 16384 })));
+//! # Ok::<(), cratetorrent_wire::WireError>(())
+//! ```
+
+mod bitfield;
+mod block;
+mod decoder;
+mod error;
+mod extended;
+mod extensions;
+mod handshake;
+mod message;
+mod peer_id;
+
+pub use bitfield::Bitfield;
+pub use block::{BLOCK_SIZE, BlockError, BlockInfo, Geometry};
+pub use decoder::{DEFAULT_MAX_MESSAGE_LEN, Decoder};
+pub use error::WireError;
+pub use extended::{EXTENDED_HANDSHAKE_ID, ExtendedHandshake};
+pub use extensions::{Extension, Extensions};
+pub use handshake::{HANDSHAKE_LEN, Handshake, PROTOCOL};
+pub use message::{Block, Message, PIECE_HEADER_LEN, encode_piece_header};
+pub use peer_id::{Client, PeerId};
+
+pub use cratetorrent_metainfo::{InfoHash, PieceIndex};

@@ -1,0 +1,104 @@
+//! Decoding streams of piece messages and of mixed small messages; encoding requests and piece
+//! headers.
+
+use std::hint::black_box;
+
+use bytes::BytesMut;
+use cratetorrent_wire::{BLOCK_SIZE, Block, BlockInfo, Decoder, Message, encode_piece_header};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+const PIECES: u32 = 1024;
+const SMALL: u32 = 100_000;
+
+fn piece_stream() -> BytesMut {
+    let data = bytes::Bytes::from(vec![0xa5u8; BLOCK_SIZE as usize]);
+    let mut buf = BytesMut::new();
+    for i in 0..PIECES {
+        Message::Piece(Block {
+            piece: i / 16,
+            offset: (i % 16) * BLOCK_SIZE,
+            data: data.clone(),
+        })
+        .encode(&mut buf);
+    }
+    buf
+}
+
+fn mixed_stream() -> BytesMut {
+    let mut buf = BytesMut::new();
+    for i in 0..SMALL {
+        let block = BlockInfo {
+            piece: i,
+            offset: 0,
+            len: BLOCK_SIZE,
+        };
+        let message = match i % 5 {
+            0 => Message::Have(i),
+            1 => Message::Request(block),
+            2 => Message::Cancel(block),
+            3 => Message::Unchoke,
+            _ => Message::KeepAlive,
+        };
+        message.encode(&mut buf);
+    }
+    buf
+}
+
+fn decode_all(decoder: &Decoder, stream: &BytesMut) -> usize {
+    let mut buf = stream.clone();
+    let mut count = 0;
+    while let Ok(Some(message)) = decoder.decode(&mut buf) {
+        black_box(&message);
+        count += 1;
+    }
+    count
+}
+
+fn decode(c: &mut Criterion) {
+    let decoder = Decoder::default();
+    let mut group = c.benchmark_group("decode");
+    let pieces = piece_stream();
+    group.throughput(Throughput::Bytes(u64::from(PIECES * BLOCK_SIZE)));
+    group.bench_function("piece messages (payload bytes)", |b| {
+        b.iter(|| decode_all(&decoder, &pieces))
+    });
+    let mixed = mixed_stream();
+    group.throughput(Throughput::Elements(u64::from(SMALL)));
+    group.bench_function("mixed small messages", |b| {
+        b.iter(|| decode_all(&decoder, &mixed))
+    });
+    group.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode");
+    group.throughput(Throughput::Elements(u64::from(SMALL)));
+    let mut buf = BytesMut::with_capacity(SMALL as usize * 17);
+    group.bench_function("requests", |b| {
+        b.iter(|| {
+            buf.clear();
+            for i in 0..SMALL {
+                Message::Request(BlockInfo {
+                    piece: i,
+                    offset: 0,
+                    len: BLOCK_SIZE,
+                })
+                .encode(&mut buf);
+            }
+            black_box(buf.len())
+        })
+    });
+    group.bench_function("piece headers", |b| {
+        b.iter(|| {
+            buf.clear();
+            for i in 0..SMALL {
+                encode_piece_header(i, 0, BLOCK_SIZE, &mut buf);
+            }
+            black_box(buf.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode, encode);
+criterion_main!(benches);
