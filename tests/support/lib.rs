@@ -1,7 +1,10 @@
 //! Helpers shared by the end-to-end tests: reference tools and payload trees.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// The directory of this file, where the helper scripts live.
 pub fn support_dir() -> PathBuf {
@@ -130,4 +133,58 @@ pub fn write_tree(root: &Path, name: &str) -> PathBuf {
         std::fs::write(&path, pseudo_random(*len, index as u64 + 1)).expect("write payload");
     }
     base
+}
+
+/// A libtorrent seeder on loopback, stopped (by closing its stdin, then by PID) when dropped.
+pub struct LibtorrentSeeder {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+impl LibtorrentSeeder {
+    /// Starts seeding `torrent` from the data under `save_path` and waits (at most 60 s) until
+    /// libtorrent has checked it and reports that it is seeding.
+    pub fn start(torrent: &Path, save_path: &Path) -> Self {
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(support_dir().join("lt_seed.py"))
+            .arg(torrent)
+            .arg(save_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the libtorrent seeder");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("seeder stdout");
+        let (lines, ready) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seeder = Self {
+            child,
+            stdin,
+            port: 0,
+        };
+        let line = ready
+            .recv_timeout(Duration::from_secs(60))
+            .expect("libtorrent seeder never became ready");
+        seeder.port = line
+            .strip_prefix("READY ")
+            .and_then(|port| port.trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected seeder output {line:?}"));
+        seeder
+    }
+}
+
+impl Drop for LibtorrentSeeder {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
