@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use cratetorrent_wire::{BLOCK_SIZE, Block, BlockInfo, Decoder, Message, encode_piece_header};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 const PIECES: u32 = 1024;
 const SMALL: u32 = 100_000;
@@ -44,8 +44,7 @@ fn mixed_stream() -> BytesMut {
     buf
 }
 
-fn decode_all(decoder: &Decoder, stream: &BytesMut) -> usize {
-    let mut buf = stream.clone();
+fn decode_all(decoder: &Decoder, mut buf: BytesMut) -> usize {
     let mut count = 0;
     while let Ok(Some(message)) = decoder.decode(&mut buf) {
         black_box(&message);
@@ -60,12 +59,20 @@ fn decode(c: &mut Criterion) {
     let pieces = piece_stream();
     group.throughput(Throughput::Bytes(u64::from(PIECES * BLOCK_SIZE)));
     group.bench_function("piece messages (payload bytes)", |b| {
-        b.iter(|| decode_all(&decoder, &pieces))
+        b.iter_batched(
+            || pieces.clone(),
+            |buf| decode_all(&decoder, buf),
+            BatchSize::LargeInput,
+        )
     });
     let mixed = mixed_stream();
     group.throughput(Throughput::Elements(u64::from(SMALL)));
     group.bench_function("mixed small messages", |b| {
-        b.iter(|| decode_all(&decoder, &mixed))
+        b.iter_batched(
+            || mixed.clone(),
+            |buf| decode_all(&decoder, buf),
+            BatchSize::LargeInput,
+        )
     });
     group.finish();
 }
