@@ -31,7 +31,6 @@ const CLIENTS: &[(&[u8; 2], &str)] = &[
     (b"LT", "libtorrent"),
     (b"lt", "libTorrent (rakshasa)"),
     (b"qB", "qBittorrent"),
-    (b"RQ", "rqbit"),
     (b"rQ", "rqbit"),
     (b"TR", "Transmission"),
     (b"UM", "µTorrent Mac"),
@@ -161,6 +160,7 @@ mod tests {
             (b"-TR410Z-", "Transmission", "4.10"),
             (b"-qB4630-", "qBittorrent", "4.6.3.0"),
             (b"-UT355W-", "µTorrent", "3.5.5.32"),
+            (b"-rQ0001-", "rqbit", "0.0.0.1"),
         ];
         for (prefix, name, version) in cases {
             let client = id(prefix).client().unwrap();
