@@ -20,6 +20,6 @@ fi
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "==> cargo test (interop tests included)"
-cargo test --workspace --locked -- --include-ignored
+cargo test --workspace --all-features --locked -- --include-ignored

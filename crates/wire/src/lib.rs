@@ -12,6 +12,7 @@
 //!   impossible for its id is an error before anything is buffered for it.
 //! - [`PeerId`] generation (BEP 20) and client recognition; [`Bitfield`]; block [`Geometry`];
 //!   the BEP 10 [`ExtendedHandshake`].
+//! - With the `tokio-codec` feature, `PeerCodec`: a tokio-util `Decoder`/`Encoder`.
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -48,6 +49,8 @@ mod extensions;
 mod handshake;
 mod message;
 mod peer_id;
+#[cfg(feature = "tokio-codec")]
+mod tokio_codec;
 
 pub use bitfield::Bitfield;
 pub use block::{BLOCK_SIZE, BlockError, BlockInfo, Geometry};
@@ -58,5 +61,7 @@ pub use extensions::{Extension, Extensions};
 pub use handshake::{HANDSHAKE_LEN, Handshake, PROTOCOL};
 pub use message::{Block, Message, PIECE_HEADER_LEN, encode_piece_header};
 pub use peer_id::{Client, PeerId};
+#[cfg(feature = "tokio-codec")]
+pub use tokio_codec::{CodecError, PeerCodec};
 
 pub use cratetorrent_metainfo::{InfoHash, PieceIndex};
