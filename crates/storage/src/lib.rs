@@ -1,5 +1,416 @@
-//! The disk layer of cratetorrent.
+//! The disk layer of cratetorrent: verified pieces on disk, blocks back for seeding.
 //!
-//! **Not implemented yet** (issue 4). This crate will map torrents onto files, write received blocks
-//! with vectored io_uring writes across file boundaries, hash pieces off the network thread without
-//! reading them back, serve reads for seeding through a bounded cache, and keep fast-resume data.
+//! [`Storage::open`] maps a torrent onto files under a download directory, checks what is
+//! already there (trusting fast-resume data for files unchanged since it was saved, hashing the
+//! rest on all cores), and starts a disk thread. Then:
+//!
+//! - [`Storage::write_block`] queues a received block and returns at once. The disk thread
+//!   coalesces contiguous blocks into one vectored write per file slice (io_uring `writev`, or
+//!   `pwritev` on the fallback backend); hash workers feed the same buffers to SHA-1 in order, so a
+//!   piece is verified from memory, never read back. [`StorageEvent::PieceVerified`] or
+//!   [`StorageEvent::HashFailed`] (with the peers that sent its blocks) follow.
+//! - Blocks held in memory are capped ([`StorageConfig::max_memory`]); when the cap is reached
+//!   `write_block` says [`WriteStatus::Full`] and the caller stops reading sockets until
+//!   [`StorageEvent::MemoryAvailable`].
+//! - [`Storage::read_block`] serves a block of a verified piece: the piece is read once into a
+//!   pooled buffer and kept in a cache bounded in bytes; blocks are zero-copy slices of it.
+//! - Resume data (pieces had, each file's size and mtime) is saved atomically after the files
+//!   are synced, periodically and on [`Storage::shutdown`].
+//!
+//! ```
+//! use bytes::Bytes;
+//! use cratetorrent_metainfo::{Metainfo, TorrentBuilder};
+//! use cratetorrent_storage::{Storage, StorageConfig, StorageEvent};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let source = tempfile::tempdir()?;
+//! std::fs::write(source.path().join("a.bin"), vec![7u8; 20_000])?;
+//! let torrent = Metainfo::from_bytes(&TorrentBuilder::new(source.path().join("a.bin")).build()?)?;
+//!
+//! let downloads = tempfile::tempdir()?;
+//! let (storage, events) = Storage::open(&torrent, downloads.path(), StorageConfig::default(), || {})?;
+//! assert_eq!(storage.have().count_ones(), 0);
+//! storage.write_block(1, 0, Bytes::from(vec![7u8; 20_000 - 16_384]), 1)?;
+//! storage.write_block(0, 0, Bytes::from(vec![7u8; 16_384]), 1)?;
+//! let mut verified = 0;
+//! while verified < 2 {
+//!     if let StorageEvent::PieceVerified(_) = events.recv_timeout(std::time::Duration::from_secs(10))? {
+//!         verified += 1;
+//!     }
+//! }
+//! storage.shutdown()?;
+//! assert_eq!(std::fs::read(downloads.path().join("a.bin"))?, vec![7u8; 20_000]);
+//! # Ok(())
+//! # }
+//! ```
+
+// Lengths cast here are bounded by the piece length, a u32 that the metainfo parser capped at
+// 256 MiB, so narrowing casts cannot truncate.
+#![allow(clippy::cast_possible_truncation)]
+
+mod backend;
+mod disk;
+mod error;
+mod file_cache;
+mod hasher;
+mod layout;
+mod memory;
+mod read_cache;
+mod resume;
+mod sync_backend;
+mod uring_backend;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cratetorrent_metainfo::{Metainfo, PieceIndex};
+use cratetorrent_wire::{BLOCK_SIZE, Bitfield, BlockInfo, Geometry};
+
+pub use error::StorageError;
+pub use layout::Layout;
+pub use resume::CheckProgress;
+
+use crate::backend::Backend;
+use crate::disk::{Command, Disk, Doorbell};
+use crate::file_cache::FileCache;
+use crate::hasher::Hashers;
+use crate::memory::{HeldBlock, MemoryGauge};
+use crate::read_cache::ReadCache;
+
+/// Identifies the peer a block came from, so a failed piece can name who sent it.
+pub type PeerTag = u64;
+
+/// Which I/O backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    /// io_uring where the kernel allows it, else the portable backend (with one log line).
+    #[default]
+    Auto,
+    /// io_uring or an error.
+    IoUring,
+    /// `pwritev`/`preadv` on a thread pool.
+    Portable,
+}
+
+/// Settings of a [`Storage`].
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// Most bytes of received blocks held before they are written and hashed (default 64 MiB).
+    pub max_memory: u64,
+    /// Bytes of pieces kept for seeding (default 32 MiB).
+    pub read_cache: usize,
+    /// Most file descriptors kept open (default 256).
+    pub max_open_files: usize,
+    /// Allocate files in full when first written (`fallocate`) instead of leaving them sparse.
+    pub preallocate: bool,
+    /// The I/O backend.
+    pub backend: BackendKind,
+    /// Threads hashing pieces (default: one per core).
+    pub hash_threads: usize,
+    /// Threads of the portable backend (default 4).
+    pub io_threads: usize,
+    /// How often resume data is saved while pieces are being verified (default 30 s).
+    pub resume_interval: Duration,
+    /// Fault injection for tests: cut every write to at most this many bytes.
+    #[doc(hidden)]
+    pub max_write_len: Option<usize>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            max_memory: 64 << 20,
+            read_cache: 32 << 20,
+            max_open_files: file_cache::DEFAULT_MAX_OPEN_FILES,
+            preallocate: false,
+            backend: BackendKind::Auto,
+            hash_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            io_threads: 4,
+            resume_interval: Duration::from_secs(30),
+            max_write_len: None,
+        }
+    }
+}
+
+/// What the storage reports, in order, through the receiver returned by [`Storage::open`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StorageEvent {
+    /// A piece was written, hashed and found correct; it is now readable.
+    PieceVerified(PieceIndex),
+    /// A piece's hash did not match; its blocks came from `peers`. It is not marked as had.
+    HashFailed {
+        /// The piece.
+        piece: PieceIndex,
+        /// The peers that sent its blocks.
+        peers: Vec<PeerTag>,
+    },
+    /// Writing failed; these pieces are dropped (they will have to be downloaded again).
+    WriteFailed {
+        /// The pieces affected.
+        pieces: Vec<PieceIndex>,
+        /// The error, with the path.
+        error: StorageError,
+    },
+    /// The answer to [`Storage::read_block`].
+    BlockRead {
+        /// The caller's token.
+        token: u64,
+        /// The block.
+        block: BlockInfo,
+        /// Its data, a zero-copy slice of a cached piece.
+        result: Result<Bytes, StorageError>,
+    },
+    /// Saving resume data failed; pieces stay verified in memory but a restart will recheck.
+    ResumeSaveFailed(StorageError),
+    /// Held memory fell back below half the cap after [`WriteStatus::Full`].
+    MemoryAvailable,
+}
+
+/// Whether the caller may keep reading blocks from the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteStatus {
+    /// Keep going.
+    Accepted,
+    /// The memory cap is reached: stop reading from sockets until [`StorageEvent::MemoryAvailable`].
+    Full,
+}
+
+/// A torrent's storage: a handle to its disk thread.
+pub struct Storage {
+    commands: Sender<Command>,
+    doorbell: Arc<Doorbell>,
+    gauge: Arc<MemoryGauge>,
+    geometry: Geometry,
+    have: Bitfield,
+    backend: &'static str,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Storage {
+    /// Opens the storage of `metainfo` under `download_dir`: checks existing data, then starts
+    /// the disk and hashing threads. `notify` is called (from storage threads) after each event is
+    /// queued, so an async caller can wake the task that drains the receiver.
+    pub fn open(
+        metainfo: &Metainfo,
+        download_dir: &Path,
+        config: StorageConfig,
+        notify: impl Fn() + Send + Sync + 'static,
+    ) -> Result<(Self, Receiver<StorageEvent>), StorageError> {
+        Self::open_with_progress(metainfo, download_dir, config, notify, &|_| {})
+    }
+
+    /// [`open`](Self::open), reporting the progress of the check of existing data.
+    pub fn open_with_progress(
+        metainfo: &Metainfo,
+        download_dir: &Path,
+        config: StorageConfig,
+        notify: impl Fn() + Send + Sync + 'static,
+        progress: &(dyn Fn(CheckProgress) + Sync),
+    ) -> Result<(Self, Receiver<StorageEvent>), StorageError> {
+        let layout = Arc::new(Layout::new(metainfo, download_dir));
+        let have = resume::check(&layout, config.hash_threads, progress);
+        let backend = select_backend(&config)?;
+        let name = backend.name();
+        let (events, receiver) = mpsc::channel();
+        let (commands, inbox) = mpsc::channel();
+        let notify: Arc<dyn Fn() + Send + Sync> = Arc::new(notify);
+        let doorbell = Arc::new(Doorbell {
+            rung: AtomicBool::new(false),
+            wake: backend.waker(),
+        });
+        let gauge = {
+            let (events, notify) = (events.clone(), notify.clone());
+            Arc::new(MemoryGauge::new(
+                config.max_memory,
+                Box::new(move || {
+                    if events.send(StorageEvent::MemoryAvailable).is_ok() {
+                        notify();
+                    }
+                }),
+            ))
+        };
+        let hashers = {
+            let (commands, doorbell) = (commands.clone(), doorbell.clone());
+            Hashers::start(
+                config.hash_threads,
+                metainfo.clone(),
+                Box::new(move |piece, ok| {
+                    if commands.send(Command::Hashed { piece, ok }).is_ok() {
+                        doorbell.ring();
+                    }
+                }),
+            )
+        };
+        let disk = Disk {
+            layout,
+            backend,
+            files: FileCache::new(config.max_open_files, config.preallocate),
+            commands: inbox,
+            doorbell: doorbell.clone(),
+            events,
+            notify,
+            hashers,
+            have: have.clone(),
+            read_cache: ReadCache::new(config.read_cache),
+            resume_interval: config.resume_interval,
+            pieces: HashMap::new(),
+            waiting: Vec::new(),
+            ops: HashMap::new(),
+            next_op: 0,
+            dirty: HashSet::new(),
+            unsaved: false,
+            last_save: Instant::now(),
+            syncs_left: 0,
+            flush_waiters: Vec::new(),
+            flush_error: None,
+            shutdown: None,
+            flush_snapshot: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("ct-disk".into())
+            .spawn(move || disk.run())
+            .map_err(|e| StorageError::from_io(e, download_dir, "spawn disk thread"))?;
+        let geometry = Geometry::of(metainfo);
+        let storage = Self {
+            commands,
+            doorbell,
+            gauge,
+            geometry,
+            have,
+            backend: name,
+            thread: Some(thread),
+        };
+        Ok((storage, receiver))
+    }
+
+    /// The pieces found on disk when the storage was opened.
+    pub fn have(&self) -> &Bitfield {
+        &self.have
+    }
+
+    /// The backend in use: `"io_uring"` or `"pwritev"`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Bytes of received blocks not yet both written and hashed.
+    pub fn held_bytes(&self) -> u64 {
+        self.gauge.held()
+    }
+
+    /// Whether the memory cap is reached (see [`WriteStatus::Full`]).
+    pub fn is_full(&self) -> bool {
+        self.gauge.is_over()
+    }
+
+    /// The memory cap.
+    pub fn max_memory(&self) -> u64 {
+        self.gauge.cap()
+    }
+
+    /// Queues block `offset` of `piece` for writing and hashing. The block must be a whole block
+    /// of the torrent's geometry (16 KiB, aligned; shorter only at the end of the torrent).
+    pub fn write_block(
+        &self,
+        piece: PieceIndex,
+        offset: u32,
+        data: Bytes,
+        peer: PeerTag,
+    ) -> Result<WriteStatus, StorageError> {
+        let info = BlockInfo {
+            piece,
+            offset,
+            len: u32::try_from(data.len()).unwrap_or(u32::MAX),
+        };
+        let expected = self.geometry.block(piece, offset / BLOCK_SIZE);
+        if !offset.is_multiple_of(BLOCK_SIZE) || expected != Some(info) {
+            return Err(StorageError::InvalidBlock(info));
+        }
+        let (block, full) = HeldBlock::new(data, self.gauge.clone());
+        self.send(Command::Write {
+            piece,
+            offset,
+            block,
+            peer,
+        })?;
+        Ok(if full {
+            WriteStatus::Full
+        } else {
+            WriteStatus::Accepted
+        })
+    }
+
+    /// Asks for a block of a verified piece; the answer is a [`StorageEvent::BlockRead`] with `token`.
+    pub fn read_block(&self, block: BlockInfo, token: u64) -> Result<(), StorageError> {
+        self.geometry
+            .validate(&block)
+            .map_err(|_| StorageError::InvalidBlock(block))?;
+        self.send(Command::Read { block, token })
+    }
+
+    /// Syncs written data and saves resume data; the receiver gets the result.
+    pub fn flush(&self) -> Result<Receiver<Result<(), StorageError>>, StorageError> {
+        let (done, result) = mpsc::channel();
+        self.send(Command::Flush { done: Some(done) })?;
+        Ok(result)
+    }
+
+    /// Finishes queued writes, syncs, saves resume data and stops the threads.
+    pub fn shutdown(mut self) -> Result<(), StorageError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(), StorageError> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        let (done, result) = mpsc::channel();
+        let sent = self.send(Command::Shutdown { done });
+        let result = sent.and_then(|()| result.recv().unwrap_or(Err(StorageError::Closed)));
+        let _ = thread.join();
+        result
+    }
+
+    fn send(&self, command: Command) -> Result<(), StorageError> {
+        self.commands
+            .send(command)
+            .map_err(|_| StorageError::Closed)?;
+        self.doorbell.ring();
+        Ok(())
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+fn select_backend(config: &StorageConfig) -> Result<Box<dyn Backend + Send>, StorageError> {
+    let portable = || {
+        Box::new(sync_backend::SyncBackend::new(
+            config.io_threads,
+            config.max_write_len,
+        ))
+    };
+    match config.backend {
+        BackendKind::Portable => Ok(portable()),
+        BackendKind::IoUring => uring_backend::UringBackend::new(256, config.max_write_len)
+            .map(|b| Box::new(b) as Box<dyn Backend + Send>)
+            .map_err(|e| StorageError::from_io(e, PathBuf::from("io_uring"), "set up")),
+        BackendKind::Auto => match uring_backend::UringBackend::new(256, config.max_write_len) {
+            Ok(backend) => Ok(Box::new(backend)),
+            Err(error) => {
+                tracing::warn!(%error, "io_uring is unavailable; using the portable pwritev/preadv backend");
+                Ok(portable())
+            }
+        },
+    }
+}

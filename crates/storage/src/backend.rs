@@ -1,0 +1,71 @@
+//! The I/O backends: io_uring, or a `pwritev`/`preadv` thread pool where io_uring is unavailable.
+//! Both take owned buffers and hand them back with the result, so data is never copied.
+
+use std::fs::File;
+use std::io;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+/// What an operation does. Buffers are owned by the operation until it completes.
+pub(crate) enum OpKind {
+    /// Write the buffers, in order, at the offset (one vectored write).
+    Write(Vec<Bytes>),
+    /// Read `len` bytes at the offset, appending to the buffer.
+    Read { buf: BytesMut, len: usize },
+    /// Flush the file's data to stable storage.
+    Sync,
+}
+
+/// One disk operation on one file.
+pub(crate) struct Op {
+    pub(crate) id: u64,
+    pub(crate) file: Arc<File>,
+    pub(crate) offset: u64,
+    pub(crate) kind: OpKind,
+}
+
+/// A finished operation: the byte count (or error) and the operation with its buffers.
+pub(crate) struct Completion {
+    pub(crate) result: io::Result<usize>,
+    pub(crate) op: Op,
+}
+
+/// Wakes a backend blocked in [`Backend::wait`] from another thread.
+pub(crate) trait Wake: Send + Sync {
+    fn wake(&self);
+}
+
+/// A way to run disk operations asynchronously from the disk thread.
+pub(crate) trait Backend {
+    /// Starts `op`; its completion comes back from a later [`wait`](Self::wait).
+    fn start(&mut self, op: Op);
+    /// Blocks until at least one operation completes or [`Wake::wake`] is called, then appends
+    /// the completions to `out`.
+    fn wait(&mut self, out: &mut Vec<Completion>);
+    /// Collects finished operations without blocking.
+    fn poll(&mut self, out: &mut Vec<Completion>);
+    /// Operations started and not yet returned.
+    fn in_flight(&self) -> usize;
+    /// The handle other threads use to interrupt [`wait`](Self::wait).
+    fn waker(&self) -> Arc<dyn Wake>;
+    /// A short name for logs and benchmarks.
+    fn name(&self) -> &'static str;
+}
+
+/// Cuts a write to at most `max` bytes (fault injection: forces partial writes).
+pub(crate) fn cap_iovecs(bufs: &[Bytes], max: Option<usize>) -> Vec<Bytes> {
+    let Some(mut room) = max else {
+        return bufs.to_vec();
+    };
+    let mut out = Vec::new();
+    for buf in bufs {
+        if room == 0 {
+            break;
+        }
+        let take = buf.len().min(room);
+        out.push(buf.slice(..take));
+        room -= take;
+    }
+    out
+}

@@ -1,0 +1,623 @@
+//! The disk thread: owns the backend, the open files and the state of pieces being written, and
+//! turns commands into coalesced vectored operations.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cratetorrent_metainfo::PieceIndex;
+use cratetorrent_wire::{BLOCK_SIZE, Bitfield, BlockInfo};
+
+use crate::backend::{Backend, Completion, Op, OpKind, Wake};
+use crate::file_cache::FileCache;
+use crate::hasher::{HashJob, Hashers};
+use crate::layout::Layout;
+use crate::memory::HeldBlock;
+use crate::read_cache::{ReadCache, ReadPlan};
+use crate::resume;
+use crate::{PeerTag, StorageError, StorageEvent};
+
+/// Most iovecs in one vectored write (Linux's IOV_MAX).
+const MAX_IOVECS: usize = 1024;
+
+pub(crate) enum Command {
+    Write {
+        piece: PieceIndex,
+        offset: u32,
+        block: Arc<HeldBlock>,
+        peer: PeerTag,
+    },
+    Read {
+        block: BlockInfo,
+        token: u64,
+    },
+    Hashed {
+        piece: PieceIndex,
+        ok: bool,
+    },
+    Flush {
+        done: Option<Sender<Result<(), StorageError>>>,
+    },
+    Shutdown {
+        done: Sender<Result<(), StorageError>>,
+    },
+}
+
+/// Wakes the disk thread at most once per drain of its queue.
+pub(crate) struct Doorbell {
+    pub(crate) rung: AtomicBool,
+    pub(crate) wake: Arc<dyn Wake>,
+}
+
+impl Doorbell {
+    pub(crate) fn ring(&self) {
+        if !self.rung.swap(true, Ordering::AcqRel) {
+            self.wake.wake();
+        }
+    }
+}
+
+pub(crate) struct PieceProgress {
+    received: Vec<bool>,
+    missing: u32,
+    unwritten: u32,
+    hash: Option<bool>,
+    failed: bool,
+    peers: Vec<PeerTag>,
+}
+
+pub(crate) struct PendingWrite {
+    file: usize,
+    offset: u64,
+    data: Bytes,
+    piece: PieceIndex,
+    held: Arc<HeldBlock>,
+}
+
+pub(crate) enum OpMeta {
+    Write {
+        file: usize,
+        pieces: Vec<PieceIndex>,
+        held: Vec<Arc<HeldBlock>>,
+    },
+    Read {
+        piece: PieceIndex,
+        chunk: usize,
+    },
+    Sync,
+}
+
+pub(crate) struct Disk {
+    pub(crate) layout: Arc<Layout>,
+    pub(crate) backend: Box<dyn Backend + Send>,
+    pub(crate) files: FileCache,
+    pub(crate) commands: Receiver<Command>,
+    pub(crate) doorbell: Arc<Doorbell>,
+    pub(crate) events: Sender<StorageEvent>,
+    pub(crate) notify: Arc<dyn Fn() + Send + Sync>,
+    pub(crate) hashers: Hashers,
+    pub(crate) have: Bitfield,
+    pub(crate) read_cache: ReadCache,
+    pub(crate) resume_interval: Duration,
+    pub(crate) pieces: HashMap<PieceIndex, PieceProgress>,
+    pub(crate) waiting: Vec<PendingWrite>,
+    pub(crate) ops: HashMap<u64, OpMeta>,
+    pub(crate) next_op: u64,
+    pub(crate) dirty: HashSet<usize>,
+    pub(crate) unsaved: bool,
+    pub(crate) last_save: Instant,
+    pub(crate) syncs_left: usize,
+    pub(crate) flush_waiters: Vec<Option<Sender<Result<(), StorageError>>>>,
+    pub(crate) flush_error: Option<StorageError>,
+    pub(crate) shutdown: Option<Sender<Result<(), StorageError>>>,
+    /// The pieces verified when the running flush started: only their data is covered by its syncs.
+    pub(crate) flush_snapshot: Option<Bitfield>,
+}
+
+impl Disk {
+    pub(crate) fn new_piece_state(&self, piece: PieceIndex) -> PieceProgress {
+        let blocks = self
+            .layout
+            .metainfo()
+            .piece_len(piece)
+            .unwrap_or(0)
+            .div_ceil(BLOCK_SIZE);
+        PieceProgress {
+            received: vec![false; blocks as usize],
+            missing: blocks,
+            unwritten: 0,
+            hash: None,
+            failed: false,
+            peers: Vec::new(),
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut completions = Vec::new();
+        loop {
+            self.doorbell.rung.store(false, Ordering::Release);
+            while let Ok(command) = self.commands.try_recv() {
+                self.handle(command);
+            }
+            self.submit_writes();
+            self.backend.poll(&mut completions);
+            for completion in completions.drain(..) {
+                self.complete(completion);
+            }
+            if self.unsaved
+                && self.syncs_left == 0
+                && self.last_save.elapsed() >= self.resume_interval
+            {
+                self.start_flush(None);
+            }
+            if self.shutdown.is_some()
+                && self.backend.in_flight() == 0
+                && self.syncs_left == 0
+                && self.waiting.is_empty()
+            {
+                break;
+            }
+            if self.doorbell.rung.load(Ordering::Acquire) {
+                continue;
+            }
+            self.backend.wait(&mut completions);
+            for completion in completions.drain(..) {
+                self.complete(completion);
+            }
+        }
+        let result = self.flush_error.take().map_or(Ok(()), Err);
+        if let Some(done) = self.shutdown.take() {
+            let _ = done.send(result);
+        }
+    }
+
+    fn emit(&self, event: StorageEvent) {
+        if self.events.send(event).is_ok() {
+            (self.notify)();
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Write {
+                piece,
+                offset,
+                block,
+                peer,
+            } => self.write(piece, offset, block, peer),
+            Command::Read { block, token } => self.read(block, token),
+            Command::Hashed { piece, ok } => {
+                if let Some(state) = self.pieces.get_mut(&piece) {
+                    state.hash = Some(ok);
+                }
+                self.check_piece(piece);
+            }
+            Command::Flush { done } => self.start_flush(Some(done)),
+            Command::Shutdown { done } => {
+                self.shutdown = Some(done);
+                self.start_flush(None);
+            }
+        }
+    }
+
+    fn write(&mut self, piece: PieceIndex, offset: u32, block: Arc<HeldBlock>, peer: PeerTag) {
+        if self.have.get(piece) || self.shutdown.is_some() {
+            return;
+        }
+        let index = (offset / BLOCK_SIZE) as usize;
+        if !self.pieces.contains_key(&piece) {
+            let state = self.new_piece_state(piece);
+            self.pieces.insert(piece, state);
+        }
+        let Some(state) = self.pieces.get_mut(&piece) else {
+            return;
+        };
+        if state.received.get(index).copied().unwrap_or(true) || state.hash.is_some() {
+            return;
+        }
+        state.received[index] = true;
+        state.missing -= 1;
+        if !state.peers.contains(&peer) {
+            state.peers.push(peer);
+        }
+        let start = self.layout.offset(piece, offset);
+        let mut consumed = 0usize;
+        for slice in self.layout.slices(start, block.data.len() as u64) {
+            let len = slice.len as usize;
+            if !self.layout.files[slice.file_index].padding {
+                let data = block.data.slice(consumed..consumed + len);
+                self.waiting.push(PendingWrite {
+                    file: slice.file_index,
+                    offset: slice.offset,
+                    data,
+                    piece,
+                    held: block.clone(),
+                });
+                state.unwritten += 1;
+            }
+            consumed += len;
+        }
+        self.hashers.send(HashJob::Block {
+            piece,
+            offset,
+            block,
+        });
+    }
+
+    /// Issues the queued writes, merging runs that are contiguous in one file into one writev.
+    fn submit_writes(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let mut waiting = std::mem::take(&mut self.waiting);
+        waiting.sort_by_key(|w| (w.file, w.offset));
+        let mut run: Vec<PendingWrite> = Vec::new();
+        for write in waiting {
+            let contiguous = run.last().is_some_and(|last| {
+                last.file == write.file && last.offset + last.data.len() as u64 == write.offset
+            });
+            if !contiguous || run.len() == MAX_IOVECS {
+                self.start_write(std::mem::take(&mut run));
+            }
+            run.push(write);
+        }
+        self.start_write(run);
+    }
+
+    fn start_write(&mut self, run: Vec<PendingWrite>) {
+        let Some(first) = run.first() else { return };
+        let (file_index, offset) = (first.file, first.offset);
+        let mut pieces = Vec::with_capacity(run.len());
+        let mut bufs = Vec::with_capacity(run.len());
+        let mut held = Vec::with_capacity(run.len());
+        for write in run {
+            pieces.push(write.piece);
+            bufs.push(write.data);
+            held.push(write.held);
+        }
+        match self.files.get(&self.layout, file_index, true) {
+            Ok(file) => {
+                self.dirty.insert(file_index);
+                let id = self.next_id();
+                self.ops.insert(
+                    id,
+                    OpMeta::Write {
+                        file: file_index,
+                        pieces,
+                        held,
+                    },
+                );
+                self.backend.start(Op {
+                    id,
+                    file,
+                    offset,
+                    kind: OpKind::Write(bufs),
+                });
+            }
+            Err(error) => self.fail_pieces(&pieces, error),
+        }
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_op += 1;
+        self.next_op
+    }
+
+    fn fail_pieces(&mut self, pieces: &[PieceIndex], error: StorageError) {
+        let mut failed: Vec<PieceIndex> = Vec::new();
+        for &piece in pieces {
+            if let Some(state) = self.pieces.get_mut(&piece) {
+                state.unwritten -= 1;
+                if !state.failed {
+                    state.failed = true;
+                    failed.push(piece);
+                }
+            }
+        }
+        if !failed.is_empty() {
+            self.emit(StorageEvent::WriteFailed {
+                pieces: failed,
+                error,
+            });
+        }
+        for &piece in pieces {
+            self.check_piece(piece);
+        }
+    }
+
+    fn complete(&mut self, completion: Completion) {
+        let Completion { result, op } = completion;
+        let Some(meta) = self.ops.remove(&op.id) else {
+            return;
+        };
+        match meta {
+            OpMeta::Write { file, pieces, held } => self.write_done(file, pieces, held, op, result),
+            OpMeta::Read { piece, chunk } => self.read_done(piece, chunk, op, result),
+            OpMeta::Sync => self.sync_done(op, result),
+        }
+    }
+
+    fn write_done(
+        &mut self,
+        file: usize,
+        pieces: Vec<PieceIndex>,
+        held: Vec<Arc<HeldBlock>>,
+        op: Op,
+        result: std::io::Result<usize>,
+    ) {
+        let OpKind::Write(bufs) = op.kind else { return };
+        let total: usize = bufs.iter().map(Bytes::len).sum();
+        match result {
+            Ok(written) if written >= total => {
+                drop(held);
+                for piece in pieces {
+                    if let Some(state) = self.pieces.get_mut(&piece) {
+                        state.unwritten -= 1;
+                    }
+                    self.check_piece(piece);
+                }
+            }
+            Ok(0) => {
+                let path = self.layout.files[file].path.clone();
+                let error = StorageError::from_io(
+                    std::io::Error::from(std::io::ErrorKind::WriteZero),
+                    path,
+                    "write",
+                );
+                self.fail_pieces(&pieces, error);
+            }
+            Ok(written) => {
+                // A partial write: resubmit exactly what is left, at the offset where it starts.
+                let mut rest = Vec::with_capacity(bufs.len());
+                let mut skip = written;
+                for buf in bufs {
+                    if skip >= buf.len() {
+                        skip -= buf.len();
+                    } else {
+                        rest.push(buf.slice(skip..));
+                        skip = 0;
+                    }
+                }
+                let id = self.next_id();
+                self.ops.insert(id, OpMeta::Write { file, pieces, held });
+                self.backend.start(Op {
+                    id,
+                    file: op.file,
+                    offset: op.offset + written as u64,
+                    kind: OpKind::Write(rest),
+                });
+            }
+            Err(error) => {
+                let path = self.layout.files[file].path.clone();
+                self.fail_pieces(&pieces, StorageError::from_io(error, path, "write"));
+            }
+        }
+    }
+
+    /// Finishes a piece once every block is in, written, and hashed.
+    fn check_piece(&mut self, piece: PieceIndex) {
+        let Some(state) = self.pieces.get(&piece) else {
+            return;
+        };
+        let settled =
+            state.unwritten == 0 && (state.failed || (state.missing == 0 && state.hash.is_some()));
+        if !settled {
+            return;
+        }
+        let Some(state) = self.pieces.remove(&piece) else {
+            return;
+        };
+        if state.failed {
+            self.hashers.send(HashJob::Forget(piece));
+            return;
+        }
+        if state.hash == Some(true) {
+            self.have.set(piece);
+            self.unsaved = true;
+            self.emit(StorageEvent::PieceVerified(piece));
+        } else {
+            self.emit(StorageEvent::HashFailed {
+                piece,
+                peers: state.peers,
+            });
+        }
+    }
+
+    fn read(&mut self, block: BlockInfo, token: u64) {
+        if !self.have.get(block.piece) {
+            self.emit(StorageEvent::BlockRead {
+                token,
+                block,
+                result: Err(StorageError::PieceMissing(block.piece)),
+            });
+            return;
+        }
+        match self.read_cache.lookup(block, token) {
+            ReadPlan::Hit(data) => self.emit(StorageEvent::BlockRead {
+                token,
+                block,
+                result: Ok(data),
+            }),
+            ReadPlan::Waiting => {}
+            ReadPlan::Fetch => self.fetch_piece(block.piece),
+        }
+    }
+
+    fn fetch_piece(&mut self, piece: PieceIndex) {
+        let len = self.layout.metainfo().piece_len(piece).unwrap_or(0);
+        let start = self.layout.offset(piece, 0);
+        let slices: Vec<_> = self.layout.slices(start, u64::from(len)).collect();
+        let chunks =
+            self.read_cache
+                .start_fetch(piece, len as usize, slices.iter().map(|s| s.len as usize));
+        for (chunk, (slice, buf)) in slices.iter().zip(chunks).enumerate() {
+            if self.layout.files[slice.file_index].padding {
+                self.read_cache
+                    .chunk_done(piece, chunk, zeroed(buf, slice.len as usize));
+                continue;
+            }
+            match self.files.get(&self.layout, slice.file_index, false) {
+                Ok(file) => {
+                    let id = self.next_id();
+                    self.ops.insert(id, OpMeta::Read { piece, chunk });
+                    self.backend.start(Op {
+                        id,
+                        file,
+                        offset: slice.offset,
+                        kind: OpKind::Read {
+                            buf,
+                            len: slice.len as usize,
+                        },
+                    });
+                }
+                Err(error) => {
+                    self.read_cache.chunk_failed(piece, chunk, buf);
+                    self.read_failed(piece, error);
+                }
+            }
+        }
+        self.serve(piece);
+    }
+
+    fn read_done(
+        &mut self,
+        piece: PieceIndex,
+        chunk: usize,
+        op: Op,
+        result: std::io::Result<usize>,
+    ) {
+        let OpKind::Read { buf, len } = op.kind else {
+            return;
+        };
+        match result {
+            Ok(read) if read >= len => self.read_cache.chunk_done(piece, chunk, buf),
+            Ok(read) if read > 0 => {
+                let id = self.next_id();
+                self.ops.insert(id, OpMeta::Read { piece, chunk });
+                self.backend.start(Op {
+                    id,
+                    file: op.file,
+                    offset: op.offset + read as u64,
+                    kind: OpKind::Read {
+                        buf,
+                        len: len - read,
+                    },
+                });
+            }
+            other => {
+                let error = other
+                    .err()
+                    .unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                let path = self
+                    .layout
+                    .metainfo()
+                    .piece_slices(piece)
+                    .nth(chunk)
+                    .map(|s| self.layout.files[s.file_index].path.clone())
+                    .unwrap_or_default();
+                self.read_cache.chunk_failed(piece, chunk, buf);
+                self.read_failed(piece, StorageError::from_io(error, path, "read"));
+            }
+        }
+        self.serve(piece);
+    }
+
+    fn read_failed(&mut self, piece: PieceIndex, error: StorageError) {
+        for (token, block) in self.read_cache.fail(piece) {
+            self.emit(StorageEvent::BlockRead {
+                token,
+                block,
+                result: Err(error.clone()),
+            });
+        }
+    }
+
+    fn serve(&mut self, piece: PieceIndex) {
+        for (token, block, data) in self.read_cache.finish(piece) {
+            self.emit(StorageEvent::BlockRead {
+                token,
+                block,
+                result: Ok(data),
+            });
+        }
+    }
+
+    /// Syncs every file written since the last save, then saves resume data.
+    fn start_flush(&mut self, done: Option<Option<Sender<Result<(), StorageError>>>>) {
+        if let Some(done) = done {
+            self.flush_waiters.push(done);
+        }
+        if self.syncs_left > 0 {
+            return;
+        }
+        self.submit_writes();
+        self.flush_snapshot = Some(self.have.clone());
+        let dirty: Vec<usize> = self.dirty.drain().collect();
+        for index in dirty {
+            match self.files.get(&self.layout, index, true) {
+                Ok(file) => {
+                    let id = self.next_id();
+                    self.ops.insert(id, OpMeta::Sync);
+                    self.syncs_left += 1;
+                    self.backend.start(Op {
+                        id,
+                        file,
+                        offset: 0,
+                        kind: OpKind::Sync,
+                    });
+                }
+                Err(error) => {
+                    self.flush_error = Some(error);
+                }
+            }
+        }
+        if self.syncs_left == 0 {
+            self.save_resume();
+        }
+    }
+
+    fn sync_done(&mut self, _op: Op, result: std::io::Result<usize>) {
+        self.syncs_left -= 1;
+        if let Err(error) = result {
+            self.flush_error = Some(StorageError::from_io(error, self.layout.root(), "sync"));
+        }
+        if self.syncs_left == 0 {
+            self.save_resume();
+        }
+    }
+
+    /// Writes resume data covering the pieces verified before the syncs that just finished.
+    fn save_resume(&mut self) {
+        self.last_save = Instant::now();
+        let result = match self.flush_error.take() {
+            Some(error) => Err(error),
+            None => {
+                let covered = self
+                    .flush_snapshot
+                    .take()
+                    .unwrap_or_else(|| self.have.clone());
+                resume::save(&self.layout, &covered)
+            }
+        };
+        if result.is_ok() {
+            self.unsaved = false;
+        }
+        if let Err(error) = &result {
+            self.emit(StorageEvent::ResumeSaveFailed(error.clone()));
+            if self.shutdown.is_some() {
+                self.flush_error = Some(error.clone());
+            }
+        }
+        for done in self.flush_waiters.drain(..).flatten() {
+            let _ = done.send(result.clone());
+        }
+    }
+}
+
+fn zeroed(mut buf: bytes::BytesMut, len: usize) -> bytes::BytesMut {
+    buf.resize(buf.len() + len, 0);
+    buf
+}

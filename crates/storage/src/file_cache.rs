@@ -1,0 +1,129 @@
+//! Open files, created lazily, with a cap on descriptors.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::sync::Arc;
+
+use crate::StorageError;
+use crate::layout::Layout;
+
+/// How many descriptors are kept open when nothing else is said.
+pub(crate) const DEFAULT_MAX_OPEN_FILES: usize = 256;
+
+struct OpenFile {
+    file: Arc<File>,
+    writable: bool,
+    last_used: u64,
+}
+
+/// Keeps at most `max_open` files open (more only while operations hold them), closing the least
+/// recently used first.
+pub(crate) struct FileCache {
+    open: HashMap<usize, OpenFile>,
+    max_open: usize,
+    clock: u64,
+    preallocate: bool,
+}
+
+impl FileCache {
+    pub(crate) fn new(max_open: usize, preallocate: bool) -> Self {
+        Self {
+            open: HashMap::new(),
+            max_open: max_open.max(1),
+            clock: 0,
+            preallocate,
+        }
+    }
+
+    /// The open file `index`, opened for writing (and created, with parent directories and its
+    /// full length, sparse unless preallocating) when `write` is set.
+    pub(crate) fn get(
+        &mut self,
+        layout: &Layout,
+        index: usize,
+        write: bool,
+    ) -> Result<Arc<File>, StorageError> {
+        self.clock += 1;
+        if let Some(open) = self.open.get_mut(&index)
+            && (open.writable || !write)
+        {
+            open.last_used = self.clock;
+            return Ok(open.file.clone());
+        }
+        self.evict();
+        let entry = &layout.files[index];
+        let path = &entry.path;
+        let file = if write {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| StorageError::from_io(e, parent, "create directory"))?;
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| StorageError::from_io(e, path, "open"))?;
+            let metadata = file
+                .metadata()
+                .map_err(|e| StorageError::from_io(e, path, "stat"))?;
+            if !metadata.is_file() {
+                return Err(StorageError::NotAFile { path: path.clone() });
+            }
+            if metadata.len() < entry.length {
+                if self.preallocate {
+                    rustix::fs::fallocate(
+                        &file,
+                        rustix::fs::FallocateFlags::empty(),
+                        0,
+                        entry.length,
+                    )
+                    .map_err(|e| StorageError::from_io(e.into(), path, "preallocate"))?;
+                } else {
+                    file.set_len(entry.length)
+                        .map_err(|e| StorageError::from_io(e, path, "set length"))?;
+                }
+            }
+            file
+        } else {
+            let file = File::open(path).map_err(|e| StorageError::from_io(e, path, "open"))?;
+            let metadata = file
+                .metadata()
+                .map_err(|e| StorageError::from_io(e, path, "stat"))?;
+            if !metadata.is_file() {
+                return Err(StorageError::NotAFile { path: path.clone() });
+            }
+            file
+        };
+        let file = Arc::new(file);
+        self.open.insert(
+            index,
+            OpenFile {
+                file: file.clone(),
+                writable: write,
+                last_used: self.clock,
+            },
+        );
+        Ok(file)
+    }
+
+    /// Closes least recently used files not in use by an operation until one more fits.
+    fn evict(&mut self) {
+        while self.open.len() >= self.max_open {
+            let idle = self
+                .open
+                .iter()
+                .filter(|(_, f)| Arc::strong_count(&f.file) == 1)
+                .min_by_key(|(_, f)| f.last_used)
+                .map(|(index, _)| *index);
+            match idle {
+                Some(index) => {
+                    self.open.remove(&index);
+                }
+                // Every open file has an operation in flight: go over the cap until they finish.
+                None => break,
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Where a torrent's bytes live: its files under the download directory.
+
+use std::path::{Path, PathBuf};
+
+use cratetorrent_metainfo::{FileSlice, Metainfo, PieceIndex};
+
+/// One file of the torrent on disk.
+#[derive(Debug, Clone)]
+pub(crate) struct LayoutFile {
+    pub(crate) path: PathBuf,
+    pub(crate) length: u64,
+    /// BEP 47 padding: never written, reads as zeros.
+    pub(crate) padding: bool,
+}
+
+/// A torrent mapped onto a download directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    metainfo: Metainfo,
+    root: PathBuf,
+    pub(crate) files: Vec<LayoutFile>,
+}
+
+impl Layout {
+    /// Maps `metainfo` under `download_dir`. Paths were checked by the metainfo parser to be relative
+    /// and free of `..`, so every file lies inside `download_dir`.
+    pub fn new(metainfo: &Metainfo, download_dir: &Path) -> Self {
+        let files = metainfo
+            .files()
+            .iter()
+            .map(|file| LayoutFile {
+                path: download_dir.join(file.path()),
+                length: file.length(),
+                padding: file.is_padding(),
+            })
+            .collect();
+        Self {
+            metainfo: metainfo.clone(),
+            root: download_dir.to_path_buf(),
+            files,
+        }
+    }
+
+    /// The torrent.
+    pub fn metainfo(&self) -> &Metainfo {
+        &self.metainfo
+    }
+
+    /// The download directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The on-disk path of file `index`.
+    pub fn path(&self, index: usize) -> Option<&Path> {
+        self.files.get(index).map(|f| f.path.as_path())
+    }
+
+    /// Torrent offset of a byte in `piece`.
+    pub(crate) fn offset(&self, piece: PieceIndex, in_piece: u32) -> u64 {
+        u64::from(piece) * u64::from(self.metainfo.piece_length()) + u64::from(in_piece)
+    }
+
+    /// The file slices covering `len` bytes at torrent offset `offset`.
+    pub(crate) fn slices(&self, offset: u64, len: u64) -> impl Iterator<Item = FileSlice> + '_ {
+        self.metainfo.byte_range_slices(offset, len)
+    }
+}

@@ -1,0 +1,228 @@
+//! Resume: fast-resume data saved atomically after a sync, and the check of existing data.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::UNIX_EPOCH;
+
+use cratetorrent_metainfo::bencode::{self, DictBuilder, Encode};
+use cratetorrent_wire::Bitfield;
+use sha1::{Digest, Sha1};
+
+use crate::StorageError;
+use crate::layout::Layout;
+
+/// Progress of a check of existing data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckProgress {
+    /// Pieces checked so far (hashed or decided without hashing).
+    pub checked: u32,
+    /// Pieces to check.
+    pub total: u32,
+}
+
+/// A file's identity as resume data records it: size and modification time in nanoseconds.
+type Stamp = (u64, i64);
+
+fn resume_path(layout: &Layout) -> PathBuf {
+    layout
+        .root()
+        .join(".cratetorrent")
+        .join(format!("{}.resume", layout.metainfo().info_hash()))
+}
+
+fn stamp(path: &std::path::Path) -> Option<Stamp> {
+    let metadata = fs::metadata(path).ok().filter(fs::Metadata::is_file)?;
+    let modified = metadata.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
+    Some((metadata.len(), i64::try_from(modified.as_nanos()).ok()?))
+}
+
+/// Writes resume data for `have` (which must only hold pieces whose data is synced): to a
+/// temporary file, synced, then renamed over the old one, and the directory synced.
+pub(crate) fn save(layout: &Layout, have: &Bitfield) -> Result<(), StorageError> {
+    let path = resume_path(layout);
+    let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+    fs::create_dir_all(&dir).map_err(|e| StorageError::from_io(e, &dir, "create directory"))?;
+    let files: Vec<DictBuilder> = layout
+        .files
+        .iter()
+        .map(|file| {
+            let mut entry = DictBuilder::new();
+            if let Some((size, mtime)) = stamp(&file.path) {
+                entry
+                    .insert("size", i64::try_from(size).unwrap_or(i64::MAX))
+                    .insert("mtime", mtime);
+            }
+            entry
+        })
+        .collect();
+    let mut dict = DictBuilder::new();
+    dict.insert("info-hash", &layout.metainfo().info_hash().as_bytes()[..])
+        .insert("pieces", have.as_bytes())
+        .insert("files", files);
+    let temp = path.with_extension("resume.tmp");
+    let io = |e, op| StorageError::from_io(e, &temp, op);
+    let mut file = File::create(&temp).map_err(|e| io(e, "create"))?;
+    file.write_all(&dict.to_bencode())
+        .map_err(|e| io(e, "write"))?;
+    file.sync_all().map_err(|e| io(e, "sync"))?;
+    fs::rename(&temp, &path).map_err(|e| StorageError::from_io(e, &path, "rename"))?;
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::from_io(e, &dir, "sync"))?;
+    Ok(())
+}
+
+/// Resume data as saved: the pieces had and each file's stamp.
+struct Saved {
+    have: Bitfield,
+    stamps: Vec<Option<Stamp>>,
+}
+
+/// Loads resume data; anything missing, foreign or malformed counts as no resume data.
+fn load(layout: &Layout) -> Option<Saved> {
+    let bytes = fs::read(resume_path(layout)).ok()?;
+    let value = bencode::decode(&bytes).ok()?;
+    let dict = value.as_dict()?;
+    if dict.get(b"info-hash")?.as_bytes()? != layout.metainfo().info_hash().as_bytes() {
+        return None;
+    }
+    let have = Bitfield::from_payload(
+        dict.get(b"pieces")?.as_bytes()?,
+        layout.metainfo().piece_count(),
+    )
+    .ok()?;
+    let stamps: Vec<Option<Stamp>> = dict
+        .get(b"files")?
+        .as_list()?
+        .iter()
+        .map(|f| {
+            let f = f.as_dict()?;
+            Some((
+                u64::try_from(f.get(b"size")?.as_int()?).ok()?,
+                f.get(b"mtime")?.as_int()?,
+            ))
+        })
+        .collect();
+    (stamps.len() == layout.files.len()).then_some(Saved { have, stamps })
+}
+
+/// Works out which pieces are on disk: trusted from resume data where every file a piece touches
+/// is unchanged since it was saved, hashed (on `threads` threads) where not.
+pub(crate) fn check(
+    layout: &Layout,
+    threads: usize,
+    progress: &(dyn Fn(CheckProgress) + Sync),
+) -> Bitfield {
+    let metainfo = layout.metainfo();
+    let total = metainfo.piece_count();
+    let saved = load(layout);
+    let current: Vec<Option<Stamp>> = layout
+        .files
+        .iter()
+        .map(|f| if f.padding { None } else { stamp(&f.path) })
+        .collect();
+    let unchanged: Vec<bool> = match &saved {
+        Some(saved) => current
+            .iter()
+            .zip(&saved.stamps)
+            .map(|(now, then)| now.is_some() && now == then)
+            .collect(),
+        None => vec![false; current.len()],
+    };
+    let mut have = Bitfield::new(total);
+    let mut to_hash = Vec::new();
+    for piece in 0..total {
+        let slices: Vec<_> = metainfo
+            .piece_slices(piece)
+            .filter(|s| !layout.files[s.file_index].padding)
+            .collect();
+        let trusted = saved.as_ref().is_some_and(|s| s.have.get(piece))
+            && slices.iter().all(|s| unchanged[s.file_index]);
+        if trusted {
+            have.set(piece);
+        } else if slices
+            .iter()
+            .all(|s| current[s.file_index].is_some_and(|(size, _)| size >= s.offset + s.len))
+        {
+            to_hash.push(piece);
+        }
+    }
+    let checked = AtomicU32::new(total - to_hash.len() as u32);
+    progress(CheckProgress {
+        checked: checked.load(Ordering::Relaxed),
+        total,
+    });
+    let verified = hash_pieces(layout, &to_hash, threads, &|| {
+        let done = checked.fetch_add(1, Ordering::Relaxed) + 1;
+        progress(CheckProgress {
+            checked: done,
+            total,
+        });
+    });
+    for piece in verified {
+        have.set(piece);
+    }
+    have
+}
+
+/// Hashes `pieces` from disk on `threads` threads and returns those that match.
+fn hash_pieces(
+    layout: &Layout,
+    pieces: &[u32],
+    threads: usize,
+    tick: &(dyn Fn() + Sync),
+) -> Vec<u32> {
+    let next = AtomicU64::new(0);
+    let metainfo = layout.metainfo();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.clamp(1, pieces.len().max(1)))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut good = Vec::new();
+                    let mut buffer = vec![0u8; metainfo.piece_length() as usize];
+                    let mut open: Option<(usize, File)> = None;
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed) as usize;
+                        let Some(&piece) = pieces.get(index) else {
+                            return good;
+                        };
+                        let len = metainfo.piece_len(piece).unwrap_or(0) as usize;
+                        let data = &mut buffer[..len];
+                        let mut at = 0;
+                        let mut ok = true;
+                        for slice in metainfo.piece_slices(piece) {
+                            let part = &mut data[at..at + slice.len as usize];
+                            at += slice.len as usize;
+                            let file = &layout.files[slice.file_index];
+                            if file.padding {
+                                part.fill(0);
+                                continue;
+                            }
+                            if open.as_ref().is_none_or(|(i, _)| *i != slice.file_index) {
+                                open = File::open(&file.path).ok().map(|f| (slice.file_index, f));
+                            }
+                            ok &= open
+                                .as_ref()
+                                .is_some_and(|(_, f)| f.read_exact_at(part, slice.offset).is_ok());
+                        }
+                        if ok
+                            && metainfo
+                                .piece_hash(piece)
+                                .is_some_and(|h| *h == <[u8; 20]>::from(Sha1::digest(&*data)))
+                        {
+                            good.push(piece);
+                        }
+                        tick();
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    })
+}
