@@ -216,6 +216,7 @@ impl Storage {
     ) -> Result<(Self, Receiver<StorageEvent>), StorageError> {
         let layout = Arc::new(Layout::new(metainfo, download_dir));
         let have = resume::check(&layout, config.hash_threads, progress);
+        create_empty_files(&layout)?;
         let backend = select_backend(&config)?;
         let name = backend.name();
         let (events, receiver) = mpsc::channel();
@@ -391,6 +392,22 @@ impl Drop for Storage {
     fn drop(&mut self) {
         let _ = self.stop();
     }
+}
+
+/// Zero-length files are complete from the start, and no write would ever create them.
+fn create_empty_files(layout: &Layout) -> Result<(), StorageError> {
+    for file in layout.files.iter().filter(|f| f.length == 0 && !f.padding) {
+        if file.path.exists() {
+            continue;
+        }
+        if let Some(parent) = file.path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StorageError::from_io(e, parent, "create directory"))?;
+        }
+        std::fs::File::create(&file.path)
+            .map_err(|e| StorageError::from_io(e, &file.path, "create"))?;
+    }
+    Ok(())
 }
 
 fn select_backend(config: &StorageConfig) -> Result<Box<dyn Backend + Send>, StorageError> {

@@ -1,0 +1,512 @@
+//! The storage against both backends: boundaries, arrival order, hash failures, short writes,
+//! reads, back-pressure, resume and errors.
+
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cratetorrent_metainfo::Metainfo;
+use cratetorrent_metainfo::bencode::{DictBuilder, Encode};
+use cratetorrent_storage::{
+    BackendKind, Storage, StorageConfig, StorageError, StorageEvent, WriteStatus,
+};
+use cratetorrent_wire::{BLOCK_SIZE, BlockInfo, Geometry};
+use sha1::{Digest, Sha1};
+
+const BACKENDS: [BackendKind; 2] = [BackendKind::IoUring, BackendKind::Portable];
+const WAIT: Duration = Duration::from_secs(20);
+
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// A torrent over `files` (name, length, padding) with `piece_length`, and its payload.
+struct Fixture {
+    metainfo: Metainfo,
+    payload: Vec<u8>,
+    files: Vec<(String, usize, bool)>,
+}
+
+fn fixture(files: &[(&str, usize, bool)], piece_length: u32) -> Fixture {
+    let mut payload = Vec::new();
+    let mut entries = Vec::new();
+    for (index, (name, len, padding)) in files.iter().enumerate() {
+        payload.extend(if *padding {
+            vec![0; *len]
+        } else {
+            data(*len, index as u64 + 7)
+        });
+        let mut entry = DictBuilder::new();
+        entry
+            .insert("length", *len as i64)
+            .insert("path", name.split('/').collect::<Vec<_>>());
+        if *padding {
+            entry.insert("attr", "p");
+        }
+        entries.push(entry);
+    }
+    let hashes: Vec<u8> = payload
+        .chunks(piece_length as usize)
+        .flat_map(|c| <[u8; 20]>::from(Sha1::digest(c)))
+        .collect();
+    let mut info = DictBuilder::new();
+    info.insert("files", entries)
+        .insert("name", "t")
+        .insert("piece length", piece_length)
+        .insert("pieces", hashes.as_slice());
+    let mut torrent = DictBuilder::new();
+    torrent.insert("info", info);
+    let metainfo = Metainfo::from_bytes(&torrent.to_bencode()).unwrap();
+    Fixture {
+        metainfo,
+        payload,
+        files: files
+            .iter()
+            .map(|(n, l, p)| (n.to_string(), *l, *p))
+            .collect(),
+    }
+}
+
+/// Every block of the torrent, in a seeded shuffled order.
+fn blocks(fixture: &Fixture, seed: u64) -> Vec<BlockInfo> {
+    let geometry = Geometry::of(&fixture.metainfo);
+    let mut all: Vec<BlockInfo> = (0..geometry.piece_count())
+        .flat_map(|p| geometry.blocks(p).collect::<Vec<_>>())
+        .collect();
+    let mut state = seed | 1;
+    for i in (1..all.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        all.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    all
+}
+
+fn block_data(fixture: &Fixture, block: BlockInfo) -> Bytes {
+    let start =
+        block.piece as usize * fixture.metainfo.piece_length() as usize + block.offset as usize;
+    Bytes::copy_from_slice(&fixture.payload[start..start + block.len as usize])
+}
+
+fn config(backend: BackendKind) -> StorageConfig {
+    StorageConfig {
+        backend,
+        resume_interval: Duration::from_secs(3600),
+        ..StorageConfig::default()
+    }
+}
+
+fn open(fixture: &Fixture, dir: &Path, config: StorageConfig) -> (Storage, Receiver<StorageEvent>) {
+    Storage::open(&fixture.metainfo, dir, config, || {}).unwrap()
+}
+
+/// Pieces not yet had: a piece made only of padding is had from the start.
+fn to_verify(storage: &Storage) -> u32 {
+    storage.have().len() - storage.have().count_ones()
+}
+
+/// Waits until `count` pieces are verified; returns the hash failures seen on the way.
+fn wait_verified(events: &Receiver<StorageEvent>, count: u32) -> Vec<(u32, Vec<u64>)> {
+    let (mut verified, mut failed) = (0, Vec::new());
+    while verified < count {
+        match events.recv_timeout(WAIT).expect("storage event") {
+            StorageEvent::PieceVerified(_) => verified += 1,
+            StorageEvent::HashFailed { piece, peers } => failed.push((piece, peers)),
+            StorageEvent::WriteFailed { error, .. } => panic!("write failed: {error}"),
+            _ => {}
+        }
+    }
+    failed
+}
+
+fn assert_files(fixture: &Fixture, dir: &Path) {
+    let mut at = 0;
+    for (name, len, padding) in &fixture.files {
+        let path = dir.join("t").join(name);
+        if *padding {
+            assert!(!path.exists(), "padding file {name} was written");
+        } else {
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                fixture.payload[at..at + len],
+                "{name}"
+            );
+        }
+        at += len;
+    }
+}
+
+fn boundary_fixture() -> Fixture {
+    // 16 KiB pieces: a block spans `one` (1 byte), `empty`, `small` and into `big`; a padding
+    // file aligns `aligned`; the last piece is short.
+    fixture(
+        &[
+            ("a/one", 1, false),
+            ("a/empty", 0, false),
+            ("a/small", 5000, false),
+            ("big", 40_000, false),
+            (".pad/x", 20_535, true),
+            ("aligned", 16_384 * 2 + 77, false),
+            ("z", 1, false),
+        ],
+        16_384,
+    )
+}
+
+#[test]
+fn boundaries_in_any_order_on_both_backends() {
+    for backend in BACKENDS {
+        for seed in [1, 2, 3] {
+            let fixture = boundary_fixture();
+            let dir = tempfile::tempdir().unwrap();
+            let (storage, events) = open(&fixture, dir.path(), config(backend));
+            for block in blocks(&fixture, seed) {
+                storage
+                    .write_block(block.piece, block.offset, block_data(&fixture, block), 1)
+                    .unwrap();
+            }
+            let expected = to_verify(&storage);
+            assert_eq!(
+                expected,
+                fixture.metainfo.piece_count() - 1,
+                "the padding-only piece is had"
+            );
+            assert!(wait_verified(&events, expected).is_empty());
+            storage.shutdown().unwrap();
+            assert_files(&fixture, dir.path());
+        }
+    }
+}
+
+#[test]
+fn short_writes_resume_at_the_right_offset() {
+    for backend in BACKENDS {
+        let fixture = boundary_fixture();
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, events) = open(
+            &fixture,
+            dir.path(),
+            StorageConfig {
+                max_write_len: Some(1000),
+                ..config(backend)
+            },
+        );
+        for block in blocks(&fixture, 9) {
+            storage
+                .write_block(block.piece, block.offset, block_data(&fixture, block), 1)
+                .unwrap();
+        }
+        wait_verified(&events, to_verify(&storage));
+        storage.shutdown().unwrap();
+        assert_files(&fixture, dir.path());
+    }
+}
+
+#[test]
+fn a_bad_piece_names_its_peers_and_is_rewritten() {
+    for backend in BACKENDS {
+        let fixture = fixture(&[("f", 3 * 32_768, false)], 32_768);
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, events) = open(&fixture, dir.path(), config(backend));
+        let geometry = Geometry::of(&fixture.metainfo);
+        for (index, block) in geometry.blocks(1).enumerate() {
+            let mut bad = block_data(&fixture, block).to_vec();
+            bad[0] ^= 0xff;
+            storage
+                .write_block(1, block.offset, Bytes::from(bad), 10 + index as u64)
+                .unwrap();
+        }
+        let failure = loop {
+            if let StorageEvent::HashFailed { piece, peers } = events.recv_timeout(WAIT).unwrap() {
+                break (piece, peers);
+            }
+        };
+        assert_eq!(failure, (1, vec![10, 11]));
+        for block in blocks(&fixture, 4) {
+            storage
+                .write_block(block.piece, block.offset, block_data(&fixture, block), 3)
+                .unwrap();
+        }
+        assert!(wait_verified(&events, 3).is_empty());
+        storage.shutdown().unwrap();
+        assert_files(&fixture, dir.path());
+    }
+}
+
+#[test]
+fn invalid_blocks_are_refused() {
+    let fixture = boundary_fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, _events) = open(&fixture, dir.path(), config(BackendKind::Portable));
+    for (piece, offset, len) in [
+        (0, 1, 16_384),
+        (0, 0, 100),
+        (99, 0, 16_384),
+        (0, 16_384, 16_384),
+    ] {
+        let result = storage.write_block(piece, offset, Bytes::from(vec![0; len]), 1);
+        assert!(
+            matches!(result, Err(StorageError::InvalidBlock(_))),
+            "{piece} {offset} {len}"
+        );
+    }
+}
+
+#[test]
+fn reads_serve_verified_blocks_across_files_and_padding() {
+    for backend in BACKENDS {
+        let fixture = boundary_fixture();
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, events) = open(&fixture, dir.path(), config(backend));
+        let all = blocks(&fixture, 5);
+        let missing = BlockInfo {
+            piece: 0,
+            offset: 0,
+            len: 16_384,
+        };
+        storage.read_block(missing, 99).unwrap();
+        for block in &all {
+            storage
+                .write_block(block.piece, block.offset, block_data(&fixture, *block), 1)
+                .unwrap();
+        }
+        let mut reads = 0;
+        let mut verified = 0;
+        let mut saw_missing = false;
+        let expected = to_verify(&storage);
+        for (token, block) in all
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| storage.have().get(b.piece))
+        {
+            storage.read_block(*block, token as u64).unwrap();
+        }
+        while verified < expected || reads < all.len() {
+            match events.recv_timeout(WAIT).unwrap() {
+                StorageEvent::PieceVerified(piece) => {
+                    verified += 1;
+                    for (token, block) in all.iter().enumerate().filter(|(_, b)| b.piece == piece) {
+                        storage.read_block(*block, token as u64).unwrap();
+                    }
+                }
+                StorageEvent::BlockRead {
+                    token: 99, result, ..
+                } => {
+                    saw_missing = matches!(result, Err(StorageError::PieceMissing(0)));
+                }
+                StorageEvent::BlockRead {
+                    token,
+                    block,
+                    result,
+                } => {
+                    assert_eq!(block, all[token as usize]);
+                    assert_eq!(result.unwrap(), block_data(&fixture, block));
+                    reads += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(saw_missing);
+        storage.shutdown().unwrap();
+    }
+}
+
+#[test]
+fn memory_is_capped_and_released() {
+    let fixture = fixture(&[("f", 64 * 16_384, false)], 4 * 16_384);
+    let dir = tempfile::tempdir().unwrap();
+    let cap = 8 * 16_384;
+    let (storage, events) = open(
+        &fixture,
+        dir.path(),
+        StorageConfig {
+            max_memory: cap,
+            ..config(BackendKind::IoUring)
+        },
+    );
+    // Blocks held out of order cannot be hashed: fill the cap with second halves of pieces.
+    let geometry = Geometry::of(&fixture.metainfo);
+    let mut full = false;
+    for piece in 0..4 {
+        for block in geometry.blocks(piece).skip(2) {
+            full |= storage
+                .write_block(piece, block.offset, block_data(&fixture, block), 1)
+                .unwrap()
+                == WriteStatus::Full;
+        }
+    }
+    assert!(full && storage.is_full());
+    assert!(storage.held_bytes() >= cap);
+    for piece in 0..4 {
+        for block in geometry.blocks(piece).take(2) {
+            storage
+                .write_block(piece, block.offset, block_data(&fixture, block), 1)
+                .unwrap();
+        }
+    }
+    let mut available = false;
+    let mut verified = 0;
+    while verified < 4 || !available {
+        match events.recv_timeout(WAIT).unwrap() {
+            StorageEvent::PieceVerified(_) => verified += 1,
+            StorageEvent::MemoryAvailable => available = true,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(!storage.is_full());
+    storage.shutdown().unwrap();
+}
+
+fn write_pieces(storage: &Storage, fixture: &Fixture, pieces: &[u32]) {
+    let geometry = Geometry::of(&fixture.metainfo);
+    for &piece in pieces {
+        for block in geometry.blocks(piece) {
+            storage
+                .write_block(piece, block.offset, block_data(fixture, block), 1)
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn resume_trusts_unchanged_files_and_rechecks_changed_ones() {
+    for backend in BACKENDS {
+        let fixture = fixture(
+            &[("a", 3 * 16_384, false), ("b", 3 * 16_384, false)],
+            16_384,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, events) = open(&fixture, dir.path(), config(backend));
+        write_pieces(&storage, &fixture, &[0, 2, 4]);
+        wait_verified(&events, 3);
+        storage.shutdown().unwrap();
+
+        let (storage, _) = open(&fixture, dir.path(), config(backend));
+        assert_eq!(storage.have().iter_ones().collect::<Vec<_>>(), [0, 2, 4]);
+        storage.shutdown().unwrap();
+
+        // Corrupt piece 4 (in file b); the changed mtime forces a recheck of b only.
+        let path = dir.path().join("t/b");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[16_384 + 5] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let (storage, _) = open(&fixture, dir.path(), config(backend));
+        assert_eq!(storage.have().iter_ones().collect::<Vec<_>>(), [0, 2]);
+        storage.shutdown().unwrap();
+    }
+}
+
+#[test]
+fn without_resume_data_existing_files_are_hashed() {
+    let fixture = fixture(&[("a", 5 * 16_384 + 3, false)], 16_384);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t/a");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut bytes = fixture.payload.clone();
+    bytes[3 * 16_384] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let progress = std::sync::Mutex::new(Vec::new());
+    let (storage, _) = Storage::open_with_progress(
+        &fixture.metainfo,
+        dir.path(),
+        config(BackendKind::Auto),
+        || {},
+        &|p| progress.lock().unwrap().push(p.checked),
+    )
+    .unwrap();
+    assert_eq!(
+        storage.have().iter_ones().collect::<Vec<_>>(),
+        [0, 1, 2, 4, 5]
+    );
+    assert_eq!(progress.lock().unwrap().iter().max(), Some(&6));
+}
+
+#[test]
+fn a_directory_where_a_file_belongs_is_a_typed_error() {
+    for backend in BACKENDS {
+        let fixture = fixture(&[("a", 16_384, false), ("b", 16_384, false)], 16_384);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("t/b/oops")).unwrap();
+        let (storage, events) = open(&fixture, dir.path(), config(backend));
+        write_pieces(&storage, &fixture, &[0, 1]);
+        let mut verified = Vec::new();
+        let mut failed = None;
+        while verified.len() + usize::from(failed.is_some()) < 2 {
+            match events.recv_timeout(WAIT).unwrap() {
+                StorageEvent::PieceVerified(piece) => verified.push(piece),
+                StorageEvent::WriteFailed { pieces, error } => failed = Some((pieces, error)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let (pieces, error) = failed.unwrap();
+        assert_eq!((verified, pieces), (vec![0], vec![1]));
+        assert!(
+            matches!(&error, StorageError::NotAFile { path } if path == &dir.path().join("t/b")),
+            "{error:?}"
+        );
+        drop(storage);
+    }
+}
+
+/// Mounts a 256 KiB tmpfs; the guard unmounts it.
+struct SmallFs(PathBuf);
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+#[ignore = "needs root: mounts a size-limited tmpfs"]
+fn a_full_disk_is_reported_with_its_path_and_resume_data_stays_true() {
+    for backend in BACKENDS {
+        let fixture = fixture(&[("big", 32 * 16_384, false)], 16_384);
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount failed");
+        let _guard = SmallFs(dir.path().to_path_buf());
+        let (storage, events) = open(&fixture, dir.path(), config(backend));
+        write_pieces(&storage, &fixture, &(0..32).collect::<Vec<_>>());
+        let mut verified = Vec::new();
+        let error = loop {
+            match events.recv_timeout(WAIT).unwrap() {
+                StorageEvent::PieceVerified(piece) => verified.push(piece),
+                StorageEvent::WriteFailed { error, .. } => break error,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert!(
+            matches!(&error, StorageError::NoSpace { path } if path.ends_with("t/big")),
+            "{error:?}"
+        );
+        let _ = storage.shutdown();
+        // Whatever resume data was saved must only claim pieces whose data is really there.
+        let (storage, _) = open(&fixture, dir.path(), config(backend));
+        for piece in storage.have().iter_ones() {
+            let start = piece as usize * 16_384;
+            let on_disk = std::fs::read(dir.path().join("t/big")).unwrap();
+            assert_eq!(
+                on_disk[start..start + 16_384],
+                fixture.payload[start..start + 16_384]
+            );
+        }
+        drop(storage);
+    }
+}
