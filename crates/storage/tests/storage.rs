@@ -1,7 +1,12 @@
 //! The storage against both backends: boundaries, arrival order, hash failures, short writes,
 //! reads, back-pressure, resume and errors.
 
-#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
@@ -13,7 +18,7 @@ use cratetorrent_metainfo::bencode::{DictBuilder, Encode};
 use cratetorrent_storage::{
     BackendKind, Storage, StorageConfig, StorageError, StorageEvent, WriteStatus,
 };
-use cratetorrent_wire::{BLOCK_SIZE, BlockInfo, Geometry};
+use cratetorrent_wire::{BlockInfo, Geometry};
 use sha1::{Digest, Sha1};
 
 const BACKENDS: [BackendKind; 2] = [BackendKind::IoUring, BackendKind::Portable];
