@@ -13,97 +13,16 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cratetorrent_metainfo::Metainfo;
-use cratetorrent_metainfo::bencode::{DictBuilder, Encode};
 use cratetorrent_storage::{
     BackendKind, Storage, StorageConfig, StorageError, StorageEvent, WriteStatus,
 };
 use cratetorrent_wire::{BlockInfo, Geometry};
-use sha1::{Digest, Sha1};
 
 const BACKENDS: [BackendKind; 2] = [BackendKind::IoUring, BackendKind::Portable];
 const WAIT: Duration = Duration::from_secs(20);
 
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
-/// A torrent over `files` (name, length, padding) with `piece_length`, and its payload.
-struct Fixture {
-    metainfo: Metainfo,
-    payload: Vec<u8>,
-    files: Vec<(String, usize, bool)>,
-}
-
-fn fixture(files: &[(&str, usize, bool)], piece_length: u32) -> Fixture {
-    let mut payload = Vec::new();
-    let mut entries = Vec::new();
-    for (index, (name, len, padding)) in files.iter().enumerate() {
-        payload.extend(if *padding {
-            vec![0; *len]
-        } else {
-            data(*len, index as u64 + 7)
-        });
-        let mut entry = DictBuilder::new();
-        entry
-            .insert("length", *len as i64)
-            .insert("path", name.split('/').collect::<Vec<_>>());
-        if *padding {
-            entry.insert("attr", "p");
-        }
-        entries.push(entry);
-    }
-    let hashes: Vec<u8> = payload
-        .chunks(piece_length as usize)
-        .flat_map(|c| <[u8; 20]>::from(Sha1::digest(c)))
-        .collect();
-    let mut info = DictBuilder::new();
-    info.insert("files", entries)
-        .insert("name", "t")
-        .insert("piece length", piece_length)
-        .insert("pieces", hashes.as_slice());
-    let mut torrent = DictBuilder::new();
-    torrent.insert("info", info);
-    let metainfo = Metainfo::from_bytes(&torrent.to_bencode()).unwrap();
-    Fixture {
-        metainfo,
-        payload,
-        files: files
-            .iter()
-            .map(|(n, l, p)| (n.to_string(), *l, *p))
-            .collect(),
-    }
-}
-
-/// Every block of the torrent, in a seeded shuffled order.
-fn blocks(fixture: &Fixture, seed: u64) -> Vec<BlockInfo> {
-    let geometry = Geometry::of(&fixture.metainfo);
-    let mut all: Vec<BlockInfo> = (0..geometry.piece_count())
-        .flat_map(|p| geometry.blocks(p).collect::<Vec<_>>())
-        .collect();
-    let mut state = seed | 1;
-    for i in (1..all.len()).rev() {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        all.swap(i, (state % (i as u64 + 1)) as usize);
-    }
-    all
-}
-
-fn block_data(fixture: &Fixture, block: BlockInfo) -> Bytes {
-    let start =
-        block.piece as usize * fixture.metainfo.piece_length() as usize + block.offset as usize;
-    Bytes::copy_from_slice(&fixture.payload[start..start + block.len as usize])
-}
+mod common;
+use common::{Fixture, block_data, blocks, fixture};
 
 fn config(backend: BackendKind) -> StorageConfig {
     StorageConfig {
