@@ -77,7 +77,7 @@ fn child(dir: &Path) {
         report(event, &mut verified);
     }
     storage.shutdown().unwrap();
-    writeln!(std::io::stdout(), "DONE").unwrap();
+    println!("DONE");
 }
 
 #[test]

@@ -1,6 +1,11 @@
 //! Torrent fixtures shared by the storage tests.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::cast_possible_truncation)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
 
 use bytes::Bytes;
 use cratetorrent_metainfo::Metainfo;
