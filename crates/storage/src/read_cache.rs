@@ -85,13 +85,21 @@ impl ReadCache {
             None => BytesMut::with_capacity(len),
         };
         whole.clear();
-        whole.resize(len, 0);
-        let mut chunks = Vec::new();
-        for chunk_len in chunk_lens {
-            let mut chunk = whole.split_to(chunk_len.min(whole.len()));
-            chunk.clear();
-            chunks.push(chunk);
-        }
+        let lens: Vec<usize> = chunk_lens.collect();
+        let chunks = if lens.len() == 1 {
+            // One file slice (the common case): read straight into the spare capacity.
+            vec![whole]
+        } else {
+            // Splitting needs initialised length; the reads then refill each chunk from empty.
+            whole.resize(len, 0);
+            lens.iter()
+                .map(|&chunk_len| {
+                    let mut chunk = whole.split_to(chunk_len.min(whole.len()));
+                    chunk.clear();
+                    chunk
+                })
+                .collect()
+        };
         if let Some(fetch) = self.fetching.get_mut(&piece) {
             fetch.chunks = (0..chunks.len()).map(|_| None).collect();
         }
