@@ -77,6 +77,30 @@ pub(crate) struct PendingWrite {
     held: Arc<HeldBlock>,
 }
 
+/// An operation waiting for a file descriptor (the open-file cap is reached and every open file
+/// has an operation in flight).
+pub(crate) enum Deferred {
+    Write(Vec<PendingWrite>),
+    Read {
+        piece: PieceIndex,
+        chunk: usize,
+        file: usize,
+        offset: u64,
+        buf: bytes::BytesMut,
+        len: usize,
+    },
+    Sync(usize),
+}
+
+impl Deferred {
+    fn file(&self) -> usize {
+        match self {
+            Deferred::Write(run) => run.first().map_or(0, |w| w.file),
+            Deferred::Read { file, .. } | Deferred::Sync(file) => *file,
+        }
+    }
+}
+
 pub(crate) enum OpMeta {
     Write {
         file: usize,
@@ -104,6 +128,7 @@ pub(crate) struct Disk {
     pub(crate) resume_interval: Duration,
     pub(crate) pieces: HashMap<PieceIndex, PieceProgress>,
     pub(crate) waiting: Vec<PendingWrite>,
+    pub(crate) deferred: std::collections::VecDeque<Deferred>,
     pub(crate) ops: HashMap<u64, OpMeta>,
     pub(crate) next_op: u64,
     pub(crate) dirty: HashSet<usize>,
@@ -147,6 +172,7 @@ impl Disk {
             for completion in completions.drain(..) {
                 self.complete(completion);
             }
+            self.retry_deferred();
             if self.unsaved
                 && self.syncs_left == 0
                 && self.last_save.elapsed() >= self.resume_interval
@@ -268,36 +294,105 @@ impl Disk {
     }
 
     fn start_write(&mut self, run: Vec<PendingWrite>) {
-        let Some(first) = run.first() else { return };
-        let (file_index, offset) = (first.file, first.offset);
-        let mut pieces = Vec::with_capacity(run.len());
-        let mut bufs = Vec::with_capacity(run.len());
-        let mut held = Vec::with_capacity(run.len());
-        for write in run {
-            pieces.push(write.piece);
-            bufs.push(write.data);
-            held.push(write.held);
+        if run.is_empty() {
+            return;
         }
-        match self.files.get(&self.layout, file_index, true) {
-            Ok(file) => {
-                self.dirty.insert(file_index);
-                let id = self.next_id();
-                self.ops.insert(
-                    id,
-                    OpMeta::Write {
-                        file: file_index,
-                        pieces,
-                        held,
-                    },
-                );
-                self.backend.start(Op {
-                    id,
-                    file,
-                    offset,
-                    kind: OpKind::Write(bufs),
-                });
+        self.start_or_defer(Deferred::Write(run));
+    }
+
+    /// Starts an operation, or queues it until a descriptor is free.
+    fn start_or_defer(&mut self, op: Deferred) {
+        if !self.deferred.is_empty() || !self.files.can_open(op.file()) {
+            self.deferred.push_back(op);
+            return;
+        }
+        self.start(op);
+    }
+
+    fn retry_deferred(&mut self) {
+        while let Some(op) = self.deferred.front() {
+            if !self.files.can_open(op.file()) {
+                return;
             }
-            Err(error) => self.fail_pieces(&pieces, error),
+            if let Some(op) = self.deferred.pop_front() {
+                self.start(op);
+            }
+        }
+    }
+
+    fn start(&mut self, op: Deferred) {
+        match op {
+            Deferred::Write(run) => {
+                let (file_index, offset) = (run[0].file, run[0].offset);
+                let mut pieces = Vec::with_capacity(run.len());
+                let mut bufs = Vec::with_capacity(run.len());
+                let mut held = Vec::with_capacity(run.len());
+                for write in run {
+                    pieces.push(write.piece);
+                    bufs.push(write.data);
+                    held.push(write.held);
+                }
+                match self.files.get(&self.layout, file_index, true) {
+                    Ok(file) => {
+                        self.dirty.insert(file_index);
+                        let id = self.next_id();
+                        self.ops.insert(
+                            id,
+                            OpMeta::Write {
+                                file: file_index,
+                                pieces,
+                                held,
+                            },
+                        );
+                        self.backend.start(Op {
+                            id,
+                            file,
+                            offset,
+                            kind: OpKind::Write(bufs),
+                        });
+                    }
+                    Err(error) => self.fail_pieces(&pieces, error),
+                }
+            }
+            Deferred::Read {
+                piece,
+                chunk,
+                file: file_index,
+                offset,
+                buf,
+                len,
+            } => match self.files.get(&self.layout, file_index, false) {
+                Ok(file) => {
+                    let id = self.next_id();
+                    self.ops.insert(id, OpMeta::Read { piece, chunk });
+                    self.backend.start(Op {
+                        id,
+                        file,
+                        offset,
+                        kind: OpKind::Read { buf, len },
+                    });
+                }
+                Err(error) => {
+                    self.read_cache.chunk_failed(piece, chunk, buf);
+                    self.read_failed(piece, error);
+                }
+            },
+            Deferred::Sync(index) => match self.files.get(&self.layout, index, true) {
+                Ok(file) => {
+                    let id = self.next_id();
+                    self.ops.insert(id, OpMeta::Sync);
+                    self.backend.start(Op {
+                        id,
+                        file,
+                        offset: 0,
+                        kind: OpKind::Sync,
+                    });
+                }
+                Err(error) => {
+                    self.flush_error = Some(error);
+                    self.sync_finished();
+                }
+            },
         }
     }
 
@@ -459,25 +554,15 @@ impl Disk {
                     .chunk_done(piece, chunk, zeroed(buf, slice.len as usize));
                 continue;
             }
-            match self.files.get(&self.layout, slice.file_index, false) {
-                Ok(file) => {
-                    let id = self.next_id();
-                    self.ops.insert(id, OpMeta::Read { piece, chunk });
-                    self.backend.start(Op {
-                        id,
-                        file,
-                        offset: slice.offset,
-                        kind: OpKind::Read {
-                            buf,
-                            len: slice.len as usize,
-                        },
-                    });
-                }
-                Err(error) => {
-                    self.read_cache.chunk_failed(piece, chunk, buf);
-                    self.read_failed(piece, error);
-                }
-            }
+            let read = Deferred::Read {
+                piece,
+                chunk,
+                file: slice.file_index,
+                offset: slice.offset,
+                buf,
+                len: slice.len as usize,
+            };
+            self.start_or_defer(read);
         }
         self.serve(piece);
     }
@@ -556,23 +641,9 @@ impl Disk {
         self.submit_writes();
         self.flush_snapshot = Some(self.have.clone());
         let dirty: Vec<usize> = self.dirty.drain().collect();
+        self.syncs_left += dirty.len();
         for index in dirty {
-            match self.files.get(&self.layout, index, true) {
-                Ok(file) => {
-                    let id = self.next_id();
-                    self.ops.insert(id, OpMeta::Sync);
-                    self.syncs_left += 1;
-                    self.backend.start(Op {
-                        id,
-                        file,
-                        offset: 0,
-                        kind: OpKind::Sync,
-                    });
-                }
-                Err(error) => {
-                    self.flush_error = Some(error);
-                }
-            }
+            self.start_or_defer(Deferred::Sync(index));
         }
         if self.syncs_left == 0 {
             self.save_resume();
@@ -580,10 +651,14 @@ impl Disk {
     }
 
     fn sync_done(&mut self, _op: Op, result: std::io::Result<usize>) {
-        self.syncs_left -= 1;
         if let Err(error) = result {
             self.flush_error = Some(StorageError::from_io(error, self.layout.root(), "sync"));
         }
+        self.sync_finished();
+    }
+
+    fn sync_finished(&mut self) {
+        self.syncs_left -= 1;
         if self.syncs_left == 0 {
             self.save_resume();
         }

@@ -108,6 +108,14 @@ impl FileCache {
         Ok(file)
     }
 
+    /// Whether file `index` can be had without going over the cap: it is open, there is room, or
+    /// an open file is idle and can be closed.
+    pub(crate) fn can_open(&self, index: usize) -> bool {
+        self.open.contains_key(&index)
+            || self.open.len() < self.max_open
+            || self.open.values().any(|f| Arc::strong_count(&f.file) == 1)
+    }
+
     /// Closes least recently used files not in use by an operation until one more fits.
     fn evict(&mut self) {
         while self.open.len() >= self.max_open {

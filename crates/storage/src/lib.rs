@@ -263,6 +263,7 @@ impl Storage {
             resume_interval: config.resume_interval,
             pieces: HashMap::new(),
             waiting: Vec::new(),
+            deferred: std::collections::VecDeque::new(),
             ops: HashMap::new(),
             next_op: 0,
             dirty: HashSet::new(),

@@ -434,3 +434,46 @@ fn a_full_disk_is_reported_with_its_path_and_resume_data_stays_true() {
         drop(storage);
     }
 }
+
+#[test]
+#[ignore = "needs root: mounts a read-only tmpfs"]
+fn a_read_only_download_directory_is_a_typed_error() {
+    for backend in BACKENDS {
+        let fixture = fixture(&[("a", 16_384, false)], 16_384);
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount failed");
+        let _guard = SmallFs(dir.path().to_path_buf());
+        let (storage, events) = open(&fixture, dir.path(), config(backend));
+        storage
+            .write_block(
+                0,
+                0,
+                block_data(
+                    &fixture,
+                    BlockInfo {
+                        piece: 0,
+                        offset: 0,
+                        len: 16_384,
+                    },
+                ),
+                1,
+            )
+            .unwrap();
+        match events.recv_timeout(WAIT).unwrap() {
+            StorageEvent::WriteFailed { pieces, error } => {
+                assert_eq!(pieces, [0]);
+                assert!(
+                    matches!(&error, StorageError::ReadOnly { path } if path.starts_with(dir.path())),
+                    "{error:?}"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        drop(storage);
+    }
+}
