@@ -15,13 +15,14 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use cratetorrent_storage::{Storage, StorageConfig, StorageEvent};
+use cratetorrent_storage::{BackendKind, Storage, StorageConfig, StorageEvent};
 use cratetorrent_wire::Geometry;
 
 mod common;
 use common::{Fixture, block_data, fixture};
 
 const CHILD_DIR: &str = "CT_CRASH_CHILD_DIR";
+const CHILD_BACKEND: &str = "CT_CHILD_BACKEND";
 const TEST: &str = "killed_downloads_resume_with_exactly_their_verified_pieces";
 
 fn torrent() -> Fixture {
@@ -43,6 +44,14 @@ fn config() -> StorageConfig {
 }
 
 /// The child: writes every missing piece, printing each verified piece, until killed or done.
+/// The backend named in the child's environment.
+fn child_backend() -> BackendKind {
+    match std::env::var(CHILD_BACKEND).as_deref() {
+        Ok("portable") => BackendKind::Portable,
+        _ => BackendKind::IoUring,
+    }
+}
+
 fn child(dir: &Path) {
     let fixture = torrent();
     let (storage, events) = Storage::open(&fixture.metainfo, dir, config(), || {}).unwrap();
@@ -86,6 +95,12 @@ fn killed_downloads_resume_with_exactly_their_verified_pieces() {
         child(Path::new(&dir));
         return;
     }
+    for backend in ["io_uring", "portable"] {
+        crash_and_resume(backend);
+    }
+}
+
+fn crash_and_resume(backend: &str) {
     let fixture = torrent();
     let dir = tempfile::tempdir().unwrap();
     let piece_len = fixture.metainfo.piece_length() as usize;
@@ -94,6 +109,7 @@ fn killed_downloads_resume_with_exactly_their_verified_pieces() {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
             .env(CHILD_DIR, dir.path())
+            .env(CHILD_BACKEND, backend)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -11,13 +11,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cratetorrent_storage::{Storage, StorageConfig, StorageEvent};
+use cratetorrent_storage::{BackendKind, Storage, StorageConfig, StorageEvent};
 use cratetorrent_wire::{BlockInfo, Geometry};
 
 mod common;
 use common::{Fixture, block_data, fixture};
 
 const CHILD_DIR: &str = "CT_FD_CHILD_DIR";
+const CHILD_BACKEND: &str = "CT_CHILD_BACKEND";
 const TEST: &str = "twenty_thousand_files_under_ulimit_1024";
 
 fn torrent() -> Fixture {
@@ -32,10 +33,26 @@ fn torrent() -> Fixture {
     fixture(&files, 64 * 1024)
 }
 
+/// The backend named in the child's environment.
+fn child_backend() -> BackendKind {
+    match std::env::var(CHILD_BACKEND).as_deref() {
+        Ok("portable") => BackendKind::Portable,
+        _ => BackendKind::IoUring,
+    }
+}
+
 fn child(dir: &Path) {
     let fixture = torrent();
-    let (storage, events) =
-        Storage::open(&fixture.metainfo, dir, StorageConfig::default(), || {}).unwrap();
+    let (storage, events) = Storage::open(
+        &fixture.metainfo,
+        dir,
+        StorageConfig {
+            backend: child_backend(),
+            ..StorageConfig::default()
+        },
+        || {},
+    )
+    .unwrap();
     let geometry = Geometry::of(&fixture.metainfo);
     for piece in 0..geometry.piece_count() {
         for block in geometry.blocks(piece) {
@@ -79,6 +96,12 @@ fn twenty_thousand_files_under_ulimit_1024() {
         child(Path::new(&dir));
         return;
     }
+    for backend in ["io_uring", "portable"] {
+        run_under_limit(backend);
+    }
+}
+
+fn run_under_limit(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let status = Command::new("sh")
@@ -88,9 +111,13 @@ fn twenty_thousand_files_under_ulimit_1024() {
         ))
         .arg(&exe)
         .env(CHILD_DIR, dir.path())
+        .env(CHILD_BACKEND, backend)
         .status()
         .unwrap();
-    assert!(status.success(), "the download failed under ulimit -n 1024");
+    assert!(
+        status.success(),
+        "{backend}: the download failed under ulimit -n 1024"
+    );
     let fixture = torrent();
     let mut at = 0;
     for (name, len, _) in fixture.files.iter().step_by(997) {
