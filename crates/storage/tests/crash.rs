@@ -38,6 +38,7 @@ fn torrent() -> Fixture {
 
 fn config() -> StorageConfig {
     StorageConfig {
+        backend: child_backend(),
         resume_interval: Duration::from_millis(20),
         ..StorageConfig::default()
     }
