@@ -1,7 +1,8 @@
 //! Storage throughput beside a plain `pwritev`/`preadv` loop doing the same work.
 //!
 //! `cargo bench -p cratetorrent-storage --bench storage` runs, for a payload (1 GiB by default,
-//! `CT_BENCH_MIB` to change), on `/dev/shm` and on disk (`CT_BENCH_DISK_DIR`, default `/var/tmp`),
+//! `CT_BENCH_MIB` to change), on `/dev/shm` and on disk (`CT_BENCH_DISK_DIR`, default `/var/tmp`;
+//! `CT_BENCH_DIRS=shm` or `disk` for one of them),
 //! with one file and with 200 files, with 256 KiB and 1 MiB pieces:
 //! - write + hash: 16 KiB blocks shuffled within each piece, until every piece is verified;
 //! - read for seeding: every block requested in piece order (256 outstanding);
@@ -342,7 +343,15 @@ fn main() {
         "{:<10} {:<9} {:<7} {:>26} {:>26} {:>20}",
         "dir", "files", "piece", "write+hash", "read (16 KiB blocks)", "full check"
     );
-    for (dir_name, base) in [("/dev/shm", PathBuf::from("/dev/shm")), ("disk", disk)] {
+    let wanted = std::env::var("CT_BENCH_DIRS").unwrap_or_else(|_| "shm,disk".into());
+    let dirs = [
+        ("/dev/shm", "shm", PathBuf::from("/dev/shm")),
+        ("disk", "disk", disk),
+    ];
+    for (dir_name, _, base) in dirs
+        .into_iter()
+        .filter(|(_, key, _)| wanted.split(',').any(|w| w == *key))
+    {
         for files in [1usize, 200] {
             for piece_length in [256u32 << 10, 1 << 20] {
                 let case = case(total, files, piece_length);
