@@ -8,8 +8,9 @@
 //! - read for seeding: every block requested in piece order (256 outstanding);
 //! - full check of the existing data (no resume data), on all cores.
 //!
-//! It prints MB/s for the storage (io_uring and portable backends) and for the plain loop, plus
-//! the peak RSS of the process after the write runs.
+//! It prints MB/s for the storage (io_uring and portable backends) and for the plain loop (the
+//! median of three runs for writes and reads, after one discarded warm-up run), plus the peak RSS
+//! of the process after the write runs.
 
 #![allow(
     clippy::unwrap_used,
@@ -314,6 +315,13 @@ fn check_plain(case: &Case, dir: &Path) -> f64 {
     mbps(case.metainfo.total_length(), started.elapsed())
 }
 
+/// The median of three runs.
+fn median3(mut run: impl FnMut() -> f64) -> f64 {
+    let mut figures = [run(), run(), run()];
+    figures.sort_by(f64::total_cmp);
+    figures[1]
+}
+
 /// The process's peak resident set (VmHWM), in MiB.
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -343,6 +351,7 @@ fn main() {
         "{:<10} {:<9} {:<7} {:>26} {:>26} {:>20}",
         "dir", "files", "piece", "write+hash", "read (16 KiB blocks)", "full check"
     );
+    let mut warmed_up = false;
     let wanted = std::env::var("CT_BENCH_DIRS").unwrap_or_else(|_| "shm,disk".into());
     let dirs = [
         ("/dev/shm", "shm", PathBuf::from("/dev/shm")),
