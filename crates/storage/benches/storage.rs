@@ -365,18 +365,23 @@ fn main() {
             for piece_length in [256u32 << 10, 1 << 20] {
                 let case = case(total, files, piece_length);
                 let dir = base.join(format!("ct-storage-bench-{}", std::process::id()));
+                if !warmed_up {
+                    // The first run in a process pays for thread start-up and fresh page faults.
+                    write_storage(&case, &dir, BackendKind::IoUring);
+                    warmed_up = true;
+                }
                 let write = (
-                    write_storage(&case, &dir, BackendKind::IoUring),
-                    write_storage(&case, &dir, BackendKind::Portable),
-                    write_plain(&case, &dir),
+                    median3(|| write_storage(&case, &dir, BackendKind::IoUring)),
+                    median3(|| write_storage(&case, &dir, BackendKind::Portable)),
+                    median3(|| write_plain(&case, &dir)),
                 );
                 let rss = peak_rss_mib();
                 // Leave the storage's data in place for the read and check runs.
                 write_storage(&case, &dir, BackendKind::IoUring);
                 let read = (
-                    read_storage(&case, &dir, BackendKind::IoUring),
-                    read_storage(&case, &dir, BackendKind::Portable),
-                    read_plain(&case, &dir),
+                    median3(|| read_storage(&case, &dir, BackendKind::IoUring)),
+                    median3(|| read_storage(&case, &dir, BackendKind::Portable)),
+                    median3(|| read_plain(&case, &dir)),
                 );
                 let check = (check_storage(&case, &dir), check_plain(&case, &dir));
                 let _ = std::fs::remove_dir_all(&dir);
