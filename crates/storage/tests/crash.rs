@@ -15,14 +15,13 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use cratetorrent_storage::{BackendKind, Storage, StorageConfig, StorageEvent};
+use cratetorrent_storage::{Storage, StorageConfig, StorageEvent};
 use cratetorrent_wire::Geometry;
 
 mod common;
-use common::{Fixture, block_data, fixture};
+use common::{CHILD_BACKEND, Fixture, block_data, child_backend, fixture};
 
 const CHILD_DIR: &str = "CT_CRASH_CHILD_DIR";
-const CHILD_BACKEND: &str = "CT_CHILD_BACKEND";
 const TEST: &str = "killed_downloads_resume_with_exactly_their_verified_pieces";
 
 fn torrent() -> Fixture {
@@ -45,14 +44,6 @@ fn config() -> StorageConfig {
 }
 
 /// The child: writes every missing piece, printing each verified piece, until killed or done.
-/// The backend named in the child's environment.
-fn child_backend() -> BackendKind {
-    match std::env::var(CHILD_BACKEND).as_deref() {
-        Ok("portable") => BackendKind::Portable,
-        _ => BackendKind::IoUring,
-    }
-}
-
 fn child(dir: &Path) {
     let fixture = torrent();
     let (storage, events) = Storage::open(&fixture.metainfo, dir, config(), || {}).unwrap();

@@ -12,14 +12,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cratetorrent_storage::{BackendKind, Storage, StorageConfig, StorageEvent};
+use cratetorrent_storage::{Storage, StorageConfig, StorageEvent};
 use cratetorrent_wire::{BlockInfo, Geometry};
 
 mod common;
-use common::{Fixture, block_data, fixture};
+use common::{CHILD_BACKEND, Fixture, block_data, child_backend, fixture};
 
 const CHILD_DIR: &str = "CT_FD_CHILD_DIR";
-const CHILD_BACKEND: &str = "CT_CHILD_BACKEND";
 const TEST: &str = "twenty_thousand_files_under_ulimit_1024";
 
 fn torrent() -> Fixture {
@@ -32,14 +31,6 @@ fn torrent() -> Fixture {
         .map(|(i, n)| (n.as_str(), 50 + i % 150, false))
         .collect();
     fixture(&files, 64 * 1024)
-}
-
-/// The backend named in the child's environment.
-fn child_backend() -> BackendKind {
-    match std::env::var(CHILD_BACKEND).as_deref() {
-        Ok("portable") => BackendKind::Portable,
-        _ => BackendKind::IoUring,
-    }
 }
 
 fn child(dir: &Path) {

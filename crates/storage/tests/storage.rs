@@ -384,8 +384,20 @@ fn a_directory_where_a_file_belongs_is_a_typed_error() {
     }
 }
 
-/// Mounts a 256 KiB tmpfs; the guard unmounts it.
+/// A small tmpfs mounted over a directory; unmounted on drop.
 struct SmallFs(PathBuf);
+
+impl SmallFs {
+    fn mount(dir: &Path, options: &str) -> Self {
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount failed");
+        Self(dir.to_path_buf())
+    }
+}
 
 impl Drop for SmallFs {
     fn drop(&mut self) {
@@ -399,13 +411,7 @@ fn a_full_disk_is_reported_with_its_path_and_resume_data_stays_true() {
     for backend in BACKENDS {
         let fixture = fixture(&[("big", 32 * 16_384, false)], 16_384);
         let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount failed");
-        let _guard = SmallFs(dir.path().to_path_buf());
+        let _guard = SmallFs::mount(dir.path(), "size=256k");
         let (storage, events) = open(&fixture, dir.path(), config(backend));
         write_pieces(&storage, &fixture, &(0..32).collect::<Vec<_>>());
         let mut verified = Vec::new();
@@ -441,13 +447,7 @@ fn a_read_only_download_directory_is_a_typed_error() {
     for backend in BACKENDS {
         let fixture = fixture(&[("a", 16_384, false)], 16_384);
         let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount failed");
-        let _guard = SmallFs(dir.path().to_path_buf());
+        let _guard = SmallFs::mount(dir.path(), "ro,size=64k");
         let (storage, events) = open(&fixture, dir.path(), config(backend));
         storage
             .write_block(

@@ -10,6 +10,7 @@
 use bytes::Bytes;
 use cratetorrent_metainfo::Metainfo;
 use cratetorrent_metainfo::bencode::{DictBuilder, Encode};
+use cratetorrent_storage::BackendKind;
 use cratetorrent_wire::{BlockInfo, Geometry};
 use sha1::{Digest, Sha1};
 
@@ -93,4 +94,15 @@ pub fn block_data(fixture: &Fixture, block: BlockInfo) -> Bytes {
     let start =
         block.piece as usize * fixture.metainfo.piece_length() as usize + block.offset as usize;
     Bytes::copy_from_slice(&fixture.payload[start..start + block.len as usize])
+}
+
+/// The environment variable that names the backend a re-executed child test uses.
+pub const CHILD_BACKEND: &str = "CT_CHILD_BACKEND";
+
+/// The backend named in a child's environment (`portable`, else io_uring).
+pub fn child_backend() -> BackendKind {
+    match std::env::var(CHILD_BACKEND).as_deref() {
+        Ok("portable") => BackendKind::Portable,
+        _ => BackendKind::IoUring,
+    }
 }
