@@ -53,19 +53,13 @@ pub(crate) trait Backend {
     fn name(&self) -> &'static str;
 }
 
-/// Cuts a write to at most `max` bytes (fault injection: forces partial writes).
-pub(crate) fn cap_iovecs(bufs: &[Bytes], max: Option<usize>) -> Vec<Bytes> {
-    let Some(mut room) = max else {
-        return bufs.to_vec();
-    };
-    let mut out = Vec::new();
-    for buf in bufs {
-        if room == 0 {
-            break;
-        }
+/// The parts of `bufs` a write covers when capped at `max` bytes (fault injection: forces partial
+/// writes); without a cap, all of them. Borrows the buffers: nothing is copied or allocated.
+pub(crate) fn capped(bufs: &[Bytes], max: Option<usize>) -> impl Iterator<Item = &[u8]> {
+    let mut room = max.unwrap_or(usize::MAX);
+    bufs.iter().map_while(move |buf| {
         let take = buf.len().min(room);
-        out.push(buf.slice(..take));
         room -= take;
-    }
-    out
+        (take > 0).then(|| &buf[..take])
+    })
 }

@@ -5,7 +5,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use crate::backend::{Backend, Completion, Op, OpKind, Wake, cap_iovecs};
+use crate::backend::{Backend, Completion, Op, OpKind, Wake, capped};
 
 #[derive(Default)]
 struct Shared {
@@ -73,8 +73,7 @@ fn worker(queue: &Mutex<Receiver<Op>>, shared: &Shared, max_write: Option<usize>
 fn run(op: &mut Op, max_write: Option<usize>) -> std::io::Result<usize> {
     match &mut op.kind {
         OpKind::Write(bufs) => {
-            let bufs = cap_iovecs(bufs, max_write);
-            let slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+            let slices: Vec<IoSlice<'_>> = capped(bufs, max_write).map(IoSlice::new).collect();
             Ok(rustix::io::pwritev(&*op.file, &slices, op.offset)?)
         }
         OpKind::Read { buf, len } => {

@@ -9,11 +9,10 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use io_uring::{IoUring, opcode, squeue, types};
 use slab::Slab;
 
-use crate::backend::{Backend, Completion, Op, OpKind, Wake, cap_iovecs};
+use crate::backend::{Backend, Completion, Op, OpKind, Wake, capped};
 
 const WAKE: u64 = u64::MAX;
 
@@ -28,14 +27,13 @@ impl Wake for EventFd {
 
 struct Pending {
     op: Op,
-    /// The iovecs the kernel reads; they point into `_keep`.
+    /// The iovecs the kernel reads; they point into the buffers of `op`.
     iovecs: Vec<libc::iovec>,
-    _keep: Vec<Bytes>,
     read_start: usize,
 }
 
-// SAFETY: the raw pointers in `iovecs` point into the heap buffers of `_keep`, which are `Send`
-// and move with the entry; nothing else aliases them.
+// SAFETY: the raw pointers in `iovecs` point into the heap buffers of `op`'s `Bytes`, which are
+// `Send`, do not move when the entry moves, and are only read.
 unsafe impl Send for Pending {}
 
 pub(crate) struct UringBackend {
@@ -124,27 +122,27 @@ impl Backend for UringBackend {
     fn start(&mut self, mut op: Op) {
         let fd = types::Fd(op.file.as_raw_fd());
         let offset = op.offset;
-        let (keep, read_start) = match &mut op.kind {
-            OpKind::Write(bufs) => (cap_iovecs(bufs, self.max_write), 0),
+        let (iovecs, read_start) = match &mut op.kind {
+            OpKind::Write(bufs) => {
+                let iovecs = capped(bufs, self.max_write)
+                    .map(|b| libc::iovec {
+                        iov_base: b.as_ptr() as *mut libc::c_void,
+                        iov_len: b.len(),
+                    })
+                    .collect();
+                (iovecs, 0)
+            }
             OpKind::Read { buf, len } => {
                 buf.reserve(*len);
                 (Vec::new(), buf.len())
             }
             OpKind::Sync => (Vec::new(), 0),
         };
-        let iovecs: Vec<libc::iovec> = keep
-            .iter()
-            .map(|b| libc::iovec {
-                iov_base: b.as_ptr() as *mut libc::c_void,
-                iov_len: b.len(),
-            })
-            .collect();
         let entry = self.pending.vacant_entry();
         let key = entry.key() as u64;
         let pending = entry.insert(Pending {
             op,
             iovecs,
-            _keep: keep,
             read_start,
         });
         let sqe = match &mut pending.op.kind {
