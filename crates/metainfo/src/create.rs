@@ -484,17 +484,20 @@ impl<'f> PieceReader<'f> {
 
     fn file(&mut self, index: usize) -> Result<&File, CreateError> {
         if self.open.as_ref().is_none_or(|(open, _)| *open != index) {
-            let path = &self.files[index].path;
-            let file = File::open(path).map_err(|source| CreateError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            self.open = Some((index, file));
+            self.open = None;
         }
-        match &self.open {
-            Some((_, file)) => Ok(file),
-            None => unreachable!("a file was just opened"),
-        }
+        let path = &self.files[index].path;
+        let open = match self.open.take() {
+            Some(open) => open,
+            None => (
+                index,
+                File::open(path).map_err(|source| CreateError::Io {
+                    path: path.clone(),
+                    source,
+                })?,
+            ),
+        };
+        Ok(&self.open.insert(open).1)
     }
 }
 
