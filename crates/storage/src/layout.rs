@@ -51,6 +51,12 @@ impl Layout {
         &self.root
     }
 
+    /// Where the torrent's resume data is kept (`.cratetorrent/<info-hash>.resume` in the download
+    /// directory).
+    pub fn resume_path(&self) -> PathBuf {
+        crate::resume::resume_path(self)
+    }
+
     /// The on-disk path of file `index`.
     pub fn path(&self, index: usize) -> Option<&Path> {
         self.files.get(index).map(|f| f.path.as_path())

@@ -26,7 +26,7 @@ pub struct CheckProgress {
 /// A file's identity as resume data records it: size and modification time in nanoseconds.
 type Stamp = (u64, i64);
 
-fn resume_path(layout: &Layout) -> PathBuf {
+pub(crate) fn resume_path(layout: &Layout) -> PathBuf {
     layout
         .root()
         .join(".cratetorrent")

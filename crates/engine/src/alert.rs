@@ -1,0 +1,241 @@
+//! What the engine tells its user, as a stream that a slow reader cannot turn into a leak.
+//!
+//! Stats are coalesced: only the latest per torrent is kept until read. Every other alert
+//! (completion, errors, bans, removal) is queued and never dropped; the engine posts those a
+//! bounded number of times per torrent, so the queue stays small even if nobody reads it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use cratetorrent_metainfo::InfoHash;
+
+use crate::TorrentId;
+
+/// An event from the engine.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Alert {
+    /// The torrent's existing data was checked; it is now downloading or seeding.
+    TorrentStarted {
+        /// The torrent.
+        id: TorrentId,
+        /// Pieces found complete on disk.
+        pieces_had: u32,
+        /// Pieces in the torrent.
+        piece_count: u32,
+    },
+    /// Periodic statistics (only the latest per torrent is kept until read).
+    TorrentStats(Box<TorrentStats>),
+    /// Every wanted piece is downloaded and verified.
+    TorrentComplete(TorrentId),
+    /// A peer was disconnected and banned for sending data that failed hash checks.
+    PeerBanned {
+        /// The torrent.
+        id: TorrentId,
+        /// The peer.
+        addr: SocketAddr,
+    },
+    /// Something went wrong with a torrent (it may keep running, e.g. after a write error the
+    /// affected pieces are downloaded again).
+    TorrentError {
+        /// The torrent.
+        id: TorrentId,
+        /// What happened, with its cause.
+        error: String,
+    },
+    /// The torrent was removed (and its data deleted if asked).
+    TorrentRemoved(TorrentId),
+}
+
+/// What a torrent is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TorrentState {
+    /// Checking existing data.
+    Checking,
+    /// Downloading.
+    Downloading,
+    /// Has every wanted piece; uploading.
+    Seeding,
+    /// Paused by the user.
+    Paused,
+}
+
+/// A torrent's counters and rates.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TorrentStats {
+    /// The torrent.
+    pub id: TorrentId,
+    /// Its info-hash.
+    pub info_hash: InfoHash,
+    /// What it is doing.
+    pub state: TorrentState,
+    /// Pieces verified.
+    pub pieces_had: u32,
+    /// Pieces in the torrent.
+    pub piece_count: u32,
+    /// Bytes still needed of the wanted pieces.
+    pub bytes_left: u64,
+    /// Payload bytes received this session (wasted ones included).
+    pub downloaded: u64,
+    /// Payload bytes sent this session.
+    pub uploaded: u64,
+    /// Payload bytes received that were not needed or failed their hash.
+    pub wasted: u64,
+    /// Pieces that failed their hash check.
+    pub hash_failures: u32,
+    /// Receive rate, bytes per second.
+    pub download_rate: u64,
+    /// Send rate, bytes per second.
+    pub upload_rate: u64,
+    /// Connected peers.
+    pub peers: Vec<PeerStats>,
+}
+
+/// One connected peer's counters.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PeerStats {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its client, from the peer id or the extended handshake.
+    pub client: Option<String>,
+    /// Whether we dialled it.
+    pub outgoing: bool,
+    /// Payload bytes received from it.
+    pub downloaded: u64,
+    /// Payload bytes sent to it.
+    pub uploaded: u64,
+    /// Receive rate, bytes per second.
+    pub download_rate: u64,
+    /// Send rate, bytes per second.
+    pub upload_rate: u64,
+    /// Pieces it has.
+    pub pieces: u32,
+    /// We are choking it.
+    pub am_choking: bool,
+    /// We want something it has.
+    pub am_interested: bool,
+    /// It is choking us.
+    pub peer_choking: bool,
+    /// It wants something we have.
+    pub peer_interested: bool,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    events: VecDeque<Alert>,
+    stats: BTreeMap<TorrentId, Box<TorrentStats>>,
+    waker: Option<Waker>,
+    closed: bool,
+}
+
+/// The engine's side of the alert stream.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AlertSender {
+    queue: Arc<Mutex<Queue>>,
+}
+
+impl AlertSender {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A poisoned lock only means a panic elsewhere; the queue itself is always consistent.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn post(&self, alert: Alert) {
+        let mut queue = self.lock();
+        match alert {
+            Alert::TorrentStats(stats) => {
+                queue.stats.insert(stats.id, stats);
+            }
+            other => queue.events.push_back(other),
+        }
+        if let Some(waker) = queue.waker.take() {
+            waker.wake();
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        let mut queue = self.lock();
+        queue.closed = true;
+        if let Some(waker) = queue.waker.take() {
+            waker.wake();
+        }
+    }
+
+    pub(crate) fn receiver(&self) -> Alerts {
+        Alerts {
+            sender: self.clone(),
+        }
+    }
+}
+
+/// The stream of [`Alert`]s; it ends after the engine shuts down.
+#[derive(Debug)]
+pub struct Alerts {
+    sender: AlertSender,
+}
+
+impl futures::Stream for Alerts {
+    type Item = Alert;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Alert>> {
+        let mut queue = self.sender.lock();
+        if let Some(alert) = queue.events.pop_front() {
+            return Poll::Ready(Some(alert));
+        }
+        if let Some((_, stats)) = queue.stats.pop_first() {
+            return Poll::Ready(Some(Alert::TorrentStats(stats)));
+        }
+        if queue.closed {
+            return Poll::Ready(None);
+        }
+        queue.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    fn stats(id: u32, downloaded: u64) -> Alert {
+        Alert::TorrentStats(Box::new(TorrentStats {
+            id: TorrentId(id),
+            info_hash: InfoHash::new([0; 20]),
+            state: TorrentState::Downloading,
+            pieces_had: 0,
+            piece_count: 1,
+            bytes_left: 1,
+            downloaded,
+            uploaded: 0,
+            wasted: 0,
+            hash_failures: 0,
+            download_rate: 0,
+            upload_rate: 0,
+            peers: Vec::new(),
+        }))
+    }
+
+    #[test]
+    fn stats_coalesce_and_events_are_kept() {
+        let sender = AlertSender::default();
+        let mut alerts = sender.receiver();
+        for i in 0..10_000 {
+            sender.post(stats(1, i));
+        }
+        sender.post(Alert::TorrentComplete(TorrentId(1)));
+        sender.close();
+        let all: Vec<Alert> = futures::executor::block_on(alerts.by_ref().collect());
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(matches!(all[0], Alert::TorrentComplete(TorrentId(1))));
+        assert!(matches!(&all[1], Alert::TorrentStats(s) if s.downloaded == 9_999));
+    }
+}

@@ -1,0 +1,227 @@
+//! Sockets: the handshake, and the two tasks that move one peer's bytes (io_uring reads and
+//! vectored writes through tokio-uring).
+//!
+//! Each connection has exactly one reader, which owns the connection's lifetime: tokio-uring
+//! reads must never be raced against timers (a dropped read still consumes bytes in the
+//! kernel), so the reader is stopped by shutting the socket down, never by cancelling it.
+
+use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use cratetorrent_metainfo::InfoHash;
+use cratetorrent_wire::{Decoder, HANDSHAKE_LEN, Handshake, PeerId, WireError};
+use tokio::sync::Notify;
+use tokio_uring::buf::BoundedBuf;
+use tokio_uring::net::TcpStream;
+
+use crate::core::{PeerKey, our_extensions};
+use crate::torrent::Torrent;
+
+/// Each receive buffer allocation; blocks are zero-copy slices of it.
+const READ_CHUNK: usize = 256 * 1024;
+/// Read again only with at least this much room.
+const MIN_READ_ROOM: usize = 32 * 1024;
+/// `writev` accepts at most 1024 iovecs; stay well under it.
+pub(crate) const MAX_FRAMES_PER_WRITE: usize = 512;
+
+/// Why a handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HandshakeError {
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol: {0}")]
+    Wire(#[from] WireError),
+    #[error("peer closed the connection")]
+    Closed,
+    #[error("peer is on another torrent")]
+    WrongTorrent,
+}
+
+/// Sends our handshake for `info_hash`.
+pub(crate) async fn send_handshake(
+    stream: &TcpStream,
+    info_hash: InfoHash,
+    peer_id: PeerId,
+) -> Result<(), HandshakeError> {
+    let mut buf = BytesMut::with_capacity(HANDSHAKE_LEN);
+    Handshake {
+        extensions: our_extensions(),
+        info_hash,
+        peer_id,
+    }
+    .encode(&mut buf);
+    let (result, _) = stream.write_all(buf).await;
+    result?;
+    Ok(())
+}
+
+/// Reads the peer's handshake; bytes after it stay in `buf`.
+pub(crate) async fn read_handshake(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+) -> Result<Handshake, HandshakeError> {
+    loop {
+        if let Some(handshake) = Handshake::decode(buf)? {
+            return Ok(handshake);
+        }
+        read_more(stream, buf).await?;
+    }
+}
+
+async fn read_more(stream: &TcpStream, buf: &mut BytesMut) -> Result<usize, HandshakeError> {
+    if buf.capacity() - buf.len() < MIN_READ_ROOM {
+        buf.reserve(READ_CHUNK);
+    }
+    let owned = std::mem::take(buf);
+    let start = owned.len();
+    let (result, slice) = stream.read(owned.slice(start..)).await;
+    *buf = slice.into_inner();
+    match result? {
+        0 => Err(HandshakeError::Closed),
+        n => Ok(n),
+    }
+}
+
+/// Runs a registered peer until its connection ends: spawns its writer, reads until EOF, error
+/// or shutdown, then unregisters it.
+pub(crate) async fn run_peer(
+    torrent: Rc<Torrent>,
+    key: PeerKey,
+    stream: Rc<TcpStream>,
+    writer_wake: Rc<Notify>,
+    mut buf: BytesMut,
+) {
+    let writer = tokio_uring::spawn(write_loop(
+        torrent.clone(),
+        key,
+        stream.clone(),
+        writer_wake.clone(),
+    ));
+    let reason = read_loop(&torrent, key, &stream, &mut buf).await;
+    tracing::debug!(%reason, "connection ended");
+    let _ = stream.shutdown(Shutdown::Both);
+    torrent.on_peer_closed(key);
+    writer_wake.notify_one();
+    let _ = writer.await;
+}
+
+async fn read_loop(
+    torrent: &Rc<Torrent>,
+    key: PeerKey,
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+) -> String {
+    let decoder = Decoder::default();
+    loop {
+        let now = Instant::now();
+        let decoded = torrent.with_core(|core| {
+            loop {
+                match decoder.decode(buf) {
+                    Ok(Some(message)) => core.on_message(key, message, now),
+                    Ok(None) => break Ok(core.peers.get(key).is_some_and(|p| !p.closing)),
+                    Err(error) => {
+                        core.disconnect(key, "protocol violation");
+                        break Err(error);
+                    }
+                }
+            }
+        });
+        match decoded {
+            Ok(true) => {}
+            Ok(false) => return "closed by us".into(),
+            Err(error) => return format!("protocol violation: {error}"),
+        }
+        torrent.wait_for_disk_memory().await;
+        match read_more(stream, buf).await {
+            Ok(n) => {
+                let delay = torrent.charge_download(n as u64);
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+            }
+            Err(error) => return error.to_string(),
+        }
+    }
+}
+
+async fn write_loop(torrent: Rc<Torrent>, key: PeerKey, stream: Rc<TcpStream>, wake: Rc<Notify>) {
+    let mut frames: Vec<Bytes> = Vec::with_capacity(MAX_FRAMES_PER_WRITE);
+    loop {
+        let taken = torrent.take_outgoing(key, &mut frames);
+        let Some(payload) = taken else {
+            return;
+        };
+        if frames.is_empty() {
+            wake.notified().await;
+            continue;
+        }
+        let delay = torrent.charge_upload(payload);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let total: usize = frames.iter().map(Bytes::len).sum();
+        if let Err(error) = write_frames(&stream, &mut frames).await {
+            tracing::debug!(%error, "write failed");
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+        torrent.with_core(|core| core.on_write_progress(key, total, true, Instant::now()));
+    }
+}
+
+/// Writes every frame, resubmitting after short writes; `frames` comes back empty.
+async fn write_frames(stream: &TcpStream, frames: &mut Vec<Bytes>) -> std::io::Result<()> {
+    let mut bufs = std::mem::take(frames);
+    while !bufs.is_empty() {
+        let (result, returned) = stream.writev(bufs).await;
+        bufs = returned;
+        let mut written = result?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let done = bufs
+            .iter()
+            .take_while(|b| {
+                if written >= b.len() {
+                    written -= b.len();
+                    true
+                } else {
+                    false
+                }
+            })
+            .count();
+        bufs.drain(..done);
+        if let Some(first) = bufs.first_mut() {
+            first.advance(written);
+        }
+    }
+    *frames = bufs;
+    Ok(())
+}
+
+/// Dials `addr` and exchanges handshakes within `timeout`.
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    info_hash: InfoHash,
+    our_id: PeerId,
+    timeout: Duration,
+) -> Result<(TcpStream, Handshake, BytesMut), HandshakeError> {
+    let attempt = async {
+        let stream = TcpStream::connect(addr).await?;
+        let _ = stream.set_nodelay(true);
+        send_handshake(&stream, info_hash, our_id).await?;
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let handshake = read_handshake(&stream, &mut buf).await?;
+        if handshake.info_hash != info_hash {
+            return Err(HandshakeError::WrongTorrent);
+        }
+        Ok((stream, handshake, buf))
+    };
+    // Timing out drops the half-open socket; the handshake read it may orphan does not matter
+    // because the connection is abandoned with it.
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
+}

@@ -1,0 +1,812 @@
+//! One torrent's protocol state, sans I/O: messages, time and disk results go in, actions come
+//! out (frames queued in each peer's outbox, disk writes and reads, connects, disconnects,
+//! alerts). The I/O shell in `torrent.rs` performs the actions; tests drive this directly.
+//!
+//! The download side (picking, pipelining, end-game, timeouts) is in `download.rs`, the upload
+//! side (serving requests, choking) in `upload.rs`.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cratetorrent_metainfo::{InfoHash, Metainfo, PieceIndex};
+use cratetorrent_storage::PeerTag;
+use cratetorrent_wire::{
+    Bitfield, BlockInfo, EXTENDED_HANDSHAKE_ID, ExtendedHandshake, Extension, Extensions, Geometry,
+    Message, PeerId,
+};
+use slab::Slab;
+
+use crate::TorrentId;
+use crate::alert::{Alert, PeerStats, TorrentState, TorrentStats};
+use crate::conf::TorrentConf;
+use crate::download::PieceDownload;
+use crate::peer::Peer;
+use crate::picker::Picker;
+use crate::rate::RateMeter;
+
+/// Index of a connected peer in its torrent.
+pub(crate) type PeerKey = usize;
+
+/// Known peer addresses kept for reconnection, at most.
+const MAX_KNOWN_PEERS: usize = 2000;
+/// Keep-alive after this long without sending anything.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(120);
+/// Choking decisions are revisited this often.
+const RECHOKE_INTERVAL: Duration = Duration::from_secs(10);
+/// A connection shorter than this counts as a failure for reconnection back-off.
+const SHORT_CONNECTION: Duration = Duration::from_secs(30);
+
+/// Something for the I/O shell to do.
+#[derive(Debug)]
+pub(crate) enum Action {
+    /// The peer's outbox has frames: wake its writer.
+    Wake(PeerKey),
+    /// Queue a received block for writing and hashing.
+    Write {
+        piece: PieceIndex,
+        offset: u32,
+        data: Bytes,
+        tag: PeerTag,
+    },
+    /// Read a block to upload; the answer comes back with `token`.
+    Read { block: BlockInfo, token: PeerTag },
+    /// Close the connection (its reader then reports [`Core::on_closed`]).
+    Disconnect(PeerKey),
+    /// Dial a peer.
+    Connect(SocketAddr),
+    /// Tell the user.
+    Alert(Alert),
+}
+
+/// Why a handshaken connection was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Reject {
+    #[error("peer is banned")]
+    Banned,
+    #[error("already connected to this peer")]
+    Duplicate,
+    #[error("connected to ourselves")]
+    OurselvesAgain,
+    #[error("connection limit reached")]
+    TooMany,
+    #[error("torrent is paused")]
+    Paused,
+}
+
+/// Whom a ban applies to: an IP address, or on loopback (where every test peer shares one
+/// address) the peer id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum BanKey {
+    Ip(IpAddr),
+    Id(PeerId),
+}
+
+impl BanKey {
+    pub(crate) fn of(addr: SocketAddr, id: PeerId) -> Self {
+        if addr.ip().is_loopback() {
+            Self::Id(id)
+        } else {
+            Self::Ip(addr.ip())
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dial {
+    Idle,
+    Connecting,
+    Connected,
+}
+
+#[derive(Debug, Clone)]
+struct KnownPeer {
+    dial: Dial,
+    failures: u32,
+    next_attempt: Instant,
+    banned: bool,
+    seed: bool,
+}
+
+/// One torrent's state machine.
+pub(crate) struct Core {
+    pub(crate) id: TorrentId,
+    pub(crate) metainfo: Metainfo,
+    pub(crate) info_hash: InfoHash,
+    pub(crate) our_id: PeerId,
+    pub(crate) listen_port: u16,
+    pub(crate) geometry: Geometry,
+    pub(crate) conf: TorrentConf,
+    /// `Mode::Seed`: upload only, never request.
+    pub(crate) seed_only: bool,
+    pub(crate) paused: bool,
+
+    pub(crate) have: Bitfield,
+    /// Wanted pieces not yet verified.
+    pub(crate) wanted_missing: u32,
+    pub(crate) picker: Picker,
+    pub(crate) downloads: HashMap<PieceIndex, PieceDownload>,
+    /// Pieces in progress with blocks still to receive, oldest first.
+    pub(crate) partials: Vec<PieceIndex>,
+
+    pub(crate) peers: Slab<Peer>,
+    pub(crate) tags: HashMap<PeerTag, PeerKey>,
+    next_tag: PeerTag,
+    known: HashMap<SocketAddr, KnownPeer>,
+    strikes: HashMap<BanKey, u32>,
+    banned: HashSet<BanKey>,
+    pub(crate) optimistic: Option<PeerKey>,
+    last_rechoke: Instant,
+    last_optimistic: Instant,
+    last_tick: Instant,
+    completed_alerted: bool,
+
+    pub(crate) downloaded: RateMeter,
+    pub(crate) uploaded: RateMeter,
+    pub(crate) wasted: u64,
+    pub(crate) hash_failures: u32,
+    pub(crate) rng: fastrand::Rng,
+    pub(crate) actions: Vec<Action>,
+}
+
+/// What a new torrent starts from.
+pub(crate) struct CoreInit {
+    pub(crate) id: TorrentId,
+    pub(crate) metainfo: Metainfo,
+    pub(crate) our_id: PeerId,
+    pub(crate) listen_port: u16,
+    pub(crate) conf: TorrentConf,
+    pub(crate) seed_only: bool,
+    pub(crate) have: Bitfield,
+}
+
+impl Core {
+    pub(crate) fn new(init: CoreInit, now: Instant) -> Self {
+        let geometry = Geometry::of(&init.metainfo);
+        let piece_count = geometry.piece_count();
+        let picker = Picker::new(piece_count, &init.have);
+        let wanted_missing = piece_count - init.have.count_ones();
+        Self {
+            id: init.id,
+            info_hash: init.metainfo.info_hash(),
+            metainfo: init.metainfo,
+            our_id: init.our_id,
+            listen_port: init.listen_port,
+            geometry,
+            conf: init.conf,
+            seed_only: init.seed_only,
+            paused: false,
+            have: init.have,
+            wanted_missing,
+            picker,
+            downloads: HashMap::new(),
+            partials: Vec::new(),
+            peers: Slab::new(),
+            tags: HashMap::new(),
+            next_tag: 1,
+            known: HashMap::new(),
+            strikes: HashMap::new(),
+            banned: HashSet::new(),
+            optimistic: None,
+            last_rechoke: now,
+            last_optimistic: now,
+            last_tick: now,
+            // A torrent that starts complete has nothing to announce.
+            completed_alerted: wanted_missing == 0,
+            downloaded: RateMeter::default(),
+            uploaded: RateMeter::default(),
+            wasted: 0,
+            hash_failures: 0,
+            rng: fastrand::Rng::new(),
+            actions: Vec::new(),
+        }
+    }
+
+    /// Every wanted piece is verified.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.wanted_missing == 0
+    }
+
+    fn wants(&self, piece: PieceIndex) -> bool {
+        !self.seed_only && !self.have.get(piece) && self.picker.priority(piece) > 0
+    }
+
+    // ---- peer lifecycle ----
+
+    /// Adds addresses to dial (duplicates and banned ones are ignored).
+    pub(crate) fn add_peers(&mut self, addrs: &[SocketAddr], now: Instant) {
+        for &addr in addrs {
+            if self.known.len() >= MAX_KNOWN_PEERS {
+                break;
+            }
+            self.known.entry(addr).or_insert(KnownPeer {
+                dial: Dial::Idle,
+                failures: 0,
+                next_attempt: now,
+                banned: false,
+                seed: false,
+            });
+        }
+        self.connect_more(now);
+    }
+
+    fn connect_more(&mut self, now: Instant) {
+        if self.paused {
+            return;
+        }
+        let connecting = self
+            .known
+            .values()
+            .filter(|k| k.dial == Dial::Connecting)
+            .count();
+        let mut room = self
+            .conf
+            .max_connections
+            .saturating_sub(self.peers.len() + connecting);
+        let finished = self.is_finished();
+        for (addr, known) in &mut self.known {
+            if room == 0 {
+                break;
+            }
+            let useful = !finished || !known.seed;
+            if known.dial == Dial::Idle && !known.banned && useful && known.next_attempt <= now {
+                known.dial = Dial::Connecting;
+                self.actions.push(Action::Connect(*addr));
+                room -= 1;
+            }
+        }
+    }
+
+    /// An outgoing connection could not be made.
+    pub(crate) fn on_connect_failed(&mut self, addr: SocketAddr, now: Instant) {
+        if let Some(known) = self.known.get_mut(&addr) {
+            known.dial = Dial::Idle;
+            known.failures += 1;
+            known.next_attempt = now + backoff(known.failures);
+        }
+    }
+
+    /// A connection finished its handshake; on success the peer is registered and greeted.
+    pub(crate) fn on_handshake(
+        &mut self,
+        addr: SocketAddr,
+        id: PeerId,
+        extensions: Extensions,
+        outgoing: bool,
+        now: Instant,
+    ) -> Result<PeerKey, Reject> {
+        let result = self.admit(addr, id, outgoing);
+        if outgoing && let Some(known) = self.known.get_mut(&addr) {
+            known.dial = if result.is_ok() {
+                Dial::Connected
+            } else {
+                Dial::Idle
+            };
+            if let Err(reject) = result {
+                known.banned |= reject == Reject::Banned || reject == Reject::OurselvesAgain;
+                known.failures += 1;
+                known.next_attempt = now + backoff(known.failures);
+            }
+        }
+        result?;
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let common = extensions.common(&our_extensions());
+        let peer = Peer::new(
+            addr,
+            id,
+            tag,
+            outgoing,
+            common,
+            self.geometry.piece_count(),
+            now,
+        );
+        let key = self.peers.insert(peer);
+        self.tags.insert(tag, key);
+        let peer = &mut self.peers[key];
+        if common.contains(Extension::ExtensionProtocol) {
+            let handshake = ExtendedHandshake {
+                client: Some(format!("cratetorrent {}", env!("CARGO_PKG_VERSION"))),
+                listen_port: Some(self.listen_port).filter(|&p| p != 0),
+                request_queue: u32::try_from(self.conf.max_in_requests).ok(),
+                your_ip: Some(addr.ip()),
+                upload_only: self.seed_only || self.wanted_missing == 0,
+                ..ExtendedHandshake::default()
+            };
+            peer.outbox.push(&Message::Extended {
+                id: EXTENDED_HANDSHAKE_ID,
+                payload: handshake.encode(),
+            });
+        }
+        if self.have.count_ones() > 0 {
+            peer.outbox.push(&Message::Bitfield(Bytes::copy_from_slice(
+                self.have.as_bytes(),
+            )));
+        }
+        self.actions.push(Action::Wake(key));
+        tracing::debug!(%addr, outgoing, "peer connected");
+        Ok(key)
+    }
+
+    fn admit(&self, addr: SocketAddr, id: PeerId, outgoing: bool) -> Result<(), Reject> {
+        if self.paused {
+            return Err(Reject::Paused);
+        }
+        if id == self.our_id {
+            return Err(Reject::OurselvesAgain);
+        }
+        if self.banned.contains(&BanKey::of(addr, id)) {
+            return Err(Reject::Banned);
+        }
+        if self
+            .peers
+            .iter()
+            .any(|(_, p)| p.id == id || (outgoing && p.outgoing && p.addr == addr))
+        {
+            return Err(Reject::Duplicate);
+        }
+        let connecting = if outgoing { 1 } else { 0 };
+        if self.peers.len() + 1 > self.conf.max_connections + connecting {
+            return Err(Reject::TooMany);
+        }
+        Ok(())
+    }
+
+    /// Asks for a peer's connection to be closed.
+    pub(crate) fn disconnect(&mut self, key: PeerKey, reason: &str) {
+        if let Some(peer) = self.peers.get_mut(key)
+            && !peer.closing
+        {
+            tracing::debug!(addr = %peer.addr, reason, "disconnecting peer");
+            peer.closing = true;
+            self.actions.push(Action::Disconnect(key));
+            self.actions.push(Action::Wake(key));
+        }
+    }
+
+    /// The peer's connection is gone: forget it and give its pieces and requests back.
+    pub(crate) fn on_closed(&mut self, key: PeerKey, now: Instant) {
+        if !self.peers.contains(key) {
+            return;
+        }
+        self.release_requests(key, false);
+        let peer = self.peers.remove(key);
+        self.tags.remove(&peer.tag);
+        if peer.is_seed {
+            self.picker.seed(false);
+        } else {
+            self.picker.add_bitfield(&peer.bitfield, false);
+        }
+        if self.optimistic == Some(key) {
+            self.optimistic = None;
+        }
+        if peer.outgoing
+            && let Some(known) = self.known.get_mut(&peer.addr)
+        {
+            known.dial = Dial::Idle;
+            known.seed = peer.is_seed;
+            if now.saturating_duration_since(peer.connected_at) < SHORT_CONNECTION {
+                known.failures += 1;
+            } else {
+                known.failures = 0;
+            }
+            known.next_attempt = now + backoff(known.failures);
+        }
+        tracing::debug!(addr = %peer.addr, "peer closed");
+        // Its requests are free again; others may take them.
+        self.fill_all(now);
+    }
+
+    /// Pauses (disconnecting everyone) or resumes.
+    pub(crate) fn set_paused(&mut self, paused: bool, now: Instant) {
+        self.paused = paused;
+        if paused {
+            let keys: Vec<PeerKey> = self.peers.iter().map(|(k, _)| k).collect();
+            for key in keys {
+                self.disconnect(key, "paused");
+            }
+        } else {
+            for known in self.known.values_mut() {
+                known.next_attempt = now;
+                known.failures = 0;
+            }
+            self.connect_more(now);
+        }
+    }
+
+    // ---- messages ----
+
+    /// A message arrived from a peer.
+    pub(crate) fn on_message(&mut self, key: PeerKey, message: Message, now: Instant) {
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        if peer.closing {
+            return;
+        }
+        peer.last_received = now;
+        let first = !peer.got_first_message;
+        if !matches!(message, Message::Extended { .. } | Message::KeepAlive) {
+            peer.got_first_message = true;
+        }
+        match message {
+            Message::KeepAlive | Message::Port(_) | Message::Unknown { .. } => {}
+            Message::Choke => {
+                peer.peer_choking = true;
+                // Without the fast extension a choke discards every pending request.
+                self.release_requests(key, false);
+                self.fill_all(now);
+            }
+            Message::Unchoke => {
+                peer.peer_choking = false;
+                self.fill_requests(key, now);
+            }
+            Message::Interested => self.on_interested(key),
+            Message::NotInterested => peer.peer_interested = false,
+            Message::Have(piece) => self.on_have(key, piece, now),
+            Message::Bitfield(payload) if first => self.on_bitfield(key, &payload, now),
+            Message::Bitfield(_) => self.disconnect(key, "bitfield after other messages"),
+            Message::Request(block) => self.on_request(key, block),
+            Message::Piece(block) => self.on_piece(key, block, now),
+            Message::Cancel(block) => self.on_cancel(key, block),
+            Message::Extended { id, payload } => {
+                if !peer.extensions.contains(Extension::ExtensionProtocol) {
+                    self.disconnect(key, "extended message without BEP 10");
+                } else if id == EXTENDED_HANDSHAKE_ID {
+                    self.on_extended_handshake(key, &payload);
+                }
+            }
+            Message::SuggestPiece(_)
+            | Message::HaveAll
+            | Message::HaveNone
+            | Message::RejectRequest(_)
+            | Message::AllowedFast(_) => {
+                self.disconnect(key, "fast extension message without negotiating it");
+            }
+        }
+    }
+
+    fn on_extended_handshake(&mut self, key: PeerKey, payload: &[u8]) {
+        let max = self.conf.max_out_requests;
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        match ExtendedHandshake::decode(payload) {
+            Ok(handshake) => {
+                if let Some(reqq) = handshake.request_queue {
+                    peer.peer_reqq = (reqq as usize).clamp(1, max);
+                }
+                if let Some(client) = handshake.client {
+                    peer.client = Some(client.chars().take(64).collect());
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "bad extended handshake");
+                self.disconnect(key, "malformed extended handshake");
+            }
+        }
+    }
+
+    fn on_have(&mut self, key: PeerKey, piece: PieceIndex, now: Instant) {
+        if piece >= self.geometry.piece_count() {
+            self.disconnect(key, "have for a piece past the end");
+            return;
+        }
+        let wanted = self.wants(piece);
+        let peer = &mut self.peers[key];
+        if peer.is_seed || !peer.bitfield.set(piece) {
+            return;
+        }
+        if peer.bitfield.is_full() {
+            peer.is_seed = true;
+            let bitfield = std::mem::replace(&mut peer.bitfield, Bitfield::new(0));
+            self.picker.add_bitfield(&bitfield, false);
+            self.picker.seed(true);
+            self.peers[key].bitfield = bitfield;
+        } else {
+            self.picker.increment(piece);
+        }
+        if wanted {
+            self.peers[key].interesting += 1;
+            self.update_interest(key, now);
+        }
+    }
+
+    fn on_bitfield(&mut self, key: PeerKey, payload: &[u8], now: Instant) {
+        let bitfield = match Bitfield::from_payload(payload, self.geometry.piece_count()) {
+            Ok(bitfield) => bitfield,
+            Err(_) => {
+                self.disconnect(key, "malformed bitfield");
+                return;
+            }
+        };
+        let interesting = if self.seed_only {
+            0
+        } else {
+            bitfield.iter_ones().filter(|&p| self.wants(p)).count() as u32
+        };
+        if bitfield.is_full() {
+            self.picker.seed(true);
+        } else {
+            self.picker.add_bitfield(&bitfield, true);
+        }
+        let peer = &mut self.peers[key];
+        peer.is_seed = bitfield.is_full();
+        peer.bitfield = bitfield;
+        peer.interesting = interesting;
+        if peer.is_seed && self.is_finished() && self.seed_only {
+            self.disconnect(key, "both seeding");
+            return;
+        }
+        self.update_interest(key, now);
+    }
+
+    /// Sends `interested`/`not interested` when our interest in the peer changed.
+    pub(crate) fn update_interest(&mut self, key: PeerKey, now: Instant) {
+        let paused = self.paused || self.seed_only;
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        let interested = !paused && peer.interesting > 0;
+        if interested == peer.am_interested {
+            return;
+        }
+        peer.am_interested = interested;
+        peer.outbox.push(if interested {
+            &Message::Interested
+        } else {
+            &Message::NotInterested
+        });
+        self.actions.push(Action::Wake(key));
+        if interested {
+            self.fill_requests(key, now);
+        }
+    }
+
+    // ---- disk results ----
+
+    /// A piece was written and its hash matched.
+    pub(crate) fn on_piece_verified(&mut self, piece: PieceIndex, now: Instant) {
+        self.downloads.remove(&piece);
+        self.partials.retain(|&p| p != piece);
+        let wanted = self.wants(piece);
+        if !self.have.set(piece) {
+            return;
+        }
+        self.picker.take(piece);
+        if wanted {
+            self.wanted_missing = self.wanted_missing.saturating_sub(1);
+        }
+        let keys: Vec<PeerKey> = self.peers.iter().map(|(k, _)| k).collect();
+        for &key in &keys {
+            let peer = &mut self.peers[key];
+            if peer.has_piece(piece) {
+                if wanted {
+                    peer.interesting = peer.interesting.saturating_sub(1);
+                    self.update_interest(key, now);
+                }
+            } else {
+                peer.outbox.push(&Message::Have(piece));
+                self.actions.push(Action::Wake(key));
+            }
+        }
+        if self.is_finished() && !self.completed_alerted {
+            self.completed_alerted = true;
+            tracing::info!(torrent = %self.info_hash, "download complete");
+            self.actions
+                .push(Action::Alert(Alert::TorrentComplete(self.id)));
+            if self.have.is_full() {
+                for key in keys {
+                    if self.peers[key].is_seed {
+                        self.disconnect(key, "both seeding");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A piece failed its hash: download it again and hold its senders to account.
+    pub(crate) fn on_hash_failed(&mut self, piece: PieceIndex, now: Instant) {
+        self.hash_failures += 1;
+        self.wasted += u64::from(self.geometry.piece_len(piece).unwrap_or(0));
+        let Some(download) = self.downloads.remove(&piece) else {
+            return;
+        };
+        self.partials.retain(|&p| p != piece);
+        self.picker.restore(piece);
+        let sole = download.contributors.len() == 1;
+        for contributor in download.contributors {
+            let strikes = self.strikes.entry(contributor).or_insert(0);
+            *strikes += if sole { 2 } else { 1 };
+            if *strikes >= self.conf.max_strikes {
+                self.ban(contributor);
+            }
+        }
+        self.fill_all(now);
+    }
+
+    fn ban(&mut self, key: BanKey) {
+        if !self.banned.insert(key) {
+            return;
+        }
+        let matching: Vec<(PeerKey, SocketAddr)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| BanKey::of(p.addr, p.id) == key)
+            .map(|(k, p)| (k, p.addr))
+            .collect();
+        for (peer, addr) in matching {
+            tracing::warn!(%addr, "banning peer for sending corrupt data");
+            if let Some(known) = self.known.get_mut(&addr) {
+                known.banned = true;
+            }
+            self.actions
+                .push(Action::Alert(Alert::PeerBanned { id: self.id, addr }));
+            self.disconnect(peer, "banned");
+        }
+    }
+
+    /// Writing failed; the pieces are downloaded again.
+    pub(crate) fn on_write_failed(&mut self, pieces: &[PieceIndex], error: String, now: Instant) {
+        for &piece in pieces {
+            if self.downloads.remove(&piece).is_some() {
+                self.partials.retain(|&p| p != piece);
+                self.picker.restore(piece);
+            }
+        }
+        self.actions
+            .push(Action::Alert(Alert::TorrentError { id: self.id, error }));
+        self.fill_all(now);
+    }
+
+    // ---- settings ----
+
+    /// Sets file priorities (0 = skip); missing entries keep the default.
+    pub(crate) fn set_file_priorities(&mut self, priorities: &[u8], now: Instant) {
+        let piece_length = u64::from(self.metainfo.piece_length());
+        let mut piece_priority = vec![0u8; self.geometry.piece_count() as usize];
+        for (index, file) in self.metainfo.files().iter().enumerate() {
+            if file.length() == 0 || file.is_padding() {
+                continue;
+            }
+            let priority = priorities
+                .get(index)
+                .copied()
+                .unwrap_or(crate::picker::DEFAULT_PRIORITY)
+                .min(crate::picker::MAX_PRIORITY);
+            let first = file.offset() / piece_length;
+            let last = (file.offset() + file.length() - 1) / piece_length;
+            for p in &mut piece_priority[first as usize..=last as usize] {
+                *p = (*p).max(priority);
+            }
+        }
+        for (piece, &priority) in piece_priority.iter().enumerate() {
+            self.picker.set_priority(piece as PieceIndex, priority);
+        }
+        self.wanted_missing = (0..self.geometry.piece_count())
+            .filter(|&p| self.wants(p))
+            .count() as u32;
+        let keys: Vec<PeerKey> = self.peers.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let peer = &self.peers[key];
+            let interesting = (0..self.geometry.piece_count())
+                .filter(|&p| peer.has_piece(p) && self.wants(p))
+                .count() as u32;
+            self.peers[key].interesting = interesting;
+            self.update_interest(key, now);
+        }
+        if self.is_finished() && !self.completed_alerted {
+            self.completed_alerted = true;
+            self.actions
+                .push(Action::Alert(Alert::TorrentComplete(self.id)));
+        } else if !self.is_finished() {
+            self.completed_alerted = false;
+        }
+    }
+
+    // ---- time ----
+
+    /// Once a second: rates, timeouts, keep-alives, choking, reconnections.
+    pub(crate) fn tick(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last_tick);
+        self.last_tick = now;
+        self.downloaded.tick(elapsed);
+        self.uploaded.tick(elapsed);
+        let block_len = cratetorrent_wire::BLOCK_SIZE;
+        let keys: Vec<PeerKey> = self.peers.iter().map(|(k, _)| k).collect();
+        for &key in &keys {
+            let peer = &mut self.peers[key];
+            peer.downloaded.tick(elapsed);
+            peer.uploaded.tick(elapsed);
+            peer.retarget(
+                self.conf.request_queue_time,
+                block_len,
+                self.conf.max_out_requests,
+            );
+            if now.saturating_duration_since(peer.last_received) > self.conf.idle_timeout {
+                self.disconnect(key, "idle");
+                continue;
+            }
+            if now.saturating_duration_since(peer.last_sent) > KEEP_ALIVE_INTERVAL
+                && peer.outbox.is_empty()
+            {
+                peer.outbox.push(&Message::KeepAlive);
+                peer.last_sent = now;
+                self.actions.push(Action::Wake(key));
+            }
+            self.check_request_timeout(key, now);
+        }
+        let rotate = now.saturating_duration_since(self.last_optimistic)
+            >= crate::choker::OPTIMISTIC_ROTATION;
+        if rotate || now.saturating_duration_since(self.last_rechoke) >= RECHOKE_INTERVAL {
+            if rotate {
+                self.last_optimistic = now;
+            }
+            self.last_rechoke = now;
+            self.rechoke(rotate);
+        }
+        self.fill_all(now);
+        self.connect_more(now);
+    }
+
+    /// The torrent's stats now.
+    pub(crate) fn stats(&self) -> TorrentStats {
+        let state = if self.paused {
+            TorrentState::Paused
+        } else if self.is_finished() {
+            TorrentState::Seeding
+        } else {
+            TorrentState::Downloading
+        };
+        let bytes_left = (0..self.geometry.piece_count())
+            .filter(|&p| self.wants(p))
+            .map(|p| u64::from(self.geometry.piece_len(p).unwrap_or(0)))
+            .sum();
+        TorrentStats {
+            id: self.id,
+            info_hash: self.info_hash,
+            state,
+            pieces_had: self.have.count_ones(),
+            piece_count: self.geometry.piece_count(),
+            bytes_left,
+            downloaded: self.downloaded.total(),
+            uploaded: self.uploaded.total(),
+            wasted: self.wasted,
+            hash_failures: self.hash_failures,
+            download_rate: self.downloaded.rate(),
+            upload_rate: self.uploaded.rate(),
+            peers: self
+                .peers
+                .iter()
+                .map(|(_, p)| PeerStats {
+                    addr: p.addr,
+                    client: p.client.clone(),
+                    outgoing: p.outgoing,
+                    downloaded: p.downloaded.total(),
+                    uploaded: p.uploaded.total(),
+                    download_rate: p.downloaded.rate(),
+                    upload_rate: p.uploaded.rate(),
+                    pieces: if p.is_seed {
+                        self.geometry.piece_count()
+                    } else {
+                        p.bitfield.count_ones()
+                    },
+                    am_choking: p.am_choking,
+                    am_interested: p.am_interested,
+                    peer_choking: p.peer_choking,
+                    peer_interested: p.peer_interested,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The extensions we implement and announce.
+pub(crate) fn our_extensions() -> Extensions {
+    Extensions::NONE.with(Extension::ExtensionProtocol)
+}
+
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1 << failures.min(8)).min(Duration::from_secs(300))
+}

@@ -1,0 +1,333 @@
+//! The download side of a torrent: which blocks to request from whom, and what to do when they
+//! arrive or do not.
+//!
+//! A peer's pipeline is refilled after every block, from (in order) the pieces already in
+//! progress, a newly picked piece, and in end-game the blocks others are still fetching. A piece
+//! started by a fast peer is left to it (whole pieces for fast peers), so slow peers do not hold
+//! the last blocks of many pieces.
+
+use std::time::Instant;
+
+use cratetorrent_metainfo::PieceIndex;
+use cratetorrent_wire::{BLOCK_SIZE, Block, Geometry, Message};
+
+use crate::core::{Action, BanKey, Core, PeerKey};
+use crate::peer::{Outstanding, Peer};
+
+/// Block state: 0 = free, 1..RECEIVED = requested from that many peers.
+const RECEIVED: u8 = u8::MAX;
+/// End-game never asks more than this many peers for one block.
+const MAX_DUPLICATES: u8 = 2;
+
+/// A piece being downloaded.
+#[derive(Debug)]
+pub(crate) struct PieceDownload {
+    states: Vec<u8>,
+    free: u32,
+    received: u32,
+    /// The peer that started it (by tag).
+    owner: u64,
+    /// Who sent its blocks, for blame if it fails its hash.
+    pub(crate) contributors: Vec<BanKey>,
+}
+
+impl PieceDownload {
+    fn new(blocks: u32, owner: u64) -> Self {
+        Self {
+            states: vec![0; blocks as usize],
+            free: blocks,
+            received: 0,
+            owner,
+            contributors: Vec::new(),
+        }
+    }
+
+    fn is_untouched(&self) -> bool {
+        self.received == 0 && self.free as usize == self.states.len()
+    }
+}
+
+/// Requests up to `need` blocks of `piece` from `peer` (free ones, or in end-game ones already
+/// requested once elsewhere); returns how many.
+fn request_blocks(
+    peer: &mut Peer,
+    download: &mut PieceDownload,
+    geometry: &Geometry,
+    piece: PieceIndex,
+    need: usize,
+    end_game: bool,
+    now: Instant,
+) -> usize {
+    let mut sent = 0;
+    for (index, state) in download.states.iter_mut().enumerate() {
+        if sent == need {
+            break;
+        }
+        let eligible = if end_game {
+            (1..MAX_DUPLICATES).contains(state)
+        } else {
+            *state == 0
+        };
+        if !eligible {
+            continue;
+        }
+        let Some(block) = geometry.block(piece, index as u32) else {
+            continue;
+        };
+        if end_game && peer.requests.iter().any(|r| r.block == block) {
+            continue;
+        }
+        if *state == 0 {
+            download.free -= 1;
+        }
+        *state += 1;
+        peer.requests.push_back(Outstanding { block, sent: now });
+        peer.outbox.push(&Message::Request(block));
+        sent += 1;
+    }
+    sent
+}
+
+impl Core {
+    /// Tops up the pipelines of every peer.
+    pub(crate) fn fill_all(&mut self, now: Instant) {
+        let keys: Vec<PeerKey> = self.peers.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.fill_requests(key, now);
+        }
+    }
+
+    /// Tops up one peer's pipeline to its target depth.
+    pub(crate) fn fill_requests(&mut self, key: PeerKey, now: Instant) {
+        if self.seed_only || self.paused {
+            return;
+        }
+        let Some(peer) = self.peers.get(key) else {
+            return;
+        };
+        if peer.peer_choking || !peer.am_interested || peer.closing {
+            return;
+        }
+        let target = peer.request_target(self.conf.max_out_requests);
+        let mut need = target.saturating_sub(peer.requests.len());
+        if need == 0 {
+            return;
+        }
+        let before = need;
+        need -= self.request_from_partials(key, need, false, now);
+        while need > 0 {
+            let Some(piece) = self.pick_piece(key) else {
+                break;
+            };
+            self.picker.take(piece);
+            let blocks = self.geometry.block_count(piece).unwrap_or(0);
+            let tag = self.peers[key].tag;
+            let mut download = PieceDownload::new(blocks, tag);
+            need -= request_blocks(
+                &mut self.peers[key],
+                &mut download,
+                &self.geometry,
+                piece,
+                need,
+                false,
+                now,
+            );
+            self.downloads.insert(piece, download);
+            self.partials.push(piece);
+        }
+        if need > 0 && !self.picker.has_pickable() {
+            need -= self.request_from_partials(key, need, true, now);
+        }
+        if need < before {
+            self.actions.push(Action::Wake(key));
+        }
+    }
+
+    fn pick_piece(&mut self, key: PeerKey) -> Option<PieceIndex> {
+        let peer = &self.peers[key];
+        let has = |p| peer.has_piece(p);
+        if self.conf.sequential {
+            self.picker.pick_sequential(has)
+        } else {
+            self.picker.pick_rarest(has, &mut self.rng)
+        }
+    }
+
+    fn request_from_partials(
+        &mut self,
+        key: PeerKey,
+        need: usize,
+        end_game: bool,
+        now: Instant,
+    ) -> usize {
+        let mut sent = 0;
+        let own_tag = self.peers[key].tag;
+        for i in 0..self.partials.len() {
+            if sent == need {
+                break;
+            }
+            let piece = self.partials[i];
+            let Some(download) = self.downloads.get(&piece) else {
+                continue;
+            };
+            let peer = &self.peers[key];
+            if !peer.has_piece(piece) || (!end_game && download.free == 0) {
+                continue;
+            }
+            if !end_game && download.owner != own_tag && self.is_fast(download.owner) {
+                continue;
+            }
+            let Some(download) = self.downloads.get_mut(&piece) else {
+                continue;
+            };
+            sent += request_blocks(
+                &mut self.peers[key],
+                download,
+                &self.geometry,
+                piece,
+                need - sent,
+                end_game,
+                now,
+            );
+        }
+        sent
+    }
+
+    /// Whether the peer with `tag` downloads a whole piece within the request queue time.
+    fn is_fast(&self, tag: u64) -> bool {
+        let Some(peer) = self.tags.get(&tag).and_then(|&k| self.peers.get(k)) else {
+            return false;
+        };
+        let piece_length = f64::from(self.metainfo.piece_length());
+        !peer.snubbed
+            && !peer.peer_choking
+            && peer.downloaded.rate() as f64 * self.conf.request_queue_time.as_secs_f64()
+                >= piece_length
+    }
+
+    /// A block arrived.
+    pub(crate) fn on_piece(&mut self, key: PeerKey, block: Block, now: Instant) {
+        let info = block.info();
+        let len = u64::from(info.len);
+        let max_requests = self.conf.max_out_requests;
+        let peer = &mut self.peers[key];
+        peer.last_block = now;
+        peer.downloaded.add(len);
+        self.downloaded.add(len);
+        if let Some(position) = peer.requests.iter().position(|r| r.block == info) {
+            if let Some(request) = peer.requests.remove(position) {
+                peer.round_trip
+                    .sample(now.saturating_duration_since(request.sent));
+            }
+            peer.on_block(max_requests);
+        }
+        let (tag, ban_key) = (peer.tag, BanKey::of(peer.addr, peer.id));
+        let index = info.offset / BLOCK_SIZE;
+        let valid = self.geometry.block(info.piece, index) == Some(info);
+        let Some(download) = self.downloads.get_mut(&info.piece).filter(|_| valid) else {
+            // Not in progress (already had, or cancelled and then done): wasted, not wrong.
+            self.wasted += len;
+            self.fill_requests(key, now);
+            return;
+        };
+        let state = download.states[index as usize];
+        if state == RECEIVED {
+            self.wasted += len;
+            self.fill_requests(key, now);
+            return;
+        }
+        if state == 0 {
+            download.free -= 1;
+        }
+        download.states[index as usize] = RECEIVED;
+        download.received += 1;
+        if !download.contributors.contains(&ban_key) {
+            download.contributors.push(ban_key);
+        }
+        if download.received as usize == download.states.len() {
+            self.partials.retain(|&p| p != info.piece);
+        }
+        self.actions.push(Action::Write {
+            piece: info.piece,
+            offset: info.offset,
+            data: block.data,
+            tag,
+        });
+        if state > 1 || (state == 1 && !self.picker.has_pickable()) {
+            self.cancel_elsewhere(key, info);
+        }
+        self.fill_requests(key, now);
+    }
+
+    /// End-game: the block came from `from`; withdraw it from everyone else.
+    fn cancel_elsewhere(&mut self, from: PeerKey, block: cratetorrent_wire::BlockInfo) {
+        for (key, peer) in &mut self.peers {
+            if key == from {
+                continue;
+            }
+            if let Some(position) = peer.requests.iter().position(|r| r.block == block) {
+                peer.requests.remove(position);
+                peer.outbox.push(&Message::Cancel(block));
+                self.actions.push(Action::Wake(key));
+            }
+        }
+    }
+
+    /// Gives a peer's outstanding requests back to the pool (on choke, timeout or disconnect).
+    pub(crate) fn release_requests(&mut self, key: PeerKey, send_cancels: bool) {
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        let requests = std::mem::take(&mut peer.requests);
+        for request in &requests {
+            if send_cancels {
+                peer.outbox.push(&Message::Cancel(request.block));
+            }
+            let piece = request.block.piece;
+            let Some(download) = self.downloads.get_mut(&piece) else {
+                continue;
+            };
+            let state = &mut download.states[(request.block.offset / BLOCK_SIZE) as usize];
+            if (1..RECEIVED).contains(state) {
+                *state -= 1;
+                if *state == 0 {
+                    download.free += 1;
+                }
+            }
+            if download.is_untouched() {
+                self.downloads.remove(&piece);
+                self.partials.retain(|&p| p != piece);
+                self.picker.restore(piece);
+            }
+        }
+        if send_cancels && !requests.is_empty() {
+            self.actions.push(Action::Wake(key));
+        }
+        // Reuse the allocation.
+        let mut requests = requests;
+        requests.clear();
+        if let Some(peer) = self.peers.get_mut(key) {
+            peer.requests = requests;
+        }
+    }
+
+    /// A peer that has not sent a requested block for longer than its timeout is snubbed: its
+    /// requests are cancelled and go to other peers, and it is left one request at a time.
+    pub(crate) fn check_request_timeout(&mut self, key: PeerKey, now: Instant) {
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        let Some(oldest) = peer.requests.front() else {
+            return;
+        };
+        let timeout = peer.round_trip.timeout();
+        if now.saturating_duration_since(oldest.sent) > timeout
+            && now.saturating_duration_since(peer.last_block) > timeout
+        {
+            tracing::debug!(addr = %peer.addr, ?timeout, "request timed out; peer snubbed");
+            peer.snubbed = true;
+            peer.slow_start = false;
+            self.release_requests(key, true);
+        }
+    }
+}

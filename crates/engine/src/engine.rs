@@ -1,0 +1,388 @@
+//! Starting the engine: its network thread, the listening socket, and the command loop.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use cratetorrent_metainfo::InfoHash;
+use cratetorrent_storage::{Layout, Storage};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio_uring::net::{TcpListener, TcpStream};
+
+use crate::TorrentId;
+use crate::alert::{Alert, AlertSender, Alerts};
+use crate::conf::Conf;
+use crate::connection;
+use crate::core::{Core, CoreInit};
+use crate::error::EngineError;
+use crate::handle::{COMMAND_QUEUE, Command, EngineHandle, Mode, TorrentParams};
+use crate::rate::TokenBucket;
+use crate::torrent::{Shared, Torrent, delete_files};
+
+/// How long an incoming connection may take to send its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts an engine on its own thread (with its own tokio-uring runtime) and returns a handle
+/// to it and the stream of its alerts. Works from any context, async or not.
+pub fn spawn(conf: Conf) -> Result<(EngineHandle, Alerts), EngineError> {
+    let listener =
+        std::net::TcpListener::bind(conf.listen_addr).map_err(|source| EngineError::Listen {
+            addr: conf.listen_addr,
+            source,
+        })?;
+    let listen_addr = listener
+        .local_addr()
+        .map_err(|source| EngineError::Listen {
+            addr: conf.listen_addr,
+            source,
+        })?;
+    let (commands, inbox) = mpsc::channel(COMMAND_QUEUE);
+    let alerts = AlertSender::default();
+    let receiver = alerts.receiver();
+    std::thread::Builder::new()
+        .name("ct-net".into())
+        .spawn(move || {
+            let closer = alerts.clone();
+            tokio_uring::start(run(conf, listener, listen_addr, inbox, alerts));
+            closer.close();
+        })
+        .map_err(EngineError::Spawn)?;
+    Ok((EngineHandle::new(commands, listen_addr), receiver))
+}
+
+struct Engine {
+    conf: Conf,
+    shared: Rc<Shared>,
+    listen_port: u16,
+    torrents: RefCell<HashMap<TorrentId, Rc<Torrent>>>,
+    by_hash: RefCell<HashMap<InfoHash, TorrentId>>,
+    /// Torrents whose data is being checked, with commands that arrived meanwhile.
+    checking: RefCell<HashMap<TorrentId, (InfoHash, Vec<Command>)>>,
+    closing: Cell<bool>,
+}
+
+async fn run(
+    conf: Conf,
+    listener: std::net::TcpListener,
+    listen_addr: SocketAddr,
+    mut inbox: mpsc::Receiver<Command>,
+    alerts: AlertSender,
+) {
+    let shared = Rc::new(Shared {
+        alerts: alerts.clone(),
+        our_id: conf.peer_id,
+        download_limit: RefCell::new(TokenBucket::new(conf.download_rate_limit)),
+        upload_limit: RefCell::new(TokenBucket::new(conf.upload_rate_limit)),
+        half_open: Rc::new(Semaphore::new(conf.max_half_open.max(1))),
+        connections: Cell::new(0),
+        max_connections: conf.max_connections,
+    });
+    let engine = Rc::new(Engine {
+        conf,
+        shared,
+        listen_port: listen_addr.port(),
+        torrents: RefCell::new(HashMap::new()),
+        by_hash: RefCell::new(HashMap::new()),
+        checking: RefCell::new(HashMap::new()),
+        closing: Cell::new(false),
+    });
+    tokio_uring::spawn(accept_loop(engine.clone(), TcpListener::from_std(listener)));
+    let reply = loop {
+        match inbox.recv().await {
+            Some(Command::Shutdown { reply }) => break Some(reply),
+            Some(command) => engine.handle(command),
+            None => break None,
+        }
+    };
+    let result = engine.shutdown().await;
+    alerts.close();
+    if let Some(reply) = reply {
+        let _ = reply.send(result);
+    }
+}
+
+/// Runs `f` on a thread of its own (for blocking storage calls) and waits for it.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (done, result) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("ct-blocking".into())
+        .spawn(move || {
+            let _ = done.send(f());
+        })
+        .ok()?;
+    result.await.ok()
+}
+
+impl Engine {
+    fn handle(self: &Rc<Self>, command: Command) {
+        let Some(id) = command.torrent() else {
+            if let Command::Limits { limits, .. } = command {
+                self.shared
+                    .download_limit
+                    .borrow_mut()
+                    .set_rate(limits.download);
+                self.shared
+                    .upload_limit
+                    .borrow_mut()
+                    .set_rate(limits.upload);
+            }
+            return;
+        };
+        if let Command::Add { id, params } = command {
+            self.add(id, *params);
+            return;
+        }
+        if let Some((_, deferred)) = self.checking.borrow_mut().get_mut(&id) {
+            if let Command::Stats { reply, .. } = command {
+                let _ = reply.send(None);
+            } else {
+                deferred.push(command);
+            }
+            return;
+        }
+        let Some(torrent) = self.torrents.borrow().get(&id).cloned() else {
+            if let Command::Stats { reply, .. } = command {
+                let _ = reply.send(None);
+            }
+            return;
+        };
+        let now = Instant::now();
+        match command {
+            Command::Pause(_) => torrent.with_core(|core| core.set_paused(true, now)),
+            Command::Resume(_) => torrent.with_core(|core| core.set_paused(false, now)),
+            Command::AddPeers { peers, .. } => {
+                torrent.with_core(|core| core.add_peers(&peers, now))
+            }
+            Command::FilePriorities { priorities, .. } => {
+                torrent.with_core(|core| core.set_file_priorities(&priorities, now));
+            }
+            Command::Sequential { on, .. } => torrent.with_core(|core| core.conf.sequential = on),
+            Command::Limits { limits, .. } => torrent.set_limits(limits),
+            Command::Stats { reply, .. } => {
+                let _ = reply.send(Some(torrent.core().stats()));
+            }
+            Command::Remove { delete_files, .. } => {
+                self.torrents.borrow_mut().remove(&id);
+                self.by_hash.borrow_mut().remove(&torrent.info_hash);
+                tokio_uring::spawn(remove(self.clone(), torrent, delete_files));
+            }
+            Command::Add { .. } | Command::Shutdown { .. } => {}
+        }
+    }
+
+    fn add(self: &Rc<Self>, id: TorrentId, params: TorrentParams) {
+        let info_hash = params.metainfo.info_hash();
+        let duplicate = self.by_hash.borrow().contains_key(&info_hash)
+            || self
+                .checking
+                .borrow()
+                .values()
+                .any(|(h, _)| *h == info_hash);
+        if duplicate {
+            self.shared.alerts.post(Alert::TorrentError {
+                id,
+                error: format!("torrent {info_hash} is already added"),
+            });
+            return;
+        }
+        self.checking
+            .borrow_mut()
+            .insert(id, (info_hash, Vec::new()));
+        tokio_uring::spawn(start_torrent(self.clone(), id, params));
+    }
+
+    async fn shutdown(self: &Rc<Self>) -> Result<(), EngineError> {
+        self.closing.set(true);
+        let torrents: Vec<Rc<Torrent>> =
+            self.torrents.borrow_mut().drain().map(|(_, t)| t).collect();
+        let mut result = Ok(());
+        for torrent in torrents {
+            let id = torrent.id;
+            if let Some(storage) = torrent.close().await {
+                let saved = blocking(move || storage.shutdown()).await;
+                if let Some(Err(source)) = saved {
+                    tracing::error!(%id, %source, "saving torrent on shutdown failed");
+                    if result.is_ok() {
+                        result = Err(EngineError::Storage { id, source });
+                    }
+                }
+            }
+        }
+        result
+    }
+}
+
+async fn start_torrent(engine: Rc<Engine>, id: TorrentId, params: TorrentParams) {
+    let TorrentParams {
+        metainfo,
+        listen_addr,
+        mode,
+        conf,
+    } = params;
+    let conf = conf.unwrap_or_else(|| engine.conf.torrent.clone());
+    let wake = Arc::new(Notify::new());
+    let opened = {
+        let (metainfo, dir, storage_conf, wake) = (
+            metainfo.clone(),
+            engine.conf.download_dir.clone(),
+            engine.conf.storage.clone(),
+            wake.clone(),
+        );
+        blocking(move || Storage::open(&metainfo, &dir, storage_conf, move || wake.notify_one()))
+            .await
+    };
+    let deferred = engine
+        .checking
+        .borrow_mut()
+        .remove(&id)
+        .map(|(_, d)| d)
+        .unwrap_or_default();
+    let (storage, events) = match opened {
+        Some(Ok(opened)) => opened,
+        Some(Err(error)) => {
+            engine.shared.alerts.post(Alert::TorrentError {
+                id,
+                error: format!("opening storage: {error}"),
+            });
+            return;
+        }
+        None => return,
+    };
+    let removed = deferred.iter().any(|c| matches!(c, Command::Remove { .. }));
+    if engine.closing.get() || removed {
+        let _ = blocking(move || storage.shutdown()).await;
+        return;
+    }
+    let have = storage.have().clone();
+    let (seed_only, peers) = match mode {
+        Mode::Seed => (true, Vec::new()),
+        Mode::Download { seeds } => (false, seeds),
+    };
+    let piece_count = metainfo.piece_count();
+    let pieces_had = have.count_ones();
+    let info_hash = metainfo.info_hash();
+    let core = Core::new(
+        CoreInit {
+            id,
+            metainfo,
+            our_id: engine.shared.our_id,
+            listen_port: engine.listen_port,
+            conf,
+            seed_only,
+            have,
+        },
+        Instant::now(),
+    );
+    let torrent = Torrent::start(core, storage, events, wake, engine.shared.clone());
+    engine.torrents.borrow_mut().insert(id, torrent.clone());
+    engine.by_hash.borrow_mut().insert(info_hash, id);
+    tracing::info!(%id, %info_hash, pieces_had, piece_count, backend = "io_uring", "torrent started");
+    engine.shared.alerts.post(Alert::TorrentStarted {
+        id,
+        pieces_had,
+        piece_count,
+    });
+    if pieces_had == piece_count && !seed_only {
+        engine.shared.alerts.post(Alert::TorrentComplete(id));
+    }
+    torrent.with_core(|core| core.add_peers(&peers, Instant::now()));
+    for command in deferred {
+        engine.handle(command);
+    }
+    if let Some(addr) = listen_addr {
+        match std::net::TcpListener::bind(addr) {
+            Ok(listener) => {
+                tokio_uring::spawn(accept_loop(engine.clone(), TcpListener::from_std(listener)));
+            }
+            Err(error) => engine.shared.alerts.post(Alert::TorrentError {
+                id,
+                error: format!("cannot listen on {addr}: {error}"),
+            }),
+        }
+    }
+}
+
+async fn remove(engine: Rc<Engine>, torrent: Rc<Torrent>, delete: bool) {
+    let id = torrent.id;
+    let metainfo = torrent.core().metainfo.clone();
+    let dir = engine.conf.download_dir.clone();
+    if let Some(storage) = torrent.close().await {
+        let result = blocking(move || {
+            storage.shutdown().map_err(|e| e.to_string())?;
+            if delete {
+                delete_files(&Layout::new(&metainfo, &dir))
+                    .map_err(|e| format!("deleting files: {e}"))?;
+            }
+            Ok::<(), String>(())
+        })
+        .await;
+        if let Some(Err(error)) = result {
+            engine.shared.alerts.post(Alert::TorrentError {
+                id,
+                error: format!("removing: {error}"),
+            });
+        }
+    }
+    engine.shared.alerts.post(Alert::TorrentRemoved(id));
+}
+
+async fn accept_loop(engine: Rc<Engine>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                if engine.closing.get() {
+                    return;
+                }
+                tokio_uring::spawn(incoming(engine.clone(), stream, addr));
+            }
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn incoming(engine: Rc<Engine>, stream: TcpStream, addr: SocketAddr) {
+    if engine.shared.connections.get() >= engine.shared.max_connections {
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::new();
+    // Abandoning the connection on timeout also abandons the read that may still be pending.
+    let handshake = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        connection::read_handshake(&stream, &mut buf),
+    )
+    .await;
+    let handshake = match handshake {
+        Ok(Ok(handshake)) => handshake,
+        Ok(Err(error)) => {
+            tracing::debug!(%addr, %error, "incoming handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%addr, "incoming handshake timed out");
+            return;
+        }
+    };
+    let torrent = {
+        let id = engine.by_hash.borrow().get(&handshake.info_hash).copied();
+        id.and_then(|id| engine.torrents.borrow().get(&id).cloned())
+    };
+    let Some(torrent) = torrent else {
+        tracing::debug!(%addr, info_hash = %handshake.info_hash, "incoming peer for an unknown torrent");
+        return;
+    };
+    if connection::send_handshake(&stream, torrent.info_hash, engine.shared.our_id)
+        .await
+        .is_ok()
+    {
+        torrent.attach(stream, addr, &handshake, buf, false);
+    }
+}

@@ -1,0 +1,247 @@
+//! What we know about one connected peer, both directions.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use cratetorrent_storage::PeerTag;
+use cratetorrent_wire::{Bitfield, BlockInfo, Extensions, PeerId};
+
+use crate::outbox::Outbox;
+use crate::rate::RateMeter;
+
+/// Requests a peer that never told us its `reqq` is assumed to accept.
+pub(crate) const DEFAULT_PEER_REQQ: usize = 250;
+/// Queue depth a new peer starts with, before slow start grows it.
+const INITIAL_QUEUE: usize = 4;
+/// Bounds of the request timeout derived from block round trips.
+const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One request we sent and have not been answered yet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outstanding {
+    pub(crate) block: BlockInfo,
+    pub(crate) sent: Instant,
+}
+
+/// Mean and deviation of the time from request to block, as in TCP's RTO estimate.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RoundTrip {
+    mean: f64,
+    deviation: f64,
+    samples: u32,
+}
+
+impl RoundTrip {
+    pub(crate) fn sample(&mut self, rtt: Duration) {
+        let x = rtt.as_secs_f64();
+        if self.samples == 0 {
+            self.mean = x;
+            self.deviation = x / 2.0;
+        } else {
+            self.deviation = 0.75 * self.deviation + 0.25 * (x - self.mean).abs();
+            self.mean = 0.875 * self.mean + 0.125 * x;
+        }
+        self.samples = self.samples.saturating_add(1);
+    }
+
+    /// `mean + 4 · deviation`, clamped.
+    pub(crate) fn timeout(&self) -> Duration {
+        if self.samples == 0 {
+            return MAX_REQUEST_TIMEOUT / 2;
+        }
+        Duration::from_secs_f64(self.mean + 4.0 * self.deviation)
+            .clamp(MIN_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT)
+    }
+}
+
+/// A connected peer.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) id: PeerId,
+    pub(crate) tag: PeerTag,
+    pub(crate) outgoing: bool,
+    pub(crate) extensions: Extensions,
+    pub(crate) client: Option<String>,
+
+    pub(crate) bitfield: Bitfield,
+    /// The peer has every piece (counted in the picker's seed count, not per piece).
+    pub(crate) is_seed: bool,
+    /// Pieces the peer has that we want and lack.
+    pub(crate) interesting: u32,
+    /// Whether a bitfield (or anything else) was received: a bitfield is only valid first.
+    pub(crate) got_first_message: bool,
+
+    pub(crate) am_choking: bool,
+    pub(crate) am_interested: bool,
+    pub(crate) peer_choking: bool,
+    pub(crate) peer_interested: bool,
+
+    /// Our requests to the peer, oldest first.
+    pub(crate) requests: VecDeque<Outstanding>,
+    pub(crate) queue_target: usize,
+    pub(crate) slow_start: bool,
+    pub(crate) peer_reqq: usize,
+    pub(crate) snubbed: bool,
+    pub(crate) round_trip: RoundTrip,
+    previous_rate: u64,
+
+    /// The peer's requests to us that we have not started reading.
+    pub(crate) incoming: VecDeque<BlockInfo>,
+    /// Blocks being read from disk for the peer.
+    pub(crate) reading: Vec<BlockInfo>,
+    pub(crate) outbox: Outbox,
+    /// Bytes handed to the socket and not yet confirmed written.
+    pub(crate) writing: usize,
+
+    pub(crate) downloaded: RateMeter,
+    pub(crate) uploaded: RateMeter,
+    pub(crate) connected_at: Instant,
+    pub(crate) last_received: Instant,
+    pub(crate) last_sent: Instant,
+    pub(crate) last_block: Instant,
+    pub(crate) closing: bool,
+}
+
+impl Peer {
+    pub(crate) fn new(
+        addr: SocketAddr,
+        id: PeerId,
+        tag: PeerTag,
+        outgoing: bool,
+        extensions: Extensions,
+        piece_count: u32,
+        now: Instant,
+    ) -> Self {
+        Self {
+            addr,
+            id,
+            tag,
+            outgoing,
+            extensions,
+            client: id.client().map(|c| format!("{} {}", c.name, c.version)),
+            bitfield: Bitfield::new(piece_count),
+            is_seed: false,
+            interesting: 0,
+            got_first_message: false,
+            am_choking: true,
+            am_interested: false,
+            peer_choking: true,
+            peer_interested: false,
+            requests: VecDeque::new(),
+            queue_target: INITIAL_QUEUE,
+            slow_start: true,
+            peer_reqq: DEFAULT_PEER_REQQ,
+            snubbed: false,
+            round_trip: RoundTrip::default(),
+            previous_rate: 0,
+            incoming: VecDeque::new(),
+            reading: Vec::new(),
+            outbox: Outbox::default(),
+            writing: 0,
+            downloaded: RateMeter::default(),
+            uploaded: RateMeter::default(),
+            connected_at: now,
+            last_received: now,
+            last_sent: now,
+            last_block: now,
+            closing: false,
+        }
+    }
+
+    /// How many requests to keep outstanding now.
+    pub(crate) fn request_target(&self, max_requests: usize) -> usize {
+        if self.snubbed {
+            return 1;
+        }
+        self.queue_target
+            .min(self.peer_reqq)
+            .min(max_requests)
+            .max(1)
+    }
+
+    /// A requested block arrived.
+    pub(crate) fn on_block(&mut self, max_requests: usize) {
+        self.snubbed = false;
+        if self.slow_start {
+            // One more per block received doubles the window every round trip.
+            self.queue_target = (self.queue_target + 1).min(max_requests);
+        }
+    }
+
+    /// Once per tick: leave slow start when the rate stops growing, then size the queue to
+    /// cover `queue_time` at the measured rate (the bandwidth-delay product).
+    pub(crate) fn retarget(&mut self, queue_time: Duration, block_len: u32, max_requests: usize) {
+        let rate = self.downloaded.rate();
+        if self.slow_start {
+            if rate > 0 && rate < self.previous_rate + self.previous_rate / 10 {
+                self.slow_start = false;
+            }
+            self.previous_rate = rate;
+        }
+        if !self.slow_start {
+            let bdp = (rate as f64 * queue_time.as_secs_f64()) / f64::from(block_len);
+            self.queue_target = (bdp as usize).clamp(2, max_requests);
+        }
+    }
+
+    pub(crate) fn has_piece(&self, piece: u32) -> bool {
+        self.is_seed || self.bitfield.get(piece)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> Peer {
+        Peer::new(
+            "127.0.0.1:1".parse().expect("addr"),
+            PeerId::new([1; 20]),
+            1,
+            true,
+            Extensions::NONE,
+            8,
+            Instant::now(),
+        )
+    }
+
+    #[test]
+    fn slow_start_grows_then_follows_the_rate() {
+        let mut peer = peer();
+        peer.peer_reqq = 10_000;
+        for _ in 0..100 {
+            peer.on_block(500);
+        }
+        assert_eq!(peer.request_target(500), 104);
+        peer.downloaded.add(16_384 * 100);
+        peer.downloaded.tick(Duration::from_secs(1));
+        peer.retarget(Duration::from_secs(3), 16_384, 500);
+        assert!(peer.slow_start, "rate still growing");
+        peer.downloaded.add(16_384 * 100);
+        peer.downloaded.tick(Duration::from_secs(1));
+        peer.retarget(Duration::from_secs(3), 16_384, 500);
+        assert!(!peer.slow_start);
+        assert_eq!(peer.request_target(500), 300, "100 blocks/s for 3 s");
+        peer.peer_reqq = 50;
+        assert_eq!(peer.request_target(500), 50, "capped by the peer's reqq");
+        peer.snubbed = true;
+        assert_eq!(peer.request_target(500), 1);
+    }
+
+    #[test]
+    fn request_timeout_follows_round_trips() {
+        let mut rtt = RoundTrip::default();
+        assert_eq!(rtt.timeout(), Duration::from_secs(15));
+        for _ in 0..20 {
+            rtt.sample(Duration::from_millis(10));
+        }
+        assert_eq!(rtt.timeout(), MIN_REQUEST_TIMEOUT);
+        for _ in 0..50 {
+            rtt.sample(Duration::from_secs(8));
+        }
+        assert!(rtt.timeout() >= Duration::from_secs(8));
+    }
+}

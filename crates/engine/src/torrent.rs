@@ -1,0 +1,414 @@
+//! The I/O shell around one torrent's [`Core`]: performs its actions on sockets and storage,
+//! feeds it storage events and time, and owns its peers' connections.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use cratetorrent_metainfo::InfoHash;
+use cratetorrent_storage::{Layout, Storage, StorageEvent, WriteStatus};
+use cratetorrent_wire::{Handshake, PeerId};
+use tokio::sync::{Notify, Semaphore};
+use tokio_uring::net::TcpStream;
+
+use crate::TorrentId;
+use crate::alert::{Alert, AlertSender};
+use crate::connection::{self, MAX_FRAMES_PER_WRITE};
+use crate::core::{Action, Core, PeerKey};
+use crate::rate::TokenBucket;
+
+/// Engine-wide state shared by all torrents on the network thread.
+pub(crate) struct Shared {
+    pub(crate) alerts: AlertSender,
+    pub(crate) our_id: PeerId,
+    pub(crate) download_limit: RefCell<TokenBucket>,
+    pub(crate) upload_limit: RefCell<TokenBucket>,
+    pub(crate) half_open: Rc<Semaphore>,
+    pub(crate) connections: Cell<usize>,
+    pub(crate) max_connections: usize,
+}
+
+struct Conn {
+    stream: Rc<TcpStream>,
+    writer: Rc<Notify>,
+}
+
+/// A running torrent.
+pub(crate) struct Torrent {
+    pub(crate) id: TorrentId,
+    pub(crate) info_hash: InfoHash,
+    core: RefCell<Core>,
+    storage: RefCell<Option<Storage>>,
+    conns: RefCell<HashMap<PeerKey, Conn>>,
+    spare: RefCell<Vec<Action>>,
+    disk_full: Cell<bool>,
+    disk_ready: Notify,
+    closed: Cell<bool>,
+    stopped: Rc<Notify>,
+    shared: Rc<Shared>,
+    download_limit: RefCell<TokenBucket>,
+    upload_limit: RefCell<TokenBucket>,
+    connect_timeout: Duration,
+}
+
+impl Torrent {
+    pub(crate) fn start(
+        core: Core,
+        storage: Storage,
+        events: Receiver<StorageEvent>,
+        storage_wake: Arc<Notify>,
+        shared: Rc<Shared>,
+    ) -> Rc<Self> {
+        let conf = &core.conf;
+        let torrent = Rc::new(Self {
+            id: core.id,
+            info_hash: core.info_hash,
+            download_limit: RefCell::new(TokenBucket::new(conf.download_rate_limit)),
+            upload_limit: RefCell::new(TokenBucket::new(conf.upload_rate_limit)),
+            connect_timeout: conf.connect_timeout,
+            core: RefCell::new(core),
+            storage: RefCell::new(Some(storage)),
+            conns: RefCell::new(HashMap::new()),
+            spare: RefCell::new(Vec::new()),
+            disk_full: Cell::new(false),
+            disk_ready: Notify::new(),
+            closed: Cell::new(false),
+            stopped: Rc::new(Notify::new()),
+            shared,
+        });
+        tokio_uring::spawn(tick_loop(torrent.clone()));
+        tokio_uring::spawn(storage_loop(torrent.clone(), events, storage_wake));
+        torrent
+    }
+
+    /// Runs `f` on the core, then performs the actions it queued.
+    pub(crate) fn with_core<R>(self: &Rc<Self>, f: impl FnOnce(&mut Core) -> R) -> R {
+        let mut actions = std::mem::take(&mut *self.spare.borrow_mut());
+        let result = {
+            let mut core = self.core.borrow_mut();
+            let result = f(&mut core);
+            std::mem::swap(&mut core.actions, &mut actions);
+            result
+        };
+        for action in actions.drain(..) {
+            self.execute(action);
+        }
+        *self.spare.borrow_mut() = actions;
+        result
+    }
+
+    fn execute(self: &Rc<Self>, action: Action) {
+        match action {
+            Action::Wake(key) => {
+                if let Some(conn) = self.conns.borrow().get(&key) {
+                    conn.writer.notify_one();
+                }
+            }
+            Action::Write {
+                piece,
+                offset,
+                data,
+                tag,
+            } => {
+                let status = match self.storage.borrow().as_ref() {
+                    Some(storage) => storage.write_block(piece, offset, data, tag),
+                    None => return,
+                };
+                match status {
+                    Ok(WriteStatus::Accepted) => {}
+                    Ok(WriteStatus::Full) => self.disk_full.set(true),
+                    Err(error) => {
+                        let message = format!("writing piece {piece}: {error}");
+                        self.with_core(|core| {
+                            core.on_write_failed(&[piece], message, Instant::now())
+                        });
+                    }
+                }
+            }
+            Action::Read { block, token } => {
+                let result = match self.storage.borrow().as_ref() {
+                    Some(storage) => storage.read_block(block, token),
+                    None => return,
+                };
+                if let Err(error) = result {
+                    self.with_core(|core| core.on_block_read(token, block, Err(error)));
+                }
+            }
+            Action::Disconnect(key) => {
+                if let Some(conn) = self.conns.borrow().get(&key) {
+                    let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+                }
+            }
+            Action::Connect(addr) => {
+                tokio_uring::spawn(dial(self.clone(), addr));
+            }
+            Action::Alert(alert) => self.shared.alerts.post(alert),
+        }
+    }
+
+    /// A handshaken connection for this torrent: register it and start its tasks.
+    pub(crate) fn attach(
+        self: &Rc<Self>,
+        stream: TcpStream,
+        addr: SocketAddr,
+        handshake: &Handshake,
+        buf: BytesMut,
+        outgoing: bool,
+    ) {
+        if self.closed.get() {
+            return;
+        }
+        if self.shared.connections.get() >= self.shared.max_connections {
+            tracing::debug!(%addr, "global connection limit reached");
+            if outgoing {
+                self.with_core(|core| core.on_connect_failed(addr, Instant::now()));
+            }
+            return;
+        }
+        let now = Instant::now();
+        let admitted = self.with_core(|core| {
+            core.on_handshake(addr, handshake.peer_id, handshake.extensions, outgoing, now)
+        });
+        let key = match admitted {
+            Ok(key) => key,
+            Err(reason) => {
+                tracing::debug!(%addr, %reason, "connection refused");
+                return;
+            }
+        };
+        let stream = Rc::new(stream);
+        let writer = Rc::new(Notify::new());
+        self.conns.borrow_mut().insert(
+            key,
+            Conn {
+                stream: stream.clone(),
+                writer: writer.clone(),
+            },
+        );
+        self.shared
+            .connections
+            .set(self.shared.connections.get() + 1);
+        // The greeting queued by `on_handshake` is waiting: make sure the writer sees it.
+        writer.notify_one();
+        let span = tracing::debug_span!("peer", %addr);
+        tokio_uring::spawn(tracing::Instrument::instrument(
+            connection::run_peer(self.clone(), key, stream, writer, buf),
+            span,
+        ));
+    }
+
+    pub(crate) fn on_peer_closed(self: &Rc<Self>, key: PeerKey) {
+        if self.conns.borrow_mut().remove(&key).is_some() {
+            self.shared
+                .connections
+                .set(self.shared.connections.get().saturating_sub(1));
+        }
+        self.with_core(|core| core.on_closed(key, Instant::now()));
+        if self.conns.borrow().is_empty() {
+            self.stopped.notify_waiters();
+        }
+    }
+
+    /// Moves the peer's queued frames into `frames`; `None` once the peer is gone or closing.
+    pub(crate) fn take_outgoing(
+        self: &Rc<Self>,
+        key: PeerKey,
+        frames: &mut Vec<Bytes>,
+    ) -> Option<u64> {
+        self.with_core(|core| {
+            let peer = core.peers.get_mut(key)?;
+            if peer.closing {
+                return None;
+            }
+            let before = peer.outbox.len();
+            let payload = peer.outbox.take(frames, MAX_FRAMES_PER_WRITE);
+            let taken = before - peer.outbox.len();
+            if !peer.outbox.is_empty() {
+                // More than one write's worth: come back for the rest.
+                if let Some(c) = self.conns.borrow().get(&key) {
+                    c.writer.notify_one()
+                }
+            }
+            core.on_write_progress(key, taken, false, Instant::now());
+            Some(payload)
+        })
+    }
+
+    pub(crate) fn charge_download(&self, bytes: u64) -> Duration {
+        let now = Instant::now();
+        let global = self.shared.download_limit.borrow_mut().consume(bytes, now);
+        global.max(self.download_limit.borrow_mut().consume(bytes, now))
+    }
+
+    pub(crate) fn charge_upload(&self, bytes: u64) -> Duration {
+        let now = Instant::now();
+        let global = self.shared.upload_limit.borrow_mut().consume(bytes, now);
+        global.max(self.upload_limit.borrow_mut().consume(bytes, now))
+    }
+
+    pub(crate) fn set_limits(&self, limits: crate::RateLimits) {
+        self.download_limit.borrow_mut().set_rate(limits.download);
+        self.upload_limit.borrow_mut().set_rate(limits.upload);
+    }
+
+    /// Waits while the storage holds as many received blocks as it may.
+    pub(crate) async fn wait_for_disk_memory(&self) {
+        while self.disk_full.get() && !self.closed.get() {
+            self.disk_ready.notified().await;
+        }
+    }
+
+    /// Disconnects every peer and stops the torrent's tasks; returns its storage to shut down.
+    pub(crate) async fn close(self: &Rc<Self>) -> Option<Storage> {
+        self.closed.set(true);
+        self.with_core(|core| core.set_paused(true, Instant::now()));
+        self.disk_ready.notify_waiters();
+        // Wait (bounded) for the readers to unregister their peers.
+        let deadline = tokio::time::sleep(Duration::from_secs(5));
+        tokio::pin!(deadline);
+        while !self.conns.borrow().is_empty() {
+            let stopped = self.stopped.notified();
+            tokio::select! {
+                () = stopped => {}
+                () = &mut deadline => break,
+            }
+        }
+        self.storage.borrow_mut().take()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    pub(crate) fn core(&self) -> std::cell::RefMut<'_, Core> {
+        self.core.borrow_mut()
+    }
+}
+
+async fn dial(torrent: Rc<Torrent>, addr: SocketAddr) {
+    let half_open = torrent.shared.half_open.clone();
+    let Ok(_permit) = half_open.acquire().await else {
+        return;
+    };
+    if torrent.is_closed() {
+        return;
+    }
+    let (info_hash, our_id) = (torrent.info_hash, torrent.shared.our_id);
+    match connection::connect(addr, info_hash, our_id, torrent.connect_timeout).await {
+        Ok((stream, handshake, buf)) => torrent.attach(stream, addr, &handshake, buf, true),
+        Err(error) => {
+            tracing::debug!(%addr, %error, "connect failed");
+            torrent.with_core(|core| core.on_connect_failed(addr, Instant::now()));
+        }
+    }
+}
+
+async fn tick_loop(torrent: Rc<Torrent>) {
+    let stats_interval = torrent.core().conf.stats_interval;
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_stats = Instant::now();
+    loop {
+        interval.tick().await;
+        if torrent.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        torrent.with_core(|core| core.tick(now));
+        if now.saturating_duration_since(last_stats) >= stats_interval {
+            last_stats = now;
+            let stats = torrent.core().stats();
+            torrent
+                .shared
+                .alerts
+                .post(Alert::TorrentStats(Box::new(stats)));
+        }
+    }
+}
+
+async fn storage_loop(torrent: Rc<Torrent>, events: Receiver<StorageEvent>, wake: Arc<Notify>) {
+    loop {
+        loop {
+            match events.try_recv() {
+                Ok(event) => torrent.on_storage_event(event),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
+        if torrent.is_closed() {
+            return;
+        }
+        wake.notified().await;
+    }
+}
+
+impl Torrent {
+    fn on_storage_event(self: &Rc<Self>, event: StorageEvent) {
+        let now = Instant::now();
+        match event {
+            StorageEvent::PieceVerified(piece) => {
+                self.with_core(|core| core.on_piece_verified(piece, now));
+            }
+            StorageEvent::HashFailed { piece, .. } => {
+                tracing::info!(piece, "piece failed its hash check");
+                self.with_core(|core| core.on_hash_failed(piece, now));
+            }
+            StorageEvent::WriteFailed { pieces, error } => {
+                let message = format!("disk write failed: {error}");
+                self.with_core(|core| core.on_write_failed(&pieces, message, now));
+            }
+            StorageEvent::BlockRead {
+                token,
+                block,
+                result,
+            } => self.with_core(|core| core.on_block_read(token, block, result)),
+            StorageEvent::ResumeSaveFailed(error) => self.shared.alerts.post(Alert::TorrentError {
+                id: self.id,
+                error: format!("saving resume data failed: {error}"),
+            }),
+            StorageEvent::MemoryAvailable => {
+                self.disk_full.set(false);
+                self.disk_ready.notify_waiters();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Deletes a removed torrent's files, the directories they leave empty, and its resume data.
+pub(crate) fn delete_files(layout: &Layout) -> std::io::Result<()> {
+    let root = layout.root().to_path_buf();
+    let mut dirs = Vec::new();
+    let mut index = 0;
+    while let Some(path) = layout.path(index) {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| d.starts_with(&root) && *d != root) {
+            dirs.push(d.to_path_buf());
+            dir = d.parent();
+        }
+        index += 1;
+    }
+    // Deepest first; a directory that still holds other files stays.
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    dirs.dedup();
+    for dir in dirs {
+        let _ = std::fs::remove_dir(&dir);
+    }
+    let resume = layout.resume_path();
+    let _ = std::fs::remove_file(&resume);
+    if let Some(parent) = resume.parent().filter(|p| p != &Path::new("")) {
+        let _ = std::fs::remove_dir(parent);
+    }
+    Ok(())
+}

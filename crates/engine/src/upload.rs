@@ -1,0 +1,178 @@
+//! The upload side of a torrent: validating and queueing requests, reading blocks for them, and
+//! deciding whom to serve (choking).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use cratetorrent_storage::{PeerTag, StorageError};
+use cratetorrent_wire::{BLOCK_SIZE, BlockInfo, Message};
+
+use crate::choker::{Candidate, rechoke};
+use crate::core::{Action, Core, PeerKey};
+
+impl Core {
+    pub(crate) fn on_interested(&mut self, key: PeerKey) {
+        let slots = self.conf.unchoke_slots;
+        let unchoked = self.peers.iter().filter(|(_, p)| !p.am_choking).count();
+        let peer = &mut self.peers[key];
+        peer.peer_interested = true;
+        // Don't make a newcomer wait for the next rechoke when a slot is free.
+        if peer.am_choking && unchoked < slots {
+            self.unchoke(key);
+        }
+    }
+
+    pub(crate) fn on_request(&mut self, key: PeerKey, block: BlockInfo) {
+        if self.geometry.validate(&block).is_err() {
+            self.disconnect(key, "invalid request");
+            return;
+        }
+        let max_in = self.conf.max_in_requests;
+        let have = self.have.get(block.piece);
+        let peer = &mut self.peers[key];
+        // Requests while choked, for pieces we lack, or beyond the advertised queue are dropped,
+        // as libtorrent does without the fast extension.
+        if peer.am_choking || !have || peer.incoming.len() >= max_in {
+            return;
+        }
+        peer.incoming.push_back(block);
+        self.serve(key);
+    }
+
+    pub(crate) fn on_cancel(&mut self, key: PeerKey, block: BlockInfo) {
+        let peer = &mut self.peers[key];
+        if let Some(position) = peer.incoming.iter().position(|b| *b == block) {
+            peer.incoming.remove(position);
+        } else if let Some(position) = peer.reading.iter().position(|b| *b == block) {
+            // The read is in flight: forgetting it makes its result be dropped.
+            peer.reading.swap_remove(position);
+        }
+    }
+
+    /// Starts disk reads for queued requests while the peer's unsent data is under the watermark.
+    pub(crate) fn serve(&mut self, key: PeerKey) {
+        let watermark = self.conf.send_watermark;
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        while peer.outbox.len() + peer.writing + peer.reading.len() * (BLOCK_SIZE as usize)
+            < watermark
+        {
+            let Some(block) = peer.incoming.pop_front() else {
+                break;
+            };
+            peer.reading.push(block);
+            self.actions.push(Action::Read {
+                block,
+                token: peer.tag,
+            });
+        }
+    }
+
+    /// A block read for the peer with `token` finished.
+    pub(crate) fn on_block_read(
+        &mut self,
+        token: PeerTag,
+        block: BlockInfo,
+        result: Result<Bytes, StorageError>,
+    ) {
+        let Some(&key) = self.tags.get(&token) else {
+            return;
+        };
+        let peer = &mut self.peers[key];
+        let Some(position) = peer.reading.iter().position(|b| *b == block) else {
+            return;
+        };
+        peer.reading.swap_remove(position);
+        match result {
+            Ok(data) if !peer.am_choking && !peer.closing => {
+                let len = data.len() as u64;
+                peer.outbox.push_block(block.piece, block.offset, data);
+                peer.uploaded.add(len);
+                self.uploaded.add(len);
+                self.actions.push(Action::Wake(key));
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, ?block, "reading a block to upload failed");
+                self.actions.push(Action::Alert(crate::Alert::TorrentError {
+                    id: self.id,
+                    error: format!("reading piece {} for upload: {error}", block.piece),
+                }));
+                self.disconnect(key, "could not read the requested block");
+                return;
+            }
+        }
+        self.serve(key);
+    }
+
+    /// The writer took `bytes` from the outbox (`written == false`) or finished writing them.
+    pub(crate) fn on_write_progress(
+        &mut self,
+        key: PeerKey,
+        bytes: usize,
+        written: bool,
+        now: Instant,
+    ) {
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        if written {
+            peer.writing = peer.writing.saturating_sub(bytes);
+            peer.last_sent = now;
+            self.serve(key);
+        } else {
+            peer.writing += bytes;
+        }
+    }
+
+    pub(crate) fn unchoke(&mut self, key: PeerKey) {
+        let peer = &mut self.peers[key];
+        peer.am_choking = false;
+        peer.outbox.push(&Message::Unchoke);
+        self.actions.push(Action::Wake(key));
+    }
+
+    fn choke(&mut self, key: PeerKey) {
+        let peer = &mut self.peers[key];
+        peer.am_choking = true;
+        peer.incoming.clear();
+        peer.reading.clear();
+        peer.outbox.push(&Message::Choke);
+        self.actions.push(Action::Wake(key));
+    }
+
+    /// Revisits who is unchoked (every 10 s, and when the optimistic slot rotates).
+    pub(crate) fn rechoke(&mut self, rotate: bool) {
+        let candidates: Vec<Candidate> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.closing)
+            .map(|(key, p)| Candidate {
+                key,
+                interested: p.peer_interested,
+                download_rate: p.downloaded.rate(),
+                upload_rate: p.uploaded.rate(),
+            })
+            .collect();
+        let seeding = self.is_finished();
+        let (unchoked, optimistic) = rechoke(
+            &candidates,
+            self.conf.unchoke_slots,
+            seeding,
+            self.optimistic,
+            rotate,
+            &mut self.rng,
+        );
+        self.optimistic = optimistic;
+        for candidate in candidates {
+            let should = unchoked.contains(&candidate.key);
+            let choking = self.peers[candidate.key].am_choking;
+            if should && choking {
+                self.unchoke(candidate.key);
+            } else if !should && !choking {
+                self.choke(candidate.key);
+            }
+        }
+    }
+}
