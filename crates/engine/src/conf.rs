@@ -72,7 +72,8 @@ pub struct TorrentConf {
     pub idle_timeout: Duration,
     /// How often a stats alert is posted.
     pub stats_interval: Duration,
-    /// Failed pieces a peer may be part of before it is banned.
+    /// Strikes before a peer is banned: a piece that fails its hash with every block from one
+    /// peer gives it two (a piece shared by several peers is retried from one peer instead).
     pub max_strikes: u32,
     /// Download pieces in order instead of rarest first.
     pub sequential: bool,

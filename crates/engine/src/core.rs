@@ -129,6 +129,9 @@ pub(crate) struct Core {
     pub(crate) downloads: HashMap<PieceIndex, PieceDownload>,
     /// Pieces in progress with blocks still to receive, oldest first.
     pub(crate) partials: Vec<PieceIndex>,
+    /// Pieces that failed with blocks from several peers: the next attempt comes from one peer
+    /// only, so a second failure identifies the culprit.
+    pub(crate) parole: HashSet<PieceIndex>,
 
     pub(crate) peers: Slab<Peer>,
     pub(crate) tags: HashMap<PeerTag, PeerKey>,
@@ -182,6 +185,7 @@ impl Core {
             picker,
             downloads: HashMap::new(),
             partials: Vec::new(),
+            parole: HashSet::new(),
             peers: Slab::new(),
             tags: HashMap::new(),
             next_tag: 1,
@@ -570,6 +574,7 @@ impl Core {
     pub(crate) fn on_piece_verified(&mut self, piece: PieceIndex, now: Instant) {
         self.downloads.remove(&piece);
         self.partials.retain(|&p| p != piece);
+        self.parole.remove(&piece);
         let wanted = self.wants(piece);
         if !self.have.set(piece) {
             return;
@@ -615,13 +620,16 @@ impl Core {
         };
         self.partials.retain(|&p| p != piece);
         self.picker.restore(piece);
-        let sole = download.contributors.len() == 1;
-        for contributor in download.contributors {
-            let strikes = self.strikes.entry(contributor).or_insert(0);
-            *strikes += if sole { 2 } else { 1 };
+        if let [culprit] = download.contributors[..] {
+            let strikes = self.strikes.entry(culprit).or_insert(0);
+            *strikes += 2;
             if *strikes >= self.conf.max_strikes {
-                self.ban(contributor);
+                self.ban(culprit);
             }
+        } else {
+            // Blaming everyone would eventually ban honest peers that shared a piece with a
+            // bad one; instead the retry comes from a single peer.
+            self.parole.insert(piece);
         }
         self.fill_all(now);
     }

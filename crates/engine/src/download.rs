@@ -174,8 +174,13 @@ impl Core {
             if !peer.has_piece(piece) || (!end_game && download.free == 0) {
                 continue;
             }
-            if !end_game && download.owner != own_tag && self.is_fast(download.owner) {
-                continue;
+            if download.owner != own_tag {
+                if self.parole.contains(&piece) && self.tags.contains_key(&download.owner) {
+                    continue;
+                }
+                if !end_game && self.is_fast(download.owner) {
+                    continue;
+                }
             }
             let Some(download) = self.downloads.get_mut(&piece) else {
                 continue;
