@@ -1,6 +1,11 @@
 //! Peers that misbehave beside honest ones: the download still completes, correctly.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -1,6 +1,11 @@
 //! Our engines on loopback: seed to leech, several leeches sharing, multi-file layouts.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
 
 use std::time::Duration;
 

@@ -151,11 +151,11 @@ fn serve(
                         missing.store(true, Ordering::Relaxed);
                         continue;
                     }
-                    if let Behaviour::HangUpAfter(limit) = behaviour {
-                        if served_here >= limit {
-                            stream.write_all(&out)?;
-                            return Ok(());
-                        }
+                    if let Behaviour::HangUpAfter(limit) = behaviour
+                        && served_here >= limit
+                    {
+                        stream.write_all(&out)?;
+                        return Ok(());
                     }
                     let start =
                         (u64::from(block.piece) * piece_length + u64::from(block.offset)) as usize;
