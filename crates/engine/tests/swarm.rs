@@ -122,3 +122,60 @@ async fn leeches_share_pieces_with_each_other() {
     }
     seed.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn selective_download_writes_only_the_chosen_file() {
+    let piece = 64 * 1024;
+    // In torrent order (sorted by path): a-first, b-chosen, c-last.
+    let files = [
+        ("a-first.bin", 300_000),
+        ("b-chosen.bin", 500_000),
+        ("c-last.bin", 300_000),
+    ];
+    let payload = payload("selective", &files, piece as u32);
+    let (seed, _seed_alerts, _) = seeder(&payload);
+    let dir = tempfile::tempdir().unwrap();
+    let (leech, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
+    let id = leech
+        .create_torrent(params(
+            &payload.metainfo,
+            Mode::Download { seeds: Vec::new() },
+        ))
+        .unwrap();
+    // The builder sorts files by path; find where ours went.
+    let priorities = payload
+        .metainfo
+        .files()
+        .iter()
+        .map(|f| {
+            if f.path().ends_with("b-chosen.bin") {
+                4
+            } else {
+                0
+            }
+        })
+        .collect();
+    leech.set_file_priorities(id, priorities).unwrap();
+    leech.add_peers(id, vec![seed.listen_addr()]).unwrap();
+    wait_complete(&mut alerts, id, TIMEOUT).await;
+    let stats = leech.stats(id).await.unwrap();
+    leech.shutdown().await.unwrap();
+    seed.shutdown().await.unwrap();
+
+    let chosen = std::fs::read(dir.path().join("selective/b-chosen.bin")).unwrap();
+    let want = std::fs::read(payload.dir.path().join("selective/b-chosen.bin")).unwrap();
+    assert!(chosen == want);
+    // Pieces 4..=12 overlap the chosen file; nothing else is fetched.
+    let overlapping = (300_000 / piece..=(800_000 - 1) / piece).count() as u64;
+    assert_eq!(stats.pieces_had as u64, overlapping);
+    assert!(
+        stats.downloaded <= overlapping * piece as u64,
+        "{}",
+        stats.downloaded
+    );
+    let first = std::fs::read(dir.path().join("selective/a-first.bin")).unwrap_or_default();
+    assert!(
+        first.len() < 300_000 || first[..piece].iter().all(|&b| b == 0),
+        "the skipped file's first piece was not downloaded"
+    );
+}

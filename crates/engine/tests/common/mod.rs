@@ -21,6 +21,8 @@ pub struct Payload {
     /// Holds the payload (the torrent's root is `dir/name`).
     pub dir: TempDir,
     pub metainfo: Metainfo,
+    /// The `.torrent` file's bytes.
+    pub torrent: Vec<u8>,
 }
 
 /// Deterministic pseudo-random bytes.
@@ -60,7 +62,11 @@ pub fn payload(name: &str, files: &[(&str, usize)], piece_length: u32) -> Payloa
         .build()
         .unwrap();
     let metainfo = Metainfo::from_bytes(&bytes).unwrap();
-    Payload { dir, metainfo }
+    Payload {
+        dir,
+        metainfo,
+        torrent: bytes,
+    }
 }
 
 /// Engine settings for loopback tests.
