@@ -1,5 +1,7 @@
 //! Helpers shared by the end-to-end tests: reference tools and payload trees.
 
+pub mod clients;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};

@@ -430,8 +430,11 @@ impl Core {
             return;
         }
         peer.last_received = now;
+        tracing::trace!(?message, "received");
+        // BEP 3 wants the bitfield first, but aria2 sends `have`s first and its bitfield later:
+        // a late bitfield is merged like a batch of `have`s.
         let first = !peer.got_first_message;
-        if !matches!(message, Message::Extended { .. } | Message::KeepAlive) {
+        if matches!(message, Message::Bitfield(_) | Message::Have(_)) {
             peer.got_first_message = true;
         }
         match message {
@@ -450,7 +453,7 @@ impl Core {
             Message::NotInterested => peer.peer_interested = false,
             Message::Have(piece) => self.on_have(key, piece, now),
             Message::Bitfield(payload) if first => self.on_bitfield(key, &payload, now),
-            Message::Bitfield(_) => self.disconnect(key, "bitfield after other messages"),
+            Message::Bitfield(payload) => self.on_late_bitfield(key, &payload, now),
             Message::Request(block) => self.on_request(key, block),
             Message::Piece(block) => self.on_piece(key, block, now),
             Message::Cancel(block) => self.on_cancel(key, block),
@@ -544,6 +547,16 @@ impl Core {
             return;
         }
         self.update_interest(key, now);
+    }
+
+    fn on_late_bitfield(&mut self, key: PeerKey, payload: &[u8], now: Instant) {
+        let Ok(bitfield) = Bitfield::from_payload(payload, self.geometry.piece_count()) else {
+            self.disconnect(key, "malformed bitfield");
+            return;
+        };
+        for piece in bitfield.iter_ones() {
+            self.on_have(key, piece, now);
+        }
     }
 
     /// Sends `interested`/`not interested` when our interest in the peer changed.

@@ -71,7 +71,7 @@ pub(crate) struct Peer {
     pub(crate) is_seed: bool,
     /// Pieces the peer has that we want and lack.
     pub(crate) interesting: u32,
-    /// Whether a bitfield (or anything else) was received: a bitfield is only valid first.
+    /// Whether a bitfield or `have` was received (a later bitfield is merged, not taken whole).
     pub(crate) got_first_message: bool,
 
     pub(crate) am_choking: bool,

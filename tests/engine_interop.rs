@@ -1,0 +1,245 @@
+//! Our engine against real clients on loopback, both directions each: libtorrent,
+//! Transmission and aria2, then all of them in one swarm. Every download is compared byte for
+//! byte with its source.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cratetorrent::prelude::*;
+use cratetorrent_metainfo::TorrentBuilder;
+use cratetorrent_tests::clients::{Aria2, LibtorrentLeecher, Transmission};
+use cratetorrent_tests::{LibtorrentSeeder, pseudo_random, write_tree};
+use tempfile::TempDir;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A payload under `dir/name` with its `.torrent` next to it.
+struct Source {
+    dir: TempDir,
+    torrent: PathBuf,
+    metainfo: Metainfo,
+}
+
+fn single_file(size: usize) -> Source {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "payload.bin".to_string();
+    std::fs::write(dir.path().join(&name), pseudo_random(size, 11)).unwrap();
+    finish_source(dir, name, 256 * 1024)
+}
+
+fn tree() -> Source {
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(dir.path(), "tree");
+    finish_source(dir, "tree".into(), 16 * 1024)
+}
+
+fn finish_source(dir: TempDir, name: String, piece_length: u32) -> Source {
+    let bytes = TorrentBuilder::new(dir.path().join(&name))
+        .piece_length(piece_length)
+        .build()
+        .unwrap();
+    let torrent = dir.path().join(format!("{name}.torrent"));
+    std::fs::write(&torrent, &bytes).unwrap();
+    let metainfo = Metainfo::from_bytes(&bytes).unwrap();
+    Source {
+        dir,
+        torrent,
+        metainfo,
+    }
+}
+
+fn conf(dir: &Path) -> Conf {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut conf = Conf::new(dir);
+    conf.listen_addr = "127.0.0.1:0".parse().unwrap();
+    conf
+}
+
+fn params(metainfo: &Metainfo, mode: Mode) -> TorrentParams {
+    TorrentParams {
+        metainfo: metainfo.clone(),
+        listen_addr: None,
+        mode,
+        conf: None,
+    }
+}
+
+/// Byte-for-byte comparison of every file of the torrent.
+fn assert_same(source: &Source, got: &Path) {
+    for file in source.metainfo.files() {
+        let want = std::fs::read(source.dir.path().join(file.path())).unwrap();
+        if want.is_empty() && !got.join(file.path()).exists() {
+            // Transmission does not create empty files.
+            continue;
+        }
+        let have = std::fs::read(got.join(file.path()))
+            .unwrap_or_else(|e| panic!("{}: {e}", file.path().display()));
+        assert!(want == have, "{} differs", file.path().display());
+    }
+}
+
+/// Downloads `source` with our engine from `peers`, and checks the result.
+async fn we_download(source: &Source, peers: Vec<SocketAddr>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
+    let id = engine
+        .create_torrent(params(&source.metainfo, Mode::Download { seeds: peers }))
+        .unwrap();
+    wait_complete(&mut alerts, id).await;
+    engine.shutdown().await.unwrap();
+    assert_same(source, dir.path());
+}
+
+async fn wait_complete(alerts: &mut Alerts, id: TorrentId) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        match tokio::time::timeout_at(deadline, alerts.next()).await {
+            Ok(Some(Alert::TorrentComplete(done))) if done == id => return,
+            Ok(Some(Alert::TorrentError { error, .. })) => panic!("{error}"),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("engine stopped"),
+            Err(_) => panic!("download did not complete within {TIMEOUT:?}"),
+        }
+    }
+}
+
+/// Our engine seeding `source`, dialling `peers`.
+fn we_seed(source: &Source, peers: Vec<SocketAddr>) -> EngineHandle {
+    let (engine, alerts) = engine::spawn(conf(source.dir.path())).unwrap();
+    // Alerts are not read: the engine must not care.
+    drop(alerts);
+    let id = engine
+        .create_torrent(params(&source.metainfo, Mode::Seed))
+        .unwrap();
+    if !peers.is_empty() {
+        engine.add_peers(id, peers).unwrap();
+    }
+    engine
+}
+
+fn localhost(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn libtorrent_seeds_we_download() {
+    for source in [single_file(16 << 20), tree()] {
+        let seeder = LibtorrentSeeder::start(&source.torrent, source.dir.path());
+        we_download(&source, vec![localhost(seeder.port)]).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn we_seed_libtorrent_downloads() {
+    for source in [single_file(16 << 20), tree()] {
+        let seed = we_seed(&source, Vec::new());
+        let dir = tempfile::tempdir().unwrap();
+        let leecher = LibtorrentLeecher::start(&source.torrent, dir.path(), &[seed.listen_addr()]);
+        leecher.wait_done(TIMEOUT);
+        seed.shutdown().await.unwrap();
+        assert_same(&source, dir.path());
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn transmission_seeds_we_download() {
+    let source = single_file(8 << 20);
+    let mut transmission = Transmission::start();
+    transmission.add(&source.torrent, source.dir.path());
+    transmission.wait_seeding(TIMEOUT);
+    we_download(&source, vec![transmission.addr()]).await;
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn we_seed_transmission_downloads() {
+    let source = tree();
+    let mut transmission = Transmission::start();
+    let dir = tempfile::tempdir().unwrap();
+    transmission.add(&source.torrent, dir.path());
+    // Transmission ignores loopback peers from trackers and cannot be told peers: we dial it.
+    let seed = we_seed(&source, vec![transmission.addr()]);
+    transmission.wait_seeding(TIMEOUT);
+    seed.shutdown().await.unwrap();
+    assert_same(&source, dir.path());
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn aria2_seeds_we_download() {
+    let source = tree();
+    let aria2 = Aria2::seed(&source.torrent, source.dir.path());
+    we_download(&source, vec![aria2.addr()]).await;
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn we_seed_aria2_downloads() {
+    let source = single_file(16 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let mut aria2 = Aria2::leech(&source.torrent, dir.path());
+    let seed = we_seed(&source, vec![aria2.addr()]);
+    aria2.wait_exit(TIMEOUT);
+    seed.shutdown().await.unwrap();
+    assert_same(&source, dir.path());
+}
+
+/// libtorrent seeds; two of our engines download from it and from each other, and pass the
+/// data on to Transmission and aria2 (which only accept connections, so ours dial them).
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn mixed_swarm() {
+    let source = single_file(8 << 20);
+    let seeder = LibtorrentSeeder::start(&source.torrent, source.dir.path());
+    let mut transmission = Transmission::start();
+    let transmission_dir = tempfile::tempdir().unwrap();
+    transmission.add(&source.torrent, transmission_dir.path());
+    let aria2_dir = tempfile::tempdir().unwrap();
+    let mut aria2 = Aria2::leech(&source.torrent, aria2_dir.path());
+
+    let mut ours: Vec<(TempDir, EngineHandle, Alerts)> = (0..2)
+        .map(|_| {
+            let dir = tempfile::tempdir().unwrap();
+            let (engine, alerts) = engine::spawn(conf(dir.path())).unwrap();
+            (dir, engine, alerts)
+        })
+        .collect();
+    let first = ours[0].1.listen_addr();
+    let mut ids = Vec::new();
+    for (i, (_, engine, _)) in ours.iter().enumerate() {
+        let mut peers = vec![localhost(seeder.port)];
+        if i == 1 {
+            peers.push(first);
+        }
+        peers.push(if i == 0 {
+            transmission.addr()
+        } else {
+            aria2.addr()
+        });
+        ids.push(
+            engine
+                .create_torrent(params(&source.metainfo, Mode::Download { seeds: peers }))
+                .unwrap(),
+        );
+    }
+    for ((_, _, alerts), id) in ours.iter_mut().zip(&ids) {
+        wait_complete(alerts, *id).await;
+    }
+    aria2.wait_exit(TIMEOUT);
+    transmission.wait_seeding(TIMEOUT);
+    for (dir, engine, _) in &ours {
+        engine.shutdown().await.unwrap();
+        assert_same(&source, dir.path());
+    }
+    assert_same(&source, transmission_dir.path());
+    assert_same(&source, aria2_dir.path());
+}

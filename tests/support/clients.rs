@@ -1,0 +1,323 @@
+//! Reference BitTorrent clients driven on loopback: a libtorrent leecher, a Transmission daemon
+//! and aria2. Each is stopped by its PID when dropped, and every wait has a timeout.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::support_dir;
+
+/// A free TCP port on loopback (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Reads a child's stdout lines on a thread.
+fn lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A libtorrent leecher (`lt_leech.py`).
+pub struct LibtorrentLeecher {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    /// Its listen port.
+    pub port: u16,
+}
+
+impl LibtorrentLeecher {
+    /// Starts downloading `torrent` into `save_path`, dialling `peers`.
+    pub fn start(torrent: &Path, save_path: &Path, peers: &[SocketAddr]) -> Self {
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(support_dir().join("lt_leech.py"))
+            .arg(torrent)
+            .arg(save_path)
+            .args(peers.iter().map(ToString::to_string))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the libtorrent leecher");
+        let stdin = child.stdin.take();
+        let lines = lines(&mut child);
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("libtorrent leecher never became ready");
+        let port = line
+            .strip_prefix("READY ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected leecher output {line:?}"));
+        Self {
+            child,
+            stdin,
+            lines,
+            port,
+        }
+    }
+
+    /// Waits until it reports the download complete.
+    pub fn wait_done(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.trim() == "DONE" => return,
+                Ok(_) => {}
+                Err(e) => panic!("libtorrent leecher did not finish: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for LibtorrentLeecher {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `transmission-daemon` with its own config dir, driven over JSON-RPC.
+pub struct Transmission {
+    child: Child,
+    _config: tempfile::TempDir,
+    rpc_port: u16,
+    session: Option<String>,
+    /// Its peer port.
+    pub peer_port: u16,
+}
+
+impl Transmission {
+    /// Starts a daemon on loopback and waits (at most 30 s) for its RPC to answer.
+    pub fn start() -> Self {
+        let config = tempfile::tempdir().expect("config dir");
+        let (peer_port, rpc_port) = (free_port(), free_port());
+        let settings = serde_json::json!({
+            "dht-enabled": false, "lpd-enabled": false, "pex-enabled": false, "utp-enabled": false,
+            "port-forwarding-enabled": false, "bind-address-ipv4": "127.0.0.1",
+            "bind-address-ipv6": "::1", "peer-port": peer_port, "peer-port-random-on-start": false,
+            "rpc-enabled": true, "rpc-port": rpc_port, "rpc-bind-address": "127.0.0.1",
+            "rpc-authentication-required": false, "rpc-whitelist-enabled": false,
+            "rpc-host-whitelist-enabled": false, "encryption": 0,
+            "speed-limit-down-enabled": false, "speed-limit-up-enabled": false,
+            "alt-speed-enabled": false, "download-queue-enabled": false,
+            "seed-queue-enabled": false, "queue-stalled-enabled": false,
+            "ratio-limit-enabled": false, "idle-seeding-limit-enabled": false,
+            "incomplete-dir-enabled": false, "start-added-torrents": true,
+            "download-dir": config.path().join("downloads"), "message-level": 1,
+        });
+        std::fs::write(config.path().join("settings.json"), settings.to_string())
+            .expect("write settings");
+        let child = Command::new("transmission-daemon")
+            .arg("-f")
+            .arg("-g")
+            .arg(config.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start transmission-daemon");
+        let mut daemon = Self {
+            child,
+            _config: config,
+            rpc_port,
+            session: None,
+            peer_port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while daemon.try_rpc(r#"{"method":"session-get"}"#).is_none() {
+            assert!(Instant::now() < deadline, "transmission RPC never answered");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        daemon
+    }
+
+    /// The address of its peer port.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.peer_port))
+    }
+
+    fn try_rpc(&mut self, body: &str) -> Option<serde_json::Value> {
+        for _ in 0..2 {
+            let mut stream = TcpStream::connect(("127.0.0.1", self.rpc_port)).ok()?;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .ok()?;
+            let session = self
+                .session
+                .as_ref()
+                .map(|s| format!("X-Transmission-Session-Id: {s}\r\n"))
+                .unwrap_or_default();
+            let request = format!(
+                "POST /transmission/rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{session}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(request.as_bytes()).ok()?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response).ok()?;
+            let (head, body) = response.split_once("\r\n\r\n")?;
+            if head.starts_with("HTTP/1.1 409") || head.starts_with("HTTP/1.0 409") {
+                self.session = head.lines().find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("X-Transmission-Session-Id")
+                        .then(|| value.trim().to_string())
+                });
+                continue;
+            }
+            return serde_json::from_str(body).ok();
+        }
+        None
+    }
+
+    /// Calls an RPC method, failing the test if it does not succeed.
+    pub fn rpc(&mut self, method: &str, arguments: serde_json::Value) -> serde_json::Value {
+        let body = serde_json::json!({ "method": method, "arguments": arguments }).to_string();
+        let answer = self
+            .try_rpc(&body)
+            .unwrap_or_else(|| panic!("transmission RPC {method} failed"));
+        assert_eq!(answer["result"], "success", "{method}: {answer}");
+        answer["arguments"].clone()
+    }
+
+    /// Adds a torrent that downloads into (or seeds from) `dir`.
+    pub fn add(&mut self, torrent: &Path, dir: &Path) {
+        self.rpc(
+            "torrent-add",
+            serde_json::json!({ "filename": torrent, "download-dir": dir, "paused": false }),
+        );
+    }
+
+    /// Fraction done of the first torrent, and whether it is seeding (status 6).
+    pub fn progress(&mut self) -> (f64, bool) {
+        let answer = self.rpc(
+            "torrent-get",
+            serde_json::json!({ "fields": ["percentDone", "status", "recheckProgress"] }),
+        );
+        let torrent = &answer["torrents"][0];
+        (
+            torrent["percentDone"].as_f64().unwrap_or(0.0),
+            torrent["status"].as_i64() == Some(6),
+        )
+    }
+
+    /// Polls (every 200 ms, at most `timeout`) until the torrent is complete and seeding.
+    pub fn wait_seeding(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (done, seeding) = self.progress();
+            if done >= 1.0 && seeding {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "transmission stuck at {:.1}%",
+                done * 100.0
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Transmission {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An `aria2c` process, seeding or downloading one torrent on a fixed loopback port.
+pub struct Aria2 {
+    pid: u32,
+    exited: mpsc::Receiver<std::io::Result<std::process::ExitStatus>>,
+    finished: bool,
+    /// Its listen port.
+    pub port: u16,
+}
+
+impl Aria2 {
+    fn spawn(torrent: &Path, dir: &Path, extra: &[&str]) -> Self {
+        let port = free_port();
+        let mut child = Command::new("aria2c")
+            .args([
+                "--enable-dht=false",
+                "--enable-dht6=false",
+                "--bt-enable-lpd=false",
+                "--enable-peer-exchange=false",
+                "--interface=127.0.0.1",
+                "--file-allocation=none",
+                "--bt-min-crypto-level=plain",
+                "--console-log-level=warn",
+                "--summary-interval=0",
+            ])
+            .arg(format!("--listen-port={port}"))
+            .arg(format!("--dir={}", dir.display()))
+            .args(extra)
+            .arg(torrent)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start aria2c");
+        let pid = child.id();
+        let (tx, exited) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        Self {
+            pid,
+            exited,
+            finished: false,
+            port,
+        }
+    }
+
+    /// Downloads `torrent` into `dir` (peers must dial [`port`](Self::port)); exits when done.
+    pub fn leech(torrent: &Path, dir: &Path) -> Self {
+        Self::spawn(torrent, dir, &["--seed-time=0"])
+    }
+
+    /// Verifies and seeds `torrent` from `dir` for up to 5 minutes.
+    pub fn seed(torrent: &Path, dir: &Path) -> Self {
+        Self::spawn(torrent, dir, &["--seed-ratio=0.0", "--seed-time=5", "-V"])
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Waits for the process to exit successfully (a leecher exits once complete).
+    pub fn wait_exit(&mut self, timeout: Duration) {
+        let status = self
+            .exited
+            .recv_timeout(timeout)
+            .expect("aria2c did not finish in time")
+            .expect("aria2c status");
+        self.finished = true;
+        assert!(status.success(), "aria2c failed: {status}");
+    }
+}
+
+impl Drop for Aria2 {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(self.pid.to_string())
+                .status();
+            let _ = self.exited.recv_timeout(Duration::from_secs(10));
+        }
+    }
+}

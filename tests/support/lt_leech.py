@@ -1,0 +1,64 @@
+"""Download a torrent with libtorrent on loopback, from the given peers.
+
+usage: lt_leech.py TORRENT SAVE_PATH [HOST:PORT ...]
+Prints `READY <port>` once the torrent is added (so peers may also dial it), connects to each
+HOST:PORT, prints `DONE` and exits 0 when the download is complete and verified. Exits 1 after
+120 s without completing, or when stdin closes. Run with /usr/bin/python3.
+"""
+import sys
+import threading
+import time
+
+import libtorrent as lt
+
+
+def main():
+    torrent, save_path = sys.argv[1], sys.argv[2]
+    peers = [(p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1])) for p in sys.argv[3:]]
+    settings = lt.high_performance_seed()
+    settings.update({
+        "listen_interfaces": "127.0.0.1:0",
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_outgoing_utp": False,
+        "enable_incoming_utp": False,
+        "allow_multiple_connections_per_ip": True,
+        "smooth_connects": False,
+        "out_enc_policy": 2,
+        "in_enc_policy": 1,
+        "tick_interval": 100,
+        "min_reconnect_time": 1,
+        "alert_mask": 0,
+    })
+    session = lt.session(settings)
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(torrent)
+    params.save_path = save_path
+    flags = params.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
+    params.flags = flags | lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd | lt.torrent_flags.disable_pex
+    handle = session.add_torrent(params)
+    print(f"READY {session.listen_port()}", flush=True)
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    deadline = time.time() + 120
+    # connect_peer is only acted on once the torrent has been checked.
+    while handle.status().state in (lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data):
+        time.sleep(0.05)
+    connected_at = 0.0
+    while not stop.is_set() and time.time() < deadline:
+        status = handle.status()
+        if status.is_seeding:
+            print("DONE", flush=True)
+            return
+        if status.num_peers == 0 and time.time() - connected_at > 2:
+            for peer in peers:
+                handle.connect_peer(peer)
+            connected_at = time.time()
+        time.sleep(0.05)
+    sys.exit("libtorrent did not finish downloading")
+
+
+if __name__ == "__main__":
+    main()
