@@ -829,5 +829,6 @@ pub(crate) fn our_extensions() -> Extensions {
 }
 
 fn backoff(failures: u32) -> Duration {
-    Duration::from_secs(1 << failures.min(8)).min(Duration::from_secs(300))
+    // 1 s, 2 s, 4 s, … up to 5 minutes.
+    Duration::from_secs(1 << failures.saturating_sub(1).min(9)).min(Duration::from_secs(300))
 }

@@ -64,6 +64,8 @@ mod choker;
 mod conf;
 mod connection;
 mod core;
+#[cfg(test)]
+mod core_tests;
 mod download;
 pub mod engine;
 mod error;

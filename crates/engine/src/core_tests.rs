@@ -1,0 +1,272 @@
+//! The torrent state machine driven without sockets: messages and time in, frames and actions
+//! out.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use cratetorrent_metainfo::{Metainfo, TorrentBuilder};
+use cratetorrent_wire::{Bitfield, Block, BlockInfo, Decoder, Extensions, Message, PeerId};
+
+use crate::TorrentId;
+use crate::alert::Alert;
+use crate::conf::TorrentConf;
+use crate::core::{Action, Core, CoreInit, PeerKey};
+
+const PIECE: u32 = 64 * 1024;
+
+/// A torrent of `pieces` pieces of 64 KiB (4 blocks each).
+fn metainfo(pieces: u32) -> Metainfo {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.bin");
+    std::fs::write(&path, vec![1u8; (pieces * PIECE) as usize]).unwrap();
+    Metainfo::from_bytes(
+        &TorrentBuilder::new(&path)
+            .piece_length(PIECE)
+            .build()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn core(pieces: u32, have: Bitfield, seed_only: bool) -> Core {
+    let mut conf = TorrentConf::default();
+    conf.max_strikes = 3;
+    Core::new(
+        CoreInit {
+            id: TorrentId(1),
+            metainfo: metainfo(pieces),
+            our_id: PeerId::new([0; 20]),
+            listen_port: 6881,
+            conf,
+            seed_only,
+            have,
+        },
+        Instant::now(),
+    )
+}
+
+fn connect(core: &mut Core, n: u8) -> PeerKey {
+    let addr: SocketAddr = format!("10.0.0.{n}:6881").parse().unwrap();
+    core.on_handshake(
+        addr,
+        PeerId::new([n; 20]),
+        Extensions::NONE,
+        true,
+        Instant::now(),
+    )
+    .unwrap()
+}
+
+/// Everything queued for `key`, decoded.
+fn sent(core: &mut Core, key: PeerKey) -> Vec<Message> {
+    let mut frames = Vec::new();
+    core.peers[key].outbox.take(&mut frames, usize::MAX);
+    let mut wire = BytesMut::new();
+    for frame in frames {
+        wire.extend_from_slice(&frame);
+    }
+    let decoder = Decoder::default();
+    std::iter::from_fn(|| decoder.decode(&mut wire).unwrap()).collect()
+}
+
+fn requests(messages: &[Message]) -> Vec<BlockInfo> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::Request(b) => Some(*b),
+            _ => None,
+        })
+        .collect()
+}
+
+fn block(info: BlockInfo) -> Message {
+    Message::Piece(Block {
+        piece: info.piece,
+        offset: info.offset,
+        data: Bytes::from(vec![0u8; info.len as usize]),
+    })
+}
+
+fn full_seed_peer(core: &mut Core, n: u8) -> PeerKey {
+    let key = connect(core, n);
+    let count = core.geometry.piece_count();
+    let now = Instant::now();
+    core.on_message(
+        key,
+        Message::Bitfield(Bytes::copy_from_slice(Bitfield::full(count).as_bytes())),
+        now,
+    );
+    core.on_message(key, Message::Unchoke, now);
+    key
+}
+
+#[test]
+fn pipeline_fills_and_refills_with_each_block() {
+    let mut core = core(8, Bitfield::new(8), false);
+    let key = full_seed_peer(&mut core, 1);
+    let first = sent(&mut core, key);
+    assert!(first.contains(&Message::Interested));
+    let asked = requests(&first);
+    assert_eq!(asked.len(), 4, "slow start begins with 4 requests");
+    core.actions.clear();
+    core.on_message(key, block(asked[0]), Instant::now());
+    assert!(
+        core.actions.iter().any(
+            |a| matches!(a, Action::Write { piece, offset: 0, .. } if *piece == asked[0].piece)
+        )
+    );
+    // One block received: one more in flight (slow start) plus its replacement.
+    assert_eq!(requests(&sent(&mut core, key)).len(), 2);
+}
+
+#[test]
+fn choke_gives_requests_to_another_peer() {
+    let mut core = core(1, Bitfield::new(1), false);
+    let a = full_seed_peer(&mut core, 1);
+    let asked = requests(&sent(&mut core, a));
+    assert_eq!(asked.len(), 4, "the whole piece from the first peer");
+    let b = full_seed_peer(&mut core, 2);
+    // In end-game at once (nothing left to pick), but never more than two peers per block.
+    let duplicates = requests(&sent(&mut core, b));
+    assert_eq!(duplicates.len(), 4);
+    core.on_message(a, Message::Choke, Instant::now());
+    core.on_message(b, block(asked[0]), Instant::now());
+    assert!(
+        requests(&sent(&mut core, a)).is_empty(),
+        "choked peers get no requests"
+    );
+}
+
+#[test]
+fn end_game_cancels_a_duplicate_when_the_block_arrives() {
+    let mut core = core(1, Bitfield::new(1), false);
+    let a = full_seed_peer(&mut core, 1);
+    let asked = requests(&sent(&mut core, a));
+    let b = full_seed_peer(&mut core, 2);
+    assert_eq!(requests(&sent(&mut core, b)), asked);
+    core.on_message(a, block(asked[2]), Instant::now());
+    assert!(sent(&mut core, b).contains(&Message::Cancel(asked[2])));
+}
+
+#[test]
+fn invalid_and_choked_requests() {
+    let mut core = core(2, Bitfield::full(2), true);
+    let key = connect(&mut core, 1);
+    let now = Instant::now();
+    core.on_message(
+        key,
+        Message::Request(BlockInfo {
+            piece: 0,
+            offset: 0,
+            len: 16384,
+        }),
+        now,
+    );
+    assert!(
+        !core
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Read { .. })),
+        "choked: dropped"
+    );
+    core.on_message(key, Message::Interested, now);
+    assert!(
+        sent(&mut core, key).contains(&Message::Unchoke),
+        "a free slot is given at once"
+    );
+    core.on_message(
+        key,
+        Message::Request(BlockInfo {
+            piece: 0,
+            offset: 0,
+            len: 16384,
+        }),
+        now,
+    );
+    assert!(
+        core.actions
+            .iter()
+            .any(|a| matches!(a, Action::Read { block, .. } if block.piece == 0))
+    );
+    core.on_message(
+        key,
+        Message::Request(BlockInfo {
+            piece: 1,
+            offset: PIECE,
+            len: 1,
+        }),
+        now,
+    );
+    assert!(
+        core.actions
+            .iter()
+            .any(|a| matches!(a, Action::Disconnect(k) if *k == key))
+    );
+}
+
+#[test]
+fn a_peer_alone_in_two_failed_pieces_is_banned() {
+    let mut core = core(4, Bitfield::new(4), false);
+    let key = full_seed_peer(&mut core, 1);
+    let now = Instant::now();
+    for _ in 0..2 {
+        let asked = requests(&sent(&mut core, key));
+        let piece = asked[0].piece;
+        for info in core.geometry.blocks(piece).collect::<Vec<_>>() {
+            core.on_message(key, block(info), now);
+        }
+        core.on_hash_failed(piece, now);
+    }
+    assert!(
+        core.actions
+            .iter()
+            .any(|a| matches!(a, Action::Alert(Alert::PeerBanned { .. })))
+    );
+    assert!(core.peers[key].closing);
+}
+
+#[test]
+fn verified_pieces_are_announced_and_interest_ends_with_the_last_one() {
+    let mut core = core(2, Bitfield::new(2), false);
+    let seed = full_seed_peer(&mut core, 1);
+    let leech = connect(&mut core, 2);
+    sent(&mut core, seed);
+    sent(&mut core, leech);
+    let now = Instant::now() + Duration::from_millis(1);
+    core.on_piece_verified(0, now);
+    assert!(sent(&mut core, leech).contains(&Message::Have(0)));
+    assert!(
+        !sent(&mut core, seed).contains(&Message::Have(0)),
+        "seeds have it already"
+    );
+    core.on_piece_verified(1, now);
+    assert!(
+        core.actions
+            .iter()
+            .any(|a| matches!(a, Action::Alert(Alert::TorrentComplete(_))))
+    );
+    assert!(
+        core.peers[seed].closing,
+        "two seeds have nothing to say to each other"
+    );
+}
+
+#[test]
+fn file_priorities_decide_interest() {
+    let mut core = core(4, Bitfield::new(4), false);
+    let key = connect(&mut core, 1);
+    let mut bitfield = Bitfield::new(4);
+    bitfield.set(3);
+    core.on_message(
+        key,
+        Message::Bitfield(Bytes::copy_from_slice(bitfield.as_bytes())),
+        Instant::now(),
+    );
+    assert!(sent(&mut core, key).contains(&Message::Interested));
+    core.set_file_priorities(&[0], Instant::now());
+    assert!(sent(&mut core, key).contains(&Message::NotInterested));
+    assert!(core.is_finished());
+}

@@ -1,0 +1,159 @@
+//! The handle's controls on live torrents: pause and resume, removal with data, rate limits,
+//! IPv6 listening.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
+
+use std::time::{Duration, Instant};
+
+use cratetorrent::prelude::*;
+
+mod common;
+use common::*;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn remove_with_delete_leaves_nothing_behind() {
+    let payload = payload(
+        "removed",
+        &[("a/one.bin", 200_000), ("two.bin", 50_000)],
+        32 * 1024,
+    );
+    let (seed, _seed_alerts, _) = seeder(&payload);
+    let dir = tempfile::tempdir().unwrap();
+    let (leech, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
+    let id = leech
+        .create_torrent(params(
+            &payload.metainfo,
+            Mode::Download {
+                seeds: vec![seed.listen_addr()],
+            },
+        ))
+        .unwrap();
+    wait_complete(&mut alerts, id, TIMEOUT).await;
+    assert!(dir.path().join("removed/a/one.bin").exists());
+    leech.remove(id, true).unwrap();
+    wait_for(
+        &mut alerts,
+        TIMEOUT,
+        |a| matches!(a, Alert::TorrentRemoved(r) if *r == id),
+    )
+    .await;
+    assert!(matches!(
+        leech.stats(id).await,
+        Err(EngineError::UnknownTorrent(_))
+    ));
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    leech.shutdown().await.unwrap();
+    seed.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn pause_disconnects_and_resume_finishes() {
+    let payload = payload("paused.bin", &[("", 6 * 1024 * 1024)], 64 * 1024);
+    let (seed, _seed_alerts) = {
+        let mut conf = conf(payload.dir.path());
+        conf.upload_rate_limit = 3 * 1024 * 1024;
+        engine::spawn(conf).unwrap()
+    };
+    seed.create_torrent(params(&payload.metainfo, Mode::Seed))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (leech, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
+    let id = leech
+        .create_torrent(params(
+            &payload.metainfo,
+            Mode::Download {
+                seeds: vec![seed.listen_addr()],
+            },
+        ))
+        .unwrap();
+    wait_for(
+        &mut alerts,
+        TIMEOUT,
+        |a| matches!(a, Alert::TorrentStats(s) if s.pieces_had > 5),
+    )
+    .await;
+    leech.pause(id).unwrap();
+    let paused = wait_for(&mut alerts, TIMEOUT, |a| {
+        matches!(a, Alert::TorrentStats(s) if s.state == TorrentState::Paused && s.peers.is_empty())
+    })
+    .await;
+    let Alert::TorrentStats(paused) = paused else {
+        unreachable!()
+    };
+    assert!(paused.pieces_had < paused.piece_count);
+    leech.resume(id).unwrap();
+    wait_complete(&mut alerts, id, TIMEOUT).await;
+    leech.shutdown().await.unwrap();
+    seed.shutdown().await.unwrap();
+    assert_same_files(&payload.metainfo, payload.dir.path(), dir.path());
+}
+
+#[tokio::test]
+async fn download_rate_limit_is_honoured() {
+    let payload = payload("limited.bin", &[("", 3 * 1024 * 1024)], 64 * 1024);
+    let (seed, _seed_alerts, _) = seeder(&payload);
+    let dir = tempfile::tempdir().unwrap();
+    let (leech, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
+    leech
+        .set_rate_limits(
+            None,
+            RateLimits {
+                download: 1024 * 1024,
+                upload: 0,
+            },
+        )
+        .unwrap();
+    let start = Instant::now();
+    let id = leech
+        .create_torrent(params(
+            &payload.metainfo,
+            Mode::Download {
+                seeds: vec![seed.listen_addr()],
+            },
+        ))
+        .unwrap();
+    wait_complete(&mut alerts, id, TIMEOUT).await;
+    let elapsed = start.elapsed();
+    leech.shutdown().await.unwrap();
+    seed.shutdown().await.unwrap();
+    // 3 MiB at 1 MiB/s, less the burst allowance.
+    assert!(
+        elapsed >= Duration::from_millis(2500),
+        "took only {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn transfers_over_ipv6_loopback() {
+    let payload = payload("six.bin", &[("", 1024 * 1024)], 64 * 1024);
+    let mut seed_conf = conf(payload.dir.path());
+    seed_conf.listen_addr = "[::1]:0".parse().unwrap();
+    let (seed, _seed_alerts) = engine::spawn(seed_conf).unwrap();
+    seed.create_torrent(params(&payload.metainfo, Mode::Seed))
+        .unwrap();
+    assert!(seed.listen_addr().is_ipv6());
+    let dir = tempfile::tempdir().unwrap();
+    let (leech, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
+    let id = leech
+        .create_torrent(params(
+            &payload.metainfo,
+            Mode::Download {
+                seeds: vec![seed.listen_addr()],
+            },
+        ))
+        .unwrap();
+    wait_complete(&mut alerts, id, TIMEOUT).await;
+    let stats = leech.stats(id).await.unwrap();
+    assert!(stats.downloaded >= payload.metainfo.total_length());
+    leech.shutdown().await.unwrap();
+    seed.shutdown().await.unwrap();
+    assert_same_files(&payload.metainfo, payload.dir.path(), dir.path());
+}
