@@ -32,8 +32,10 @@ fn metainfo(pieces: u32) -> Metainfo {
 }
 
 fn core(pieces: u32, have: Bitfield, seed_only: bool) -> Core {
-    let mut conf = TorrentConf::default();
-    conf.max_strikes = 3;
+    let conf = TorrentConf {
+        max_strikes: 3,
+        ..TorrentConf::default()
+    };
     Core::new(
         CoreInit {
             id: TorrentId(1),
