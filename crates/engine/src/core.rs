@@ -542,7 +542,7 @@ impl Core {
         peer.is_seed = bitfield.is_full();
         peer.bitfield = bitfield;
         peer.interesting = interesting;
-        if peer.is_seed && self.is_finished() && self.seed_only {
+        if peer.is_seed && self.have.is_full() {
             self.disconnect(key, "both seeding");
             return;
         }
