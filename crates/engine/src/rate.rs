@@ -66,6 +66,11 @@ impl TokenBucket {
         self.tokens = self.tokens.min(self.burst());
     }
 
+    /// Most bytes worth sending in one go: the burst, or everything when unlimited.
+    pub(crate) fn batch_bytes(&self) -> Option<u64> {
+        (self.rate > 0).then(|| self.burst() as u64)
+    }
+
     fn burst(&self) -> f64 {
         (self.rate as f64 / 10.0).max(64.0 * 1024.0)
     }

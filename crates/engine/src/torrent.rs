@@ -227,7 +227,7 @@ impl Torrent {
                 return None;
             }
             let before = peer.outbox.len();
-            let payload = peer.outbox.take(frames, MAX_FRAMES_PER_WRITE);
+            let payload = peer.outbox.take(frames, self.frames_per_write());
             let taken = before - peer.outbox.len();
             if !peer.outbox.is_empty() {
                 // More than one write's worth: come back for the rest.
@@ -238,6 +238,18 @@ impl Torrent {
             core.on_write_progress(key, taken, false, Instant::now());
             Some(payload)
         })
+    }
+
+    /// Under an upload limit, write about one burst at a time (a header and a block are two
+    /// frames) so the limit is not exceeded by a whole batch before the first sleep.
+    fn frames_per_write(&self) -> usize {
+        let global = self.shared.upload_limit.borrow().batch_bytes();
+        let torrent = self.upload_limit.borrow().batch_bytes();
+        match global.into_iter().chain(torrent).min() {
+            Some(bytes) => (2 * bytes / u64::from(cratetorrent_wire::BLOCK_SIZE))
+                .clamp(2, MAX_FRAMES_PER_WRITE as u64) as usize,
+            None => MAX_FRAMES_PER_WRITE,
+        }
     }
 
     pub(crate) fn charge_download(&self, bytes: u64) -> Duration {
