@@ -1,8 +1,9 @@
 //! What the engine tells its user, as a stream that a slow reader cannot turn into a leak.
 //!
-//! Stats are coalesced: only the latest per torrent is kept until read. Every other alert
-//! (completion, errors, bans, removal) is queued and never dropped; the engine posts those a
-//! bounded number of times per torrent, so the queue stays small even if nobody reads it.
+//! Stats are coalesced: only the latest per torrent is kept until read. Other alerts are queued
+//! up to [`MAX_QUEUED`]; past that, errors are merged per torrent (the latest kept, with a count)
+//! and bans are dropped (they are logged too), so the queue stays bounded even if nobody reads
+//! it. Started, complete and removed alerts are always kept: there is one per torrent command.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -126,9 +127,14 @@ pub struct PeerStats {
     pub peer_interested: bool,
 }
 
+/// Alerts queued before errors are merged and bans dropped.
+pub(crate) const MAX_QUEUED: usize = 4096;
+
 #[derive(Debug, Default)]
 struct Queue {
     events: VecDeque<Alert>,
+    /// Errors merged while the queue was full: count and latest, per torrent.
+    merged_errors: BTreeMap<TorrentId, (u64, String)>,
     stats: BTreeMap<TorrentId, Box<TorrentStats>>,
     waker: Option<Waker>,
     closed: bool,
@@ -154,6 +160,12 @@ impl AlertSender {
             Alert::TorrentStats(stats) => {
                 queue.stats.insert(stats.id, stats);
             }
+            Alert::TorrentError { id, error } if queue.events.len() >= MAX_QUEUED => {
+                let merged = queue.merged_errors.entry(id).or_insert((0, String::new()));
+                merged.0 += 1;
+                merged.1 = error;
+            }
+            Alert::PeerBanned { .. } if queue.events.len() >= MAX_QUEUED => {}
             other => queue.events.push_back(other),
         }
         if let Some(waker) = queue.waker.take() {
@@ -189,6 +201,15 @@ impl futures::Stream for Alerts {
         let mut queue = self.sender.lock();
         if let Some(alert) = queue.events.pop_front() {
             return Poll::Ready(Some(alert));
+        }
+        if let Some((id, (count, latest))) = queue.merged_errors.pop_first() {
+            return Poll::Ready(Some(Alert::TorrentError {
+                id,
+                error: format!(
+                    "{latest} (and {} more errors while alerts went unread)",
+                    count - 1
+                ),
+            }));
         }
         if let Some((_, stats)) = queue.stats.pop_first() {
             return Poll::Ready(Some(Alert::TorrentStats(stats)));
@@ -237,5 +258,32 @@ mod tests {
         assert_eq!(all.len(), 2, "{all:?}");
         assert!(matches!(all[0], Alert::TorrentComplete(TorrentId(1))));
         assert!(matches!(&all[1], Alert::TorrentStats(s) if s.downloaded == 9_999));
+    }
+
+    #[test]
+    fn an_unread_queue_stays_bounded_and_keeps_every_error_counted() {
+        let sender = AlertSender::default();
+        let mut alerts = sender.receiver();
+        for i in 0..MAX_QUEUED + 1000 {
+            sender.post(Alert::TorrentError {
+                id: TorrentId(1),
+                error: format!("error {i}"),
+            });
+        }
+        sender.post(Alert::TorrentComplete(TorrentId(1)));
+        sender.close();
+        let all: Vec<Alert> = futures::executor::block_on(alerts.by_ref().collect());
+        assert_eq!(all.len(), MAX_QUEUED + 2);
+        assert!(matches!(all[MAX_QUEUED], Alert::TorrentComplete(_)));
+        let Alert::TorrentError { error, .. } = &all[MAX_QUEUED + 1] else {
+            panic!("{:?}", all[MAX_QUEUED + 1]);
+        };
+        assert_eq!(
+            error,
+            &format!(
+                "error {} (and 999 more errors while alerts went unread)",
+                MAX_QUEUED + 999
+            )
+        );
     }
 }

@@ -43,14 +43,30 @@ pub fn spawn(conf: Conf) -> Result<(EngineHandle, Alerts), EngineError> {
     let (commands, inbox) = mpsc::channel(COMMAND_QUEUE);
     let alerts = AlertSender::default();
     let receiver = alerts.receiver();
+    // The runtime is built on its thread (it is not `Send`); whether that worked comes back here
+    // so that a kernel or sandbox without io_uring is an error from `spawn`, not a dead engine.
+    let (started, runtime_result) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("ct-net".into())
         .spawn(move || {
+            let runtime = match tokio_uring::Runtime::new(&tokio_uring::builder()) {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = started.send(Err(error));
+                    return;
+                }
+            };
+            let _ = started.send(Ok(()));
             let closer = alerts.clone();
-            tokio_uring::start(run(conf, listener, listen_addr, inbox, alerts));
+            runtime.block_on(run(conf, listener, listen_addr, inbox, alerts));
             closer.close();
         })
         .map_err(EngineError::Spawn)?;
+    match runtime_result.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return Err(EngineError::Runtime(error)),
+        Err(_) => return Err(EngineError::Closed),
+    }
     Ok((EngineHandle::new(commands, listen_addr), receiver))
 }
 

@@ -20,6 +20,10 @@ pub enum EngineError {
     /// The engine thread could not be started.
     #[error("cannot start the engine thread")]
     Spawn(#[source] std::io::Error),
+    /// The io_uring runtime could not be created (io_uring disabled by the kernel or a seccomp
+    /// profile, or `RLIMIT_MEMLOCK` too low).
+    #[error("cannot start the io_uring runtime")]
+    Runtime(#[source] std::io::Error),
     /// The engine has shut down (or its thread died).
     #[error("the engine has shut down")]
     Closed,

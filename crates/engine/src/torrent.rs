@@ -55,6 +55,7 @@ pub(crate) struct Torrent {
     download_limit: RefCell<TokenBucket>,
     upload_limit: RefCell<TokenBucket>,
     connect_timeout: Duration,
+    span: tracing::Span,
 }
 
 impl Torrent {
@@ -72,6 +73,7 @@ impl Torrent {
             download_limit: RefCell::new(TokenBucket::new(conf.download_rate_limit)),
             upload_limit: RefCell::new(TokenBucket::new(conf.upload_rate_limit)),
             connect_timeout: conf.connect_timeout,
+            span: tracing::info_span!("torrent", id = %core.id, info_hash = %core.info_hash),
             core: RefCell::new(core),
             storage: RefCell::new(Some(storage)),
             conns: RefCell::new(HashMap::new()),
@@ -82,8 +84,15 @@ impl Torrent {
             stopped: Rc::new(Notify::new()),
             shared,
         });
-        tokio_uring::spawn(tick_loop(torrent.clone()));
-        tokio_uring::spawn(storage_loop(torrent.clone(), events, storage_wake));
+        let span = torrent.span();
+        tokio_uring::spawn(tracing::Instrument::instrument(
+            tick_loop(torrent.clone()),
+            span.clone(),
+        ));
+        tokio_uring::spawn(tracing::Instrument::instrument(
+            storage_loop(torrent.clone(), events, storage_wake),
+            span,
+        ));
         torrent
     }
 
@@ -196,7 +205,7 @@ impl Torrent {
             .set(self.shared.connections.get() + 1);
         // The greeting queued by `on_handshake` is waiting: make sure the writer sees it.
         writer.notify_one();
-        let span = tracing::debug_span!("peer", %addr);
+        let span = tracing::debug_span!(parent: &self.span(), "peer", %addr);
         tokio_uring::spawn(tracing::Instrument::instrument(
             connection::run_peer(self.clone(), key, stream, writer, buf),
             span,
@@ -294,6 +303,11 @@ impl Torrent {
         self.storage.borrow_mut().take()
     }
 
+    /// The tracing span of everything this torrent does.
+    pub(crate) fn span(&self) -> tracing::Span {
+        self.span.clone()
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.get()
     }
@@ -312,7 +326,9 @@ async fn dial(torrent: Rc<Torrent>, addr: SocketAddr) {
         return;
     }
     let (info_hash, our_id) = (torrent.info_hash, torrent.shared.our_id);
-    match connection::connect(addr, info_hash, our_id, torrent.connect_timeout).await {
+    let span = tracing::debug_span!(parent: &torrent.span(), "dial", %addr);
+    let attempt = connection::connect(addr, info_hash, our_id, torrent.connect_timeout);
+    match tracing::Instrument::instrument(attempt, span).await {
         Ok((stream, handshake, buf)) => torrent.attach(stream, addr, &handshake, buf, true),
         Err(error) => {
             tracing::debug!(%addr, %error, "connect failed");
