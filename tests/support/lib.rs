@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: reference tools and payload trees.
 
 pub mod clients;
+pub mod opentracker;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //!
 //! Stats are coalesced: only the latest per torrent is kept until read. Other alerts are queued
 //! up to [`MAX_QUEUED`]; past that, errors are merged per torrent (the latest kept, with a count)
-//! and bans are dropped (they are logged too), so the queue stays bounded even if nobody reads
+//! and bans and tracker alerts are dropped (they are logged too), so the queue stays bounded even if nobody reads
 //! it. Started, complete and removed alerts are always kept: there is one per torrent command.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -49,6 +49,37 @@ pub enum Alert {
     },
     /// The torrent was removed (and its data deleted if asked).
     TorrentRemoved(TorrentId),
+    /// A tracker answered an announce.
+    TrackerReply {
+        /// The torrent.
+        id: TorrentId,
+        /// The tracker's announce URL.
+        url: String,
+        /// Peers it gave us (ourselves left out).
+        peers: usize,
+        /// Seeders it reports, if any.
+        seeders: Option<u32>,
+        /// Leechers it reports, if any.
+        leechers: Option<u32>,
+    },
+    /// A tracker answered with a warning message.
+    TrackerWarning {
+        /// The torrent.
+        id: TorrentId,
+        /// The tracker's announce URL.
+        url: String,
+        /// What it said.
+        message: String,
+    },
+    /// An announce failed (the torrent keeps going with the peers it has and retries later).
+    TrackerError {
+        /// The torrent.
+        id: TorrentId,
+        /// The tracker's announce URL.
+        url: String,
+        /// Why, with its cause.
+        error: String,
+    },
 }
 
 /// What a torrent is doing.
@@ -165,7 +196,12 @@ impl AlertSender {
                 merged.0 += 1;
                 merged.1 = error;
             }
-            Alert::PeerBanned { .. } if queue.events.len() >= MAX_QUEUED => {}
+            // Logged where they happen, and repeated on the next announce: safe to drop.
+            Alert::PeerBanned { .. }
+            | Alert::TrackerReply { .. }
+            | Alert::TrackerWarning { .. }
+            | Alert::TrackerError { .. }
+                if queue.events.len() >= MAX_QUEUED => {}
             other => queue.events.push_back(other),
         }
         if let Some(waker) = queue.waker.take() {

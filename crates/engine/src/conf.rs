@@ -30,6 +30,8 @@ pub struct Conf {
     pub torrent: TorrentConf,
     /// Disk settings for each torrent.
     pub storage: StorageConfig,
+    /// Tracker settings.
+    pub tracker: TrackerConf,
 }
 
 impl Conf {
@@ -45,6 +47,7 @@ impl Conf {
             upload_rate_limit: 0,
             torrent: TorrentConf::default(),
             storage: StorageConfig::default(),
+            tracker: TrackerConf::default(),
         }
     }
 }
@@ -99,6 +102,61 @@ impl Default for TorrentConf {
             sequential: false,
             download_rate_limit: 0,
             upload_rate_limit: 0,
+        }
+    }
+}
+
+/// How the engine talks to trackers.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TrackerConf {
+    /// Announce to the torrent's trackers at all.
+    pub enabled: bool,
+    /// How long an HTTP tracker may take to accept the connection (TLS included).
+    pub connect_timeout: Duration,
+    /// How long a whole HTTP announce may take, redirects included.
+    pub request_timeout: Duration,
+    /// Redirects followed per HTTP request.
+    pub max_redirects: u32,
+    /// Largest HTTP response body read.
+    pub max_response_size: usize,
+    /// The first UDP retransmission timeout; each retry doubles it (BEP 15: 15 s).
+    pub udp_timeout: Duration,
+    /// UDP retransmissions before giving up on a tracker (BEP 15 allows 8; 15+30+60+120 s with
+    /// the default 3).
+    pub udp_retries: u32,
+    /// Peers asked for per announce.
+    pub numwant: u32,
+    /// The shortest time between two regular announces to one tier, whatever a tracker says.
+    pub min_announce_interval: Duration,
+    /// Below this many connected peers a downloading torrent re-announces as soon as the
+    /// tracker's `min interval` allows.
+    pub want_peers: usize,
+    /// The first retry after a whole tier failed; each further failure doubles it, up to
+    /// `max_retry_interval`.
+    pub retry_interval: Duration,
+    /// The longest wait between retries of a failing tier.
+    pub max_retry_interval: Duration,
+    /// How long the `stopped` announces on removal and shutdown may take.
+    pub stop_timeout: Duration,
+}
+
+impl Default for TrackerConf {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_redirects: 5,
+            max_response_size: 1 << 20,
+            udp_timeout: Duration::from_secs(15),
+            udp_retries: 3,
+            numwant: 200,
+            min_announce_interval: Duration::from_secs(60),
+            want_peers: 30,
+            retry_interval: Duration::from_secs(15),
+            max_retry_interval: Duration::from_secs(1800),
+            stop_timeout: Duration::from_secs(2),
         }
     }
 }

@@ -771,6 +771,15 @@ impl Core {
         self.connect_more(now);
     }
 
+    /// Bytes of the wanted pieces still missing (linear in the piece count: for stats and
+    /// announces, not the hot path).
+    pub(crate) fn stats_left(&self) -> u64 {
+        (0..self.geometry.piece_count())
+            .filter(|&p| self.wants(p))
+            .map(|p| u64::from(self.geometry.piece_len(p).unwrap_or(0)))
+            .sum()
+    }
+
     /// The torrent's stats now.
     pub(crate) fn stats(&self) -> TorrentStats {
         let state = if self.paused {
@@ -780,10 +789,7 @@ impl Core {
         } else {
             TorrentState::Downloading
         };
-        let bytes_left = (0..self.geometry.piece_count())
-            .filter(|&p| self.wants(p))
-            .map(|p| u64::from(self.geometry.piece_len(p).unwrap_or(0)))
-            .sum();
+        let bytes_left = self.stats_left();
         TorrentStats {
             id: self.id,
             info_hash: self.info_hash,

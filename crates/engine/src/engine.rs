@@ -96,6 +96,13 @@ async fn run(
         half_open: Rc::new(Semaphore::new(conf.max_half_open.max(1))),
         connections: Cell::new(0),
         max_connections: conf.max_connections,
+        trackers: match crate::tracker::announcer::Clients::new(&conf.tracker) {
+            Ok(clients) => Some(Rc::new(clients)),
+            Err(error) => {
+                tracing::error!(%error, "tracker clients unavailable; using given peers only");
+                None
+            }
+        },
     });
     let engine = Rc::new(Engine {
         conf,
@@ -216,9 +223,13 @@ impl Engine {
         let torrents: Vec<Rc<Torrent>> =
             self.torrents.borrow_mut().drain().map(|(_, t)| t).collect();
         let mut result = Ok(());
-        for torrent in torrents {
-            let id = torrent.id;
-            if let Some(storage) = torrent.close().await {
+        // Closed together: each may wait a moment for its trackers to hear `stopped`.
+        let closing = torrents.iter().map(|torrent| async move {
+            let storage = torrent.close().await;
+            (torrent.id, storage)
+        });
+        for (id, storage) in futures::future::join_all(closing).await {
+            if let Some(storage) = storage {
                 let saved = blocking(move || storage.shutdown()).await;
                 if let Some(Err(source)) = saved {
                     tracing::error!(%id, %source, "saving torrent on shutdown failed");

@@ -75,10 +75,11 @@ mod peer;
 mod picker;
 mod rate;
 mod torrent;
+pub mod tracker;
 mod upload;
 
 pub use alert::{Alert, Alerts, PeerStats, TorrentState, TorrentStats};
-pub use conf::{Conf, TorrentConf};
+pub use conf::{Conf, TorrentConf, TrackerConf};
 pub use error::EngineError;
 pub use handle::{EngineHandle, Mode, RateLimits, TorrentParams};
 

@@ -22,6 +22,7 @@ use crate::alert::{Alert, AlertSender};
 use crate::connection::{self, MAX_FRAMES_PER_WRITE};
 use crate::core::{Action, Core, PeerKey};
 use crate::rate::TokenBucket;
+use crate::tracker;
 
 /// Engine-wide state shared by all torrents on the network thread.
 pub(crate) struct Shared {
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) half_open: Rc<Semaphore>,
     pub(crate) connections: Cell<usize>,
     pub(crate) max_connections: usize,
+    /// Tracker clients; `None` when they could not be set up (the error was logged).
+    pub(crate) trackers: Option<Rc<tracker::announcer::Clients>>,
 }
 
 struct Conn {
@@ -56,6 +59,8 @@ pub(crate) struct Torrent {
     upload_limit: RefCell<TokenBucket>,
     connect_timeout: Duration,
     span: tracing::Span,
+    tracker_signals: Rc<tracker::announcer::Signals>,
+    announcers: RefCell<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Torrent {
@@ -83,6 +88,8 @@ impl Torrent {
             closed: Cell::new(false),
             stopped: Rc::new(Notify::new()),
             shared,
+            tracker_signals: Rc::default(),
+            announcers: RefCell::new(Vec::new()),
         });
         let span = torrent.span();
         tokio_uring::spawn(tracing::Instrument::instrument(
@@ -93,6 +100,9 @@ impl Torrent {
             storage_loop(torrent.clone(), events, storage_wake),
             span,
         ));
+        if let Some(clients) = &torrent.shared.trackers {
+            *torrent.announcers.borrow_mut() = tracker::announcer::start(&torrent, clients);
+        }
         torrent
     }
 
@@ -157,7 +167,13 @@ impl Torrent {
             Action::Connect(addr) => {
                 tokio_uring::spawn(dial(self.clone(), addr));
             }
-            Action::Alert(alert) => self.shared.alerts.post(alert),
+            Action::Alert(alert) => {
+                if matches!(alert, Alert::TorrentComplete(_)) {
+                    // Tiers owe their trackers a `completed`.
+                    self.tracker_signals.poke();
+                }
+                self.shared.alerts.post(alert);
+            }
         }
     }
 
@@ -288,6 +304,8 @@ impl Torrent {
     /// Disconnects every peer and stops the torrent's tasks; returns its storage to shut down.
     pub(crate) async fn close(self: &Rc<Self>) -> Option<Storage> {
         self.closed.set(true);
+        // Trackers hear `stopped` while the peers are being closed; both are bounded.
+        self.tracker_signals.stop();
         self.with_core(|core| core.set_paused(true, Instant::now()));
         self.disk_ready.notify_waiters();
         // Wait (bounded) for the readers to unregister their peers.
@@ -300,7 +318,30 @@ impl Torrent {
                 () = &mut deadline => break,
             }
         }
+        let announcers = std::mem::take(&mut *self.announcers.borrow_mut());
+        let stop_timeout = self
+            .shared
+            .trackers
+            .as_ref()
+            .map_or(Duration::ZERO, |t| t.conf.stop_timeout);
+        let all = futures::future::join_all(announcers);
+        // A round in flight gets one `stop_timeout` of grace, the `stopped` announce another.
+        if tokio::time::timeout(2 * stop_timeout + Duration::from_secs(1), all)
+            .await
+            .is_err()
+        {
+            tracing::debug!("announce tasks did not end in time");
+        }
         self.storage.borrow_mut().take()
+    }
+
+    pub(crate) fn tracker_signals(&self) -> Rc<tracker::announcer::Signals> {
+        self.tracker_signals.clone()
+    }
+
+    /// Posts an alert to the engine's user.
+    pub(crate) fn post(&self, alert: Alert) {
+        self.shared.alerts.post(alert);
     }
 
     /// The tracing span of everything this torrent does.

@@ -140,6 +140,7 @@ pub fn assert_same_files(metainfo: &Metainfo, want: &Path, got: &Path) {
 }
 
 pub mod fake_peer;
+pub mod test_tracker;
 
 /// The torrent's bytes, files concatenated in order.
 pub fn torrent_bytes(payload: &Payload) -> Vec<u8> {
