@@ -1,198 +1,309 @@
-//! `cratetorrent`: the command-line client.
+//! `cratetorrent`: the command-line BitTorrent client.
 //!
-//! Today it inspects and creates torrents; downloading and seeding arrive with the engine.
+//! `download`, `seed`, `create`, `info`, `verify`, and `demo` (a whole swarm on loopback).
+//! Errors are one line on stderr with exit code 1; usage errors exit with 2.
 
-use std::io::Write;
+mod create;
+mod demo;
+mod error;
+mod info;
+mod progress;
+mod session;
+mod units;
+mod verify;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
-use clap::{Parser, Subcommand};
-use cratetorrent_metainfo::{Magnet, Metainfo, Progress, TorrentBuilder};
+use clap::{ArgAction, Parser, Subcommand};
+
+use crate::progress::Style;
 
 #[derive(Parser)]
-#[command(name = "cratetorrent", version, about = "A fast BitTorrent client")]
+#[command(
+    name = "cratetorrent",
+    version,
+    about = "A fast BitTorrent client",
+    after_help = "Rates and sizes take units: 512K, 10M, 1G (powers of 1024).\n\
+                  RUST_LOG (e.g. RUST_LOG=cratetorrent=debug) overrides -v."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More log output on stderr (-v: info, -vv: debug).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    verbose: u8,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show what a .torrent file or magnet link describes.
-    Info {
-        /// A .torrent file, or a magnet link.
+    /// Download a torrent, verify it, and exit 0 when complete (or keep seeding with --seed).
+    /// Rerun in the same directory to resume without downloading verified pieces again.
+    Download {
+        /// The .torrent file.
         torrent: String,
+        /// The directory to download into (the torrent's file or folder goes inside).
+        #[arg(short, long, default_value = ".")]
+        output: PathBuf,
+        /// A peer to connect to, as IP:PORT; repeatable.
+        #[arg(long = "peer", value_name = "ADDR")]
+        peers: Vec<SocketAddr>,
+        /// The address to accept peers on (default [::]:6881, or a free port if it is taken).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Keep seeding after the download completes, until Ctrl-C.
+        #[arg(long)]
+        seed: bool,
+        /// Most peers connected at once.
+        #[arg(long, value_name = "N")]
+        max_peers: Option<usize>,
+        /// Download rate limit, e.g. 10M (bytes per second; 0 = none).
+        #[arg(long, value_name = "RATE", value_parser = parse_bytes)]
+        download_limit: Option<u64>,
+        /// Upload rate limit, e.g. 512K (bytes per second; 0 = none).
+        #[arg(long, value_name = "RATE", value_parser = parse_bytes)]
+        upload_limit: Option<u64>,
+        /// Download only this file (its index in `cratetorrent info`); repeatable.
+        #[arg(long = "only", value_name = "FILE_INDEX")]
+        only: Vec<usize>,
+        /// Download pieces in order (for playing while downloading).
+        #[arg(long)]
+        sequential: bool,
+        /// Print one JSON stats object per second instead of a progress bar.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the data at PATH, then seed it until SIGINT or SIGTERM.
+    Seed {
+        /// The .torrent file.
+        torrent: String,
+        /// The torrent's file or folder, or the directory that holds it.
+        path: PathBuf,
+        /// The address to accept peers on (default [::]:6881, or a free port if it is taken).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// A peer to connect to, as IP:PORT; repeatable.
+        #[arg(long = "peer", value_name = "ADDR")]
+        peers: Vec<SocketAddr>,
+        /// Upload rate limit, e.g. 512K (bytes per second; 0 = none).
+        #[arg(long, value_name = "RATE", value_parser = parse_bytes)]
+        upload_limit: Option<u64>,
+        /// Print one JSON stats object per second instead of a progress bar.
+        #[arg(long)]
+        json: bool,
     },
     /// Create a .torrent from a file or directory.
     Create {
         /// The file or directory to share.
         path: PathBuf,
         /// Where to write the .torrent (default: <name>.torrent in the current directory).
-        #[arg(short, long)]
+        #[arg(short, long, value_name = "FILE.torrent")]
         output: Option<PathBuf>,
-        /// Tracker announce URL; repeat for more tiers.
-        #[arg(short, long = "tracker")]
+        /// Tracker announce URL; each one is a tier of its own; repeatable.
+        #[arg(short, long = "tracker", value_name = "URL")]
         trackers: Vec<String>,
-        /// Web seed URL (BEP 19); repeatable.
-        #[arg(short, long = "web-seed")]
-        web_seeds: Vec<String>,
-        /// Piece length in KiB, a power of two (default: chosen for 1,000-2,000 pieces).
-        #[arg(short = 'l', long = "piece-length")]
-        piece_length_kib: Option<u32>,
-        /// Mark the torrent private (BEP 27).
+        /// Piece size in bytes, a power of two of at least 16K, e.g. 256K or 1M
+        /// (default: chosen for 1,000 to 2,000 pieces).
+        #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+        piece_size: Option<u64>,
+        /// Mark the torrent private (BEP 27: peers from its trackers only).
         #[arg(long)]
         private: bool,
         /// A comment to embed.
-        #[arg(short, long)]
+        #[arg(short, long, value_name = "TEXT")]
         comment: Option<String>,
+        /// Web seed URL (BEP 19); repeatable.
+        #[arg(short, long = "web-seed", value_name = "URL")]
+        web_seeds: Vec<String>,
         /// Include hidden files (names starting with '.').
         #[arg(long)]
         include_hidden: bool,
         /// Leave out the creation date, for reproducible output.
         #[arg(long)]
         no_date: bool,
-        /// Don't print progress.
-        #[arg(short, long)]
-        quiet: bool,
     },
+    /// Show what a .torrent file or magnet link describes.
+    Info {
+        /// A .torrent file, or a magnet link.
+        torrent: String,
+        /// Print one JSON object (info_hash, name, total_length, piece_length, num_pieces,
+        /// private, trackers, files, ...).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hash the data at PATH against the torrent; prints `N/M pieces ok`, exits 0 only when
+    /// complete.
+    Verify {
+        /// The .torrent file.
+        torrent: String,
+        /// The torrent's file or folder, or the directory that holds it.
+        path: PathBuf,
+    },
+    /// Run a swarm on loopback: random payload, seeder(s), one downloader; verify every byte
+    /// and print throughput, CPU time and peak memory. Cleans up after itself.
+    Demo {
+        /// Payload size, e.g. 64M or 1G.
+        #[arg(long, default_value = "1G", value_parser = parse_bytes)]
+        size: u64,
+        /// Files in the payload (mixed sizes).
+        #[arg(long, default_value_t = 1)]
+        files: usize,
+        /// Seeding engines.
+        #[arg(long, default_value_t = 1)]
+        peers: usize,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    units::parse_bytes(text)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.quiet, cli.verbose);
+    let style = |json: bool| {
+        if json {
+            Style::Json
+        } else if cli.quiet {
+            Style::Quiet
+        } else {
+            Style::Human
+        }
+    };
     let result = match cli.command {
-        Command::Info { torrent } => info(&torrent),
+        Command::Info { torrent, json } => info::run(&torrent, json).map(|()| ExitCode::SUCCESS),
         Command::Create {
             path,
             output,
             trackers,
-            web_seeds,
-            piece_length_kib,
+            piece_size,
             private,
             comment,
+            web_seeds,
             include_hidden,
             no_date,
-            quiet,
-        } => {
-            let mut builder = TorrentBuilder::new(&path)
-                .private(private)
-                .include_hidden(include_hidden);
-            for tracker in trackers {
-                builder = builder.tracker(tracker);
-            }
-            for seed in web_seeds {
-                builder = builder.web_seed(seed);
-            }
-            if let Some(kib) = piece_length_kib {
-                builder = builder.piece_length(kib.saturating_mul(1024));
-            }
-            if let Some(comment) = comment {
-                builder = builder.comment(comment);
-            }
-            if no_date {
-                builder = builder.creation_date(None);
-            }
-            create(&builder, &path, output, quiet)
+        } => create::run(
+            create::CreateArgs {
+                path,
+                output,
+                trackers,
+                web_seeds,
+                piece_size,
+                private,
+                comment,
+                include_hidden,
+                no_date,
+            },
+            cli.quiet,
+        )
+        .map(|()| ExitCode::SUCCESS),
+        Command::Verify { torrent, path } => {
+            verify::run(&torrent, &path, cli.quiet).map(|complete| {
+                if complete {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            })
         }
+        Command::Download {
+            torrent,
+            output,
+            peers,
+            listen,
+            seed,
+            max_peers,
+            download_limit,
+            upload_limit,
+            only,
+            sequential,
+            json,
+        } => session::run(
+            session::SessionArgs {
+                torrent,
+                dir: output,
+                peers,
+                listen,
+                seed_only: false,
+                keep_seeding: seed,
+                max_peers,
+                download_limit: download_limit.unwrap_or(0),
+                upload_limit: upload_limit.unwrap_or(0),
+                only,
+                sequential,
+            },
+            style(json),
+        ),
+        Command::Seed {
+            torrent,
+            path,
+            listen,
+            peers,
+            upload_limit,
+            json,
+        } => seed(torrent, &path, listen, peers, upload_limit, style(json)),
+        Command::Demo {
+            size,
+            files,
+            peers,
+            json,
+        } => demo::run(demo::DemoArgs { size, files, peers }, style(json)),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("cratetorrent: {message}");
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("cratetorrent: {error}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn info(source: &str) -> Result<(), String> {
-    if source.starts_with("magnet:") {
-        let magnet = Magnet::parse(source).map_err(|e| format!("{source}: {e}"))?;
-        let hash = magnet
-            .info_hash
-            .map_or_else(|| "(v2 only)".to_string(), |h| h.to_string());
-        println!("info-hash: {hash}");
-        println!(
-            "name:      {}",
-            magnet.display_name.as_deref().unwrap_or("(unknown)")
-        );
-        for tracker in &magnet.trackers {
-            println!("tracker:   {tracker}");
-        }
-        for peer in &magnet.peers {
-            println!("peer:      {peer}");
-        }
-        return Ok(());
-    }
-    let bytes = std::fs::read(source).map_err(|e| format!("{source}: {e}"))?;
-    let torrent = Metainfo::from_bytes(&bytes).map_err(|e| format!("{source}: {e}"))?;
-    println!("info-hash: {}", torrent.info_hash());
-    println!("name:      {}", torrent.name());
-    println!("size:      {} bytes", torrent.total_length());
-    println!(
-        "pieces:    {} x {} bytes",
-        torrent.piece_count(),
-        torrent.piece_length()
-    );
-    println!(
-        "private:   {}",
-        if torrent.is_private() { "yes" } else { "no" }
-    );
-    if let Some(comment) = torrent.comment() {
-        println!("comment:   {comment}");
-    }
-    if let Some(created_by) = torrent.created_by() {
-        println!("created by: {created_by}");
-    }
-    for (index, tier) in torrent.trackers().iter().enumerate() {
-        println!("tier {index}:    {}", tier.join(" "));
-    }
-    for seed in torrent.url_list() {
-        println!("web seed:  {seed}");
-    }
-    println!("files:");
-    for file in torrent.files().iter().filter(|f| !f.is_padding()) {
-        println!("  {:>14}  {}", file.length(), file.path().display());
-    }
-    Ok(())
+fn seed(
+    torrent: String,
+    path: &std::path::Path,
+    listen: Option<SocketAddr>,
+    peers: Vec<SocketAddr>,
+    upload_limit: Option<u64>,
+    style: Style,
+) -> error::Result<ExitCode> {
+    let metainfo = info::load(&torrent)?;
+    let dir = verify::data_dir(&metainfo, path)?;
+    session::run(
+        session::SessionArgs {
+            torrent,
+            dir,
+            peers,
+            listen,
+            seed_only: true,
+            keep_seeding: true,
+            max_peers: None,
+            download_limit: 0,
+            upload_limit: upload_limit.unwrap_or(0),
+            only: Vec::new(),
+            sequential: false,
+        },
+        style,
+    )
 }
 
-fn create(
-    builder: &TorrentBuilder,
-    path: &std::path::Path,
-    output: Option<PathBuf>,
-    quiet: bool,
-) -> Result<(), String> {
-    let started = Instant::now();
-    let report = |p: Progress| {
-        if !quiet {
-            let percent = p.hashed * 100 / p.total.max(1);
-            let mut err = std::io::stderr().lock();
-            // Progress is cosmetic: a closed stderr must not abort the creation.
-            let _ = write!(
-                err,
-                "\rhashing {percent:>3}% ({} / {} bytes)",
-                p.hashed, p.total
-            );
-        }
+fn init_logging(quiet: bool, verbose: u8) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
     };
-    let bytes = builder
-        .build_with_progress(&report)
-        .map_err(|e| e.to_string())?;
-    let torrent =
-        Metainfo::from_bytes(&bytes).map_err(|e| format!("created an invalid torrent: {e}"))?;
-    let output = output.unwrap_or_else(|| PathBuf::from(format!("{}.torrent", torrent.name())));
-    std::fs::write(&output, &bytes).map_err(|e| format!("{}: {e}", output.display()))?;
-    let seconds = started.elapsed().as_secs_f64();
-    if !quiet {
-        eprintln!();
-        eprintln!(
-            "{}: {} bytes in {} pieces, hashed in {seconds:.2} s ({:.0} MB/s)",
-            path.display(),
-            torrent.total_length(),
-            torrent.piece_count(),
-            torrent.total_length() as f64 / seconds / 1e6
-        );
-    }
-    println!("{}  {}", torrent.info_hash(), output.display());
-    Ok(())
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -1,4 +1,5 @@
 //! The `cratetorrent` binary end to end: `create` and `info`, and clean errors.
+//! (`download`, `seed`, `verify` and `demo` are in `transfer.rs`.)
 
 #![allow(clippy::unwrap_used)]
 
@@ -32,8 +33,8 @@ fn create_then_info() {
         "share",
         "-t",
         "http://127.0.0.1:1/announce",
-        "-l",
-        "16",
+        "--piece-size",
+        "16K",
         "--no-date",
         "-q",
     ];
@@ -51,6 +52,7 @@ fn create_then_info() {
     let info = text(&info.stdout);
     assert!(info.contains(&format!("info-hash: {hash}")), "{info}");
     assert!(info.contains("share/sub/b.txt"), "{info}");
+    assert!(info.contains("private:   no"), "{info}");
     assert!(
         info.contains("tier 0:    http://127.0.0.1:1/announce"),
         "{info}"

@@ -74,7 +74,7 @@ use cratetorrent_wire::{BLOCK_SIZE, Bitfield, BlockInfo, Geometry};
 
 pub use error::StorageError;
 pub use layout::Layout;
-pub use resume::CheckProgress;
+pub use resume::{CheckProgress, verify};
 
 use crate::backend::Backend;
 use crate::disk::{Command, Disk, Doorbell};

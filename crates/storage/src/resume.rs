@@ -169,6 +169,55 @@ pub(crate) fn check(
 }
 
 /// Hashes `pieces` from disk on `threads` threads and returns those that match.
+/// Hashes every piece whose files are present and long enough, trusting nothing: read-only.
+pub fn verify(
+    metainfo: &cratetorrent_metainfo::Metainfo,
+    download_dir: &std::path::Path,
+    threads: usize,
+    progress: &(dyn Fn(CheckProgress) + Sync),
+) -> Bitfield {
+    let layout = Layout::new(metainfo, download_dir);
+    let total = metainfo.piece_count();
+    let sizes: Vec<Option<u64>> = layout
+        .files
+        .iter()
+        .map(|f| {
+            if f.padding {
+                None
+            } else {
+                std::fs::metadata(&f.path)
+                    .ok()
+                    .filter(std::fs::Metadata::is_file)
+                    .map(|m| m.len())
+            }
+        })
+        .collect();
+    let to_hash: Vec<u32> = (0..total)
+        .filter(|&piece| {
+            metainfo
+                .piece_slices(piece)
+                .filter(|s| !layout.files[s.file_index].padding)
+                .all(|s| sizes[s.file_index].is_some_and(|size| size >= s.offset + s.len))
+        })
+        .collect();
+    let checked = AtomicU32::new(total - to_hash.len() as u32);
+    progress(CheckProgress {
+        checked: checked.load(Ordering::Relaxed),
+        total,
+    });
+    let mut have = Bitfield::new(total);
+    for piece in hash_pieces(&layout, &to_hash, threads, &|| {
+        let done = checked.fetch_add(1, Ordering::Relaxed) + 1;
+        progress(CheckProgress {
+            checked: done,
+            total,
+        });
+    }) {
+        have.set(piece);
+    }
+    have
+}
+
 fn hash_pieces(
     layout: &Layout,
     pieces: &[u32],

@@ -1,0 +1,96 @@
+//! `cratetorrent create`: a `.torrent` from a file or directory, hashed on all cores.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use cratetorrent_metainfo::{Metainfo, Progress, TorrentBuilder};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::error::{CliError, Result};
+use crate::units::{format_bytes, format_rate};
+
+/// What to put in the torrent.
+pub(crate) struct CreateArgs {
+    pub(crate) path: PathBuf,
+    pub(crate) output: Option<PathBuf>,
+    pub(crate) trackers: Vec<String>,
+    pub(crate) web_seeds: Vec<String>,
+    pub(crate) piece_size: Option<u64>,
+    pub(crate) private: bool,
+    pub(crate) comment: Option<String>,
+    pub(crate) include_hidden: bool,
+    pub(crate) no_date: bool,
+}
+
+pub(crate) fn run(args: CreateArgs, quiet: bool) -> Result<()> {
+    let mut builder = TorrentBuilder::new(&args.path)
+        .private(args.private)
+        .include_hidden(args.include_hidden);
+    for tracker in args.trackers {
+        builder = builder.tracker(tracker);
+    }
+    for seed in args.web_seeds {
+        builder = builder.web_seed(seed);
+    }
+    if let Some(size) = args.piece_size {
+        let size = u32::try_from(size)
+            .ok()
+            .filter(|s| s.is_power_of_two() && *s >= 16 * 1024)
+            .ok_or_else(|| {
+                CliError::new(format!(
+                    "piece size {size} must be a power of two of at least 16K"
+                ))
+            })?;
+        builder = builder.piece_length(size);
+    }
+    if let Some(comment) = args.comment {
+        builder = builder.comment(comment);
+    }
+    if args.no_date {
+        builder = builder.creation_date(None);
+    }
+    let (torrent, bytes, seconds) = build(&builder, quiet)?;
+    let output = args
+        .output
+        .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", torrent.name())));
+    std::fs::write(&output, &bytes).map_err(|e| CliError::with(output.display(), &e))?;
+    if !quiet {
+        eprintln!(
+            "{}: {} in {} pieces of {}, hashed in {seconds:.2} s ({})",
+            args.path.display(),
+            format_bytes(torrent.total_length()),
+            torrent.piece_count(),
+            format_bytes(u64::from(torrent.piece_length())),
+            format_rate(torrent.total_length() as f64 / seconds.max(1e-9)),
+        );
+    }
+    println!("{}  {}", torrent.info_hash(), output.display());
+    Ok(())
+}
+
+/// Builds and re-parses the torrent (a torrent we cannot read back is a bug worth reporting).
+pub(crate) fn build(builder: &TorrentBuilder, quiet: bool) -> Result<(Metainfo, Vec<u8>, f64)> {
+    let started = Instant::now();
+    let bar = if quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0).with_style(
+            ProgressStyle::with_template(
+                "hashing {bar:30} {percent:>3}% {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        )
+    };
+    let report = |p: Progress| {
+        bar.set_length(p.total);
+        bar.set_position(p.hashed);
+    };
+    let bytes = builder
+        .build_with_progress(&report)
+        .map_err(|e| CliError::from_error(&e))?;
+    bar.finish_and_clear();
+    let torrent = Metainfo::from_bytes(&bytes)
+        .map_err(|e| CliError::with("created an invalid torrent", &e))?;
+    Ok((torrent, bytes, started.elapsed().as_secs_f64()))
+}

@@ -1,0 +1,125 @@
+//! `cratetorrent info`: what a `.torrent` file or magnet link describes.
+
+use cratetorrent_metainfo::{Magnet, Metainfo};
+use serde_json::json;
+
+use crate::error::{CliError, Result};
+use crate::units::format_bytes;
+
+/// Reads and parses a `.torrent` file, with errors that name it.
+pub(crate) fn load(path: &str) -> Result<Metainfo> {
+    let bytes = std::fs::read(path).map_err(|e| CliError::with(path, &e))?;
+    Metainfo::from_bytes(&bytes).map_err(|e| CliError::with(path, &e))
+}
+
+pub(crate) fn run(source: &str, as_json: bool) -> Result<()> {
+    if source.starts_with("magnet:") {
+        return magnet(source, as_json);
+    }
+    let torrent = load(source)?;
+    if as_json {
+        println!("{}", to_json(&torrent));
+        return Ok(());
+    }
+    println!("info-hash: {}", torrent.info_hash());
+    println!("name:      {}", torrent.name());
+    println!(
+        "size:      {} bytes ({})",
+        torrent.total_length(),
+        format_bytes(torrent.total_length())
+    );
+    println!(
+        "pieces:    {} x {} bytes",
+        torrent.piece_count(),
+        torrent.piece_length()
+    );
+    println!(
+        "private:   {}",
+        if torrent.is_private() { "yes" } else { "no" }
+    );
+    if let Some(comment) = torrent.comment() {
+        println!("comment:   {comment}");
+    }
+    if let Some(created_by) = torrent.created_by() {
+        println!("created by: {created_by}");
+    }
+    for (index, tier) in torrent.trackers().iter().enumerate() {
+        println!("tier {index}:    {}", tier.join(" "));
+    }
+    for seed in torrent.url_list() {
+        println!("web seed:  {seed}");
+    }
+    println!("files:");
+    for (index, file) in torrent.files().iter().enumerate() {
+        if !file.is_padding() {
+            println!(
+                "  {index:>4} {:>14}  {}",
+                file.length(),
+                file.path().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The `info --json` object. File paths are listed as libtorrent shows them: components
+/// from the torrent's root (its name first for a multi-file torrent).
+fn to_json(torrent: &Metainfo) -> serde_json::Value {
+    let files: Vec<serde_json::Value> = torrent
+        .files()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.is_padding())
+        .map(|(index, file)| {
+            let path: Vec<String> = file
+                .path()
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            json!({ "index": index, "path": path, "length": file.length() })
+        })
+        .collect();
+    json!({
+        "info_hash": torrent.info_hash().to_hex(),
+        "name": torrent.name(),
+        "total_length": torrent.total_length(),
+        "piece_length": torrent.piece_length(),
+        "num_pieces": torrent.piece_count(),
+        "private": torrent.is_private(),
+        "trackers": torrent.trackers(),
+        "web_seeds": torrent.url_list(),
+        "comment": torrent.comment(),
+        "created_by": torrent.created_by(),
+        "files": files,
+    })
+}
+
+fn magnet(source: &str, as_json: bool) -> Result<()> {
+    let magnet = Magnet::parse(source).map_err(|e| CliError::with(source, &e))?;
+    let hash = magnet.info_hash.map(|h| h.to_hex());
+    if as_json {
+        let peers: Vec<String> = magnet.peers.iter().map(ToString::to_string).collect();
+        println!(
+            "{}",
+            json!({
+                "info_hash": hash,
+                "name": magnet.display_name,
+                "trackers": magnet.trackers,
+                "peers": peers,
+            })
+        );
+        return Ok(());
+    }
+    println!("info-hash: {}", hash.as_deref().unwrap_or("(v2 only)"));
+    println!(
+        "name:      {}",
+        magnet.display_name.as_deref().unwrap_or("(unknown)")
+    );
+    for tracker in &magnet.trackers {
+        println!("tracker:   {tracker}");
+    }
+    for peer in &magnet.peers {
+        println!("peer:      {peer}");
+    }
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! `cratetorrent verify`: hashes the data at a path against a torrent.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use cratetorrent_metainfo::Metainfo;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::error::{CliError, Result};
+
+/// The directory that holds the torrent's root (its file, or its top directory), given the
+/// root itself or the directory that holds it.
+pub(crate) fn data_dir(torrent: &Metainfo, path: &Path) -> Result<PathBuf> {
+    std::fs::metadata(path).map_err(|e| CliError::with(path.display(), &e))?;
+    if path.file_name().is_some_and(|n| n == torrent.name()) {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        return Ok(parent.map_or_else(|| PathBuf::from("."), Path::to_path_buf));
+    }
+    if path.is_dir() && path.join(torrent.name()).exists() {
+        return Ok(path.to_path_buf());
+    }
+    Err(CliError::new(format!(
+        "{}: is neither `{}` nor a directory holding it",
+        path.display(),
+        torrent.name()
+    )))
+}
+
+/// Returns whether every piece is present and correct.
+pub(crate) fn run(torrent_path: &str, path: &Path, quiet: bool) -> Result<bool> {
+    let torrent = crate::info::load(torrent_path)?;
+    let dir = data_dir(&torrent, path)?;
+    let bar = if quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(u64::from(torrent.piece_count())).with_style(
+            ProgressStyle::with_template("verifying {bar:30} {pos}/{len} pieces {per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        )
+    };
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let have = cratetorrent_storage::verify(&torrent, &dir, threads, &|p| {
+        bar.set_position(u64::from(p.checked));
+    });
+    bar.finish_and_clear();
+    let ok = have.count_ones();
+    println!("{ok}/{} pieces ok", torrent.piece_count());
+    Ok(ok == torrent.piece_count())
+}
