@@ -5,6 +5,8 @@
 //! torrent's disk work (vectored writes, SHA-1, reads for seeding) runs on the threads of
 //! [`cratetorrent_storage`]. You get back an [`EngineHandle`] (`Send + Sync + Clone`) and the
 //! engine's [`Alerts`], a [`futures::Stream`] that a slow reader cannot make grow without bound.
+//! Peers come from [`Mode::Download`]'s seeds, [`EngineHandle::add_peers`], incoming
+//! connections, and the torrent's HTTP(S) and UDP trackers ([`tracker`], BEP 12 tiers).
 //!
 //! ```
 //! use cratetorrent::prelude::*;
