@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use cratetorrent::TrackerConf;
 use cratetorrent::prelude::*;
+use cratetorrent::tracker::{HttpTracker, UdpTracker};
 use cratetorrent_metainfo::TorrentBuilder;
 use cratetorrent_tests::opentracker::Opentracker;
 use cratetorrent_tests::pseudo_random;
@@ -94,6 +96,24 @@ async fn swarm_through(url: impl Fn(&Opentracker) -> String) {
         |a| matches!(a, Alert::TorrentComplete(done) if *done == id),
     )
     .await;
+
+    // Scrape (BEP 48 over HTTP, BEP 15 over UDP) sees the seed.
+    let conf = TrackerConf::default();
+    let seeders = if url(&tracker).starts_with("udp") {
+        let stats = UdpTracker::new(&conf)
+            .scrape(&url(&tracker), &[hash])
+            .await
+            .unwrap();
+        stats[0].complete
+    } else {
+        HttpTracker::new(&conf)
+            .unwrap()
+            .scrape(&url(&tracker), &hash)
+            .await
+            .unwrap()
+            .complete
+    };
+    assert!(seeders >= 1, "scrape reports {seeders} seeders");
     leech.shutdown().await.unwrap();
     seed.shutdown().await.unwrap();
     assert!(std::fs::read(dir.path().join(name)).unwrap() == payload);

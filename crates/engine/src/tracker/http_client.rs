@@ -173,4 +173,36 @@ mod tests {
         );
         assert!(redirect_target(&base, None).is_err());
     }
+
+    #[tokio::test]
+    async fn https_goes_through_tls_and_a_plain_server_fails_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut hello = [0u8; 5];
+            tokio::io::AsyncReadExt::read_exact(&mut stream, &mut hello)
+                .await
+                .unwrap();
+            let _ = tokio::io::AsyncWriteExt::write_all(
+                &mut stream,
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nde",
+            )
+            .await;
+            hello
+        });
+        let tracker = HttpTracker::new(&TrackerConf::default()).unwrap();
+        let request = AnnounceRequest::new(
+            InfoHash::new([1; 20]),
+            cratetorrent_wire::PeerId::new([2; 20]),
+            1,
+        );
+        let result = tracker
+            .announce(&format!("https://{addr}/announce"), &request)
+            .await;
+        assert!(matches!(result, Err(TrackerError::Http(_))), "{result:?}");
+        // The client opened with a TLS handshake record (content type 22, version 3.x).
+        let hello = server.await.unwrap();
+        assert_eq!(&hello[..2], &[22, 3]);
+    }
 }

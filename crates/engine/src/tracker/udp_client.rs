@@ -268,4 +268,37 @@ mod tests {
         assert!(matches!(result, Err(TrackerError::Timeout)), "{result:?}");
         assert!(started.elapsed() >= Duration::from_millis(700));
     }
+
+    #[tokio::test]
+    async fn ipv6_trackers_answer_with_18_byte_peers() {
+        let Ok(server) = UdpSocket::bind("[::1]:0").await else {
+            return; // No IPv6 loopback here.
+        };
+        let url = format!("udp://{}", server.local_addr().unwrap());
+        let tracker = UdpTracker::new(&TrackerConf::default());
+        let request = AnnounceRequest::new(
+            InfoHash::new([1; 20]),
+            cratetorrent_wire::PeerId::new([2; 20]),
+            1,
+        );
+        let serve = async {
+            let mut buf = [0u8; 200];
+            let (_, from) = server.recv_from(&mut buf).await.unwrap();
+            let mut reply = vec![0, 0, 0, 0];
+            reply.extend(&buf[12..16]);
+            reply.extend(9u64.to_be_bytes());
+            server.send_to(&reply, from).await.unwrap();
+            let (_, from) = server.recv_from(&mut buf).await.unwrap();
+            let mut reply = vec![0, 0, 0, 1];
+            reply.extend(&buf[12..16]);
+            reply.extend([0, 0, 0, 60, 0, 0, 0, 0, 0, 0, 0, 1]);
+            reply.extend(std::net::Ipv6Addr::LOCALHOST.octets());
+            reply.extend(6881u16.to_be_bytes());
+            server.send_to(&reply, from).await.unwrap();
+        };
+        let (result, ()) = tokio::join!(tracker.announce(&url, &request), serve);
+        let reply = result.unwrap();
+        assert_eq!(reply.peers, ["[::1]:6881".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(reply.complete, Some(1));
+    }
 }
