@@ -1,0 +1,105 @@
+"""libtorrent as a benchmark peer: one process seeding or downloading one torrent on loopback.
+
+usage: lt_client.py seed TORRENT SAVE_PATH LISTEN
+       lt_client.py leech TORRENT SAVE_PATH LISTEN [HOST:PORT ...]
+       lt_client.py settings            -> the session settings as JSON
+A seeder prints `READY <port>` once it has checked its data, then seeds until stdin closes.
+A leecher dials the given peers, exits 0 once the download is complete and verified, and
+exits 1 after 10 minutes. Run with /usr/bin/python3 (Debian's python3-libtorrent).
+"""
+import json
+import sys
+import threading
+import time
+
+import libtorrent as lt
+
+# Tuned for loopback, so that the comparison measures the engines and nothing else: no DHT,
+# LSD, UPnP or NAT-PMP, TCP only, no rate limits, plain handshakes, several connections per IP
+# (every peer is on 127.0.0.x), and a short tick so completion is noticed quickly.
+OVERRIDES = {
+    "enable_dht": False,
+    "enable_lsd": False,
+    "enable_upnp": False,
+    "enable_natpmp": False,
+    "enable_outgoing_utp": False,
+    "enable_incoming_utp": False,
+    "allow_multiple_connections_per_ip": True,
+    "smooth_connects": False,
+    "upload_rate_limit": 0,
+    "download_rate_limit": 0,
+    "out_enc_policy": 2,
+    "in_enc_policy": 1,
+    "tick_interval": 100,
+    "min_reconnect_time": 1,
+    "alert_mask": 0,
+}
+
+
+def session(ip):
+    settings = lt.high_performance_seed()
+    settings.update(OVERRIDES)
+    # LISTEN is an IP (any free port) or IP:PORT.
+    settings["listen_interfaces"] = ip if ":" in ip else f"{ip}:0"
+    return lt.session(settings)
+
+
+def add(ses, torrent, save_path):
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(torrent)
+    params.save_path = save_path
+    flags = params.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
+    params.flags = (flags | lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd
+                    | lt.torrent_flags.disable_pex)
+    return ses.add_torrent(params)
+
+
+def seed(torrent, save_path, ip):
+    ses = session(ip)
+    handle = add(ses, torrent, save_path)
+    deadline = time.time() + 300
+    while not handle.status().is_seeding:
+        if time.time() > deadline:
+            sys.exit("libtorrent did not start seeding within 300 s")
+        time.sleep(0.02)
+    print(f"READY {ses.listen_port()}", flush=True)
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    stop.wait(3600)
+
+
+def leech(torrent, save_path, ip, peers):
+    peers = [(p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1])) for p in peers]
+    ses = session(ip)
+    handle = add(ses, torrent, save_path)
+    deadline = time.time() + 600
+    while handle.status().state in (lt.torrent_status.checking_files,
+                                    lt.torrent_status.checking_resume_data):
+        time.sleep(0.01)
+    dialled = 0.0
+    while time.time() < deadline:
+        status = handle.status()
+        if status.is_seeding:
+            return
+        if status.num_peers < min(len(peers), 8) and time.time() - dialled > 1:
+            for peer in peers:
+                handle.connect_peer(peer)
+            dialled = time.time()
+        time.sleep(0.01)
+    sys.exit("libtorrent did not finish downloading")
+
+
+def main():
+    role = sys.argv[1]
+    if role == "settings":
+        print(json.dumps({"base": "high_performance_seed", **OVERRIDES}))
+    elif role == "seed":
+        seed(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif role == "leech":
+        leech(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,631 @@
+#!/usr/bin/python3
+"""The swarm benchmark: whole client processes on loopback, seeder -> leecher, side by side.
+
+Pairings (seeder -> leecher): libtorrent -> libtorrent, libtorrent -> cratetorrent,
+cratetorrent -> libtorrent, cratetorrent -> cratetorrent, libtorrent -> rqbit (when rqbit is
+installed or can be built), Transmission -> cratetorrent (when transmission-daemon exists);
+then many-peer cases: 8 libtorrent seeders on 127.0.0.2-9 -> one leecher, and one seeder -> 20
+libtorrent leechers that also trade with each other. Runs alternate A B C ... A B C and the
+median of each figure is reported: throughput (MB/s, payload / leecher wall time), leecher CPU
+seconds per GiB (user + sys), peak RSS of leecher and seeder, time to first byte on disk.
+
+usage: /usr/bin/python3 benches/swarm/swarm.py [--quick] [options]   (see --help)
+Loopback only; every process is stopped by PID; every wait has a timeout.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+LT = ["/usr/bin/python3", os.path.join(HERE, "lt_client.py")]
+TIMEOUT = 600
+MIB = 1 << 20
+GIB = 1 << 30
+
+
+def parse_size(text):
+    units = {"k": 10, "m": 20, "g": 30}
+    text = text.strip().lower().rstrip("b").rstrip("i")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * (1 << units[text[-1]]))
+    return int(text)
+
+
+def free_port(ip="127.0.0.1"):
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+def note(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+class Proc:
+    """A child process measured with wait4 (CPU and peak RSS of that process alone)."""
+
+    def __init__(self, args, stdin=False, stdout=False):
+        self.popen = subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.started = time.monotonic()
+        self.status = None
+        self.rusage = None
+        self.ended = None
+
+    def poll(self):
+        if self.status is None:
+            pid, status, rusage = os.wait4(self.popen.pid, os.WNOHANG)
+            if pid:
+                self.status, self.rusage, self.ended = status, rusage, time.monotonic()
+                self.popen.returncode = os.waitstatus_to_exitcode(status)
+        return self.status is not None
+
+    def wait(self, timeout):
+        deadline = time.monotonic() + timeout
+        while not self.poll():
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"{self.popen.args[0]} did not exit in {timeout} s")
+            time.sleep(0.01)
+        return os.waitstatus_to_exitcode(self.status)
+
+    def read_line(self, want, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.popen.stdout.readline()
+            if not line:
+                break
+            if want(line):
+                return line
+        self.kill()
+        raise RuntimeError(f"{self.popen.args[:3]} never became ready")
+
+    def stop(self, how=signal.SIGINT):
+        if self.poll():
+            return
+        if self.popen.stdin:
+            try:
+                self.popen.stdin.close()
+            except OSError:
+                pass
+        try:
+            os.kill(self.popen.pid, how)
+        except ProcessLookupError:
+            pass
+        try:
+            self.wait(30)
+        except RuntimeError:
+            pass
+
+    def kill(self):
+        if not self.poll():
+            try:
+                os.kill(self.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.wait(10)
+
+    def cpu(self):
+        return self.rusage.ru_utime + self.rusage.ru_stime
+
+    def rss(self):
+        return self.rusage.ru_maxrss * 1024
+
+
+# ---- clients ----
+
+class Client:
+    name = "?"
+
+    def seed(self, torrent, data_dir, ip):
+        raise NotImplementedError
+
+    def leech(self, torrent, out_dir, peers, listen):
+        raise NotImplementedError
+
+
+class Libtorrent(Client):
+    name = "libtorrent"
+
+    def seed(self, torrent, data_dir, ip):
+        proc = Proc(LT + ["seed", torrent, data_dir, ip], stdin=True, stdout=True)
+        line = proc.read_line(lambda l: l.startswith("READY"), 300)
+        return proc, f"{ip}:{int(line.split()[1])}"
+
+    def leech(self, torrent, out_dir, peers, listen):
+        return Proc(LT + ["leech", torrent, out_dir, listen] + peers)
+
+
+class Cratetorrent(Client):
+    name = "cratetorrent"
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def seed(self, torrent, data_dir, ip):
+        addr = f"{ip}:{free_port(ip)}"
+        proc = Proc([self.binary, "seed", torrent, data_dir, "--listen", addr, "--json"],
+                    stdout=True)
+        proc.read_line(lambda l: '"event":"checked"' in l, 300)
+        return proc, addr
+
+    def leech(self, torrent, out_dir, peers, listen):
+        args = [self.binary, "download", torrent, "-o", out_dir, "--listen", listen, "-q"]
+        for peer in peers:
+            args += ["--peer", peer]
+        return Proc(args)
+
+
+class Rqbit(Client):
+    name = "rqbit"
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def leech(self, torrent, out_dir, peers, listen):
+        ip, port = listen.rsplit(":", 1)
+        if port == "0":
+            port = str(free_port(ip))
+        return Proc([self.binary, "--disable-dht", "--disable-dht-persistence", "--disable-lsd",
+                     "--disable-upnp-port-forward", "--listen-ip", ip, "--listen-port", port,
+                     "download", "--initial-peers", ",".join(peers), "-e",
+                     "--disable-http-api", "-o", out_dir, torrent])
+
+
+class Transmission(Client):
+    name = "transmission"
+
+    def seed(self, torrent, data_dir, ip):
+        config = os.path.join(os.path.dirname(data_dir.rstrip("/")), f"tr-{time.time_ns()}")
+        os.makedirs(config)
+        peer_port, rpc_port = free_port(), free_port()
+        settings = {
+            "dht-enabled": False, "lpd-enabled": False, "pex-enabled": False,
+            "utp-enabled": False, "port-forwarding-enabled": False,
+            "bind-address-ipv4": ip, "peer-port": peer_port,
+            "peer-port-random-on-start": False, "rpc-enabled": True, "rpc-port": rpc_port,
+            "rpc-bind-address": "127.0.0.1", "rpc-authentication-required": False,
+            "rpc-whitelist-enabled": False, "rpc-host-whitelist-enabled": False,
+            "encryption": 0, "speed-limit-down-enabled": False,
+            "speed-limit-up-enabled": False, "alt-speed-enabled": False,
+            "download-queue-enabled": False, "seed-queue-enabled": False,
+            "ratio-limit-enabled": False, "idle-seeding-limit-enabled": False,
+            "start-added-torrents": True, "message-level": 0,
+        }
+        with open(os.path.join(config, "settings.json"), "w") as f:
+            json.dump(settings, f)
+        proc = Proc(["transmission-daemon", "-f", "-g", config])
+        rpc = TransmissionRpc(rpc_port)
+        rpc.call("torrent-add", {"filename": torrent, "download-dir": data_dir})
+        deadline = time.monotonic() + 300
+        while True:
+            torrents = rpc.call("torrent-get", {"fields": ["percentDone", "status"]})
+            found = torrents.get("arguments", {}).get("torrents", [])
+            if found and found[0]["percentDone"] == 1 and found[0]["status"] == 6:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("transmission never started seeding")
+            time.sleep(0.1)
+        return proc, f"{ip}:{peer_port}"
+
+
+class TransmissionRpc:
+    def __init__(self, port):
+        self.url = f"http://127.0.0.1:{port}/transmission/rpc"
+        self.session = ""
+
+    def call(self, method, arguments):
+        body = json.dumps({"method": method, "arguments": arguments}).encode()
+        deadline = time.monotonic() + 30
+        while True:
+            request = urllib.request.Request(
+                self.url, data=body, headers={"X-Transmission-Session-Id": self.session})
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                if error.code != 409:
+                    raise
+                self.session = error.headers.get("X-Transmission-Session-Id", "")
+            except (urllib.error.URLError, ConnectionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+
+# ---- payloads ----
+
+def write_payload(root, kind, size):
+    """A 1-file payload `payload.bin`, or `payload/` with 200 files of mixed sizes."""
+    rng = random.Random(7)
+    if kind == "single":
+        path = os.path.join(root, "payload.bin")
+        write_random(path, size)
+        return path
+    base = os.path.join(root, "payload")
+    tiny = [rng.randint(1, 4096) for _ in range(40)]
+    rest = size - sum(tiny)
+    weights = [rng.random() ** 3 for _ in range(160)]
+    scale = rest / sum(weights)
+    sizes = tiny + [max(1, int(w * scale)) for w in weights]
+    sizes[-1] += size - sum(sizes)
+    rng.shuffle(sizes)
+    for index, length in enumerate(sizes):
+        write_random(os.path.join(base, f"d{index % 7}", f"f{index:03}.bin"), max(length, 0))
+    return base
+
+
+def write_random(path, size):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            n = min(left, 4 * MIB)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def same_tree(a, b):
+    if os.path.isfile(a):
+        return os.path.isfile(b) and files_equal(a, b)
+    for dirpath, _, files in os.walk(a):
+        for name in files:
+            src = os.path.join(dirpath, name)
+            dst = os.path.join(b, os.path.relpath(src, a))
+            if not os.path.isfile(dst) and os.path.getsize(src) == 0:
+                continue  # some clients do not create empty files
+            if not files_equal(src, dst):
+                return False
+    return True
+
+
+def files_equal(a, b):
+    try:
+        with open(a, "rb") as x, open(b, "rb") as y:
+            while True:
+                p, q = x.read(MIB), y.read(MIB)
+                if p != q:
+                    return False
+                if not p:
+                    return True
+    except OSError:
+        return False
+
+
+def first_byte_on_disk(path):
+    """Whether any file under `path` has a data block allocated."""
+    if os.path.isfile(path):
+        return os.stat(path).st_blocks > 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            try:
+                if os.stat(os.path.join(dirpath, name)).st_blocks > 0:
+                    return True
+            except OSError:
+                pass
+    return False
+
+
+# ---- runs ----
+
+def run_pair(seeders, leechers, torrent, src, name, work, size):
+    """Starts the seeders, then times the leechers until every one exits. Returns figures."""
+    seeds = []
+    procs = []
+    try:
+        for index, client in enumerate(seeders):
+            ip = f"127.0.0.{index + 2}" if len(seeders) > 1 else "127.0.0.1"
+            proc, addr = client.seed(torrent, os.path.dirname(src), ip)
+            seeds.append((proc, addr))
+        addrs = [addr for _, addr in seeds]
+        outs = []
+        listens = []
+        for index in range(len(leechers)):
+            ip = f"127.0.0.{index + 10}" if len(leechers) > 1 else "127.0.0.1"
+            listens.append(f"{ip}:{free_port(ip)}")
+        started = time.monotonic()
+        for index, client in enumerate(leechers):
+            out = os.path.join(work, f"leech{index}")
+            shutil.rmtree(out, ignore_errors=True)
+            os.makedirs(out)
+            outs.append(out)
+            # Leechers also know each other, so that they can trade.
+            others = [l for i, l in enumerate(listens) if i != index]
+            procs.append(client.leech(torrent, out, addrs + others, listens[index]))
+        first_byte = None
+        deadline = started + TIMEOUT
+        target = os.path.join(outs[0], name)
+        while not all(p.poll() for p in procs):
+            if first_byte is None and first_byte_on_disk(target):
+                first_byte = time.monotonic() - started
+            if time.monotonic() > deadline:
+                raise RuntimeError("leechers did not finish in time")
+            time.sleep(0.005 if first_byte is None else 0.02)
+        codes = [os.waitstatus_to_exitcode(p.status) for p in procs]
+        if any(codes):
+            raise RuntimeError(f"a leecher failed with exit codes {codes}")
+        wall = max(p.ended for p in procs) - started
+        for out in outs:
+            if not same_tree(src, os.path.join(out, name)):
+                raise RuntimeError("a download differs from the payload")
+        for proc, _ in seeds:
+            proc.stop()
+        lead = procs[0]
+        return {
+            "seconds": wall,
+            "mb_per_s": size * len(procs) / wall / 1e6,
+            "leech_cpu_per_gib": lead.cpu() / (size / GIB),
+            "leech_rss_mib": lead.rss() / MIB,
+            "seed_rss_mib": max(p.rss() for p, _ in seeds if p.rusage) / MIB
+            if any(p.rusage for p, _ in seeds) else None,
+            "first_byte_ms": None if first_byte is None else first_byte * 1000,
+        }
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc, _ in seeds:
+            proc.stop(signal.SIGKILL)
+        for out in [os.path.join(work, d) for d in os.listdir(work) if d.startswith("leech")]:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="256 MiB, /dev/shm, 256 KiB pieces, single file, 3 runs")
+    parser.add_argument("--size", default="1G", help="payload size (default 1G)")
+    parser.add_argument("--many-size", default="128M", help="payload of the many-peer cases")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each pairing (default 3)")
+    parser.add_argument("--dirs", default="/dev/shm,/var/tmp", help="where payloads live")
+    parser.add_argument("--pieces", default="256K,1M", help="piece sizes")
+    parser.add_argument("--payloads", default="single,multi", help="single and/or multi")
+    parser.add_argument("--no-many", action="store_true", help="skip the many-peer cases")
+    parser.add_argument("--no-rqbit", action="store_true", help="skip rqbit")
+    parser.add_argument("--cratetorrent", default=os.path.join(ROOT, "target/release/cratetorrent"))
+    parser.add_argument("--rqbit", default=os.path.expanduser("~/.cache/cratetorrent-bench/bin/rqbit"))
+    parser.add_argument("--json", default=os.path.join(ROOT, "target/swarm-bench.json"))
+    parser.add_argument("--markdown", help="also write the report (e.g. BENCHMARKS.md)")
+    args = parser.parse_args()
+    if args.quick:
+        args.size, args.dirs, args.pieces, args.payloads = "256M", "/dev/shm", "256K", "single"
+        args.many_size = "64M"
+
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "cratetorrent-cli"], cwd=ROOT,
+                   check=True)
+    ct = Cratetorrent(args.cratetorrent)
+    lt = Libtorrent()
+    pairings = [("libtorrent", lt, "libtorrent", lt), ("libtorrent", lt, "cratetorrent", ct),
+                ("cratetorrent", ct, "libtorrent", lt), ("cratetorrent", ct, "cratetorrent", ct)]
+    skipped = []
+    rqbit = find_rqbit(args)
+    if rqbit:
+        pairings.append(("libtorrent", lt, "rqbit", Rqbit(rqbit)))
+    elif args.no_rqbit:
+        skipped.append("rqbit (--no-rqbit)")
+    else:
+        skipped.append("rqbit (not installed and could not be built; --no-rqbit to silence)")
+    if shutil.which("transmission-daemon"):
+        pairings.append(("transmission", Transmission(), "cratetorrent", ct))
+    else:
+        skipped.append("transmission (transmission-daemon not installed)")
+
+    size = parse_size(args.size)
+    results = []
+    for directory in args.dirs.split(","):
+        for kind in args.payloads.split(","):
+            for piece in args.pieces.split(","):
+                results += bench_config(directory, kind, piece, size, args.runs, pairings, ct)
+    if not args.no_many:
+        results += bench_many(args.dirs.split(",")[0], parse_size(args.many_size), args.runs,
+                              lt, ct)
+    report(results, args, skipped)
+
+
+def find_rqbit(args):
+    if args.no_rqbit:
+        return None
+    if os.path.exists(args.rqbit):
+        return args.rqbit
+    if shutil.which("rqbit"):
+        return shutil.which("rqbit")
+    root = os.path.dirname(os.path.dirname(args.rqbit))
+    note(f"building rqbit into {root} (once; 3-5 minutes)...")
+    try:
+        subprocess.run(["cargo", "install", "rqbit", "--locked", "--root", root], check=True,
+                       timeout=1800, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (subprocess.SubprocessError, OSError) as error:
+        note(f"rqbit could not be built: {error}")
+        return None
+    return args.rqbit if os.path.exists(args.rqbit) else None
+
+
+def prepare(directory, kind, piece, size, ct):
+    work = os.path.join(directory, f"ct-swarm-bench-{os.getpid()}")
+    src_root = os.path.join(work, "src")
+    os.makedirs(src_root, exist_ok=True)
+    src = write_payload(src_root, kind, size)
+    torrent = os.path.join(work, "payload.torrent")
+    subprocess.run([ct.binary, "create", src, "-o", torrent, "--piece-size", piece, "-q",
+                    "--no-date"], check=True, stdout=subprocess.DEVNULL)
+    return work, src, torrent
+
+
+def bench_config(directory, kind, piece, size, runs, pairings, ct):
+    label = f"{directory} {kind} {piece}"
+    work, src, torrent = prepare(directory, kind, piece, size, ct)
+    name = os.path.basename(src)
+    samples = {i: [] for i in range(len(pairings))}
+    try:
+        for run in range(runs):
+            for index, (seed_name, seeder, leech_name, leecher) in enumerate(pairings):
+                note(f"[{label}] run {run + 1}/{runs}: {seed_name} -> {leech_name}")
+                try:
+                    samples[index].append(
+                        run_pair([seeder], [leecher], torrent, src, name, work, size))
+                except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+                    note(f"  failed: {error}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return [summarise(label, f"{s} -> {l}", samples[i], size)
+            for i, (s, _, l, _) in enumerate(pairings)]
+
+
+def bench_many(directory, size, runs, lt, ct):
+    label = f"{directory} single 256K many-peer"
+    work, src, torrent = prepare(directory, "single", "256K", size, ct)
+    name = os.path.basename(src)
+    cases = [("8 libtorrent -> libtorrent", [lt] * 8, [lt]),
+             ("8 libtorrent -> cratetorrent", [lt] * 8, [ct]),
+             ("libtorrent -> 20 libtorrent", [lt], [lt] * 20),
+             ("cratetorrent -> 20 libtorrent", [ct], [lt] * 20)]
+    samples = {c[0]: [] for c in cases}
+    try:
+        for run in range(runs):
+            for case, seeders, leechers in cases:
+                note(f"[{label}] run {run + 1}/{runs}: {case}")
+                try:
+                    samples[case].append(run_pair(seeders, leechers, torrent, src, name, work, size))
+                except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+                    note(f"  failed: {error}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return [summarise(label, case, samples[case], size) for case, _, _ in cases]
+
+
+def summarise(label, pairing, samples, size):
+    keys = ["mb_per_s", "leech_cpu_per_gib", "leech_rss_mib", "seed_rss_mib", "first_byte_ms"]
+    row = {"config": label, "pairing": pairing, "runs": len(samples), "bytes": size}
+    for key in keys:
+        row[key] = median([s[key] for s in samples])
+    row["samples"] = samples
+    return row
+
+
+def fmt(value, digits=0):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def machine():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
+    return f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Linux {os.uname().release}"
+
+
+def ratio(results, config, a, b, key):
+    rows = {r["pairing"]: r for r in results if r["config"] == config}
+    x, y = rows.get(a, {}).get(key), rows.get(b, {}).get(key)
+    return None if not x or not y else x / y
+
+
+def report(results, args, skipped):
+    header = ("| config | seeder -> leecher | MB/s | leech CPU s/GiB | leech RSS MiB | "
+              "seed RSS MiB | first byte ms | runs |")
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['config']} | {r['pairing']} | {fmt(r['mb_per_s'])} | "
+                     f"{fmt(r['leech_cpu_per_gib'], 2)} | {fmt(r['leech_rss_mib'])} | "
+                     f"{fmt(r['seed_rss_mib'])} | {fmt(r['first_byte_ms'])} | {r['runs']} |")
+    table = "\n".join(lines)
+    configs = sorted({r["config"] for r in results if "many" not in r["config"]},
+                     key=[r["config"] for r in results].index)
+    summary = []
+    ll = "libtorrent -> libtorrent"
+    for config in configs:
+        parts = [
+            ("lt->ct", ratio(results, config, "libtorrent -> cratetorrent", ll, "mb_per_s"), 1.3),
+            ("ct->ct", ratio(results, config, "cratetorrent -> cratetorrent", ll, "mb_per_s"), 1.5),
+            ("ct->lt", ratio(results, config, "cratetorrent -> libtorrent", ll, "mb_per_s"), 1.0),
+            ("leech CPU", ratio(results, config, "libtorrent -> cratetorrent", ll,
+                                "leech_cpu_per_gib"), 0.6),
+        ]
+        text = ", ".join(f"{n} {fmt(v, 2)}x (target {'<=' if n == 'leech CPU' else '>='} {t})"
+                         for n, v, t in parts)
+        summary.append(f"cratetorrent / libtorrent [{config}]: {text}")
+    many = [r for r in results if "many" in r["config"]]
+    if many:
+        m = {r["pairing"]: r["mb_per_s"] for r in many}
+        def many_ratio(a, b):
+            return None if not m.get(a) or not m.get(b) else m[a] / m[b]
+        summary.append("many-peer cratetorrent / libtorrent: 8 seeders -> leecher "
+                       f"{fmt(many_ratio('8 libtorrent -> cratetorrent', '8 libtorrent -> libtorrent'), 2)}x, "
+                       "seeder -> 20 leechers "
+                       f"{fmt(many_ratio('cratetorrent -> 20 libtorrent', 'libtorrent -> 20 libtorrent'), 2)}x "
+                       "(target >= 1.0)")
+    lt_settings = subprocess.run(LT + ["settings"], capture_output=True, text=True).stdout.strip()
+    print(table)
+    print()
+    for line in summary:
+        print(line)
+    for line in skipped:
+        print(f"skipped: {line}")
+    print(f"libtorrent settings: {lt_settings}")
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump({"machine": machine(), "date": time.strftime("%Y-%m-%d"),
+                   "libtorrent_settings": json.loads(lt_settings or "{}"),
+                   "results": results, "summary": summary, "skipped": skipped}, f, indent=1)
+    print(f"wrote {args.json}")
+    if args.markdown:
+        write_markdown(args, table, summary, skipped, lt_settings)
+        print(f"wrote {args.markdown}")
+
+
+def write_markdown(args, table, summary, skipped, lt_settings):
+    command = "/usr/bin/python3 benches/swarm/swarm.py " + " ".join(sys.argv[1:])
+    text = f"""# Benchmarks
+
+Generated by `{command}` on {time.strftime('%Y-%m-%d')}; do not edit by hand.
+
+## Method
+
+Each pairing is one seeder process and one leecher process on loopback (the many-peer cases use
+distinct 127.0.0.x addresses). The seeder checks its data first; the clock starts when the
+leecher process is spawned and stops when it exits after verifying the whole torrent, so start-up
+and the final check count. MB/s is payload bytes (times leechers) over that wall time. CPU is the
+leecher's user + system time from `wait4`, per GiB of payload; RSS is `ru_maxrss` of each process.
+First byte is when the first data block of the download appears on disk (polled every 5 ms).
+Runs alternate between pairings (A B C … A B C) and the median of each figure is shown.
+libtorrent runs through python3-libtorrent with `high_performance_seed()` plus: `{lt_settings}`.
+cratetorrent runs its CLI (`download`, `seed`) with default settings.
+
+Machine: {machine()}.
+
+## Results
+
+{table}
+
+{chr(10).join('- ' + s for s in summary)}
+{chr(10).join('- skipped: ' + s for s in skipped)}
+"""
+    with open(args.markdown, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
