@@ -402,6 +402,7 @@ def main():
     parser.add_argument("--payloads", default="single,multi", help="single and/or multi")
     parser.add_argument("--no-many", action="store_true", help="skip the many-peer cases")
     parser.add_argument("--no-rqbit", action="store_true", help="skip rqbit")
+    parser.add_argument("--no-transmission", action="store_true", help="skip Transmission")
     parser.add_argument("--cratetorrent", default=os.path.join(ROOT, "target/release/cratetorrent"))
     parser.add_argument("--rqbit", default=os.path.expanduser("~/.cache/cratetorrent-bench/bin/rqbit"))
     parser.add_argument("--json", default=os.path.join(ROOT, "target/swarm-bench.json"))
@@ -425,7 +426,9 @@ def main():
         skipped.append("rqbit (--no-rqbit)")
     else:
         skipped.append("rqbit (not installed and could not be built; --no-rqbit to silence)")
-    if shutil.which("transmission-daemon"):
+    if args.no_transmission:
+        skipped.append("transmission (--no-transmission)")
+    elif shutil.which("transmission-daemon"):
         pairings.append(("transmission", Transmission(), "cratetorrent", ct))
     else:
         skipped.append("transmission (transmission-daemon not installed)")
