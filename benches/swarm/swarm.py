@@ -615,7 +615,10 @@ leecher's user + system time from `wait4`, per GiB of payload; RSS is `ru_maxrss
 First byte is when the first data block of the download appears on disk (polled every 5 ms).
 Runs alternate between pairings (A B C … A B C) and the median of each figure is shown.
 libtorrent runs through python3-libtorrent with `high_performance_seed()` plus: `{lt_settings}`.
-cratetorrent runs its CLI (`download`, `seed`) with default settings.
+cratetorrent runs its CLI (`download`, `seed`) with default settings. libtorrent 2.0 maps the files it
+serves and downloads, so its `ru_maxrss` includes mapped page-cache pages of the payload (on
+`/dev/shm` those are the payload itself); cratetorrent uses `pwritev`/`preadv`-style I/O, so its
+figure is its own memory.
 
 Machine: {machine()}.
 
