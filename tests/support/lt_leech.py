@@ -5,40 +5,23 @@ Prints `READY <port>` once the torrent is added (so peers may also dial it), con
 HOST:PORT, prints `DONE` and exits 0 when the download is complete and verified. Exits 1 after
 120 s without completing, or when stdin closes. Run with /usr/bin/python3.
 """
+import os
 import sys
 import threading
 import time
 
 import libtorrent as lt
 
+# One source for the loopback session settings: the benchmark's libtorrent peer.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../benches/swarm"))
+import lt_client  # noqa: E402
+
 
 def main():
     torrent, save_path = sys.argv[1], sys.argv[2]
     peers = [(p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1])) for p in sys.argv[3:]]
-    settings = lt.high_performance_seed()
-    settings.update({
-        "listen_interfaces": "127.0.0.1:0",
-        "enable_dht": False,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "enable_outgoing_utp": False,
-        "enable_incoming_utp": False,
-        "allow_multiple_connections_per_ip": True,
-        "smooth_connects": False,
-        "out_enc_policy": 2,
-        "in_enc_policy": 1,
-        "tick_interval": 100,
-        "min_reconnect_time": 1,
-        "alert_mask": 0,
-    })
-    session = lt.session(settings)
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(torrent)
-    params.save_path = save_path
-    flags = params.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
-    params.flags = flags | lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd | lt.torrent_flags.disable_pex
-    handle = session.add_torrent(params)
+    session = lt_client.session("127.0.0.1")
+    handle = lt_client.add(session, torrent, save_path)
     print(f"READY {session.listen_port()}", flush=True)
     stop = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()

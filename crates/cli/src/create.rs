@@ -34,14 +34,9 @@ pub(crate) fn run(args: CreateArgs, quiet: bool) -> Result<()> {
         builder = builder.web_seed(seed);
     }
     if let Some(size) = args.piece_size {
+        // The builder checks the value; only a size beyond u32 cannot even be passed on.
         let size = u32::try_from(size)
-            .ok()
-            .filter(|s| s.is_power_of_two() && *s >= 16 * 1024)
-            .ok_or_else(|| {
-                CliError::new(format!(
-                    "piece size {size} must be a power of two of at least 16K"
-                ))
-            })?;
+            .map_err(|_| CliError::new(format!("piece size {size} is larger than 256 MiB")))?;
         builder = builder.piece_length(size);
     }
     if let Some(comment) = args.comment {

@@ -1,6 +1,5 @@
 //! `download` and `seed`: one torrent on an engine, until it completes or a signal arrives.
 
-use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -173,7 +172,6 @@ async fn session(
     );
     let mut started = false;
     let mut seeding = args.seed_only;
-    let mut banned = HashSet::new();
     let end = loop {
         let alert = tokio::select! {
             alert = alerts.next() => alert,
@@ -221,7 +219,7 @@ async fn session(
                 }
                 reporter.note("error", &format!("{name}: {error}"));
             }
-            Alert::PeerBanned { addr, .. } if banned.insert(addr) => {
+            Alert::PeerBanned { addr, .. } => {
                 reporter.note("banned", &format!("banned {addr} for sending corrupt data"));
             }
             Alert::TrackerError { url, error, .. } => {

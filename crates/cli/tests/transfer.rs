@@ -347,7 +347,7 @@ fn errors_are_one_line_with_exit_code_1_and_usage_errors_exit_2() {
                 "-o",
                 o,
             ],
-            "must be a power of two",
+            "invalid piece length 1000: use a power of two",
         ),
     ];
     std::fs::create_dir_all(&out_dir).unwrap();
