@@ -34,17 +34,9 @@ async fn corrupt_peer_is_banned_and_the_download_completes() {
         Behaviour::Corrupt,
     );
     let (seed, _seed_alerts, _) = seeder(&payload);
-    let dir = tempfile::tempdir().unwrap();
-    let (leech, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
     // The corrupt peer is dialled first, so it gets pieces before the seed is even connected.
-    let id = leech
-        .create_torrent(params(
-            &payload.metainfo,
-            Mode::Download {
-                seeds: vec![corrupt.addr, seed.listen_addr()],
-            },
-        ))
-        .unwrap();
+    let (dir, leech, mut alerts, id) =
+        leecher(&payload.metainfo, vec![corrupt.addr, seed.listen_addr()]);
     let mut banned = Vec::new();
     wait_for(&mut alerts, TIMEOUT, |alert| {
         if let Alert::PeerBanned { addr, .. } = alert {
@@ -81,16 +73,8 @@ async fn peer_hanging_up_mid_piece_does_not_stop_the_download() {
         Behaviour::HangUpAfter(2),
     );
     let (seed, _seed_alerts, _) = seeder(&payload);
-    let dir = tempfile::tempdir().unwrap();
-    let (leech, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
-    let id = leech
-        .create_torrent(params(
-            &payload.metainfo,
-            Mode::Download {
-                seeds: vec![flaky.addr, seed.listen_addr()],
-            },
-        ))
-        .unwrap();
+    let (dir, leech, mut alerts, id) =
+        leecher(&payload.metainfo, vec![flaky.addr, seed.listen_addr()]);
     wait_complete(&mut alerts, id, TIMEOUT).await;
     leech.shutdown().await.unwrap();
     seed.shutdown().await.unwrap();
@@ -117,16 +101,7 @@ async fn peers_with_half_the_pieces_each_are_asked_only_for_what_they_have() {
     let data = torrent_bytes(&payload);
     let evens = FakePeer::start(&payload.metainfo, data.clone(), even, Behaviour::Honest);
     let odds = FakePeer::start(&payload.metainfo, data, odd, Behaviour::Honest);
-    let dir = tempfile::tempdir().unwrap();
-    let (leech, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
-    let id = leech
-        .create_torrent(params(
-            &payload.metainfo,
-            Mode::Download {
-                seeds: vec![evens.addr, odds.addr],
-            },
-        ))
-        .unwrap();
+    let (dir, leech, mut alerts, id) = leecher(&payload.metainfo, vec![evens.addr, odds.addr]);
     wait_complete(&mut alerts, id, TIMEOUT).await;
     leech.shutdown().await.unwrap();
     assert_same_files(&payload.metainfo, payload.dir.path(), dir.path());

@@ -25,16 +25,7 @@ async fn remove_with_delete_leaves_nothing_behind() {
         32 * 1024,
     );
     let (seed, _seed_alerts, _) = seeder(&payload);
-    let dir = tempfile::tempdir().unwrap();
-    let (leech, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
-    let id = leech
-        .create_torrent(params(
-            &payload.metainfo,
-            Mode::Download {
-                seeds: vec![seed.listen_addr()],
-            },
-        ))
-        .unwrap();
+    let (dir, leech, mut alerts, id) = leecher(&payload.metainfo, vec![seed.listen_addr()]);
     wait_complete(&mut alerts, id, TIMEOUT).await;
     assert!(dir.path().join("removed/a/one.bin").exists());
     leech.remove(id, true).unwrap();
@@ -64,16 +55,7 @@ async fn pause_disconnects_and_resume_finishes() {
     };
     seed.create_torrent(params(&payload.metainfo, Mode::Seed))
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (leech, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
-    let id = leech
-        .create_torrent(params(
-            &payload.metainfo,
-            Mode::Download {
-                seeds: vec![seed.listen_addr()],
-            },
-        ))
-        .unwrap();
+    let (dir, leech, mut alerts, id) = leecher(&payload.metainfo, vec![seed.listen_addr()]);
     wait_for(
         &mut alerts,
         TIMEOUT,
@@ -140,16 +122,7 @@ async fn transfers_over_ipv6_loopback() {
     seed.create_torrent(params(&payload.metainfo, Mode::Seed))
         .unwrap();
     assert!(seed.listen_addr().is_ipv6());
-    let dir = tempfile::tempdir().unwrap();
-    let (leech, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
-    let id = leech
-        .create_torrent(params(
-            &payload.metainfo,
-            Mode::Download {
-                seeds: vec![seed.listen_addr()],
-            },
-        ))
-        .unwrap();
+    let (dir, leech, mut alerts, id) = leecher(&payload.metainfo, vec![seed.listen_addr()]);
     wait_complete(&mut alerts, id, TIMEOUT).await;
     let stats = leech.stats(id).await.unwrap();
     assert!(stats.downloaded >= payload.metainfo.total_length());

@@ -72,16 +72,7 @@ async fn finish(payload: &Payload, seed: &EngineHandle, dir: &Path, had_before: 
 async fn stopped_download_resumes_without_refetching() {
     let payload = payload("resume.bin", &[("", 8 * 1024 * 1024)], PIECE);
     let seed = slow_seed(&payload);
-    let dir = tempfile::tempdir().unwrap();
-    let (leech, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
-    let id = leech
-        .create_torrent(params(
-            &payload.metainfo,
-            Mode::Download {
-                seeds: vec![seed.listen_addr()],
-            },
-        ))
-        .unwrap();
+    let (dir, leech, mut alerts, id) = leecher(&payload.metainfo, vec![seed.listen_addr()]);
     let half = payload.metainfo.piece_count() / 2;
     wait_for(
         &mut alerts,

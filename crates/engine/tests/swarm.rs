@@ -20,16 +20,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 async fn seed_to_leech_single_file() {
     let payload = payload("single.bin", &[("", 8 * 1024 * 1024 + 12_345)], 256 * 1024);
     let (seed, _seed_alerts, _) = seeder(&payload);
-    let dir = tempfile::tempdir().unwrap();
-    let (leech, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
-    let id = leech
-        .create_torrent(params(
-            &payload.metainfo,
-            Mode::Download {
-                seeds: vec![seed.listen_addr()],
-            },
-        ))
-        .unwrap();
+    let (dir, leech, mut alerts, id) = leecher(&payload.metainfo, vec![seed.listen_addr()]);
     wait_complete(&mut alerts, id, TIMEOUT).await;
     let stats = leech.stats(id).await.unwrap();
     assert_eq!(stats.pieces_had, stats.piece_count);
@@ -52,16 +43,7 @@ async fn multi_file_with_nested_dirs_an_empty_file_and_a_one_byte_last_piece() {
     let payload = payload("tree", &files, piece as u32);
     assert_eq!(payload.metainfo.total_length() % piece as u64, 1);
     let (seed, _seed_alerts, _) = seeder(&payload);
-    let dir = tempfile::tempdir().unwrap();
-    let (leech, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
-    let id = leech
-        .create_torrent(params(
-            &payload.metainfo,
-            Mode::Download {
-                seeds: vec![seed.listen_addr()],
-            },
-        ))
-        .unwrap();
+    let (dir, leech, mut alerts, id) = leecher(&payload.metainfo, vec![seed.listen_addr()]);
     wait_complete(&mut alerts, id, TIMEOUT).await;
     leech.shutdown().await.unwrap();
     seed.shutdown().await.unwrap();

@@ -94,6 +94,19 @@ pub fn seeder(payload: &Payload) -> (EngineHandle, Alerts, TorrentId) {
     (engine, alerts, id)
 }
 
+/// An engine downloading `metainfo` from `seeds` into a fresh directory.
+pub fn leecher(
+    metainfo: &Metainfo,
+    seeds: Vec<std::net::SocketAddr>,
+) -> (TempDir, EngineHandle, Alerts, TorrentId) {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, alerts) = engine::spawn(conf(dir.path())).unwrap();
+    let id = engine
+        .create_torrent(params(metainfo, Mode::Download { seeds }))
+        .unwrap();
+    (dir, engine, alerts, id)
+}
+
 /// Waits for an alert matching `want`, failing on a torrent error or after `timeout`.
 pub async fn wait_for(
     alerts: &mut Alerts,
