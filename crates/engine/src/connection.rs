@@ -16,11 +16,10 @@ use tokio::sync::Notify;
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
+use crate::chunk_pool::{self, READ_CHUNK};
 use crate::core::{PeerKey, our_extensions};
 use crate::torrent::Torrent;
 
-/// Each receive buffer allocation; blocks are zero-copy slices of it.
-const READ_CHUNK: usize = 256 * 1024;
 /// Read again only with at least this much room.
 const MIN_READ_ROOM: usize = 32 * 1024;
 /// `writev` accepts at most 1024 iovecs; stay well under it.
@@ -66,14 +65,17 @@ pub(crate) async fn read_handshake(
         if let Some(handshake) = Handshake::decode(buf)? {
             return Ok(handshake);
         }
-        read_more(stream, buf).await?;
+        read_more(stream, buf, HANDSHAKE_LEN).await?;
     }
 }
 
-async fn read_more(stream: &TcpStream, buf: &mut BytesMut) -> Result<usize, HandshakeError> {
-    if buf.capacity() - buf.len() < MIN_READ_ROOM {
-        buf.reserve(READ_CHUNK);
-    }
+/// Reads into `buf`, with room for at least `want` more bytes (the rest of a partial message).
+async fn read_more(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+    want: usize,
+) -> Result<usize, HandshakeError> {
+    chunk_pool::make_room(buf, want.max(MIN_READ_ROOM));
     let owned = std::mem::take(buf);
     let start = owned.len();
     let (result, slice) = stream.read(owned.slice(start..)).await;
@@ -134,7 +136,7 @@ async fn read_loop(
             Err(error) => return format!("protocol violation: {error}"),
         }
         torrent.wait_for_disk_memory().await;
-        match read_more(stream, buf).await {
+        match read_more(stream, buf, decoder.missing(buf)).await {
             Ok(n) => {
                 let delay = torrent.charge_download(n as u64);
                 if !delay.is_zero() {

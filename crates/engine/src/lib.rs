@@ -63,6 +63,7 @@
 
 mod alert;
 mod choker;
+mod chunk_pool;
 mod conf;
 mod connection;
 mod core;

@@ -15,7 +15,7 @@ use crate::backend::{Backend, Completion, Op, OpKind, Wake};
 use crate::file_cache::FileCache;
 use crate::hasher::{HashJob, Hashers};
 use crate::layout::Layout;
-use crate::memory::HeldBlock;
+use crate::memory::{HeldBlock, MemoryGauge};
 use crate::read_cache::{ReadCache, ReadPlan};
 use crate::resume;
 use crate::{PeerTag, StorageError, StorageEvent};
@@ -123,6 +123,7 @@ pub(crate) struct Disk {
     pub(crate) events: Sender<StorageEvent>,
     pub(crate) notify: Arc<dyn Fn() + Send + Sync>,
     pub(crate) hashers: Hashers,
+    pub(crate) gauge: Arc<MemoryGauge>,
     pub(crate) have: Bitfield,
     pub(crate) read_cache: ReadCache,
     pub(crate) resume_interval: Duration,
@@ -137,6 +138,8 @@ pub(crate) struct Disk {
     pub(crate) syncs_left: usize,
     pub(crate) flush_waiters: Vec<Option<Sender<Result<(), StorageError>>>>,
     pub(crate) flush_error: Option<StorageError>,
+    /// A flush is waiting for the writes it started before syncing.
+    pub(crate) draining: bool,
     pub(crate) shutdown: Option<Sender<Result<(), StorageError>>>,
     /// The pieces verified when the running flush started: only their data is covered by its syncs.
     pub(crate) flush_snapshot: Option<Bitfield>,
@@ -167,12 +170,13 @@ impl Disk {
             while let Ok(command) = self.commands.try_recv() {
                 self.handle(command);
             }
-            self.submit_writes();
+            self.submit_writes(false);
             self.backend.poll(&mut completions);
             for completion in completions.drain(..) {
                 self.complete(completion);
             }
             self.retry_deferred();
+            self.finish_draining();
             if self.unsaved
                 && self.syncs_left == 0
                 && self.last_save.elapsed() >= self.resume_interval
@@ -182,6 +186,7 @@ impl Disk {
             if self.shutdown.is_some()
                 && self.backend.in_flight() == 0
                 && self.syncs_left == 0
+                && !self.draining
                 && self.waiting.is_empty()
             {
                 break;
@@ -273,12 +278,25 @@ impl Disk {
         });
     }
 
-    /// Issues the queued writes, merging runs that are contiguous in one file into one writev.
-    fn submit_writes(&mut self) {
-        if self.waiting.is_empty() {
+    /// Issues the queued writes of pieces whose blocks have all arrived, merging runs that are
+    /// contiguous in one file into one writev. Blocks of a piece still arriving wait, so a piece
+    /// costs one write (one hand-off to the kernel's I/O workers) instead of one per burst of
+    /// blocks; everything goes out when `all` is set, under memory pressure (a quarter of the
+    /// cap, so readers never stall on blocks that only wait for their siblings) and at shutdown.
+    fn submit_writes(&mut self, all: bool) {
+        if self.waiting.is_empty() || (self.draining && !all) {
             return;
         }
         let mut waiting = std::mem::take(&mut self.waiting);
+        let all = all || self.shutdown.is_some() || self.gauge.held() >= self.gauge.cap() / 4;
+        if !all {
+            let pieces = &self.pieces;
+            let (ready, arriving): (Vec<_>, Vec<_>) = waiting
+                .into_iter()
+                .partition(|w| pieces.get(&w.piece).is_none_or(|state| state.missing == 0));
+            self.waiting = arriving;
+            waiting = ready;
+        }
         waiting.sort_by_key(|w| (w.file, w.offset));
         let mut run: Vec<PendingWrite> = Vec::new();
         for write in waiting {
@@ -630,15 +648,36 @@ impl Disk {
         }
     }
 
-    /// Syncs every file written since the last save, then saves resume data.
+    /// Writes every block received so far, waits for those writes, syncs every file written
+    /// since the last save, then saves resume data.
     fn start_flush(&mut self, done: Option<Option<Sender<Result<(), StorageError>>>>) {
         if let Some(done) = done {
             self.flush_waiters.push(done);
         }
-        if self.syncs_left > 0 {
+        if self.syncs_left > 0 || self.draining {
             return;
         }
-        self.submit_writes();
+        self.submit_writes(true);
+        self.draining = true;
+        self.finish_draining();
+    }
+
+    /// Starts the flush's syncs once the writes it waits for have completed: a sync issued beside
+    /// a write still in flight would not cover it. New writes wait meanwhile (milliseconds).
+    fn finish_draining(&mut self) {
+        if !self.draining
+            || self
+                .ops
+                .values()
+                .any(|op| matches!(op, OpMeta::Write { .. }))
+            || self
+                .deferred
+                .iter()
+                .any(|op| matches!(op, Deferred::Write(_)))
+        {
+            return;
+        }
+        self.draining = false;
         self.flush_snapshot = Some(self.have.clone());
         let dirty: Vec<usize> = self.dirty.drain().collect();
         self.syncs_left += dirty.len();

@@ -101,7 +101,7 @@ pub enum BackendKind {
 /// Settings of a [`Storage`].
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
-    /// Most bytes of received blocks held before they are written and hashed (default 64 MiB).
+    /// Most bytes of received blocks held before they are written and hashed (default 32 MiB).
     pub max_memory: u64,
     /// Bytes of pieces kept for seeding (default 32 MiB).
     pub read_cache: usize,
@@ -125,7 +125,7 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
-            max_memory: 64 << 20,
+            max_memory: 32 << 20,
             read_cache: 32 << 20,
             max_open_files: file_cache::DEFAULT_MAX_OPEN_FILES,
             preallocate: false,
@@ -258,6 +258,7 @@ impl Storage {
             events,
             notify,
             hashers,
+            gauge: gauge.clone(),
             have: have.clone(),
             read_cache: ReadCache::new(config.read_cache),
             resume_interval: config.resume_interval,
@@ -272,6 +273,7 @@ impl Storage {
             syncs_left: 0,
             flush_waiters: Vec::new(),
             flush_error: None,
+            draining: false,
             shutdown: None,
             flush_snapshot: None,
         };

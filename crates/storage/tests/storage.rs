@@ -293,6 +293,36 @@ fn memory_is_capped_and_released() {
     storage.shutdown().unwrap();
 }
 
+#[test]
+fn blocks_of_an_unfinished_piece_reach_the_file_on_flush() {
+    for backend in BACKENDS {
+        let fixture = fixture(&[("f", 8 * 16_384, false)], 4 * 16_384);
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, _events) = open(&fixture, dir.path(), config(backend));
+        // Two of piece 1's four blocks: the piece waits for the rest before it is written.
+        let geometry = Geometry::of(&fixture.metainfo);
+        for block in geometry.blocks(1).take(2) {
+            storage
+                .write_block(1, block.offset, block_data(&fixture, block), 1)
+                .unwrap();
+        }
+        storage
+            .flush()
+            .unwrap()
+            .recv_timeout(WAIT)
+            .unwrap()
+            .unwrap();
+        let on_disk = std::fs::read(dir.path().join("t").join("f")).unwrap();
+        let start = 4 * 16_384;
+        assert_eq!(
+            &on_disk[start..start + 2 * 16_384],
+            &fixture.payload[start..start + 2 * 16_384],
+            "{backend:?}"
+        );
+        storage.shutdown().unwrap();
+    }
+}
+
 fn write_pieces(storage: &Storage, fixture: &Fixture, pieces: &[u32]) {
     let geometry = Geometry::of(&fixture.metainfo);
     for &piece in pieces {

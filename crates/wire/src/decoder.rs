@@ -43,14 +43,30 @@ impl Decoder {
         }
     }
 
+    /// How many more bytes the message at the front of `buf` needs before [`decode`](Self::decode)
+    /// can return it: 0 when it is whole, at least 1 while the length prefix is incomplete. A
+    /// length over [`max_len`](Self::max_len) counts as its prefix only, so a hostile length
+    /// never sizes a buffer (decoding it fails instead).
+    pub fn missing(&self, buf: &[u8]) -> usize {
+        let Some(prefix) = buf.first_chunk::<4>() else {
+            return 4 - buf.len();
+        };
+        let len = u32::from_be_bytes(*prefix);
+        if len > self.max_len {
+            return 0;
+        }
+        (4 + len as usize).saturating_sub(buf.len())
+    }
+
     /// The longest message accepted.
     pub fn max_len(&self) -> u32 {
         self.max_len
     }
 
     /// Takes the next whole message from the front of `buf`, or returns `Ok(None)` until one is
-    /// buffered. Lengths are checked as soon as the length prefix (and id) arrive, before any
-    /// space is reserved for the body; payloads are split from `buf` without copying.
+    /// buffered. Lengths are checked as soon as the length prefix (and id) arrive; payloads are
+    /// split from `buf` without copying. It never allocates: where the next bytes go is the
+    /// caller's choice (see [`missing`](Self::missing)), so a reader can recycle its buffers.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Message>, WireError> {
         let Some(prefix) = buf.first_chunk::<4>() else {
             return Ok(None);
@@ -72,7 +88,6 @@ impl Decoder {
         check_len(message_id, len)?;
         let total = 4 + len as usize;
         if buf.len() < total {
-            buf.reserve(total - buf.len());
             return Ok(None);
         }
         let body = &buf[5..total];

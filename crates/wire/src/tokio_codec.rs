@@ -34,7 +34,12 @@ impl tokio_util::codec::Decoder for PeerCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, CodecError> {
-        Ok(self.decoder.decode(src)?)
+        let message = self.decoder.decode(src)?;
+        if message.is_none() {
+            // Room for the rest of the message, so the framed reader fills it in one read.
+            src.reserve(self.decoder.missing(src));
+        }
+        Ok(message)
     }
 }
 

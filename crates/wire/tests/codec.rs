@@ -261,3 +261,27 @@ fn the_limit_is_configurable_but_never_below_a_block() {
         })
     );
 }
+
+#[test]
+fn missing_counts_the_bytes_the_next_message_still_needs() {
+    let decoder = Decoder::default();
+    assert_eq!(decoder.missing(b""), 4);
+    assert_eq!(decoder.missing(b"\0\0"), 2);
+    let mut piece = BytesMut::new();
+    Message::Have(7).encode(&mut piece);
+    assert_eq!(decoder.missing(&piece), 0);
+    assert_eq!(decoder.missing(&piece[..6]), 3);
+    let mut partial = BytesMut::from(&piece[..6]);
+    let capacity = partial.capacity();
+    assert_eq!(decoder.decode(&mut partial), Ok(None));
+    assert_eq!(
+        partial.capacity(),
+        capacity,
+        "decode leaves allocation to the caller"
+    );
+    assert_eq!(
+        decoder.missing(b"\xff\xff\xff\xf0\x07"),
+        0,
+        "a hostile length sizes nothing"
+    );
+}
