@@ -171,6 +171,7 @@ impl Disk {
                 self.handle(command);
             }
             self.submit_writes(false);
+            self.hashers.flush();
             self.backend.poll(&mut completions);
             for completion in completions.drain(..) {
                 self.complete(completion);
@@ -194,6 +195,7 @@ impl Disk {
             if self.doorbell.rung.load(Ordering::Acquire) {
                 continue;
             }
+            self.hashers.flush();
             self.backend.wait(&mut completions);
             for completion in completions.drain(..) {
                 self.complete(completion);
@@ -271,7 +273,7 @@ impl Disk {
             }
             consumed += len;
         }
-        self.hashers.send(HashJob::Block {
+        self.hashers.push(HashJob::Block {
             piece,
             offset,
             block,
@@ -524,7 +526,7 @@ impl Disk {
             return;
         };
         if state.failed {
-            self.hashers.send(HashJob::Forget(piece));
+            self.hashers.push(HashJob::Forget(piece));
             return;
         }
         if state.hash == Some(true) {

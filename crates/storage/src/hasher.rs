@@ -2,7 +2,8 @@
 //!
 //! Each piece belongs to one worker (piece index modulo the worker count), which feeds blocks to
 //! SHA-1 in offset order and holds out-of-order blocks until the gap before them fills. Nothing
-//! is ever read back from disk.
+//! is ever read back from disk. Jobs are queued and handed over in one batch per worker per turn
+//! of the disk thread, so a burst of blocks costs a worker one wake-up, not one per block.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -34,7 +35,8 @@ struct PieceHash {
 }
 
 pub(crate) struct Hashers {
-    queues: Vec<Sender<HashJob>>,
+    queues: Vec<Sender<Vec<HashJob>>>,
+    batches: Vec<Vec<HashJob>>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -55,15 +57,31 @@ impl Hashers {
                 workers.push(handle);
             }
         }
-        Self { queues, workers }
+        let batches = queues.iter().map(|_| Vec::new()).collect();
+        Self {
+            queues,
+            batches,
+            workers,
+        }
     }
 
-    pub(crate) fn send(&self, job: HashJob) {
+    /// Queues `job` for the worker owning its piece; [`flush`](Self::flush) hands it over.
+    pub(crate) fn push(&mut self, job: HashJob) {
         let piece = match &job {
             HashJob::Block { piece, .. } | HashJob::Forget(piece) => *piece,
         };
-        if let Some(queue) = self.queues.get(piece as usize % self.queues.len().max(1)) {
-            let _ = queue.send(job);
+        let workers = self.batches.len().max(1);
+        if let Some(batch) = self.batches.get_mut(piece as usize % workers) {
+            batch.push(job);
+        }
+    }
+
+    /// Hands every queued job to its worker.
+    pub(crate) fn flush(&mut self) {
+        for (queue, batch) in self.queues.iter().zip(&mut self.batches) {
+            if !batch.is_empty() {
+                let _ = queue.send(std::mem::take(batch));
+            }
         }
     }
 }
@@ -78,41 +96,59 @@ impl Drop for Hashers {
 }
 
 fn work(
-    jobs: &Receiver<HashJob>,
+    jobs: &Receiver<Vec<HashJob>>,
     metainfo: &Metainfo,
     report: &(dyn Fn(PieceIndex, bool) + Send + Sync),
 ) {
     let mut pieces: HashMap<PieceIndex, PieceHash> = HashMap::new();
-    while let Ok(job) = jobs.recv() {
-        let (piece, offset, block) = match job {
-            HashJob::Forget(piece) => {
-                pieces.remove(&piece);
-                continue;
+    while let Ok(batch) = jobs.recv() {
+        for job in batch {
+            match job {
+                HashJob::Forget(piece) => {
+                    pieces.remove(&piece);
+                }
+                HashJob::Block {
+                    piece,
+                    offset,
+                    block,
+                } => hash_block(&mut pieces, metainfo, report, piece, offset, block),
             }
-            HashJob::Block {
-                piece,
-                offset,
-                block,
-            } => (piece, offset, block),
-        };
-        let state = pieces.entry(piece).or_insert_with(|| PieceHash {
-            sha: Sha1::new(),
-            next: 0,
-            waiting: BTreeMap::new(),
-        });
-        if offset < state.next {
-            continue;
         }
+    }
+}
+
+fn hash_block(
+    pieces: &mut HashMap<PieceIndex, PieceHash>,
+    metainfo: &Metainfo,
+    report: &(dyn Fn(PieceIndex, bool) + Send + Sync),
+    piece: PieceIndex,
+    offset: u32,
+    block: Arc<HeldBlock>,
+) {
+    let state = pieces.entry(piece).or_insert_with(|| PieceHash {
+        sha: Sha1::new(),
+        next: 0,
+        waiting: BTreeMap::new(),
+    });
+    if offset < state.next {
+        return;
+    }
+    if offset == state.next {
+        // In order, the common case: no detour through the map (and its node allocation).
+        state.sha.update(&block.data);
+        state.next += block.data.len() as u32;
+        drop(block);
+    } else {
         state.waiting.insert(offset, block);
-        while let Some(block) = state.waiting.remove(&state.next) {
-            state.sha.update(&block.data);
-            state.next += block.data.len() as u32;
-        }
-        if Some(state.next) == metainfo.piece_len(piece)
-            && let Some(state) = pieces.remove(&piece)
-        {
-            let digest: [u8; 20] = state.sha.finalize().into();
-            report(piece, metainfo.piece_hash(piece) == Some(&digest));
-        }
+    }
+    while let Some(block) = state.waiting.remove(&state.next) {
+        state.sha.update(&block.data);
+        state.next += block.data.len() as u32;
+    }
+    if Some(state.next) == metainfo.piece_len(piece)
+        && let Some(state) = pieces.remove(&piece)
+    {
+        let digest: [u8; 20] = state.sha.finalize().into();
+        report(piece, metainfo.piece_hash(piece) == Some(&digest));
     }
 }
