@@ -3,9 +3,11 @@
 
 Pairings (seeder -> leecher): libtorrent -> libtorrent, libtorrent -> cratetorrent,
 cratetorrent -> libtorrent, cratetorrent -> cratetorrent, libtorrent -> rqbit (when rqbit is
-installed or can be built), Transmission -> cratetorrent (when transmission-daemon exists);
-then many-peer cases: 8 libtorrent seeders on 127.0.0.2-9 -> one leecher, and one seeder -> 20
-libtorrent leechers that also trade with each other. Runs alternate A B C ... A B C and the
+installed or can be built); then many-peer cases: 8 libtorrent seeders on 127.0.0.2-9 -> one
+leecher, and one seeder -> 20 libtorrent leechers that also trade with each other; Transmission
+-> libtorrent and Transmission -> cratetorrent on the smaller many-peer payload (when
+transmission-daemon exists: it seeds at a few MB/s on loopback, so 1 GiB would take minutes);
+and the leecher's peak RSS on a 4 GiB payload. Runs alternate A B C ... A B C and the
 median of each figure is reported: throughput (MB/s, payload / leecher wall time), leecher CPU
 seconds per GiB (user + sys), peak RSS of leecher and seeder, time to first byte on disk.
 
@@ -403,6 +405,9 @@ def main():
     parser.add_argument("--no-many", action="store_true", help="skip the many-peer cases")
     parser.add_argument("--no-rqbit", action="store_true", help="skip rqbit")
     parser.add_argument("--no-transmission", action="store_true", help="skip Transmission")
+    parser.add_argument("--rss-size", default="4G",
+                        help="payload of the large-payload RSS check (default 4G)")
+    parser.add_argument("--no-rss", action="store_true", help="skip the large-payload RSS check")
     parser.add_argument("--cratetorrent", default=os.path.join(ROOT, "target/release/cratetorrent"))
     parser.add_argument("--rqbit", default=os.path.expanduser("~/.cache/cratetorrent-bench/bin/rqbit"))
     parser.add_argument("--json", default=os.path.join(ROOT, "target/swarm-bench.json"))
@@ -410,7 +415,7 @@ def main():
     args = parser.parse_args()
     if args.quick:
         args.size, args.dirs, args.pieces, args.payloads = "256M", "/dev/shm", "256K", "single"
-        args.many_size = "64M"
+        args.many_size, args.rss_size = "64M", "512M"
 
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "cratetorrent-cli"], cwd=ROOT,
                    check=True)
@@ -426,10 +431,11 @@ def main():
         skipped.append("rqbit (--no-rqbit)")
     else:
         skipped.append("rqbit (not installed and could not be built; --no-rqbit to silence)")
+    transmission = None
     if args.no_transmission:
         skipped.append("transmission (--no-transmission)")
     elif shutil.which("transmission-daemon"):
-        pairings.append(("transmission", Transmission(), "cratetorrent", ct))
+        transmission = Transmission()
     else:
         skipped.append("transmission (transmission-daemon not installed)")
 
@@ -439,9 +445,26 @@ def main():
         for kind in args.payloads.split(","):
             for piece in args.pieces.split(","):
                 results += bench_config(directory, kind, piece, size, args.runs, pairings, ct)
+    first_dir = args.dirs.split(",")[0]
+    many_size = parse_size(args.many_size)
     if not args.no_many:
-        results += bench_many(args.dirs.split(",")[0], parse_size(args.many_size), args.runs,
-                              lt, ct)
+        results += bench_cases(f"{first_dir} single 256K many-peer", first_dir, many_size,
+                               args.runs, ct, [
+                                   ("8 libtorrent -> libtorrent", [lt] * 8, [lt]),
+                                   ("8 libtorrent -> cratetorrent", [lt] * 8, [ct]),
+                                   ("libtorrent -> 20 libtorrent", [lt], [lt] * 20),
+                                   ("cratetorrent -> 20 libtorrent", [ct], [lt] * 20)])
+    if transmission:
+        results += bench_cases(f"{first_dir} single 256K transmission", first_dir, many_size,
+                               args.runs, ct, [
+                                   ("transmission -> libtorrent", [transmission], [lt]),
+                                   ("transmission -> cratetorrent", [transmission], [ct])])
+    if not args.no_rss:
+        rss_size = parse_size(args.rss_size)
+        results += bench_cases(f"{first_dir} single 256K {args.rss_size} RSS", first_dir,
+                               rss_size, 1, ct, [
+                                   ("libtorrent -> cratetorrent", [lt], [ct]),
+                                   ("cratetorrent -> cratetorrent", [ct], [ct])])
     report(results, args, skipped)
 
 
@@ -494,14 +517,10 @@ def bench_config(directory, kind, piece, size, runs, pairings, ct):
             for i, (s, _, l, _) in enumerate(pairings)]
 
 
-def bench_many(directory, size, runs, lt, ct):
-    label = f"{directory} single 256K many-peer"
+def bench_cases(label, directory, size, runs, ct, cases):
+    """Runs (name, seeders, leechers) cases on one single-file 256 KiB-piece payload."""
     work, src, torrent = prepare(directory, "single", "256K", size, ct)
     name = os.path.basename(src)
-    cases = [("8 libtorrent -> libtorrent", [lt] * 8, [lt]),
-             ("8 libtorrent -> cratetorrent", [lt] * 8, [ct]),
-             ("libtorrent -> 20 libtorrent", [lt], [lt] * 20),
-             ("cratetorrent -> 20 libtorrent", [ct], [lt] * 20)]
     samples = {c[0]: [] for c in cases}
     try:
         for run in range(runs):
@@ -555,7 +574,9 @@ def report(results, args, skipped):
                      f"{fmt(r['leech_cpu_per_gib'], 2)} | {fmt(r['leech_rss_mib'])} | "
                      f"{fmt(r['seed_rss_mib'])} | {fmt(r['first_byte_ms'])} | {r['runs']} |")
     table = "\n".join(lines)
-    configs = sorted({r["config"] for r in results if "many" not in r["config"]},
+    special = ("many", "transmission", "RSS")
+    configs = sorted({r["config"] for r in results
+                      if not any(word in r["config"] for word in special)},
                      key=[r["config"] for r in results].index)
     summary = []
     ll = "libtorrent -> libtorrent"
@@ -570,6 +591,21 @@ def report(results, args, skipped):
         text = ", ".join(f"{n} {fmt(v, 2)}x (target {'<=' if n == 'leech CPU' else '>='} {t})"
                          for n, v, t in parts)
         summary.append(f"cratetorrent / libtorrent [{config}]: {text}")
+    tr = {r["pairing"]: r["mb_per_s"] for r in results if "transmission" in r["config"]}
+    if tr.get("transmission -> cratetorrent") and tr.get("transmission -> libtorrent"):
+        summary.append("Transmission seeding: cratetorrent / libtorrent as leecher "
+                       f"{fmt(tr['transmission -> cratetorrent'] / tr['transmission -> libtorrent'], 2)}x")
+    ct_rss = [r for r in results if r["pairing"].endswith("-> cratetorrent")
+              and r["leech_rss_mib"] is not None and "many" not in r["config"]]
+    if ct_rss:
+        by_size = {}
+        for r in ct_rss:
+            by_size[r["bytes"]] = max(by_size.get(r["bytes"], 0), r["leech_rss_mib"])
+        sizes = ", ".join(f"{fmt(rss)} MiB at {size // MIB} MiB" if size < GIB
+                          else f"{fmt(rss)} MiB at {size / GIB:g} GiB"
+                          for size, rss in sorted(by_size.items()))
+        summary.append(f"cratetorrent leecher peak RSS (largest median per payload size): {sizes} "
+                       "(target <= 64)")
     many = [r for r in results if "many" in r["config"]]
     if many:
         m = {r["pairing"]: r["mb_per_s"] for r in many}
