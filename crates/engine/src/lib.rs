@@ -72,6 +72,9 @@ mod core_tests;
 mod download;
 pub mod engine;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod outbox;
 mod peer;

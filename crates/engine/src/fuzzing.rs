@@ -1,0 +1,228 @@
+//! Drives one torrent's sans-IO core with arbitrary input, for the `peer_session` fuzz target
+//! (feature `fuzzing`; not a stable API).
+//!
+//! The input is a script: peers connect, send arbitrary wire bytes in arbitrary chunks, hang up;
+//! time passes; the simulated storage verifies or fails the pieces the core writes, and answers
+//! its reads; the simulated writer drains outboxes. After every step the core's bounds are
+//! checked: connections, requests each way, reads in flight and bytes queued per peer.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use cratetorrent_metainfo::Metainfo;
+use cratetorrent_storage::StorageError;
+use cratetorrent_wire::{Bitfield, BlockInfo, Decoder, Extensions, PeerId};
+use slab::Slab;
+
+use crate::TorrentId;
+use crate::conf::TorrentConf;
+use crate::core::{Action, Core, CoreInit, PeerKey};
+
+const PIECE: u32 = 32 * 1024;
+const PIECES: u32 = 5;
+/// The last piece is short, so odd geometry is always in play.
+const LENGTH: u64 = 4 * PIECE as u64 + 5_000;
+const MAX_PEERS: usize = 6;
+
+/// A small single-file torrent; the piece hashes do not matter (the script decides which pieces
+/// verify).
+fn metainfo() -> Option<Metainfo> {
+    let mut raw = Vec::new();
+    raw.extend_from_slice(b"d4:infod6:lengthi");
+    raw.extend_from_slice(LENGTH.to_string().as_bytes());
+    raw.extend_from_slice(b"e4:name4:fuzz12:piece lengthi");
+    raw.extend_from_slice(PIECE.to_string().as_bytes());
+    raw.extend_from_slice(format!("e6:pieces{}:", PIECES * 20).as_bytes());
+    raw.extend(std::iter::repeat_n(7u8, (PIECES * 20) as usize));
+    raw.extend_from_slice(b"ee");
+    Metainfo::from_bytes(&raw).ok()
+}
+
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&first, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(first)
+    }
+
+    fn bytes(&mut self, len: usize) -> &[u8] {
+        let (taken, rest) = self.0.split_at(len.min(self.0.len()));
+        self.0 = rest;
+        taken
+    }
+}
+
+struct Connection {
+    key: PeerKey,
+    received: BytesMut,
+}
+
+/// Runs the script in `data`; panics if the core panics or breaks a bound.
+pub fn run_session(data: &[u8]) {
+    let Some(metainfo) = metainfo() else {
+        return;
+    };
+    let mut input = Input(data);
+    let flags = input.byte().unwrap_or(0);
+    let mut have = Bitfield::new(PIECES);
+    for piece in 0..PIECES {
+        if flags & (1 << piece) != 0 {
+            have.set(piece);
+        }
+    }
+    let conf = TorrentConf {
+        max_connections: 4,
+        ..TorrentConf::default()
+    };
+    let mut now = Instant::now();
+    let mut core = Core::new(
+        CoreInit {
+            id: TorrentId(1),
+            metainfo,
+            our_id: PeerId::new([0; 20]),
+            listen_port: 6881,
+            conf,
+            seed_only: flags & 0x80 != 0,
+            have,
+        },
+        now,
+    );
+    let decoder = Decoder::default();
+    let mut connections: Slab<Connection> = Slab::new();
+    let mut written: Vec<Vec<u32>> = vec![Vec::new(); PIECES as usize];
+    let mut reads: Vec<(u64, BlockInfo)> = Vec::new();
+    let mut frames = Vec::new();
+    while let Some(op) = input.byte() {
+        let arg = input.byte().unwrap_or(0);
+        match op % 8 {
+            0 if connections.len() < MAX_PEERS => {
+                let addr = SocketAddr::from(([10, 0, 0, arg % 8], 6881));
+                let extensions = Extensions::from_bytes([0, 0, 0, 0, 0, arg & 0x10, 0, arg & 5]);
+                if let Ok(key) =
+                    core.on_handshake(addr, PeerId::new([arg; 20]), extensions, arg & 1 == 0, now)
+                {
+                    connections.insert(Connection {
+                        key,
+                        received: BytesMut::new(),
+                    });
+                }
+            }
+            1 => {
+                let len = usize::from(input.byte().unwrap_or(0)) * 4;
+                let chunk = input.bytes(len);
+                if let Some((index, connection)) = nth(&mut connections, arg) {
+                    connection.received.extend_from_slice(chunk);
+                    let key = connection.key;
+                    let failed = loop {
+                        match decoder.decode(&mut connection.received) {
+                            Ok(Some(message)) => core.on_message(key, message, now),
+                            Ok(None) => break false,
+                            Err(_) => break true,
+                        }
+                    };
+                    if failed {
+                        core.disconnect(key, "protocol violation");
+                        core.on_closed(key, now);
+                        connections.remove(index);
+                    }
+                }
+            }
+            2 => {
+                now += Duration::from_millis(u64::from(arg) * 250);
+                core.tick(now);
+            }
+            3 => {
+                if let Some((index, connection)) = nth(&mut connections, arg) {
+                    core.on_closed(connection.key, now);
+                    connections.remove(index);
+                }
+            }
+            4 => {
+                // The writer drains one peer's outbox and reports it written.
+                if let Some((_, connection)) = nth(&mut connections, arg) {
+                    let key = connection.key;
+                    frames.clear();
+                    if let Some(peer) = core.peers.get_mut(key) {
+                        peer.outbox.take(&mut frames, 512);
+                    }
+                    let total = frames.iter().map(Bytes::len).sum();
+                    core.on_write_progress(key, total, false, now);
+                    core.on_write_progress(key, total, true, now);
+                }
+            }
+            5 if !reads.is_empty() => {
+                // Storage answers the oldest read, or fails it.
+                let (token, block) = reads.remove(0);
+                let result = if arg == 0 {
+                    Err(StorageError::Closed)
+                } else {
+                    Ok(Bytes::from(vec![arg; block.len as usize]))
+                };
+                core.on_block_read(token, block, result);
+            }
+            6 => {
+                // Storage settles a piece whose blocks were all written: verified or not.
+                let piece = u32::from(arg) % PIECES;
+                let blocks = core.geometry.blocks(piece).count();
+                let slot = &mut written[piece as usize];
+                if slot.len() >= blocks {
+                    slot.clear();
+                    if arg & 0x80 == 0 {
+                        core.on_piece_verified(piece, now);
+                    } else {
+                        core.on_hash_failed(piece, now);
+                    }
+                }
+            }
+            7 => match arg % 4 {
+                0 => core.set_paused(true, now),
+                1 => core.set_paused(false, now),
+                2 => core.set_file_priorities(&[arg >> 2], now),
+                _ => core.on_write_failed(&[u32::from(arg >> 2) % PIECES], "full".into(), now),
+            },
+            _ => {}
+        }
+        for action in std::mem::take(&mut core.actions) {
+            match action {
+                Action::Write { piece, offset, .. } => {
+                    if let Some(slot) = written.get_mut(piece as usize)
+                        && !slot.contains(&offset)
+                    {
+                        slot.push(offset);
+                    }
+                }
+                Action::Read { block, token } if reads.len() < 10_000 => reads.push((token, block)),
+                Action::Disconnect(key) => {
+                    core.on_closed(key, now);
+                    connections.retain(|_, c| c.key != key);
+                }
+                _ => {}
+            }
+        }
+        check_bounds(&core);
+    }
+}
+
+fn nth(connections: &mut Slab<Connection>, arg: u8) -> Option<(usize, &mut Connection)> {
+    let count = connections.len();
+    if count == 0 {
+        return None;
+    }
+    connections.iter_mut().nth(usize::from(arg) % count)
+}
+
+fn check_bounds(core: &Core) {
+    // A dial we started may still complete when incoming peers filled the table meanwhile.
+    assert!(core.peers.len() <= core.conf.max_connections + 1);
+    for (_, peer) in &core.peers {
+        assert!(peer.requests.len() <= core.conf.max_out_requests);
+        assert!(peer.incoming.len() <= core.conf.max_in_requests);
+        assert!(peer.reading.len() <= core.conf.max_in_requests);
+        // Control messages (at most a bitfield and one `have` per piece) ride above the
+        // watermark that gates block reads.
+        assert!(peer.outbox.len() <= core.conf.send_watermark + 64 * 1024);
+    }
+}
