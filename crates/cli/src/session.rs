@@ -214,7 +214,7 @@ async fn session(
             }
             Alert::TorrentError { error, .. } => {
                 // Before the torrent starts, an error means it never will; a full disk stops it.
-                if !started || error.contains("No space left") {
+                if !started || error.is_no_space() {
                     break End::Failed(CliError::new(format!("{name}: {error}")));
                 }
                 reporter.note("error", &format!("{name}: {error}"));

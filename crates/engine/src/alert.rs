@@ -45,7 +45,7 @@ pub enum Alert {
         /// The torrent.
         id: TorrentId,
         /// What happened, with its cause.
-        error: String,
+        error: crate::TorrentError,
     },
     /// The torrent was removed (and its data deleted if asked).
     TorrentRemoved(TorrentId),
@@ -92,7 +92,7 @@ pub enum TorrentState {
     Downloading,
     /// Has every wanted piece; uploading.
     Seeding,
-    /// Paused by the user.
+    /// Paused by the user, or by the engine when the disk is full.
     Paused,
 }
 
@@ -165,7 +165,7 @@ pub(crate) const MAX_QUEUED: usize = 4096;
 struct Queue {
     events: VecDeque<Alert>,
     /// Errors merged while the queue was full: count and latest, per torrent.
-    merged_errors: BTreeMap<TorrentId, (u64, String)>,
+    merged_errors: BTreeMap<TorrentId, (u32, crate::TorrentError)>,
     stats: BTreeMap<TorrentId, Box<TorrentStats>>,
     waker: Option<Waker>,
     closed: bool,
@@ -192,9 +192,16 @@ impl AlertSender {
                 queue.stats.insert(stats.id, stats);
             }
             Alert::TorrentError { id, error } if queue.events.len() >= MAX_QUEUED => {
-                let merged = queue.merged_errors.entry(id).or_insert((0, String::new()));
-                merged.0 += 1;
-                merged.1 = error;
+                match queue.merged_errors.entry(id) {
+                    std::collections::btree_map::Entry::Vacant(entry) => {
+                        entry.insert((0, error));
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut entry) => {
+                        let merged = entry.get_mut();
+                        merged.0 += 1;
+                        merged.1 = error;
+                    }
+                }
             }
             // Logged where they happen, and repeated on the next announce: safe to drop.
             Alert::PeerBanned { .. }
@@ -241,10 +248,10 @@ impl futures::Stream for Alerts {
         if let Some((id, (count, latest))) = queue.merged_errors.pop_first() {
             return Poll::Ready(Some(Alert::TorrentError {
                 id,
-                error: format!(
-                    "{latest} (and {} more errors while alerts went unread)",
-                    count - 1
-                ),
+                error: crate::TorrentError::Merged {
+                    latest: Box::new(latest),
+                    earlier: count,
+                },
             }));
         }
         if let Some((_, stats)) = queue.stats.pop_first() {
@@ -303,7 +310,9 @@ mod tests {
         for i in 0..MAX_QUEUED + 1000 {
             sender.post(Alert::TorrentError {
                 id: TorrentId(1),
-                error: format!("error {i}"),
+                error: crate::TorrentError::Duplicate(cratetorrent_metainfo::InfoHash::new(
+                    [(i % 251) as u8; 20],
+                )),
             });
         }
         sender.post(Alert::TorrentComplete(TorrentId(1)));
@@ -314,12 +323,12 @@ mod tests {
         let Alert::TorrentError { error, .. } = &all[MAX_QUEUED + 1] else {
             panic!("{:?}", all[MAX_QUEUED + 1]);
         };
+        let last = crate::TorrentError::Duplicate(cratetorrent_metainfo::InfoHash::new(
+            [((MAX_QUEUED + 999) % 251) as u8; 20],
+        ));
         assert_eq!(
-            error,
-            &format!(
-                "error {} (and 999 more errors while alerts went unread)",
-                MAX_QUEUED + 999
-            )
+            error.to_string(),
+            format!("{last} (and 999 more errors while alerts went unread)")
         );
     }
 }

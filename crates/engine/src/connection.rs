@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
-use crate::chunk_pool::{self, READ_CHUNK};
+use crate::chunk_pool;
 use crate::core::{PeerKey, our_extensions};
 use crate::torrent::Torrent;
 
@@ -65,7 +65,17 @@ pub(crate) async fn read_handshake(
         if let Some(handshake) = Handshake::decode(buf)? {
             return Ok(handshake);
         }
-        read_more(stream, buf, HANDSHAKE_LEN).await?;
+        // Only what the handshake still lacks: a connection that never finishes its handshake
+        // holds 68 bytes, not a receive chunk.
+        let missing = HANDSHAKE_LEN.saturating_sub(buf.len()).max(1);
+        buf.reserve(missing);
+        let owned = std::mem::take(buf);
+        let start = owned.len();
+        let (result, slice) = stream.read(owned.slice(start..start + missing)).await;
+        *buf = slice.into_inner();
+        if result? == 0 {
+            return Err(HandshakeError::Closed);
+        }
     }
 }
 
@@ -210,20 +220,28 @@ pub(crate) async fn connect(
     our_id: PeerId,
     timeout: Duration,
 ) -> Result<(TcpStream, Handshake, BytesMut), HandshakeError> {
-    let attempt = async {
-        let stream = TcpStream::connect(addr).await?;
-        let _ = stream.set_nodelay(true);
-        send_handshake(&stream, info_hash, our_id).await?;
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        let handshake = read_handshake(&stream, &mut buf).await?;
-        if handshake.info_hash != info_hash {
-            return Err(HandshakeError::WrongTorrent);
-        }
-        Ok((stream, handshake, buf))
-    };
-    // Timing out drops the half-open socket; the handshake read it may orphan does not matter
-    // because the connection is abandoned with it.
-    tokio::time::timeout(timeout, attempt)
+    let timed_out = || HandshakeError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
         .await
-        .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
+        .map_err(|_| timed_out())??;
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(HANDSHAKE_LEN);
+    let exchange = async {
+        send_handshake(&stream, info_hash, our_id).await?;
+        read_handshake(&stream, &mut buf).await
+    };
+    // A tokio-uring socket is closed only once its pending operations complete: a peer that
+    // never answers must be shut down, not just dropped, or its socket stays open.
+    let handshake = match tokio::time::timeout_at(deadline, exchange).await {
+        Ok(result) => result?,
+        Err(_) => {
+            let _ = stream.shutdown(Shutdown::Both);
+            return Err(timed_out());
+        }
+    };
+    if handshake.info_hash != info_hash {
+        return Err(HandshakeError::WrongTorrent);
+    }
+    Ok((stream, handshake, buf))
 }

@@ -11,20 +11,20 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cratetorrent_metainfo::{InfoHash, Metainfo, PieceIndex};
-use cratetorrent_storage::PeerTag;
+use cratetorrent_storage::{PeerTag, StorageError};
 use cratetorrent_wire::{
     Bitfield, BlockInfo, EXTENDED_HANDSHAKE_ID, ExtendedHandshake, Extension, Extensions, Geometry,
     Message, PeerId,
 };
 use slab::Slab;
 
-use crate::TorrentId;
 use crate::alert::{Alert, PeerStats, TorrentState, TorrentStats};
 use crate::conf::TorrentConf;
 use crate::download::PieceDownload;
 use crate::peer::Peer;
 use crate::picker::Picker;
 use crate::rate::RateMeter;
+use crate::{TorrentError, TorrentId};
 
 /// Index of a connected peer in its torrent.
 pub(crate) type PeerKey = usize;
@@ -138,7 +138,7 @@ pub(crate) struct Core {
     next_tag: PeerTag,
     known: HashMap<SocketAddr, KnownPeer>,
     strikes: HashMap<BanKey, u32>,
-    banned: HashSet<BanKey>,
+    pub(crate) banned: HashSet<BanKey>,
     pub(crate) optimistic: Option<PeerKey>,
     last_rechoke: Instant,
     last_optimistic: Instant,
@@ -668,17 +668,34 @@ impl Core {
         }
     }
 
-    /// Writing failed; the pieces are downloaded again.
-    pub(crate) fn on_write_failed(&mut self, pieces: &[PieceIndex], error: String, now: Instant) {
+    /// Writing failed; the pieces will be downloaded again. A full disk pauses the torrent
+    /// (downloading on would only fetch data to throw away) until the user resumes it.
+    pub(crate) fn on_write_failed(
+        &mut self,
+        pieces: &[PieceIndex],
+        error: StorageError,
+        now: Instant,
+    ) {
         for &piece in pieces {
             if self.downloads.remove(&piece).is_some() {
                 self.partials.retain(|&p| p != piece);
                 self.picker.restore(piece);
             }
         }
-        self.actions
-            .push(Action::Alert(Alert::TorrentError { id: self.id, error }));
-        self.fill_all(now);
+        let no_space = matches!(error, StorageError::NoSpace { .. });
+        if no_space && self.paused {
+            // Writes queued before the pause report the same full disk: one alert is enough.
+            return;
+        }
+        self.actions.push(Action::Alert(Alert::TorrentError {
+            id: self.id,
+            error: TorrentError::Write(error),
+        }));
+        if no_space {
+            self.set_paused(true, now);
+        } else {
+            self.fill_all(now);
+        }
     }
 
     // ---- settings ----

@@ -13,18 +13,21 @@ use cratetorrent_storage::{Layout, Storage};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio_uring::net::{TcpListener, TcpStream};
 
-use crate::TorrentId;
 use crate::alert::{Alert, AlertSender, Alerts};
 use crate::conf::Conf;
 use crate::connection;
 use crate::core::{Core, CoreInit};
+use crate::counters::EngineCounters;
 use crate::error::EngineError;
 use crate::handle::{COMMAND_QUEUE, Command, EngineHandle, Mode, TorrentParams};
 use crate::rate::TokenBucket;
 use crate::torrent::{Shared, Torrent, delete_files};
+use crate::{TorrentError, TorrentId};
 
 /// How long an incoming connection may take to send its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Incoming connections allowed in their handshake at once.
+const MAX_HANDSHAKING: usize = 64;
 
 /// Starts an engine on its own thread (with its own tokio-uring runtime) and returns a handle
 /// to it and the stream of its alerts. Works from any context, async or not.
@@ -96,6 +99,7 @@ async fn run(
         half_open: Rc::new(Semaphore::new(conf.max_half_open.max(1))),
         connections: Cell::new(0),
         max_connections: conf.max_connections,
+        handshaking: Cell::new(0),
         trackers: match crate::tracker::announcer::Clients::new(&conf.tracker) {
             Ok(clients) => Some(Rc::new(clients)),
             Err(error) => {
@@ -143,6 +147,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 impl Engine {
     fn handle(self: &Rc<Self>, command: Command) {
         let Some(id) = command.torrent() else {
+            if let Command::Counters { reply } = command {
+                let _ = reply.send(self.counters());
+                return;
+            }
             if let Command::Limits { limits, .. } = command {
                 self.shared
                     .download_limit
@@ -193,8 +201,20 @@ impl Engine {
                 self.by_hash.borrow_mut().remove(&torrent.info_hash);
                 tokio_uring::spawn(remove(self.clone(), torrent, delete_files));
             }
-            Command::Add { .. } | Command::Shutdown { .. } => {}
+            Command::Add { .. } | Command::Shutdown { .. } | Command::Counters { .. } => {}
         }
+    }
+
+    fn counters(&self) -> EngineCounters {
+        let mut counters = EngineCounters {
+            connections: self.shared.connections.get(),
+            handshaking: self.shared.handshaking.get(),
+            ..EngineCounters::default()
+        };
+        for torrent in self.torrents.borrow().values() {
+            torrent.add_counters(&mut counters);
+        }
+        counters
     }
 
     fn add(self: &Rc<Self>, id: TorrentId, params: TorrentParams) {
@@ -208,7 +228,7 @@ impl Engine {
         if duplicate {
             self.shared.alerts.post(Alert::TorrentError {
                 id,
-                error: format!("torrent {info_hash} is already added"),
+                error: TorrentError::Duplicate(info_hash),
             });
             return;
         }
@@ -273,7 +293,7 @@ async fn start_torrent(engine: Rc<Engine>, id: TorrentId, params: TorrentParams)
         Some(Err(error)) => {
             engine.shared.alerts.post(Alert::TorrentError {
                 id,
-                error: format!("opening storage: {error}"),
+                error: TorrentError::Open(error),
             });
             return;
         }
@@ -327,7 +347,10 @@ async fn start_torrent(engine: Rc<Engine>, id: TorrentId, params: TorrentParams)
             }
             Err(error) => engine.shared.alerts.post(Alert::TorrentError {
                 id,
-                error: format!("cannot listen on {addr}: {error}"),
+                error: TorrentError::Listen {
+                    addr,
+                    source: std::sync::Arc::new(error),
+                },
             }),
         }
     }
@@ -339,19 +362,16 @@ async fn remove(engine: Rc<Engine>, torrent: Rc<Torrent>, delete: bool) {
     let dir = engine.conf.download_dir.clone();
     if let Some(storage) = torrent.close().await {
         let result = blocking(move || {
-            storage.shutdown().map_err(|e| e.to_string())?;
+            storage.shutdown().map_err(TorrentError::Remove)?;
             if delete {
                 delete_files(&Layout::new(&metainfo, &dir))
-                    .map_err(|e| format!("deleting files: {e}"))?;
+                    .map_err(|e| TorrentError::Delete(std::sync::Arc::new(e)))?;
             }
-            Ok::<(), String>(())
+            Ok::<(), TorrentError>(())
         })
         .await;
         if let Some(Err(error)) = result {
-            engine.shared.alerts.post(Alert::TorrentError {
-                id,
-                error: format!("removing: {error}"),
-            });
+            engine.shared.alerts.post(Alert::TorrentError { id, error });
         }
     }
     engine.shared.alerts.post(Alert::TorrentRemoved(id));
@@ -375,13 +395,40 @@ async fn accept_loop(engine: Rc<Engine>, listener: TcpListener) {
     }
 }
 
+/// Counts an incoming connection as handshaking until dropped.
+struct HandshakeSlot(Rc<Shared>);
+
+impl HandshakeSlot {
+    fn take(shared: &Rc<Shared>) -> Option<Self> {
+        let busy = shared.handshaking.get();
+        (busy < MAX_HANDSHAKING).then(|| {
+            shared.handshaking.set(busy + 1);
+            Self(shared.clone())
+        })
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.0
+            .handshaking
+            .set(self.0.handshaking.get().saturating_sub(1));
+    }
+}
+
 async fn incoming(engine: Rc<Engine>, stream: TcpStream, addr: SocketAddr) {
     if engine.shared.connections.get() >= engine.shared.max_connections {
         return;
     }
+    // Connections that dawdle over their handshake (slowloris) cannot pile up past this.
+    let Some(_slot) = HandshakeSlot::take(&engine.shared) else {
+        tracing::debug!(%addr, "too many incoming handshakes; refused");
+        return;
+    };
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::new();
-    // Abandoning the connection on timeout also abandons the read that may still be pending.
+    // A tokio-uring socket is closed only once its pending read completes, so a timed-out
+    // handshake must shut the socket down: dropping it would leave the slowloris connected.
     let handshake = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
         connection::read_handshake(&stream, &mut buf),
@@ -395,6 +442,7 @@ async fn incoming(engine: Rc<Engine>, stream: TcpStream, addr: SocketAddr) {
         }
         Err(_) => {
             tracing::debug!(%addr, "incoming handshake timed out");
+            let _ = stream.shutdown(std::net::Shutdown::Both);
             return;
         }
     };

@@ -1,6 +1,9 @@
 //! The engine's errors.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cratetorrent_storage::StorageError;
 
 use crate::TorrentId;
 
@@ -40,6 +43,78 @@ pub enum EngineError {
         id: TorrentId,
         /// Why.
         #[source]
-        source: cratetorrent_storage::StorageError,
+        source: StorageError,
     },
+}
+
+/// What went wrong with one torrent, as carried by [`Alert::TorrentError`](crate::Alert).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum TorrentError {
+    /// A torrent with this info-hash is already added.
+    #[error("torrent {0} is already added")]
+    Duplicate(cratetorrent_metainfo::InfoHash),
+    /// The torrent's files could not be opened or checked.
+    #[error("opening storage: {0}")]
+    Open(#[source] StorageError),
+    /// The torrent's own listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// Writing received data failed. On a full disk ([`StorageError::NoSpace`]) the torrent
+    /// pauses itself: free space, then resume it. Otherwise the pieces are downloaded again.
+    #[error("writing: {0}")]
+    Write(#[source] StorageError),
+    /// Reading a piece to upload failed; the peer that asked for it is disconnected.
+    #[error("reading piece {piece} to upload: {source}")]
+    Read {
+        /// The piece.
+        piece: u32,
+        /// Why.
+        #[source]
+        source: StorageError,
+    },
+    /// Saving resume data failed (the data itself is unaffected).
+    #[error("saving resume data: {0}")]
+    ResumeSave(#[source] StorageError),
+    /// Flushing the torrent's data when it was removed failed.
+    #[error("removing: {0}")]
+    Remove(#[source] StorageError),
+    /// Deleting the torrent's files when it was removed failed.
+    #[error("deleting files: {0}")]
+    Delete(#[source] Arc<std::io::Error>),
+    /// Errors merged while nobody read the alerts: the latest, and how many came before it.
+    #[error("{latest} (and {earlier} more errors while alerts went unread)")]
+    Merged {
+        /// The latest error.
+        latest: Box<TorrentError>,
+        /// Errors dropped before it.
+        earlier: u32,
+    },
+}
+
+impl TorrentError {
+    /// The disk error behind this one, if it came from the disk.
+    pub fn storage(&self) -> Option<&StorageError> {
+        match self {
+            Self::Open(error)
+            | Self::Write(error)
+            | Self::Read { source: error, .. }
+            | Self::ResumeSave(error)
+            | Self::Remove(error) => Some(error),
+            Self::Merged { latest, .. } => latest.storage(),
+            Self::Duplicate(_) | Self::Listen { .. } | Self::Delete(_) => None,
+        }
+    }
+
+    /// Whether the disk is full: the torrent has paused itself until space is freed and it is
+    /// resumed.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self.storage(), Some(StorageError::NoSpace { .. }))
+    }
 }

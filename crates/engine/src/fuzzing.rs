@@ -181,7 +181,12 @@ pub fn run_session(data: &[u8]) {
                 0 => core.set_paused(true, now),
                 1 => core.set_paused(false, now),
                 2 => core.set_file_priorities(&[arg >> 2], now),
-                _ => core.on_write_failed(&[u32::from(arg >> 2) % PIECES], "full".into(), now),
+                _ => {
+                    let error = StorageError::NoSpace {
+                        path: std::path::PathBuf::from("fuzz"),
+                    };
+                    core.on_write_failed(&[u32::from(arg >> 2) % PIECES], error, now);
+                }
             },
             _ => {}
         }

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::TorrentId;
 use crate::alert::TorrentStats;
 use crate::conf::TorrentConf;
+use crate::counters::EngineCounters;
 use crate::error::EngineError;
 
 /// Commands queued for the engine thread, at most.
@@ -83,6 +84,9 @@ pub(crate) enum Command {
         id: TorrentId,
         reply: oneshot::Sender<Option<TorrentStats>>,
     },
+    Counters {
+        reply: oneshot::Sender<EngineCounters>,
+    },
     Shutdown {
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
@@ -101,7 +105,7 @@ impl Command {
             | Self::Sequential { id, .. }
             | Self::Stats { id, .. } => Some(*id),
             Self::Limits { id, .. } => *id,
-            Self::Shutdown { .. } => None,
+            Self::Shutdown { .. } | Self::Counters { .. } => None,
         }
     }
 }
@@ -197,6 +201,17 @@ impl EngineHandle {
         limits: RateLimits,
     ) -> Result<(), EngineError> {
         self.send(Command::Limits { id, limits })
+    }
+
+    /// What the engine holds right now: connections, buffered bytes, queued requests, bans.
+    pub async fn counters(&self) -> Result<EngineCounters, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Counters { reply })
+            .await
+            .map_err(|_| EngineError::Closed)?;
+        answer.await.map_err(|_| EngineError::Closed)
     }
 
     /// The torrent's current stats.

@@ -69,6 +69,7 @@ mod connection;
 mod core;
 #[cfg(test)]
 mod core_tests;
+mod counters;
 mod download;
 pub mod engine;
 mod error;
@@ -86,7 +87,8 @@ mod upload;
 
 pub use alert::{Alert, Alerts, PeerStats, TorrentState, TorrentStats};
 pub use conf::{Conf, TorrentConf, TrackerConf};
-pub use error::EngineError;
+pub use counters::EngineCounters;
+pub use error::{EngineError, TorrentError};
 pub use handle::{EngineHandle, Mode, RateLimits, TorrentParams};
 
 /// Identifies a torrent in an engine.

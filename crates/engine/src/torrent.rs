@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) half_open: Rc<Semaphore>,
     pub(crate) connections: Cell<usize>,
     pub(crate) max_connections: usize,
+    /// Incoming connections still in their handshake.
+    pub(crate) handshaking: Cell<usize>,
     /// Tracker clients; `None` when they could not be set up (the error was logged).
     pub(crate) trackers: Option<Rc<tracker::announcer::Clients>>,
 }
@@ -143,9 +145,8 @@ impl Torrent {
                     Ok(WriteStatus::Accepted) => {}
                     Ok(WriteStatus::Full) => self.disk_full.set(true),
                     Err(error) => {
-                        let message = format!("writing piece {piece}: {error}");
                         self.with_core(|core| {
-                            core.on_write_failed(&[piece], message, Instant::now())
+                            core.on_write_failed(&[piece], error, Instant::now())
                         });
                     }
                 }
@@ -353,6 +354,14 @@ impl Torrent {
         self.closed.get()
     }
 
+    /// Adds this torrent's share to the engine's counters.
+    pub(crate) fn add_counters(&self, counters: &mut crate::EngineCounters) {
+        self.core.borrow().add_counters(counters);
+        if let Some(storage) = self.storage.borrow().as_ref() {
+            counters.disk_buffered += storage.held_bytes();
+        }
+    }
+
     pub(crate) fn core(&self) -> std::cell::RefMut<'_, Core> {
         self.core.borrow_mut()
     }
@@ -429,8 +438,7 @@ impl Torrent {
                 self.with_core(|core| core.on_hash_failed(piece, now));
             }
             StorageEvent::WriteFailed { pieces, error } => {
-                let message = format!("disk write failed: {error}");
-                self.with_core(|core| core.on_write_failed(&pieces, message, now));
+                self.with_core(|core| core.on_write_failed(&pieces, error, now));
             }
             StorageEvent::BlockRead {
                 token,
@@ -439,7 +447,7 @@ impl Torrent {
             } => self.with_core(|core| core.on_block_read(token, block, result)),
             StorageEvent::ResumeSaveFailed(error) => self.shared.alerts.post(Alert::TorrentError {
                 id: self.id,
-                error: format!("saving resume data failed: {error}"),
+                error: crate::TorrentError::ResumeSave(error),
             }),
             StorageEvent::MemoryAvailable => {
                 self.disk_full.set(false);

@@ -97,7 +97,10 @@ impl Core {
                 tracing::warn!(%error, ?block, "reading a block to upload failed");
                 self.actions.push(Action::Alert(crate::Alert::TorrentError {
                     id: self.id,
-                    error: format!("reading piece {} for upload: {error}", block.piece),
+                    error: crate::TorrentError::Read {
+                        piece: block.piece,
+                        source: error,
+                    },
                 }));
                 self.disconnect(key, "could not read the requested block");
                 return;

@@ -64,10 +64,19 @@ pub(crate) fn save(layout: &Layout, have: &Bitfield) -> Result<(), StorageError>
         .insert("files", files);
     let temp = path.with_extension("resume.tmp");
     let io = |e, op| StorageError::from_io(e, &temp, op);
-    let mut file = File::create(&temp).map_err(|e| io(e, "create"))?;
-    file.write_all(&dict.to_bencode())
-        .map_err(|e| io(e, "write"))?;
-    file.sync_all().map_err(|e| io(e, "sync"))?;
+    let written = File::create(&temp)
+        .map_err(|e| io(e, "create"))
+        .and_then(|mut file| {
+            file.write_all(&dict.to_bencode())
+                .map_err(|e| io(e, "write"))?;
+            file.sync_all().map_err(|e| io(e, "sync"))
+        });
+    if let Err(error) = written {
+        // A half-written temporary file would only hold space a full disk needs back; the
+        // previous resume data stays as it was.
+        let _ = fs::remove_file(&temp);
+        return Err(error);
+    }
     fs::rename(&temp, &path).map_err(|e| StorageError::from_io(e, &path, "rename"))?;
     File::open(&dir)
         .and_then(|d| d.sync_all())

@@ -163,3 +163,34 @@ pub fn torrent_bytes(payload: &Payload) -> Vec<u8> {
     }
     all
 }
+
+/// Restarts a download of `metainfo` in `dir` from `seed`, checks that at least `verified`
+/// pieces are found on disk, downloads the rest and shuts down. Returns the pieces found at
+/// start and the payload bytes fetched.
+pub async fn resume_and_finish(
+    metainfo: &Metainfo,
+    dir: &Path,
+    seed: std::net::SocketAddr,
+    verified: u32,
+    timeout: Duration,
+) -> (u32, u64) {
+    let (engine, mut alerts) = engine::spawn(conf(dir)).unwrap();
+    let id = engine
+        .create_torrent(params(metainfo, Mode::Download { seeds: vec![seed] }))
+        .unwrap();
+    let started = wait_for(&mut alerts, timeout, |a| {
+        matches!(a, Alert::TorrentStarted { .. })
+    })
+    .await;
+    let Alert::TorrentStarted { pieces_had, .. } = started else {
+        unreachable!()
+    };
+    assert!(
+        pieces_had >= verified,
+        "{pieces_had} pieces found on restart, {verified} were verified"
+    );
+    wait_complete(&mut alerts, id, timeout).await;
+    let downloaded = engine.stats(id).await.unwrap().downloaded;
+    engine.shutdown().await.unwrap();
+    (pieces_had, downloaded)
+}
