@@ -191,3 +191,82 @@ async fn with_every_tracker_down_a_torrent_keeps_its_given_peers() {
     seed.shutdown().await.unwrap();
     assert_same_files(&metainfo, payload.dir.path(), dir.path());
 }
+
+#[tokio::test]
+async fn lying_and_dead_trackers_back_off_instead_of_spinning() {
+    let payload = payload("lied.bin", &[("", 5 * 65536)], 65536);
+    let tracker = TestTracker::start(Vec::new());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let metainfo = with_tiers(
+        &payload,
+        vec![
+            vec![tracker.url("lie")],
+            vec![tracker.url("garbage")],
+            vec![tracker.url("slow")],
+            vec![format!("http://127.0.0.1:{closed_port}/announce")],
+        ],
+    );
+    let mut seed_conf = conf(payload.dir.path());
+    seed_conf.tracker.enabled = false;
+    let (seed, _seed_alerts) = engine::spawn(seed_conf).unwrap();
+    seed.create_torrent(params(&metainfo, Mode::Seed)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut leech_conf = conf(dir.path());
+    quick_trackers(&mut leech_conf);
+    leech_conf.tracker.retry_interval = Duration::from_secs(1);
+    let (leech, mut alerts) = engine::spawn(leech_conf).unwrap();
+    // The lying tracker hands the leech its own address.
+    tracker.lie_with(vec![leech.listen_addr()]);
+    let id = leech
+        .create_torrent(params(
+            &metainfo,
+            Mode::Download {
+                seeds: vec![seed.listen_addr()],
+            },
+        ))
+        .unwrap();
+    let (mut complete, mut garbage_errors, mut lie_peers) = (false, 0, None);
+    wait_for(&mut alerts, TIMEOUT, |alert| {
+        match alert {
+            Alert::TrackerError { url, .. } if url.contains("/garbage/") => garbage_errors += 1,
+            Alert::TrackerReply { url, peers, .. } if url.contains("/lie/") => {
+                lie_peers = Some(*peers);
+            }
+            Alert::TorrentComplete(done) => complete = *done == id,
+            _ => {}
+        }
+        // Three failures of the garbage tracker take 1 + 2 s of back-off.
+        complete && garbage_errors >= 3 && lie_peers.is_some()
+    })
+    .await;
+    assert_eq!(
+        lie_peers,
+        Some(0),
+        "our own address must not count as a peer"
+    );
+    let counters = leech.counters().await.unwrap();
+    assert!(
+        counters.connections <= 1,
+        "connected to itself? {counters:?}"
+    );
+    // A busy loop would have sent hundreds by now.
+    let (lie, garbage, slow) = (
+        tracker.hits("lie"),
+        tracker.hits("garbage"),
+        tracker.hits("slow"),
+    );
+    println!("announces: lie {lie}, garbage {garbage}, slow {slow}");
+    // `started`, then `completed`: its 30-minute interval allows no regular announce.
+    assert_eq!(lie, 2, "the lying tracker was announced to {lie} times");
+    assert!(
+        (3..=5).contains(&garbage),
+        "garbage tracker announced {garbage} times"
+    );
+    assert!(slow <= 4, "slow tracker announced {slow} times");
+    leech.shutdown().await.unwrap();
+    seed.shutdown().await.unwrap();
+    assert_same_files(&metainfo, payload.dir.path(), dir.path());
+}

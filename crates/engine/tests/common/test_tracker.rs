@@ -5,8 +5,13 @@
 //! - `/fail/announce`: a `failure reason`;
 //! - `/garbage/announce`: HTML;
 //! - `/slow/announce`: answers after 30 s;
+//! - `/lie/announce`: hands out the addresses given to [`TestTracker::lie_with`] (the announcing
+//!   peer's own, say);
 //! - anything else: 404.
+//!
+//! Every request is counted per path, so tests can bound how often a client retries.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -25,6 +30,7 @@ pub struct TestTracker {
     pub addr: SocketAddr,
     /// Query strings of the announces `/good/announce` received, in order.
     pub announces: Arc<Mutex<Vec<String>>>,
+    state: Arc<State>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -37,20 +43,44 @@ impl TestTracker {
         let addr = listener.local_addr().unwrap();
         let announces = Arc::new(Mutex::new(Vec::new()));
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let log = announces.clone();
+        let state = Arc::new(State {
+            announces: announces.clone(),
+            peers6,
+            lies: Mutex::new(Vec::new()),
+            hits: Mutex::new(HashMap::new()),
+        });
+        let served = state.clone();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(serve(listener, log, Arc::new(peers6), stopped));
+            runtime.block_on(serve(listener, served, stopped));
         });
         Self {
             addr,
             announces,
+            state,
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    /// What `/lie/announce` hands out from now on.
+    pub fn lie_with(&self, peers: Vec<SocketAddr>) {
+        *self.state.lies.lock().unwrap() = peers;
+    }
+
+    /// Requests received for a route so far.
+    pub fn hits(&self, route: &str) -> usize {
+        let path = format!("/{route}/announce");
+        self.state
+            .hits
+            .lock()
+            .unwrap()
+            .get(&path)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The URL of a route, e.g. `url("good")`.
@@ -89,10 +119,16 @@ pub fn query_value(query: &str, key: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
+struct State {
+    announces: Arc<Mutex<Vec<String>>>,
+    peers6: Vec<SocketAddr>,
+    lies: Mutex<Vec<SocketAddr>>,
+    hits: Mutex<HashMap<String, usize>>,
+}
+
 async fn serve(
     listener: std::net::TcpListener,
-    log: Arc<Mutex<Vec<String>>>,
-    peers6: Arc<Vec<SocketAddr>>,
+    state: Arc<State>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
@@ -102,11 +138,11 @@ async fn serve(
             _ = &mut stopped => return,
         };
         let Ok((stream, _)) = accepted else { continue };
-        let (log, peers6) = (log.clone(), peers6.clone());
+        let state = state.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let (log, peers6) = (log.clone(), peers6.clone());
-                async move { Ok::<_, Infallible>(route(request, &log, &peers6).await) }
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(request, &state).await) }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -115,32 +151,44 @@ async fn serve(
     }
 }
 
-async fn route(
-    request: Request<Incoming>,
-    log: &Mutex<Vec<String>>,
-    peers6: &[SocketAddr],
-) -> Response<Full<Bytes>> {
+fn compact(peers: &[SocketAddr], v6: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for peer in peers {
+        match peer.ip() {
+            std::net::IpAddr::V6(ip) if v6 => out.extend(ip.octets()),
+            std::net::IpAddr::V4(ip) if !v6 => out.extend(ip.octets()),
+            _ => continue,
+        }
+        out.extend(peer.port().to_be_bytes());
+    }
+    out
+}
+
+async fn route(request: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
     let query = request.uri().query().unwrap_or("").to_owned();
+    let path = request.uri().path().to_owned();
+    *state.hits.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
     let body = |status: StatusCode, bytes: Vec<u8>| {
         Response::builder()
             .status(status)
             .body(Full::new(Bytes::from(bytes)))
             .unwrap()
     };
-    match request.uri().path() {
+    match path.as_str() {
         "/good/announce" => {
-            log.lock().unwrap().push(query);
+            state.announces.lock().unwrap().push(query);
             let mut reply = b"d8:intervali1800e12:min intervali60e5:peers0:6:peers6".to_vec();
-            let mut compact = Vec::new();
-            for peer in peers6 {
-                if let std::net::IpAddr::V6(ip) = peer.ip() {
-                    compact.extend(ip.octets());
-                    compact.extend(peer.port().to_be_bytes());
-                }
-            }
-            reply.extend(format!("{}:", compact.len()).as_bytes());
-            reply.extend(compact);
+            let peers = compact(&state.peers6, true);
+            reply.extend(format!("{}:", peers.len()).as_bytes());
+            reply.extend(peers);
             reply.extend(b"15:warning message9:test onlye");
+            body(StatusCode::OK, reply)
+        }
+        "/lie/announce" => {
+            let peers = compact(&state.lies.lock().unwrap(), false);
+            let mut reply = format!("d8:intervali1800e5:peers{}:", peers.len()).into_bytes();
+            reply.extend(peers);
+            reply.push(b'e');
             body(StatusCode::OK, reply)
         }
         "/redirect/announce" => Response::builder()
