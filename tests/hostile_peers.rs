@@ -316,7 +316,8 @@ async fn hostile_peers_are_dropped_while_an_honest_download_completes() {
                 "{what}: still connected"
             );
         }
-        // 10,000 requests at once, blocks nobody asked for, then a hang-up mid-message.
+        // 10,000 requests at once (we choke it: a flood past its queue), then blocks nobody
+        // asked for, then a hang-up mid-message.
         let mut flood = Attacker::handshaken(addr, info_hash, Extensions::NONE);
         let mut requests = BytesMut::new();
         for i in 0..10_000u32 {
@@ -328,18 +329,28 @@ async fn hostile_peers_are_dropped_while_an_honest_download_completes() {
             .encode(&mut requests);
         }
         flood.send(&requests);
-        let mut unasked = BytesMut::new();
+        assert!(
+            flood.closed_within(Duration::from_secs(10)),
+            "request flood: still connected"
+        );
+        let mut unasked = Attacker::handshaken(addr, info_hash, Extensions::NONE);
+        let mut blocks = BytesMut::new();
         for piece in 0..200u32 {
             Message::Piece(cratetorrent_wire::Block {
                 piece: piece % pieces,
                 offset: 16_384,
                 data: Bytes::from(vec![0x5a; 16_384]),
             })
-            .encode(&mut unasked);
+            .encode(&mut blocks);
         }
-        flood.send(&unasked);
-        flood.send(&message(7, &[0u8; 100])[..50]);
-        drop(flood);
+        unasked.send(&blocks);
+        assert!(
+            unasked.closed_within(Duration::from_secs(20)),
+            "unasked blocks: still connected"
+        );
+        let mut cut = Attacker::handshaken(addr, info_hash, Extensions::NONE);
+        cut.send(&message(7, &[0u8; 100])[..50]);
+        drop(cut);
         let banned = serve_garbage(addr, info_hash, pieces);
         assert!(banned, "the garbage seed was never disconnected");
         // Slowloris: half a handshake, then nothing; and 1,000 connections at once, half of
@@ -420,5 +431,8 @@ async fn hostile_peers_are_dropped_while_an_honest_download_completes() {
         log.count("banning peer for sending corrupt data") >= 1,
         "no ban logged"
     );
+    for reason in ["request flood", "sent blocks we never asked for"] {
+        assert!(log.count(reason) >= 1, "no \"{reason}\" in the log");
+    }
     drop(seeder);
 }

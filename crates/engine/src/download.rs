@@ -18,6 +18,9 @@ use crate::peer::{Outstanding, Peer};
 const RECEIVED: u8 = u8::MAX;
 /// End-game never asks more than this many peers for one block.
 const MAX_DUPLICATES: u8 = 2;
+/// Blocks a peer may send that we never requested (nor withdrew) before it is disconnected:
+/// 1 MiB of slack for clients that send what they guess we want.
+const MAX_UNASKED_BLOCKS: usize = 64;
 
 /// A piece being downloaded.
 #[derive(Debug)]
@@ -225,6 +228,15 @@ impl Core {
                     .sample(now.saturating_duration_since(request.sent));
             }
             peer.on_block(max_requests);
+        } else if peer.withdrawn > 0 {
+            peer.withdrawn -= 1;
+        } else {
+            peer.unasked += 1;
+            if peer.unasked > MAX_UNASKED_BLOCKS {
+                self.wasted += len;
+                self.disconnect(key, "sent blocks we never asked for");
+                return;
+            }
         }
         let (tag, ban_key) = (peer.tag, BanKey::of(peer.addr, peer.id));
         let index = info.offset / BLOCK_SIZE;
@@ -272,6 +284,7 @@ impl Core {
             }
             if let Some(position) = peer.requests.iter().position(|r| r.block == block) {
                 peer.requests.remove(position);
+                peer.withdrawn += 1;
                 peer.outbox.push(&Message::Cancel(block));
                 self.actions.push(Action::Wake(key));
             }
@@ -284,6 +297,7 @@ impl Core {
             return;
         };
         let requests = std::mem::take(&mut peer.requests);
+        peer.withdrawn += requests.len();
         for request in &requests {
             if send_cancels {
                 peer.outbox.push(&Message::Cancel(request.block));

@@ -90,6 +90,13 @@ pub(crate) struct Peer {
 
     /// The peer's requests to us that we have not started reading.
     pub(crate) incoming: VecDeque<BlockInfo>,
+    /// Requests dropped since we last unchoked it (sent while choked, for a piece we lack, or
+    /// past its queue): a flood past `max_in_requests` disconnects it.
+    pub(crate) dropped_requests: usize,
+    /// Blocks it may still send after we withdrew the requests (cancelled, choked, timed out).
+    pub(crate) withdrawn: usize,
+    /// Blocks it sent that we never asked for (beyond `withdrawn`).
+    pub(crate) unasked: usize,
     /// Blocks being read from disk for the peer.
     pub(crate) reading: Vec<BlockInfo>,
     pub(crate) outbox: Outbox,
@@ -138,6 +145,9 @@ impl Peer {
             round_trip: RoundTrip::default(),
             previous_rate: 0,
             incoming: VecDeque::new(),
+            dropped_requests: 0,
+            withdrawn: 0,
+            unasked: 0,
             reading: Vec::new(),
             outbox: Outbox::default(),
             writing: 0,

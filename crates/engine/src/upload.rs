@@ -31,8 +31,13 @@ impl Core {
         let have = self.have.get(block.piece);
         let peer = &mut self.peers[key];
         // Requests while choked, for pieces we lack, or beyond the advertised queue are dropped,
-        // as libtorrent does without the fast extension.
+        // as libtorrent does without the fast extension. A well-behaved peer has at most its
+        // queue in flight when we choke it; one that keeps going is flooding.
         if peer.am_choking || !have || peer.incoming.len() >= max_in {
+            peer.dropped_requests += 1;
+            if peer.dropped_requests > max_in {
+                self.disconnect(key, "request flood");
+            }
             return;
         }
         peer.incoming.push_back(block);
@@ -132,6 +137,7 @@ impl Core {
     pub(crate) fn unchoke(&mut self, key: PeerKey) {
         let peer = &mut self.peers[key];
         peer.am_choking = false;
+        peer.dropped_requests = 0;
         peer.outbox.push(&Message::Unchoke);
         self.actions.push(Action::Wake(key));
     }
