@@ -77,7 +77,7 @@ async fn stopped_download_resumes_without_refetching() {
 }
 
 /// In the child process: download until killed, printing the pieces found at start, then the
-/// verified piece count and the payload bytes fetched ten times a second.
+/// verified piece count and the payload bytes fetched with every stats alert.
 async fn child(torrent: &Path, dir: &Path, seed: &str) {
     let metainfo = Metainfo::from_bytes(&std::fs::read(torrent).unwrap()).unwrap();
     let mut conf = conf(dir);
@@ -109,9 +109,9 @@ enum Report {
     Have(u32, u64),
 }
 
-/// Runs a child download and kills it (SIGKILL) once it has verified `target` pieces; returns
-/// the pieces it found at start, and its last report before the kill.
-fn run_and_kill(spec: &str, target: u32) -> (u32, u32, u64) {
+/// Runs a child download and kills it (SIGKILL) once it has verified `step` pieces more than it
+/// found at start; returns the pieces it found at start, and its last report before the kill.
+fn run_and_kill(spec: &str, step: u32) -> (u32, u32, u64) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -140,7 +140,7 @@ fn run_and_kill(spec: &str, target: u32) -> (u32, u32, u64) {
         }
     });
     let (mut start, mut had, mut fetched) = (None, 0, 0);
-    while start.is_none() || had < target {
+    while start.is_none_or(|start| had < start + step) {
         match rx.recv_timeout(TIMEOUT).expect("child progress") {
             Report::Start(n) => start = Some(n),
             Report::Have(n, bytes) => (had, fetched) = (n, bytes),
@@ -158,7 +158,7 @@ async fn killed_download_resumes_without_refetching() {
         child(Path::new(parts[0]), Path::new(parts[1]), parts[2]).await;
         return;
     }
-    let payload = payload("killed.bin", &[("", 16 * 1024 * 1024)], PIECE);
+    let payload = payload("killed.bin", &[("", 32 * 1024 * 1024)], PIECE);
     let seed = slow_seed(&payload, 2 << 20);
     let dir = tempfile::tempdir().unwrap();
     let torrent = dir.path().join("killed.torrent");
@@ -170,15 +170,16 @@ async fn killed_download_resumes_without_refetching() {
         download.display(),
         seed.listen_addr()
     );
-    // Five kill points, random but increasing, between 5% and 75% of the pieces.
+    // Five kill points, each a random number of pieces (1 to 40 of 512) past what the run
+    // started with. Progress is reported once a second (about 32 pieces at 2 MiB/s), so a run
+    // verifies at most about 72 pieces before its kill and five runs stay short of the end.
     let count = payload.metainfo.piece_count();
     let seed_value = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
     let mut rng = fastrand::Rng::with_seed(seed_value);
-    let mut targets: Vec<u32> = (0..5).map(|_| rng.u32(count / 20..count * 3 / 4)).collect();
-    targets.sort_unstable();
-    println!("kill points (pieces verified, rng seed {seed_value}): {targets:?}");
+    let steps: Vec<u32> = (0..5).map(|_| rng.u32(1..=40)).collect();
+    println!("kill points (pieces past each start, rng seed {seed_value}): {steps:?}");
     // Bytes a run fetched that the next run did not find verified on disk: what was in flight
     // (requested, received, not yet hashed) at the kill. Pieces are 64 KiB and arrive in order
     // from one seed, so that is a few pieces at most.
@@ -188,8 +189,8 @@ async fn killed_download_resumes_without_refetching() {
         })
     };
     let (mut verified_before_kill, mut previous, mut fetched_total, mut lost) = (0, None, 0, 0);
-    for target in targets {
-        let (start, had, fetched) = run_and_kill(&spec, target.max(verified_before_kill + 1));
+    for step in steps {
+        let (start, had, fetched) = run_and_kill(&spec, step);
         println!("restart found {start} pieces; killed at {had} verified, {fetched} bytes fetched");
         assert!(
             start >= verified_before_kill,
