@@ -153,6 +153,11 @@ class Libtorrent(Client):
         return Proc(LT + ["leech", torrent, out_dir, listen] + peers)
 
 
+# The one setting where libtorrent's high_performance_seed() differs from our defaults that
+# matters here: it unchokes every interested peer (unchoke_slots_limit = -1).
+CT_TUNING = ["--upload-slots", "0"]
+
+
 class Cratetorrent(Client):
     name = "cratetorrent"
 
@@ -161,13 +166,13 @@ class Cratetorrent(Client):
 
     def seed(self, torrent, data_dir, ip):
         addr = f"{ip}:{free_port(ip)}"
-        proc = Proc([self.binary, "seed", torrent, data_dir, "--listen", addr, "--json"],
-                    stdout=True)
+        proc = Proc([self.binary, "seed", torrent, data_dir, "--listen", addr, "--json"]
+                    + CT_TUNING, stdout=True)
         proc.read_line(lambda l: '"event":"checked"' in l, 300)
         return proc, addr
 
     def leech(self, torrent, out_dir, peers, listen):
-        args = [self.binary, "download", torrent, "-o", out_dir, "--listen", listen, "-q"]
+        args = [self.binary, "download", torrent, "-o", out_dir, "--listen", listen, "-q"] + CT_TUNING
         for peer in peers:
             args += ["--peer", peer]
         return Proc(args)
@@ -651,7 +656,8 @@ leecher's user + system time from `wait4`, per GiB of payload; RSS is `ru_maxrss
 First byte is when the first data block of the download appears on disk (polled every 5 ms).
 Runs alternate between pairings (A B C … A B C) and the median of each figure is shown.
 libtorrent runs through python3-libtorrent with `high_performance_seed()` plus: `{lt_settings}`.
-cratetorrent runs its CLI (`download`, `seed`) with default settings. libtorrent 2.0 maps the files it
+cratetorrent runs its CLI (`download`, `seed`) with default settings plus `{' '.join(CT_TUNING)}`
+(every interested peer unchoked, as `high_performance_seed()` does for libtorrent). libtorrent 2.0 maps the files it
 serves and downloads, so its `ru_maxrss` includes mapped page-cache pages of the payload (on
 `/dev/shm` those are the payload itself); cratetorrent uses `pwritev`/`preadv`-style I/O, so its
 figure is its own memory.

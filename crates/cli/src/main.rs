@@ -67,6 +67,9 @@ enum Command {
         /// Upload rate limit, e.g. 512K (bytes per second; 0 = none).
         #[arg(long, value_name = "RATE", value_parser = parse_bytes)]
         upload_limit: Option<u64>,
+        /// Peers uploaded to at once (default 8; 0 = every interested peer).
+        #[arg(long, value_name = "N")]
+        upload_slots: Option<usize>,
         /// Download only this file (its index in `cratetorrent info`); repeatable.
         #[arg(long = "only", value_name = "FILE_INDEX")]
         only: Vec<usize>,
@@ -92,6 +95,9 @@ enum Command {
         /// Upload rate limit, e.g. 512K (bytes per second; 0 = none).
         #[arg(long, value_name = "RATE", value_parser = parse_bytes)]
         upload_limit: Option<u64>,
+        /// Peers uploaded to at once (default 8; 0 = every interested peer).
+        #[arg(long, value_name = "N")]
+        upload_slots: Option<usize>,
         /// Print one JSON stats object per second instead of a progress bar.
         #[arg(long)]
         json: bool,
@@ -222,6 +228,7 @@ fn main() -> ExitCode {
             max_peers,
             download_limit,
             upload_limit,
+            upload_slots,
             only,
             sequential,
             json,
@@ -236,6 +243,7 @@ fn main() -> ExitCode {
                 max_peers,
                 download_limit: download_limit.unwrap_or(0),
                 upload_limit: upload_limit.unwrap_or(0),
+                upload_slots,
                 only,
                 sequential,
             },
@@ -247,8 +255,15 @@ fn main() -> ExitCode {
             listen,
             peers,
             upload_limit,
+            upload_slots,
             json,
-        } => seed(torrent, &path, listen, peers, upload_limit, style(json)),
+        } => seed(
+            torrent,
+            &path,
+            (listen, peers),
+            (upload_limit, upload_slots),
+            style(json),
+        ),
         Command::Demo {
             size,
             files,
@@ -268,9 +283,8 @@ fn main() -> ExitCode {
 fn seed(
     torrent: String,
     path: &std::path::Path,
-    listen: Option<SocketAddr>,
-    peers: Vec<SocketAddr>,
-    upload_limit: Option<u64>,
+    (listen, peers): (Option<SocketAddr>, Vec<SocketAddr>),
+    (upload_limit, upload_slots): (Option<u64>, Option<usize>),
     style: Style,
 ) -> error::Result<ExitCode> {
     let metainfo = info::load(&torrent)?;
@@ -286,6 +300,7 @@ fn seed(
             max_peers: None,
             download_limit: 0,
             upload_limit: upload_limit.unwrap_or(0),
+            upload_slots,
             only: Vec::new(),
             sequential: false,
         },

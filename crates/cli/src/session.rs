@@ -32,6 +32,7 @@ pub(crate) struct SessionArgs {
     pub(crate) max_peers: Option<usize>,
     pub(crate) download_limit: u64,
     pub(crate) upload_limit: u64,
+    pub(crate) upload_slots: Option<usize>,
     pub(crate) only: Vec<usize>,
     pub(crate) sequential: bool,
 }
@@ -136,6 +137,9 @@ async fn session(
         conf.max_connections = conf.max_connections.max(max);
     }
     conf.torrent.sequential = args.sequential;
+    if let Some(slots) = args.upload_slots {
+        conf.torrent.unchoke_slots = slots;
+    }
     let (engine, mut alerts) = spawn_engine(conf, args.listen)?;
     let mode = if args.seed_only {
         Mode::Seed

@@ -22,7 +22,8 @@ pub(crate) struct Candidate {
 }
 
 /// Picks the peers to unchoke: `slots` regular ones plus the optimistic one (kept if still
-/// interested, else the next choked interested peer after it).
+/// interested, else the next choked interested peer after it); with `slots == 0`, every
+/// interested peer.
 pub(crate) fn rechoke(
     candidates: &[Candidate],
     slots: usize,
@@ -32,6 +33,9 @@ pub(crate) fn rechoke(
     rng: &mut fastrand::Rng,
 ) -> (Vec<usize>, Option<usize>) {
     let mut interested: Vec<&Candidate> = candidates.iter().filter(|c| c.interested).collect();
+    if slots == 0 {
+        return (interested.iter().map(|c| c.key).collect(), None);
+    }
     // Shuffle first so equal rates are ordered at random, then a stable sort by rate.
     rng.shuffle(&mut interested);
     if seeding {
@@ -88,6 +92,16 @@ mod tests {
         let (unchoked, optimistic) = rechoke(&peers, 2, true, Some(0), false, &mut rng);
         assert_eq!(unchoked, vec![3, 0]);
         assert_eq!(optimistic, Some(0));
+    }
+
+    #[test]
+    fn zero_slots_unchoke_every_interested_peer() {
+        let peers: Vec<_> = (0..20).map(|k| candidate(k, k % 5 != 0, 0, 0)).collect();
+        let mut rng = fastrand::Rng::with_seed(4);
+        let (unchoked, optimistic) = rechoke(&peers, 0, true, None, true, &mut rng);
+        assert_eq!(unchoked.len(), 16);
+        assert!(unchoked.iter().all(|k| k % 5 != 0));
+        assert_eq!(optimistic, None);
     }
 
     #[test]

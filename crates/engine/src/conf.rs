@@ -58,7 +58,8 @@ impl Conf {
 pub struct TorrentConf {
     /// Connections for this torrent.
     pub max_connections: usize,
-    /// Upload slots (the last one is the optimistic unchoke).
+    /// Upload slots (the last one is the optimistic unchoke); 0 unchokes every interested peer
+    /// (libtorrent's `unchoke_slots_limit = -1`, as in its `high_performance_seed`).
     pub unchoke_slots: usize,
     /// How much time's worth of data to keep requested from a peer (libtorrent's
     /// `request_queue_time`).

@@ -17,7 +17,7 @@ impl Core {
         let peer = &mut self.peers[key];
         peer.peer_interested = true;
         // Don't make a newcomer wait for the next rechoke when a slot is free.
-        if peer.am_choking && unchoked < slots {
+        if peer.am_choking && (slots == 0 || unchoked < slots) {
             self.unchoke(key);
         }
     }
