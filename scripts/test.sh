@@ -22,4 +22,6 @@ cargo fmt --all --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "==> cargo test (interop tests included)"
-cargo test --workspace --all-features --locked -- --include-ignored
+# --show-output: the reliability tests print what they measured (attack counters, kill points,
+# fds and RSS over the soak) even when they pass.
+cargo test --workspace --all-features --locked -- --include-ignored --show-output
