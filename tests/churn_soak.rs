@@ -21,7 +21,7 @@ use cratetorrent::prelude::*;
 use cratetorrent::{EngineCounters, RateLimits};
 use cratetorrent_metainfo::TorrentBuilder;
 use cratetorrent_tests::clients::LibtorrentLeecher;
-use cratetorrent_tests::{LibtorrentSeeder, pseudo_random};
+use cratetorrent_tests::{LibtorrentSeeder, loopback_conf, params, pseudo_random};
 
 const MIB: usize = 1 << 20;
 /// Churners alive at once, at most.
@@ -53,19 +53,9 @@ fn source(name: &str, size: usize, seed: u64) -> Source {
 }
 
 fn conf(dir: &Path) -> Conf {
-    let mut conf = Conf::new(dir);
-    conf.listen_addr = "127.0.0.1:0".parse().unwrap();
+    let mut conf = loopback_conf(dir);
     conf.tracker.enabled = false;
     conf
-}
-
-fn params(metainfo: &Metainfo, mode: Mode) -> TorrentParams {
-    TorrentParams {
-        metainfo: metainfo.clone(),
-        listen_addr: None,
-        mode,
-        conf: None,
-    }
 }
 
 fn fds() -> usize {

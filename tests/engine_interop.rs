@@ -11,7 +11,7 @@ use std::time::Duration;
 use cratetorrent::prelude::*;
 use cratetorrent_metainfo::TorrentBuilder;
 use cratetorrent_tests::clients::{Aria2, LibtorrentLeecher, Transmission};
-use cratetorrent_tests::{LibtorrentSeeder, pseudo_random, write_tree};
+use cratetorrent_tests::{LibtorrentSeeder, loopback_conf, params, pseudo_random, write_tree};
 use tempfile::TempDir;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -51,25 +51,6 @@ fn finish_source(dir: TempDir, name: String, piece_length: u32) -> Source {
     }
 }
 
-fn conf(dir: &Path) -> Conf {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let mut conf = Conf::new(dir);
-    conf.listen_addr = "127.0.0.1:0".parse().unwrap();
-    conf
-}
-
-fn params(metainfo: &Metainfo, mode: Mode) -> TorrentParams {
-    TorrentParams {
-        metainfo: metainfo.clone(),
-        listen_addr: None,
-        mode,
-        conf: None,
-    }
-}
-
 /// Byte-for-byte comparison of every file of the torrent.
 fn assert_same(source: &Source, got: &Path) {
     for file in source.metainfo.files() {
@@ -87,7 +68,7 @@ fn assert_same(source: &Source, got: &Path) {
 /// Downloads `source` with our engine from `peers`, and checks the result.
 async fn we_download(source: &Source, peers: Vec<SocketAddr>) {
     let dir = tempfile::tempdir().unwrap();
-    let (engine, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
+    let (engine, mut alerts) = engine::spawn(loopback_conf(dir.path())).unwrap();
     let id = engine
         .create_torrent(params(&source.metainfo, Mode::Download { seeds: peers }))
         .unwrap();
@@ -111,7 +92,7 @@ async fn wait_complete(alerts: &mut Alerts, id: TorrentId) {
 
 /// Our engine seeding `source`, dialling `peers`.
 fn we_seed(source: &Source, peers: Vec<SocketAddr>) -> EngineHandle {
-    let (engine, alerts) = engine::spawn(conf(source.dir.path())).unwrap();
+    let (engine, alerts) = engine::spawn(loopback_conf(source.dir.path())).unwrap();
     // Alerts are not read: the engine must not care.
     drop(alerts);
     let id = engine
@@ -209,7 +190,7 @@ async fn mixed_swarm() {
     let mut ours: Vec<(TempDir, EngineHandle, Alerts)> = (0..2)
         .map(|_| {
             let dir = tempfile::tempdir().unwrap();
-            let (engine, alerts) = engine::spawn(conf(dir.path())).unwrap();
+            let (engine, alerts) = engine::spawn(loopback_conf(dir.path())).unwrap();
             (dir, engine, alerts)
         })
         .collect();

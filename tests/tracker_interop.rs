@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
 use std::time::Duration;
 
 use cratetorrent::TrackerConf;
@@ -11,28 +10,9 @@ use cratetorrent::prelude::*;
 use cratetorrent::tracker::{HttpTracker, UdpTracker};
 use cratetorrent_metainfo::TorrentBuilder;
 use cratetorrent_tests::opentracker::Opentracker;
-use cratetorrent_tests::pseudo_random;
+use cratetorrent_tests::{loopback_conf, params, pseudo_random};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn conf(dir: &Path) -> Conf {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let mut conf = Conf::new(dir);
-    conf.listen_addr = "127.0.0.1:0".parse().unwrap();
-    conf
-}
-
-fn params(metainfo: &Metainfo, mode: Mode) -> TorrentParams {
-    TorrentParams {
-        metainfo: metainfo.clone(),
-        listen_addr: None,
-        mode,
-        conf: None,
-    }
-}
 
 /// Waits for an alert about `id` that `want` accepts, with a timeout.
 async fn wait(alerts: &mut Alerts, mut want: impl FnMut(&Alert) -> bool) -> Alert {
@@ -64,7 +44,7 @@ async fn swarm_through(url: impl Fn(&Opentracker) -> String) {
     let metainfo = Metainfo::from_bytes(&bytes).unwrap();
     assert_eq!(metainfo.info_hash(), hash);
 
-    let (seed, mut seed_alerts) = engine::spawn(conf(source.path())).unwrap();
+    let (seed, mut seed_alerts) = engine::spawn(loopback_conf(source.path())).unwrap();
     let seed_id = seed.create_torrent(params(&metainfo, Mode::Seed)).unwrap();
     // The seed is registered with the tracker before the leech asks it for peers.
     wait(
@@ -74,7 +54,7 @@ async fn swarm_through(url: impl Fn(&Opentracker) -> String) {
     .await;
 
     let dir = tempfile::tempdir().unwrap();
-    let (leech, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
+    let (leech, mut alerts) = engine::spawn(loopback_conf(dir.path())).unwrap();
     let id = leech
         .create_torrent(params(&metainfo, Mode::Download { seeds: vec![] }))
         .unwrap();

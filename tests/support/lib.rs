@@ -191,3 +191,28 @@ impl Drop for LibtorrentSeeder {
         let _ = self.child.wait();
     }
 }
+
+/// Engine settings for loopback tests: listening on 127.0.0.1, any free port; logs go to the
+/// test's output under `RUST_LOG`.
+pub fn loopback_conf(dir: &Path) -> cratetorrent::Conf {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut conf = cratetorrent::Conf::new(dir);
+    conf.listen_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    conf
+}
+
+/// The parameters of a torrent added with `mode` and default settings.
+pub fn params(
+    metainfo: &cratetorrent_metainfo::Metainfo,
+    mode: cratetorrent::Mode,
+) -> cratetorrent::TorrentParams {
+    cratetorrent::TorrentParams {
+        metainfo: metainfo.clone(),
+        listen_addr: None,
+        mode,
+        conf: None,
+    }
+}

@@ -69,13 +69,7 @@ pub(crate) async fn read_handshake(
         // holds 68 bytes, not a receive chunk.
         let missing = HANDSHAKE_LEN.saturating_sub(buf.len()).max(1);
         buf.reserve(missing);
-        let owned = std::mem::take(buf);
-        let start = owned.len();
-        let (result, slice) = stream.read(owned.slice(start..start + missing)).await;
-        *buf = slice.into_inner();
-        if result? == 0 {
-            return Err(HandshakeError::Closed);
-        }
+        read_into(stream, buf, missing).await?;
     }
 }
 
@@ -86,9 +80,19 @@ async fn read_more(
     want: usize,
 ) -> Result<usize, HandshakeError> {
     chunk_pool::make_room(buf, want.max(MIN_READ_ROOM));
+    let room = buf.capacity() - buf.len();
+    read_into(stream, buf, room).await
+}
+
+/// One io_uring read of at most `len` bytes into `buf`'s spare capacity (which must hold them).
+async fn read_into(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+    len: usize,
+) -> Result<usize, HandshakeError> {
     let owned = std::mem::take(buf);
     let start = owned.len();
-    let (result, slice) = stream.read(owned.slice(start..)).await;
+    let (result, slice) = stream.read(owned.slice(start..start + len)).await;
     *buf = slice.into_inner();
     match result? {
         0 => Err(HandshakeError::Closed),

@@ -77,13 +77,7 @@ pub fn scrape_url(announce: &str, info_hash: &cratetorrent_metainfo::InfoHash) -
 /// a list of dictionaries, or compact IPv6 in `peers6` (18 bytes each); entries that are not
 /// valid addresses are skipped, and at most [`MAX_PEERS_PER_RESPONSE`] are kept.
 pub fn parse_announce_response(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
-    let options = bencode::DecodeOptions {
-        max_depth: MAX_DEPTH,
-    };
-    let value = bencode::decode_with(body, &options)?;
-    let dict = value
-        .as_dict()
-        .ok_or(TrackerError::Malformed("not a dictionary"))?;
+    let dict = decode_dict(body)?;
     if let Some(reason) = dict.get(b"failure reason") {
         let reason = reason
             .as_bytes()
@@ -142,13 +136,7 @@ pub fn parse_scrape_response(
     body: &[u8],
     info_hash: &cratetorrent_metainfo::InfoHash,
 ) -> Result<ScrapeStats, TrackerError> {
-    let options = bencode::DecodeOptions {
-        max_depth: MAX_DEPTH,
-    };
-    let value = bencode::decode_with(body, &options)?;
-    let dict = value
-        .as_dict()
-        .ok_or(TrackerError::Malformed("not a dictionary"))?;
+    let dict = decode_dict(body)?;
     if let Some(reason) = dict.get(b"failure reason").and_then(|r| r.as_bytes()) {
         return Err(TrackerError::Failure(lossy(reason)));
     }
@@ -227,6 +215,16 @@ fn lossy(bytes: &[u8]) -> String {
     // Tracker messages are shown to users and logged: keep them short.
     let bytes = &bytes[..bytes.len().min(512)];
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A tracker body's top-level dictionary, decoded with the tracker nesting limit.
+fn decode_dict(body: &[u8]) -> Result<bencode::Dict<'_>, TrackerError> {
+    let options = bencode::DecodeOptions {
+        max_depth: MAX_DEPTH,
+    };
+    bencode::decode_with(body, &options)?
+        .as_dict()
+        .ok_or(TrackerError::Malformed("not a dictionary"))
 }
 
 #[cfg(test)]
