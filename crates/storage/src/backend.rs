@@ -15,6 +15,9 @@ pub(crate) enum OpKind {
     Read { buf: BytesMut, len: usize },
     /// Flush the file's data to stable storage.
     Sync,
+    /// Start write-out of the dirty pages in `len` bytes from the offset, without waiting for it
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so a later sync has little left to do.
+    Writeback { len: u64 },
 }
 
 /// One disk operation on one file.

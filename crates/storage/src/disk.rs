@@ -18,6 +18,7 @@ use crate::layout::Layout;
 use crate::memory::{HeldBlock, MemoryGauge};
 use crate::read_cache::{ReadCache, ReadPlan};
 use crate::resume;
+use crate::writeback::Writeback;
 use crate::{PeerTag, StorageError, StorageEvent};
 
 /// Most iovecs in one vectored write (Linux's IOV_MAX).
@@ -112,6 +113,7 @@ pub(crate) enum OpMeta {
         chunk: usize,
     },
     Sync,
+    Writeback,
 }
 
 pub(crate) struct Disk {
@@ -133,6 +135,7 @@ pub(crate) struct Disk {
     pub(crate) ops: HashMap<u64, OpMeta>,
     pub(crate) next_op: u64,
     pub(crate) dirty: HashSet<usize>,
+    pub(crate) writeback: Writeback,
     pub(crate) unsaved: bool,
     pub(crate) last_save: Instant,
     pub(crate) syncs_left: usize,
@@ -452,6 +455,8 @@ impl Disk {
             OpMeta::Write { file, pieces, held } => self.write_done(file, pieces, held, op, result),
             OpMeta::Read { piece, chunk } => self.read_done(piece, chunk, op, result),
             OpMeta::Sync => self.sync_done(op, result),
+            // Write-out only makes the next sync shorter; that sync reports any error.
+            OpMeta::Writeback => {}
         }
     }
 
@@ -468,6 +473,9 @@ impl Disk {
         match result {
             Ok(written) if written >= total => {
                 drop(held);
+                if self.writeback.record(file, op.offset, total as u64) {
+                    self.start_writeback();
+                }
                 for piece in pieces {
                     if let Some(state) = self.pieces.get_mut(&piece) {
                         state.unwritten -= 1;
@@ -508,6 +516,23 @@ impl Disk {
             Err(error) => {
                 let path = self.layout.files[file].path.clone();
                 self.fail_pieces(&pieces, StorageError::from_io(error, path, "write"));
+            }
+        }
+    }
+
+    /// Asks the kernel to start writing out what was written since the last round (files closed
+    /// since are skipped: closing did not sync them, the next flush will).
+    fn start_writeback(&mut self) {
+        for (index, offset, len) in self.writeback.take() {
+            if let Some(file) = self.files.get_open(index) {
+                let id = self.next_id();
+                self.ops.insert(id, OpMeta::Writeback);
+                self.backend.start(Op {
+                    id,
+                    file,
+                    offset,
+                    kind: OpKind::Writeback { len },
+                });
             }
         }
     }

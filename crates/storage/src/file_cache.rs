@@ -108,6 +108,14 @@ impl FileCache {
         Ok(file)
     }
 
+    /// File `index` if it is open for writing; never opens it.
+    pub(crate) fn get_open(&self, index: usize) -> Option<Arc<File>> {
+        self.open
+            .get(&index)
+            .filter(|open| open.writable)
+            .map(|open| open.file.clone())
+    }
+
     /// Whether file `index` can be had without going over the cap: it is open, there is room, or
     /// an open file is idle and can be closed.
     pub(crate) fn can_open(&self, index: usize) -> bool {

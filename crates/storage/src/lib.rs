@@ -59,6 +59,7 @@ mod read_cache;
 mod resume;
 mod sync_backend;
 mod uring_backend;
+mod writeback;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -268,6 +269,7 @@ impl Storage {
             ops: HashMap::new(),
             next_op: 0,
             dirty: HashSet::new(),
+            writeback: writeback::Writeback::default(),
             unsaved: false,
             last_save: Instant::now(),
             syncs_left: 0,

@@ -88,6 +88,26 @@ fn run(op: &mut Op, max_write: Option<usize>) -> std::io::Result<usize> {
         OpKind::Sync => rustix::fs::fdatasync(&*op.file)
             .map(|()| 0)
             .map_err(Into::into),
+        OpKind::Writeback { len } => start_writeback(&op.file, op.offset, *len),
+    }
+}
+
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`, which rustix does not wrap.
+#[allow(unsafe_code)]
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Ok(0);
+    };
+    // SAFETY: the descriptor is open for as long as `file` is borrowed, and the call touches no
+    // memory of ours.
+    let result = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+    if result == 0 {
+        Ok(0)
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

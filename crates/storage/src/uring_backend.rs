@@ -136,7 +136,7 @@ impl Backend for UringBackend {
                 buf.reserve(*len);
                 (Vec::new(), buf.len())
             }
-            OpKind::Sync => (Vec::new(), 0),
+            OpKind::Sync | OpKind::Writeback { .. } => (Vec::new(), 0),
         };
         let entry = self.pending.vacant_entry();
         let key = entry.key() as u64;
@@ -162,6 +162,13 @@ impl Backend for UringBackend {
             OpKind::Sync => opcode::Fsync::new(fd)
                 .flags(types::FsyncFlags::DATASYNC)
                 .build(),
+            // A length of 0 means "to the end of the file", which also covers ranges over 4 GiB.
+            OpKind::Writeback { len } => {
+                opcode::SyncFileRange::new(fd, u32::try_from(*len).unwrap_or(0))
+                    .offset(offset)
+                    .flags(libc::SYNC_FILE_RANGE_WRITE)
+                    .build()
+            }
         };
         self.push(&sqe.user_data(key));
     }

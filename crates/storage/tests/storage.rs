@@ -323,6 +323,83 @@ fn blocks_of_an_unfinished_piece_reach_the_file_on_flush() {
     }
 }
 
+/// Bytes of `path` still waiting for ext4 to allocate them (dirty pages never written out), as
+/// `filefrag -v` reports them; `None` where that cannot be told (no filefrag, not ext4).
+fn delalloc_bytes(path: &Path) -> Option<u64> {
+    let output = std::process::Command::new("filefrag")
+        .arg("-v")
+        .arg(path)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() || !text.contains("ef53") {
+        return None;
+    }
+    // "File size of f is 4194304 (1024 blocks of 4096 bytes)", then extent lines such as
+    // "  0:   0..  1023:   0..   0:   0:   last,unknown_loc,delalloc,eof".
+    let block: u64 = text
+        .split("blocks of ")
+        .nth(1)?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()?;
+    let delalloc: u64 = text
+        .lines()
+        .filter(|line| line.contains("delalloc"))
+        .filter_map(|line| {
+            let logical = line.split(':').nth(1)?;
+            let (start, end) = logical.split_once("..")?;
+            let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+            Some(end - start + 1)
+        })
+        .sum();
+    Some(delalloc * block)
+}
+
+#[test]
+fn written_data_is_written_out_before_any_sync() {
+    // 24 MiB in 1 MiB pieces: at least the first 8 MiB batch must be handed to the device while
+    // the download runs, not left dirty until the flush (the kernel alone would wait 30 s).
+    const SIZE: usize = 24 << 20;
+    for backend in BACKENDS {
+        let fixture = fixture(&[("big", SIZE, false)], 1 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t").join("big");
+        let (storage, events) = open(&fixture, dir.path(), config(backend));
+        write_pieces(
+            &storage,
+            &fixture,
+            &(0..fixture.metainfo.piece_count()).collect::<Vec<_>>(),
+        );
+        wait_verified(&events, fixture.metainfo.piece_count());
+        let Some(mut delalloc) = delalloc_bytes(&path) else {
+            eprintln!(
+                "skipped: {} is not on ext4 or filefrag is missing",
+                path.display()
+            );
+            return;
+        };
+        let deadline = std::time::Instant::now() + WAIT;
+        // Write-out runs in the background: poll, with a deadline, until it has allocated blocks.
+        let most = (SIZE - (8 << 20)) as u64;
+        while delalloc > most && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+            delalloc = delalloc_bytes(&path).unwrap_or(0);
+        }
+        assert!(
+            delalloc <= most,
+            "{backend:?}: {delalloc} bytes still dirty and unallocated"
+        );
+        storage.shutdown().unwrap();
+        assert_eq!(
+            delalloc_bytes(&path),
+            Some(0),
+            "{backend:?}: shutdown syncs"
+        );
+    }
+}
+
 fn write_pieces(storage: &Storage, fixture: &Fixture, pieces: &[u32]) {
     let geometry = Geometry::of(&fixture.metainfo);
     for &piece in pieces {
