@@ -125,6 +125,26 @@ fn pipeline_fills_and_refills_with_each_block() {
 }
 
 #[test]
+fn a_deep_pipeline_refills_in_batches() {
+    let mut core = core(64, Bitfield::new(64), false);
+    let key = full_seed_peer(&mut core, 1);
+    core.peers[key].slow_start = false;
+    core.peers[key].queue_target = 128;
+    let now = Instant::now();
+    core.fill_requests(key, now);
+    let asked = requests(&sent(&mut core, key));
+    assert_eq!(asked.len(), 128, "filled to the target");
+    // 128 / 8 = 16 free slots make a batch: 15 blocks send nothing, the 16th sends 16.
+    for (index, info) in asked.iter().take(16).enumerate() {
+        core.on_message(key, block(*info), now);
+        let more = requests(&sent(&mut core, key));
+        let expected = if index == 15 { 16 } else { 0 };
+        assert_eq!(more.len(), expected, "after block {}", index + 1);
+    }
+    assert_eq!(core.peers[key].requests.len(), 128);
+}
+
+#[test]
 fn choke_gives_requests_to_another_peer() {
     let mut core = core(1, Bitfield::new(1), false);
     let a = full_seed_peer(&mut core, 1);

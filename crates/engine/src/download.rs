@@ -6,10 +6,11 @@
 //! started by a fast peer is left to it (whole pieces for fast peers), so slow peers do not hold
 //! the last blocks of many pieces.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use cratetorrent_metainfo::PieceIndex;
-use cratetorrent_wire::{BLOCK_SIZE, Block, Geometry, Message};
+use cratetorrent_wire::{BLOCK_SIZE, Block, BlockInfo, Geometry, Message};
 
 use crate::core::{Action, BanKey, Core, PeerKey};
 use crate::peer::{Outstanding, Peer};
@@ -21,11 +22,17 @@ const MAX_DUPLICATES: u8 = 2;
 /// Blocks a peer may send that we never requested (nor withdrew) before it is disconnected:
 /// 1 MiB of slack for clients that send what they guess we want.
 const MAX_UNASKED_BLOCKS: usize = 64;
+/// A pipeline is refilled once this fraction of it (1/n) is free...
+const REFILL_FRACTION: usize = 8;
+/// ...or this many requests, whichever is fewer.
+const MAX_REFILL_BATCH: usize = 16;
 
 /// A piece being downloaded.
 #[derive(Debug)]
 pub(crate) struct PieceDownload {
     states: Vec<u8>,
+    /// No block before this index is free: where the next scan for free blocks starts.
+    first_free: usize,
     free: u32,
     received: u32,
     /// The peer that started it (by tag).
@@ -38,6 +45,7 @@ impl PieceDownload {
     fn new(blocks: u32, owner: u64) -> Self {
         Self {
             states: vec![0; blocks as usize],
+            first_free: 0,
             free: blocks,
             received: 0,
             owner,
@@ -50,21 +58,26 @@ impl PieceDownload {
     }
 }
 
-/// Requests up to `need` blocks of `piece` from `peer` (free ones, or in end-game ones already
-/// requested once elsewhere); returns how many.
+/// Requests up to `need` blocks of `piece` from `peer`: free ones, or in end-game (`asked` holds
+/// what the peer has outstanding) ones requested once elsewhere; returns how many.
 fn request_blocks(
     peer: &mut Peer,
     download: &mut PieceDownload,
     geometry: &Geometry,
     piece: PieceIndex,
     need: usize,
-    end_game: bool,
+    asked: Option<&HashSet<BlockInfo>>,
     now: Instant,
 ) -> usize {
     let mut sent = 0;
-    for (index, state) in download.states.iter_mut().enumerate() {
+    let end_game = asked.is_some();
+    let start = if end_game { 0 } else { download.first_free };
+    for (index, state) in download.states.iter_mut().enumerate().skip(start) {
         if sent == need {
             break;
+        }
+        if !end_game && *state != 0 && index == download.first_free {
+            download.first_free += 1;
         }
         let eligible = if end_game {
             (1..MAX_DUPLICATES).contains(state)
@@ -77,11 +90,14 @@ fn request_blocks(
         let Some(block) = geometry.block(piece, index as u32) else {
             continue;
         };
-        if end_game && peer.requests.iter().any(|r| r.block == block) {
+        if asked.is_some_and(|asked| asked.contains(&block)) {
             continue;
         }
         if *state == 0 {
             download.free -= 1;
+            if index == download.first_free {
+                download.first_free += 1;
+            }
         }
         *state += 1;
         peer.requests.push_back(Outstanding { block, sent: now });
@@ -132,7 +148,7 @@ impl Core {
                 &self.geometry,
                 piece,
                 need,
-                false,
+                None,
                 now,
             );
             self.downloads.insert(piece, download);
@@ -165,6 +181,10 @@ impl Core {
     ) -> usize {
         let mut sent = 0;
         let own_tag = self.peers[key].tag;
+        // End-game skips blocks this peer already has outstanding: a set, not a scan of its
+        // whole pipeline for every block considered.
+        let asked: Option<HashSet<BlockInfo>> =
+            end_game.then(|| self.peers[key].requests.iter().map(|r| r.block).collect());
         for i in 0..self.partials.len() {
             if sent == need {
                 break;
@@ -194,7 +214,7 @@ impl Core {
                 &self.geometry,
                 piece,
                 need - sent,
-                end_game,
+                asked.as_ref(),
                 now,
             );
         }
@@ -273,7 +293,22 @@ impl Core {
         if state > 1 || (state == 1 && !self.picker.has_pickable()) {
             self.cancel_elsewhere(key, info);
         }
-        self.fill_requests(key, now);
+        self.refill_after_block(key, now);
+    }
+
+    /// Tops up a peer's pipeline once it has room for a batch of requests, not after every block:
+    /// a deep pipeline (hundreds of requests at loopback rates) then costs one walk over the
+    /// pieces in progress per batch instead of one per 16 KiB. Shallow pipelines (slow start,
+    /// slow peers) still refill at once, so the batch never leaves a peer idle.
+    fn refill_after_block(&mut self, key: PeerKey, now: Instant) {
+        let Some(peer) = self.peers.get(key) else {
+            return;
+        };
+        let target = peer.request_target(self.conf.max_out_requests);
+        let batch = (target / REFILL_FRACTION).clamp(1, MAX_REFILL_BATCH);
+        if target.saturating_sub(peer.requests.len()) >= batch {
+            self.fill_requests(key, now);
+        }
     }
 
     /// End-game: the block came from `from`; withdraw it from everyone else.
@@ -311,6 +346,8 @@ impl Core {
                 *state -= 1;
                 if *state == 0 {
                     download.free += 1;
+                    let index = (request.block.offset / BLOCK_SIZE) as usize;
+                    download.first_free = download.first_free.min(index);
                 }
             }
             if download.is_untouched() {
