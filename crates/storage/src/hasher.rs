@@ -1,19 +1,47 @@
 //! Piece hashing off the caller's thread, from memory, as blocks arrive.
 //!
-//! Each piece belongs to one worker (piece index modulo the worker count), which feeds blocks to
-//! SHA-1 in offset order and holds out-of-order blocks until the gap before them fills. Nothing
-//! is ever read back from disk. Jobs are queued and handed over in one batch per worker per turn
-//! of the disk thread, so a burst of blocks costs a worker one wake-up, not one per block.
+//! Blocks are fed to SHA-1 in offset order; out-of-order blocks wait until the gap before them
+//! fills. Nothing is ever read back from disk. Jobs are handed over in one batch per worker per
+//! turn of the disk thread, so a burst of blocks costs a worker one wake-up, not one per block.
+//!
+//! Two ways to run:
+//! - **Lanes** (CPUs with AVX-512): one worker hashes up to sixteen pieces at once
+//!   ([`crate::sha1x16`]), one 16 KiB block of each per step. It lets hashable data gather until
+//!   all sixteen lanes are busy, or a budget of bytes is reached (a quarter of the memory cap,
+//!   at most 8 MiB), or no job has come for [`IDLE`]; then it uses the lanes if at least
+//!   [`MIN_LANES`] pieces have data and the scalar (SHA-NI) path for the rest.
+//! - **Scalar**: each piece belongs to one of several workers (piece index modulo the worker
+//!   count), which hashes blocks as soon as they are in order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use cratetorrent_metainfo::{Metainfo, PieceIndex};
-use sha1::{Digest, Sha1};
+use cratetorrent_wire::BLOCK_SIZE;
 
 use crate::memory::HeldBlock;
+use crate::sha1x16::{self, LANES};
+
+/// Fewer pieces with data than this are hashed one by one: below it, the lanes cost more per
+/// byte than SHA-NI does.
+const MIN_LANES: usize = 6;
+/// How long the lane worker waits for more data before hashing what it has.
+const IDLE: Duration = Duration::from_millis(1);
+/// Most hashable bytes the lane worker lets gather.
+const MAX_BUDGET: u64 = 8 << 20;
+
+const SHA1_INIT: sha1x16::State = [
+    0x6745_2301,
+    0xEFCD_AB89,
+    0x98BA_DCFE,
+    0x1032_5476,
+    0xC3D2_E1F0,
+];
+/// What an idle lane hashes (its result is thrown away).
+static IDLE_LANE: [u8; BLOCK_SIZE as usize] = [0; BLOCK_SIZE as usize];
 
 pub(crate) enum HashJob {
     Block {
@@ -28,12 +56,6 @@ pub(crate) enum HashJob {
 /// Where a worker reports `(piece, hash matches)`.
 pub(crate) type Report = Box<dyn Fn(PieceIndex, bool) + Send + Sync>;
 
-struct PieceHash {
-    sha: Sha1,
-    next: u32,
-    waiting: BTreeMap<u32, Arc<HeldBlock>>,
-}
-
 pub(crate) struct Hashers {
     queues: Vec<Sender<Vec<HashJob>>>,
     batches: Vec<Vec<HashJob>>,
@@ -41,17 +63,40 @@ pub(crate) struct Hashers {
 }
 
 impl Hashers {
-    pub(crate) fn start(threads: usize, metainfo: Metainfo, report: Report) -> Self {
+    /// Starts the workers: one lane worker when `lanes` is set and the CPU has AVX-512 (with
+    /// `max_memory` bounding what it lets gather), otherwise `threads` scalar workers.
+    pub(crate) fn start(
+        threads: usize,
+        lanes: bool,
+        max_memory: u64,
+        metainfo: Metainfo,
+        report: Report,
+    ) -> Self {
+        let lanes = lanes && sha1x16::supported();
+        let threads = if lanes { 1 } else { threads.max(1) };
+        let budget = (max_memory / 4).min(MAX_BUDGET);
         let report = Arc::new(report);
         let metainfo = Arc::new(metainfo);
         let mut queues = Vec::new();
         let mut workers = Vec::new();
-        for index in 0..threads.max(1) {
+        for index in 0..threads {
             let (queue, jobs) = mpsc::channel();
             let (metainfo, report) = (metainfo.clone(), report.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("ct-hash-{index}"))
-                .spawn(move || work(&jobs, &metainfo, &**report));
+                .spawn(move || {
+                    Worker {
+                        metainfo: &metainfo,
+                        report: &**report,
+                        pieces: HashMap::new(),
+                        ready_bytes: 0,
+                        lanes,
+                        budget,
+                        lane_steps: 0,
+                        scalar_pieces: 0,
+                    }
+                    .run(&jobs);
+                });
             if let Ok(handle) = spawned {
                 queues.push(queue);
                 workers.push(handle);
@@ -95,60 +140,362 @@ impl Drop for Hashers {
     }
 }
 
-fn work(
-    jobs: &Receiver<Vec<HashJob>>,
-    metainfo: &Metainfo,
-    report: &(dyn Fn(PieceIndex, bool) + Send + Sync),
-) {
-    let mut pieces: HashMap<PieceIndex, PieceHash> = HashMap::new();
-    while let Ok(batch) = jobs.recv() {
+/// One piece's hash in progress.
+struct PieceHash {
+    state: sha1x16::State,
+    /// Bytes fed to the compression function so far (always a multiple of 64 until the end).
+    hashed: u32,
+    /// Blocks in offset order from `hashed` on, ready to hash.
+    ready: VecDeque<Arc<HeldBlock>>,
+    /// Where the next in-order block starts.
+    ready_end: u32,
+    /// Blocks past a gap, by offset.
+    waiting: BTreeMap<u32, Arc<HeldBlock>>,
+}
+
+impl PieceHash {
+    fn new() -> Self {
+        Self {
+            state: SHA1_INIT,
+            hashed: 0,
+            ready: VecDeque::new(),
+            ready_end: 0,
+            waiting: BTreeMap::new(),
+        }
+    }
+
+    /// Whether the next ready block can go into a lane (whole 16 KiB: only the torrent's very
+    /// last block is shorter).
+    fn lane_ready(&self) -> bool {
+        self.ready
+            .front()
+            .is_some_and(|block| block.data.len() == BLOCK_SIZE as usize)
+    }
+}
+
+struct Worker<'a> {
+    metainfo: &'a Metainfo,
+    report: &'a (dyn Fn(PieceIndex, bool) + Send + Sync),
+    pieces: HashMap<PieceIndex, PieceHash>,
+    /// Bytes in `ready` queues, over all pieces.
+    ready_bytes: u64,
+    lanes: bool,
+    budget: u64,
+    /// Steps through the lanes and pieces hashed alone, for the log.
+    lane_steps: u64,
+    scalar_pieces: u64,
+}
+
+impl Worker<'_> {
+    fn run(&mut self, jobs: &Receiver<Vec<HashJob>>) {
+        self.serve(jobs);
+        tracing::debug!(
+            lanes = self.lanes,
+            lane_steps = self.lane_steps,
+            scalar_pieces = self.scalar_pieces,
+            "hash worker done"
+        );
+    }
+
+    fn serve(&mut self, jobs: &Receiver<Vec<HashJob>>) {
+        loop {
+            let batch = if self.lanes && self.ready_bytes > 0 {
+                match jobs.recv_timeout(IDLE) {
+                    Ok(batch) => batch,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.hash(true);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match jobs.recv() {
+                    Ok(batch) => batch,
+                    Err(_) => return,
+                }
+            };
+            self.absorb(batch);
+            while let Ok(batch) = jobs.try_recv() {
+                self.absorb(batch);
+            }
+            self.hash(false);
+        }
+    }
+
+    fn absorb(&mut self, batch: Vec<HashJob>) {
         for job in batch {
             match job {
                 HashJob::Forget(piece) => {
-                    pieces.remove(&piece);
+                    if let Some(state) = self.pieces.remove(&piece) {
+                        self.ready_bytes -= ready_len(&state);
+                    }
                 }
                 HashJob::Block {
                     piece,
                     offset,
                     block,
-                } => hash_block(&mut pieces, metainfo, report, piece, offset, block),
+                } => self.add_block(piece, offset, block),
             }
         }
     }
+
+    fn add_block(&mut self, piece: PieceIndex, offset: u32, block: Arc<HeldBlock>) {
+        let state = self.pieces.entry(piece).or_insert_with(PieceHash::new);
+        if offset > state.ready_end {
+            state.waiting.insert(offset, block);
+            return;
+        }
+        if offset < state.ready_end {
+            return;
+        }
+        state.ready_end += block.data.len() as u32;
+        self.ready_bytes += block.data.len() as u64;
+        state.ready.push_back(block);
+        while let Some(next) = state.waiting.remove(&state.ready_end) {
+            state.ready_end += next.data.len() as u32;
+            self.ready_bytes += next.data.len() as u64;
+            state.ready.push_back(next);
+        }
+    }
+
+    /// Hashes what should be hashed now. Scalar workers hash everything at once; the lane worker
+    /// waits for full lanes unless `idle` or over its budget.
+    fn hash(&mut self, idle: bool) {
+        if !self.lanes {
+            let ready: Vec<PieceIndex> = self
+                .pieces
+                .iter()
+                .filter(|(_, state)| !state.ready.is_empty())
+                .map(|(&piece, _)| piece)
+                .collect();
+            for piece in ready {
+                self.hash_scalar(piece);
+            }
+            return;
+        }
+        loop {
+            let mut candidates: Vec<PieceIndex> = self
+                .pieces
+                .iter()
+                .filter(|(_, state)| state.lane_ready())
+                .map(|(&piece, _)| piece)
+                .collect();
+            let pressed = idle || self.ready_bytes >= self.budget;
+            if candidates.len() >= LANES || (candidates.len() >= MIN_LANES && pressed) {
+                candidates.sort_unstable();
+                candidates.truncate(LANES);
+                self.hash_lanes(&candidates);
+                continue;
+            }
+            if !pressed {
+                return;
+            }
+            // Too few pieces for the lanes: hash the oldest one alone and look again.
+            let oldest = self
+                .pieces
+                .iter()
+                .filter(|(_, state)| !state.ready.is_empty())
+                .map(|(&piece, _)| piece)
+                .min();
+            match oldest {
+                Some(piece) => self.hash_scalar(piece),
+                None => return,
+            }
+        }
+    }
+
+    /// One 16 KiB block of each of `pieces` (at most [`LANES`]) through the lanes.
+    fn hash_lanes(&mut self, pieces: &[PieceIndex]) {
+        self.lane_steps += 1;
+        let mut taken: Vec<(PieceIndex, Arc<HeldBlock>)> = Vec::with_capacity(LANES);
+        let mut states = [SHA1_INIT; LANES];
+        for &piece in pieces.iter().take(LANES) {
+            if let Some(progress) = self.pieces.get_mut(&piece)
+                && let Some(block) = progress.ready.pop_front()
+            {
+                states[taken.len()] = progress.state;
+                taken.push((piece, block));
+            }
+        }
+        let lanes: [&[u8]; LANES] = std::array::from_fn(|lane| {
+            taken
+                .get(lane)
+                .map_or(&IDLE_LANE[..], |(_, block)| &block.data[..])
+        });
+        if !sha1x16::compress(&mut states, &lanes) {
+            // Not reached (lane candidates hold whole blocks); hash them one by one instead.
+            for (state, lane) in states.iter_mut().zip(&lanes) {
+                sha1::block_api::compress(state, lane.as_chunks::<64>().0);
+            }
+        }
+        for ((piece, block), state) in taken.into_iter().zip(states) {
+            self.ready_bytes -= block.data.len() as u64;
+            if let Some(progress) = self.pieces.get_mut(&piece) {
+                progress.state = state;
+                progress.hashed += block.data.len() as u32;
+                if Some(progress.hashed) == self.metainfo.piece_len(piece) {
+                    self.finish(piece, &[]);
+                }
+            }
+        }
+    }
+
+    /// Every ready block of `piece`, with the scalar (SHA-NI where available) compression.
+    fn hash_scalar(&mut self, piece: PieceIndex) {
+        let Some(state) = self.pieces.get_mut(&piece) else {
+            return;
+        };
+        self.scalar_pieces += 1;
+        while let Some(block) = state.ready.pop_front() {
+            self.ready_bytes -= block.data.len() as u64;
+            let (whole, tail) = block.data.as_chunks::<64>();
+            sha1::block_api::compress(&mut state.state, whole);
+            state.hashed += (whole.len() * 64) as u32;
+            if !tail.is_empty() {
+                // Only a piece's last block can end off a 64-byte boundary.
+                self.finish(piece, tail);
+                return;
+            }
+        }
+        if Some(state.hashed) == self.metainfo.piece_len(piece) {
+            self.finish(piece, &[]);
+        }
+    }
+
+    /// Pads the last bytes of `piece`, compares the digest and reports.
+    fn finish(&mut self, piece: PieceIndex, tail: &[u8]) {
+        let Some(progress) = self.pieces.remove(&piece) else {
+            return;
+        };
+        self.ready_bytes -= ready_len(&progress);
+        let mut state = progress.state;
+        let total = u64::from(progress.hashed) + tail.len() as u64;
+        let mut last = [0u8; 128];
+        last[..tail.len()].copy_from_slice(tail);
+        last[tail.len()] = 0x80;
+        let blocks = if tail.len() < 56 { 1 } else { 2 };
+        last[blocks * 64 - 8..blocks * 64].copy_from_slice(&(total * 8).to_be_bytes());
+        sha1::block_api::compress(&mut state, last[..blocks * 64].as_chunks::<64>().0);
+        let mut digest = [0u8; 20];
+        for (bytes, word) in digest.chunks_exact_mut(4).zip(state) {
+            bytes.copy_from_slice(&word.to_be_bytes());
+        }
+        let complete = progress.ready.is_empty()
+            && progress.waiting.is_empty()
+            && Some(total) == self.metainfo.piece_len(piece).map(u64::from);
+        (self.report)(
+            piece,
+            complete && self.metainfo.piece_hash(piece) == Some(&digest),
+        );
+    }
 }
 
-fn hash_block(
-    pieces: &mut HashMap<PieceIndex, PieceHash>,
-    metainfo: &Metainfo,
-    report: &(dyn Fn(PieceIndex, bool) + Send + Sync),
-    piece: PieceIndex,
-    offset: u32,
-    block: Arc<HeldBlock>,
-) {
-    let state = pieces.entry(piece).or_insert_with(|| PieceHash {
-        sha: Sha1::new(),
-        next: 0,
-        waiting: BTreeMap::new(),
-    });
-    if offset < state.next {
-        return;
+fn ready_len(state: &PieceHash) -> u64 {
+    state.ready.iter().map(|b| b.data.len() as u64).sum()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+    use std::sync::Mutex;
+
+    use cratetorrent_metainfo::bencode::{DictBuilder, Encode};
+    use sha1::Digest;
+
+    use super::*;
+    use crate::memory::MemoryGauge;
+
+    /// Deterministic pseudo-random bytes (xorshift).
+    pub(crate) fn payload(len: usize, seed: u64) -> Vec<u8> {
+        let mut seed = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
+        (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect()
     }
-    if offset == state.next {
-        // In order, the common case: no detour through the map (and its node allocation).
-        state.sha.update(&block.data);
-        state.next += block.data.len() as u32;
-        drop(block);
-    } else {
-        state.waiting.insert(offset, block);
+
+    fn metainfo(payload: &[u8], piece_length: usize) -> Metainfo {
+        let hashes: Vec<u8> = payload
+            .chunks(piece_length)
+            .flat_map(|c| <[u8; 20]>::from(sha1::Sha1::digest(c)))
+            .collect();
+        let mut info = DictBuilder::new();
+        info.insert("length", payload.len() as i64)
+            .insert("name", "t")
+            .insert("piece length", piece_length as i64)
+            .insert("pieces", hashes.as_slice());
+        let mut torrent = DictBuilder::new();
+        torrent.insert("info", info);
+        Metainfo::from_bytes(&torrent.to_bencode()).unwrap()
     }
-    while let Some(block) = state.waiting.remove(&state.next) {
-        state.sha.update(&block.data);
-        state.next += block.data.len() as u32;
+
+    /// Feeds every block (shuffled, block `corrupt` flipped) to a worker; returns the reports.
+    fn run(lanes: bool, corrupt: usize) -> Vec<(PieceIndex, bool)> {
+        let piece_length = 4 * BLOCK_SIZE as usize;
+        let data = payload(40 * piece_length + 5000, 3);
+        let metainfo = metainfo(&data, piece_length);
+        let reports = Mutex::new(Vec::new());
+        let report = |piece, ok| reports.lock().unwrap().push((piece, ok));
+        let gauge = Arc::new(MemoryGauge::new(u64::MAX, Box::new(|| {})));
+        let mut worker = Worker {
+            metainfo: &metainfo,
+            report: &report,
+            pieces: HashMap::new(),
+            ready_bytes: 0,
+            lanes,
+            budget: 1 << 20,
+            lane_steps: 0,
+            scalar_pieces: 0,
+        };
+        let mut blocks: Vec<(usize, usize)> = (0..data.len())
+            .step_by(BLOCK_SIZE as usize)
+            .map(|at| (at, (at + BLOCK_SIZE as usize).min(data.len())))
+            .collect();
+        // A fixed shuffle: pieces arrive interleaved and out of order.
+        let mut seed = 7u64;
+        for i in (1..blocks.len()).rev() {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            blocks.swap(i, (seed >> 33) as usize % (i + 1));
+        }
+        for (index, (start, end)) in blocks.into_iter().enumerate() {
+            let mut bytes = data[start..end].to_vec();
+            if index == corrupt {
+                bytes[100] ^= 1;
+            }
+            let (block, _) = HeldBlock::new(bytes.into(), gauge.clone());
+            let piece = (start / piece_length) as PieceIndex;
+            let offset = (start % piece_length) as u32;
+            worker.absorb(vec![HashJob::Block {
+                piece,
+                offset,
+                block,
+            }]);
+            worker.hash(false);
+        }
+        worker.hash(true);
+        assert_eq!(worker.ready_bytes, 0);
+        assert!(worker.pieces.is_empty());
+        assert_eq!(gauge.held(), 0, "every block released");
+        if lanes && sha1x16::supported() {
+            assert!(worker.lane_steps > 0, "the lanes were never used");
+        }
+        let mut reports = reports.into_inner().unwrap();
+        reports.sort_unstable();
+        reports
     }
-    if Some(state.next) == metainfo.piece_len(piece)
-        && let Some(state) = pieces.remove(&piece)
-    {
-        let digest: [u8; 20] = state.sha.finalize().into();
-        report(piece, metainfo.piece_hash(piece) == Some(&digest));
+
+    #[test]
+    fn lanes_and_scalar_verify_the_same_pieces() {
+        let corrupt_block = 77;
+        let lanes = run(true, corrupt_block);
+        let scalar = run(false, corrupt_block);
+        assert_eq!(lanes, scalar);
+        assert_eq!(lanes.len(), 41, "every piece reported once");
+        assert_eq!(lanes.iter().filter(|(_, ok)| !ok).count(), 1);
+        assert!(run(true, usize::MAX).iter().all(|(_, ok)| *ok));
     }
 }

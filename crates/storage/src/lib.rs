@@ -57,6 +57,7 @@ mod layout;
 mod memory;
 mod read_cache;
 mod resume;
+mod sha1x16;
 mod sync_backend;
 mod uring_backend;
 mod writeback;
@@ -112,8 +113,11 @@ pub struct StorageConfig {
     pub preallocate: bool,
     /// The I/O backend.
     pub backend: BackendKind,
-    /// Threads hashing pieces (default: one per core).
+    /// Threads hashing pieces (default: one per core). With lanes in use, one thread hashes.
     pub hash_threads: usize,
+    /// Hash up to sixteen pieces at once with AVX-512 where the CPU has it (default true);
+    /// otherwise, or when false, each piece is hashed alone (SHA-NI where available).
+    pub hash_lanes: bool,
     /// Threads of the portable backend (default 4).
     pub io_threads: usize,
     /// How often resume data is saved while pieces are being verified (default 30 s).
@@ -132,6 +136,7 @@ impl Default for StorageConfig {
             preallocate: false,
             backend: BackendKind::Auto,
             hash_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            hash_lanes: true,
             io_threads: 4,
             resume_interval: Duration::from_secs(30),
             max_write_len: None,
@@ -242,6 +247,8 @@ impl Storage {
             let (commands, doorbell) = (commands.clone(), doorbell.clone());
             Hashers::start(
                 config.hash_threads,
+                config.hash_lanes,
+                config.max_memory,
                 metainfo.clone(),
                 Box::new(move |piece, ok| {
                     if commands.send(Command::Hashed { piece, ok }).is_ok() {
