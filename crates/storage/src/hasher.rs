@@ -433,10 +433,21 @@ pub(crate) mod tests {
         Metainfo::from_bytes(&torrent.to_bencode()).unwrap()
     }
 
-    /// Feeds every block (shuffled, block `corrupt` flipped) to a worker; returns the reports.
-    fn run(lanes: bool, corrupt: usize) -> Vec<(PieceIndex, bool)> {
-        let piece_length = 4 * BLOCK_SIZE as usize;
-        let data = payload(40 * piece_length + 5000, 3);
+    /// A torrent of `pieces` pieces of `piece_blocks` blocks, the last one `tail` bytes long.
+    struct Scenario {
+        piece_blocks: usize,
+        pieces: usize,
+        tail: usize,
+        shuffle: u64,
+        corrupt: usize,
+        budget: u64,
+    }
+
+    /// Feeds every block (shuffled, block `corrupt` flipped) to a worker, handing over a batch
+    /// every few blocks as the disk thread does; returns the reports and the lane steps taken.
+    fn run(lanes: bool, scenario: &Scenario) -> (Vec<(PieceIndex, bool)>, u64) {
+        let piece_length = scenario.piece_blocks * BLOCK_SIZE as usize;
+        let data = payload((scenario.pieces - 1) * piece_length + scenario.tail, 3);
         let metainfo = metainfo(&data, piece_length);
         let reports = Mutex::new(Vec::new());
         let report = |piece, ok| reports.lock().unwrap().push((piece, ok));
@@ -447,7 +458,7 @@ pub(crate) mod tests {
             pieces: HashMap::new(),
             ready_bytes: 0,
             lanes,
-            budget: 1 << 20,
+            budget: scenario.budget,
             lane_steps: 0,
             scalar_pieces: 0,
         };
@@ -455,47 +466,85 @@ pub(crate) mod tests {
             .step_by(BLOCK_SIZE as usize)
             .map(|at| (at, (at + BLOCK_SIZE as usize).min(data.len())))
             .collect();
-        // A fixed shuffle: pieces arrive interleaved and out of order.
-        let mut seed = 7u64;
+        let mut seed = scenario.shuffle;
         for i in (1..blocks.len()).rev() {
             seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             blocks.swap(i, (seed >> 33) as usize % (i + 1));
         }
+        let mut batch = Vec::new();
         for (index, (start, end)) in blocks.into_iter().enumerate() {
             let mut bytes = data[start..end].to_vec();
-            if index == corrupt {
-                bytes[100] ^= 1;
+            if index == scenario.corrupt {
+                bytes[0] ^= 1;
             }
             let (block, _) = HeldBlock::new(bytes.into(), gauge.clone());
-            let piece = (start / piece_length) as PieceIndex;
-            let offset = (start % piece_length) as u32;
-            worker.absorb(vec![HashJob::Block {
-                piece,
-                offset,
+            batch.push(HashJob::Block {
+                piece: (start / piece_length) as PieceIndex,
+                offset: (start % piece_length) as u32,
                 block,
-            }]);
-            worker.hash(false);
+            });
+            if index % 5 == 4 {
+                worker.absorb(std::mem::take(&mut batch));
+                worker.hash(false);
+            }
         }
+        worker.absorb(batch);
+        worker.hash(false);
         worker.hash(true);
         assert_eq!(worker.ready_bytes, 0);
         assert!(worker.pieces.is_empty());
         assert_eq!(gauge.held(), 0, "every block released");
-        if lanes && sha1x16::supported() {
-            assert!(worker.lane_steps > 0, "the lanes were never used");
-        }
+        let steps = worker.lane_steps;
+        drop(worker);
         let mut reports = reports.into_inner().unwrap();
         reports.sort_unstable();
-        reports
+        (reports, steps)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        #[test]
+        fn lanes_agree_with_scalar_whatever_the_order(
+            piece_blocks in 1usize..6,
+            pieces in 1usize..48,
+            tail_fraction in 1u32..=100,
+            shuffle: u64,
+            corrupt in proptest::option::of(0usize..300),
+            budget in (16u64 << 10)..(2 << 20),
+        ) {
+            let piece_length = piece_blocks * BLOCK_SIZE as usize;
+            let tail = (piece_length * tail_fraction as usize / 100).max(1);
+            let scenario = Scenario {
+                piece_blocks, pieces, tail, shuffle, corrupt: corrupt.unwrap_or(usize::MAX), budget,
+            };
+            let (lanes, _) = run(true, &scenario);
+            let (scalar, _) = run(false, &scenario);
+            proptest::prop_assert_eq!(&lanes, &scalar);
+            proptest::prop_assert_eq!(lanes.len(), pieces);
+            let blocks = (pieces - 1) * piece_blocks + tail.div_ceil(BLOCK_SIZE as usize);
+            let failed = usize::from(scenario.corrupt < blocks);
+            proptest::prop_assert_eq!(lanes.iter().filter(|(_, ok)| !ok).count(), failed);
+        }
     }
 
     #[test]
     fn lanes_and_scalar_verify_the_same_pieces() {
-        let corrupt_block = 77;
-        let lanes = run(true, corrupt_block);
-        let scalar = run(false, corrupt_block);
+        let scenario = |corrupt| Scenario {
+            piece_blocks: 4,
+            pieces: 41,
+            tail: 5000,
+            shuffle: 7,
+            corrupt,
+            budget: 1 << 20,
+        };
+        let (lanes, steps) = run(true, &scenario(77));
+        let (scalar, _) = run(false, &scenario(77));
         assert_eq!(lanes, scalar);
         assert_eq!(lanes.len(), 41, "every piece reported once");
         assert_eq!(lanes.iter().filter(|(_, ok)| !ok).count(), 1);
-        assert!(run(true, usize::MAX).iter().all(|(_, ok)| *ok));
+        if sha1x16::supported() {
+            assert!(steps > 0, "the lanes were never used");
+        }
+        assert!(run(true, &scenario(usize::MAX)).0.iter().all(|(_, ok)| *ok));
     }
 }
