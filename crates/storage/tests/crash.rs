@@ -63,8 +63,9 @@ fn child(dir: &Path) {
                 .write_block(*piece, block.offset, block_data(&fixture, block), 1)
                 .unwrap();
         }
-        // Pace the writes so that kills land in the middle of the download.
-        if index % 4 == 3 {
+        // Pace the writes so that kills land in the middle of the download (hashing sixteen
+        // pieces at once, the storage would otherwise finish before the parent reacts).
+        if index % 2 == 1 {
             std::thread::sleep(Duration::from_millis(2));
         }
         while let Ok(event) = events.try_recv() {
@@ -97,13 +98,15 @@ fn crash_and_resume(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let piece_len = fixture.metainfo.piece_length() as usize;
     let mut verified_before: Vec<u32> = Vec::new();
+    let logs = tempfile::tempdir().unwrap();
+    let stderr_path = logs.path().join("child.stderr");
     for round in 0..7u32 {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
             .env(CHILD_DIR, dir.path())
             .env(CHILD_BACKEND, backend)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
             .unwrap();
         let (lines, receive) = mpsc::channel();
@@ -122,17 +125,25 @@ fn crash_and_resume(backend: &str) {
         };
         let mut newly = 0;
         let mut done = false;
+        let mut seen = Vec::new();
         loop {
-            let line = receive
-                .recv_timeout(Duration::from_secs(60))
-                .expect("child output");
-            if let Some(piece) = line.strip_prefix("VERIFIED ") {
+            let Ok(line) = receive.recv_timeout(Duration::from_secs(60)) else {
+                let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                let status = child.wait();
+                panic!(
+                    "round {round}: no output from the child ({status:?}) after {seen:?}; its stderr:\n{stderr}"
+                );
+            };
+            seen.push(line.clone());
+            // The test harness prints "test <name> ... " without a newline, so the child's first
+            // line can follow it.
+            if let Some((_, piece)) = line.split_once("VERIFIED ") {
                 verified_before.push(piece.parse().unwrap());
                 newly += 1;
                 if newly >= kill_after {
                     break;
                 }
-            } else if line == "DONE" {
+            } else if line.ends_with("DONE") {
                 done = true;
                 break;
             }
@@ -162,6 +173,7 @@ fn crash_and_resume(backend: &str) {
             );
         }
         if done {
+            println!("{backend}: complete in round {round}");
             assert!(have.is_full());
             assert_eq!(on_disk, fixture.payload);
             return;
