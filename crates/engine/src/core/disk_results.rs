@@ -1,0 +1,169 @@
+//! What the storage reports: verified and failed pieces (with blame and bans), failed writes,
+//! and file priorities, which change what is wanted.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::*;
+
+impl Core {
+    /// A piece was written and its hash matched.
+    pub(crate) fn on_piece_verified(&mut self, piece: PieceIndex, now: Instant) {
+        self.downloads.remove(&piece);
+        self.partials.retain(|&p| p != piece);
+        self.parole.remove(&piece);
+        let wanted = self.wants(piece);
+        if !self.have.set(piece) {
+            return;
+        }
+        self.picker.take(piece);
+        if wanted {
+            self.wanted_missing = self.wanted_missing.saturating_sub(1);
+        }
+        let keys: Vec<PeerKey> = self.peers.iter().map(|(k, _)| k).collect();
+        for &key in &keys {
+            let peer = &mut self.peers[key];
+            if peer.has_piece(piece) {
+                if wanted {
+                    peer.interesting = peer.interesting.saturating_sub(1);
+                    self.update_interest(key, now);
+                }
+            } else {
+                peer.outbox.push(&Message::Have(piece));
+                self.actions.push(Action::Wake(key));
+            }
+        }
+        if self.is_finished() && !self.completed_alerted {
+            self.completed_alerted = true;
+            tracing::info!(torrent = %self.info_hash, "download complete");
+            self.actions
+                .push(Action::Alert(Alert::TorrentComplete(self.id)));
+            if self.have.is_full() {
+                for key in keys {
+                    if self.peers[key].is_seed {
+                        self.disconnect(key, "both seeding");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A piece failed its hash: download it again and hold its senders to account.
+    pub(crate) fn on_hash_failed(&mut self, piece: PieceIndex, now: Instant) {
+        self.hash_failures += 1;
+        self.wasted += u64::from(self.geometry.piece_len(piece).unwrap_or(0));
+        let Some(download) = self.downloads.remove(&piece) else {
+            return;
+        };
+        self.partials.retain(|&p| p != piece);
+        self.picker.restore(piece);
+        if let [culprit] = download.contributors[..] {
+            let strikes = self.strikes.entry(culprit).or_insert(0);
+            *strikes += 2;
+            if *strikes >= self.conf.max_strikes {
+                self.ban(culprit);
+            }
+        } else {
+            // Blaming everyone would eventually ban honest peers that shared a piece with a
+            // bad one; instead the retry comes from a single peer.
+            self.parole.insert(piece);
+        }
+        self.fill_all(now);
+    }
+
+    pub(super) fn ban(&mut self, key: BanKey) {
+        if !self.banned.insert(key) {
+            return;
+        }
+        let matching: Vec<(PeerKey, SocketAddr)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| BanKey::of(p.addr, p.id) == key)
+            .map(|(k, p)| (k, p.addr))
+            .collect();
+        for (peer, addr) in matching {
+            tracing::warn!(%addr, "banning peer for sending corrupt data");
+            if let Some(known) = self.known.get_mut(&addr) {
+                known.banned = true;
+            }
+            self.actions
+                .push(Action::Alert(Alert::PeerBanned { id: self.id, addr }));
+            self.disconnect(peer, "banned");
+        }
+    }
+
+    /// Writing failed; the pieces will be downloaded again. A full disk pauses the torrent
+    /// (downloading on would only fetch data to throw away) until the user resumes it.
+    pub(crate) fn on_write_failed(
+        &mut self,
+        pieces: &[PieceIndex],
+        error: StorageError,
+        now: Instant,
+    ) {
+        for &piece in pieces {
+            if self.downloads.remove(&piece).is_some() {
+                self.partials.retain(|&p| p != piece);
+                self.picker.restore(piece);
+            }
+        }
+        let no_space = matches!(error, StorageError::NoSpace { .. });
+        if no_space && self.paused {
+            // Writes queued before the pause report the same full disk: one alert is enough.
+            return;
+        }
+        self.actions.push(Action::Alert(Alert::TorrentError {
+            id: self.id,
+            error: TorrentError::Write(error),
+        }));
+        if no_space {
+            self.set_paused(true, now);
+        } else {
+            self.fill_all(now);
+        }
+    }
+
+    // ---- settings ----
+
+    /// Sets file priorities (0 = skip); missing entries keep the default.
+    pub(crate) fn set_file_priorities(&mut self, priorities: &[u8], now: Instant) {
+        let piece_length = u64::from(self.metainfo.piece_length());
+        let mut piece_priority = vec![0u8; self.geometry.piece_count() as usize];
+        for (index, file) in self.metainfo.files().iter().enumerate() {
+            if file.length() == 0 || file.is_padding() {
+                continue;
+            }
+            let priority = priorities
+                .get(index)
+                .copied()
+                .unwrap_or(crate::picker::DEFAULT_PRIORITY)
+                .min(crate::picker::MAX_PRIORITY);
+            let first = file.offset() / piece_length;
+            let last = (file.offset() + file.length() - 1) / piece_length;
+            for p in &mut piece_priority[first as usize..=last as usize] {
+                *p = (*p).max(priority);
+            }
+        }
+        for (piece, &priority) in piece_priority.iter().enumerate() {
+            self.picker.set_priority(piece as PieceIndex, priority);
+        }
+        self.wanted_missing = (0..self.geometry.piece_count())
+            .filter(|&p| self.wants(p))
+            .count() as u32;
+        let keys: Vec<PeerKey> = self.peers.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let peer = &self.peers[key];
+            let interesting = (0..self.geometry.piece_count())
+                .filter(|&p| peer.has_piece(p) && self.wants(p))
+                .count() as u32;
+            self.peers[key].interesting = interesting;
+            self.update_interest(key, now);
+        }
+        if self.is_finished() && !self.completed_alerted {
+            self.completed_alerted = true;
+            self.actions
+                .push(Action::Alert(Alert::TorrentComplete(self.id)));
+        } else if !self.is_finished() {
+            self.completed_alerted = false;
+        }
+    }
+}
