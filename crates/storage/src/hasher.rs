@@ -368,18 +368,8 @@ impl Worker<'_> {
             return;
         };
         self.ready_bytes -= ready_len(&progress);
-        let mut state = progress.state;
         let total = u64::from(progress.hashed) + tail.len() as u64;
-        let mut last = [0u8; 128];
-        last[..tail.len()].copy_from_slice(tail);
-        last[tail.len()] = 0x80;
-        let blocks = if tail.len() < 56 { 1 } else { 2 };
-        last[blocks * 64 - 8..blocks * 64].copy_from_slice(&(total * 8).to_be_bytes());
-        sha1::block_api::compress(&mut state, last[..blocks * 64].as_chunks::<64>().0);
-        let mut digest = [0u8; 20];
-        for (bytes, word) in digest.chunks_exact_mut(4).zip(state) {
-            bytes.copy_from_slice(&word.to_be_bytes());
-        }
+        let digest = sha1x16::digest(progress.state, tail, total);
         let complete = progress.ready.is_empty()
             && progress.waiting.is_empty()
             && Some(total) == self.metainfo.piece_len(piece).map(u64::from);

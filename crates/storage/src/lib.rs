@@ -55,6 +55,7 @@ mod file_cache;
 mod hasher;
 mod layout;
 mod memory;
+mod piece_check;
 mod read_cache;
 mod resume;
 mod sha1x16;

@@ -2,17 +2,16 @@
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::UNIX_EPOCH;
 
 use cratetorrent_metainfo::bencode::{self, DictBuilder, Encode};
 use cratetorrent_wire::Bitfield;
-use sha1::{Digest, Sha1};
 
 use crate::StorageError;
 use crate::layout::Layout;
+use crate::piece_check::hash_pieces;
 
 /// Progress of a check of existing data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,62 +224,4 @@ pub fn verify(
         have.set(piece);
     }
     have
-}
-
-fn hash_pieces(
-    layout: &Layout,
-    pieces: &[u32],
-    threads: usize,
-    tick: &(dyn Fn() + Sync),
-) -> Vec<u32> {
-    let next = AtomicU64::new(0);
-    let metainfo = layout.metainfo();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads.clamp(1, pieces.len().max(1)))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut good = Vec::new();
-                    let mut buffer = vec![0u8; metainfo.piece_length() as usize];
-                    let mut open: Option<(usize, File)> = None;
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed) as usize;
-                        let Some(&piece) = pieces.get(index) else {
-                            return good;
-                        };
-                        let len = metainfo.piece_len(piece).unwrap_or(0) as usize;
-                        let data = &mut buffer[..len];
-                        let mut at = 0;
-                        let mut ok = true;
-                        for slice in metainfo.piece_slices(piece) {
-                            let part = &mut data[at..at + slice.len as usize];
-                            at += slice.len as usize;
-                            let file = &layout.files[slice.file_index];
-                            if file.padding {
-                                part.fill(0);
-                                continue;
-                            }
-                            if open.as_ref().is_none_or(|(i, _)| *i != slice.file_index) {
-                                open = File::open(&file.path).ok().map(|f| (slice.file_index, f));
-                            }
-                            ok &= open
-                                .as_ref()
-                                .is_some_and(|(_, f)| f.read_exact_at(part, slice.offset).is_ok());
-                        }
-                        if ok
-                            && metainfo
-                                .piece_hash(piece)
-                                .is_some_and(|h| *h == <[u8; 20]>::from(Sha1::digest(&*data)))
-                        {
-                            good.push(piece);
-                        }
-                        tick();
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
-            .collect()
-    })
 }

@@ -21,6 +21,33 @@ pub(crate) const LANES: usize = 16;
 /// SHA-1 state words per message.
 pub(crate) type State = [u32; 5];
 
+/// The state before any input.
+pub(crate) const INIT: State = [
+    0x6745_2301,
+    0xEFCD_AB89,
+    0x98BA_DCFE,
+    0x1032_5476,
+    0xC3D2_E1F0,
+];
+
+/// The digest of a message whose whole 64-byte blocks are in `state` and whose last
+/// `tail.len()` (< 64) bytes are `tail`, `total` bytes in all: pads, compresses (scalar, SHA-NI
+/// where available) and writes the state out big-endian.
+pub(crate) fn digest(mut state: State, tail: &[u8], total: u64) -> [u8; 20] {
+    let mut last = [0u8; 128];
+    let tail = &tail[..tail.len().min(63)];
+    last[..tail.len()].copy_from_slice(tail);
+    last[tail.len()] = 0x80;
+    let blocks = if tail.len() < 56 { 1 } else { 2 };
+    last[blocks * 64 - 8..blocks * 64].copy_from_slice(&total.wrapping_mul(8).to_be_bytes());
+    sha1::block_api::compress(&mut state, last[..blocks * 64].as_chunks::<64>().0);
+    let mut digest = [0u8; 20];
+    for (bytes, word) in digest.chunks_exact_mut(4).zip(state) {
+        bytes.copy_from_slice(&word.to_be_bytes());
+    }
+    digest
+}
+
 /// Whether this CPU can run [`compress`].
 pub(crate) fn supported() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -222,6 +249,23 @@ mod tests {
                 scalar(state, data);
             }
             assert_eq!(states, expected, "{blocks} blocks");
+        }
+    }
+
+    #[test]
+    fn digest_pads_like_the_sha1_crate() {
+        use sha1::Digest;
+        for len in [0usize, 1, 55, 56, 63, 64, 65, 119, 120, 1000] {
+            let data = crate::hasher::tests::payload(len, 9);
+            let whole = len / 64 * 64;
+            let mut state = INIT;
+            scalar(&mut state, &data[..whole]);
+            let expected: [u8; 20] = sha1::Sha1::digest(&data).into();
+            assert_eq!(
+                digest(state, &data[whole..], len as u64),
+                expected,
+                "{len} bytes"
+            );
         }
     }
 

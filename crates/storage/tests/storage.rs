@@ -584,3 +584,61 @@ fn a_read_only_download_directory_is_a_typed_error() {
         drop(storage);
     }
 }
+
+#[test]
+fn a_full_check_finds_exactly_the_intact_pieces() {
+    // 32 KiB pieces over ~2.1 MB in three files and a padding file: several batches of sixteen
+    // pieces for the lanes (where the CPU has them), pieces across file boundaries, a short last
+    // piece. Two pieces are corrupted (first and last lane of a batch) and file `c` is cut short.
+    let piece = 32_768usize;
+    let fixture = fixture(
+        &[
+            ("a", 700_000, false),
+            (".pad/0", 20_000, true),
+            ("b", 1_300_000, false),
+            ("c", 150_000, false),
+        ],
+        piece as u32,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut at = 0;
+    for (name, len, padding) in &fixture.files {
+        if !padding {
+            let path = dir.path().join("t").join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &fixture.payload[at..at + len]).unwrap();
+        }
+        at += len;
+    }
+    let corrupt = [16u32, 31];
+    for &p in &corrupt {
+        let at = p as usize * piece + 100;
+        let file = if at < 700_000 { "a" } else { "b" };
+        let offset = if file == "a" { at } else { at - 720_000 };
+        let path = dir.path().join("t").join(file);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[offset] ^= 0x40;
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let c = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("t/c"))
+        .unwrap();
+    c.set_len(100_000).unwrap();
+    let c_index = 3;
+    let expected: Vec<u32> = (0..fixture.metainfo.piece_count())
+        .filter(|p| !corrupt.contains(p))
+        .filter(|&p| {
+            fixture
+                .metainfo
+                .piece_slices(p)
+                .all(|s| s.file_index != c_index || s.offset + s.len <= 100_000)
+        })
+        .collect();
+    assert_eq!(expected.len(), 62, "two corrupt, three past the end of `c`");
+    let verified = cratetorrent_storage::verify(&fixture.metainfo, dir.path(), 2, &|_| {});
+    assert_eq!(verified.iter_ones().collect::<Vec<_>>(), expected);
+    let (storage, _) = open(&fixture, dir.path(), config(BackendKind::Auto));
+    assert_eq!(storage.have().iter_ones().collect::<Vec<_>>(), expected);
+    storage.shutdown().unwrap();
+}
