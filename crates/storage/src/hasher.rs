@@ -51,6 +51,9 @@ pub(crate) enum HashJob {
     },
     /// Forget a piece's partial state (its download was abandoned).
     Forget(PieceIndex),
+    /// Hash everything hashable now instead of waiting to fill lanes (a flush or shutdown wants
+    /// the verdicts).
+    Drain,
 }
 
 /// Where a worker reports `(piece, hash matches)`.
@@ -110,10 +113,17 @@ impl Hashers {
         }
     }
 
-    /// Queues `job` for the worker owning its piece; [`flush`](Self::flush) hands it over.
+    /// Queues `job` for the worker owning its piece (a drain for every worker);
+    /// [`flush`](Self::flush) hands it over.
     pub(crate) fn push(&mut self, job: HashJob) {
         let piece = match &job {
             HashJob::Block { piece, .. } | HashJob::Forget(piece) => *piece,
+            HashJob::Drain => {
+                for batch in &mut self.batches {
+                    batch.push(HashJob::Drain);
+                }
+                return;
+            }
         };
         let workers = self.batches.len().max(1);
         if let Some(batch) = self.batches.get_mut(piece as usize % workers) {
@@ -214,17 +224,20 @@ impl Worker<'_> {
                     Err(_) => return,
                 }
             };
-            self.absorb(batch);
+            let mut drain = self.absorb(batch);
             while let Ok(batch) = jobs.try_recv() {
-                self.absorb(batch);
+                drain |= self.absorb(batch);
             }
-            self.hash(false);
+            self.hash(drain);
         }
     }
 
-    fn absorb(&mut self, batch: Vec<HashJob>) {
+    /// Takes a batch in; true if it asks for a drain.
+    fn absorb(&mut self, batch: Vec<HashJob>) -> bool {
+        let mut drain = false;
         for job in batch {
             match job {
+                HashJob::Drain => drain = true,
                 HashJob::Forget(piece) => {
                     if let Some(state) = self.pieces.remove(&piece) {
                         self.ready_bytes -= ready_len(&state);
@@ -237,6 +250,7 @@ impl Worker<'_> {
                 } => self.add_block(piece, offset, block),
             }
         }
+        drain
     }
 
     fn add_block(&mut self, piece: PieceIndex, offset: u32, block: Arc<HeldBlock>) {
@@ -474,12 +488,12 @@ pub(crate) mod tests {
                 block,
             });
             if index % 5 == 4 {
-                worker.absorb(std::mem::take(&mut batch));
-                worker.hash(false);
+                let drain = worker.absorb(std::mem::take(&mut batch));
+                worker.hash(drain);
             }
         }
-        worker.absorb(batch);
-        worker.hash(false);
+        batch.push(HashJob::Drain);
+        assert!(worker.absorb(batch));
         worker.hash(true);
         assert_eq!(worker.ready_bytes, 0);
         assert!(worker.pieces.is_empty());
