@@ -8,7 +8,8 @@
 //! - **Lanes** (CPUs with AVX-512): one worker hashes up to sixteen pieces at once
 //!   ([`crate::sha1x16`]), one 16 KiB block of each per step. It lets hashable data gather until
 //!   all sixteen lanes are busy, or a budget of bytes is reached (a quarter of the memory cap,
-//!   at most 8 MiB), or no job has come for [`IDLE`]; then it uses the lanes if at least
+//!   at most 8 MiB), or no job has come for [`IDLE`], or data has waited [`MAX_GATHER`]; then it
+//!   uses the lanes if at least
 //!   [`MIN_LANES`] pieces have data and the scalar (SHA-NI) path for the rest.
 //! - **Scalar**: each piece belongs to one of several workers (piece index modulo the worker
 //!   count), which hashes blocks as soon as they are in order.
@@ -17,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cratetorrent_metainfo::{Metainfo, PieceIndex};
 use cratetorrent_wire::BLOCK_SIZE;
@@ -32,6 +33,9 @@ const MIN_LANES: usize = 6;
 const IDLE: Duration = Duration::from_millis(1);
 /// Most hashable bytes the lane worker lets gather.
 const MAX_BUDGET: u64 = 8 << 20;
+/// Longest the lane worker keeps data waiting for lanes to fill (a steady trickle of blocks
+/// never leaves it idle), so a piece's verdict is never late by more than this.
+const MAX_GATHER: Duration = Duration::from_millis(10);
 
 const SHA1_INIT: sha1x16::State = [
     0x6745_2301,
@@ -93,6 +97,7 @@ impl Hashers {
                         report: &**report,
                         pieces: HashMap::new(),
                         ready_bytes: 0,
+                        gathering_since: None,
                         lanes,
                         budget,
                         lane_steps: 0,
@@ -189,6 +194,8 @@ struct Worker<'a> {
     pieces: HashMap<PieceIndex, PieceHash>,
     /// Bytes in `ready` queues, over all pieces.
     ready_bytes: u64,
+    /// Since when `ready_bytes` has been above zero.
+    gathering_since: Option<Instant>,
     lanes: bool,
     budget: u64,
     /// Steps through the lanes and pieces hashed alone, for the log.
@@ -273,8 +280,17 @@ impl Worker<'_> {
     }
 
     /// Hashes what should be hashed now. Scalar workers hash everything at once; the lane worker
-    /// waits for full lanes unless `idle` or over its budget.
+    /// waits for full lanes unless `idle`, over its budget, or data has waited [`MAX_GATHER`].
     fn hash(&mut self, idle: bool) {
+        self.hash_now(idle);
+        self.gathering_since = match (self.ready_bytes, self.gathering_since) {
+            (0, _) => None,
+            (_, Some(since)) => Some(since),
+            (_, None) => Some(Instant::now()),
+        };
+    }
+
+    fn hash_now(&mut self, idle: bool) {
         if !self.lanes {
             let ready: Vec<PieceIndex> = self
                 .pieces
@@ -294,7 +310,10 @@ impl Worker<'_> {
                 .filter(|(_, state)| state.lane_ready())
                 .map(|(&piece, _)| piece)
                 .collect();
-            let pressed = idle || self.ready_bytes >= self.budget;
+            let waited = self
+                .gathering_since
+                .is_some_and(|since| since.elapsed() >= MAX_GATHER);
+            let pressed = idle || waited || self.ready_bytes >= self.budget;
             if candidates.len() >= LANES || (candidates.len() >= MIN_LANES && pressed) {
                 candidates.sort_unstable();
                 candidates.truncate(LANES);
@@ -461,6 +480,7 @@ pub(crate) mod tests {
             report: &report,
             pieces: HashMap::new(),
             ready_bytes: 0,
+            gathering_since: None,
             lanes,
             budget: scenario.budget,
             lane_steps: 0,
