@@ -341,12 +341,12 @@ impl Core {
             let Some(download) = self.downloads.get_mut(&piece) else {
                 continue;
             };
-            let state = &mut download.states[(request.block.offset / BLOCK_SIZE) as usize];
+            let index = (request.block.offset / BLOCK_SIZE) as usize;
+            let state = &mut download.states[index];
             if (1..RECEIVED).contains(state) {
                 *state -= 1;
                 if *state == 0 {
                     download.free += 1;
-                    let index = (request.block.offset / BLOCK_SIZE) as usize;
                     download.first_free = download.first_free.min(index);
                 }
             }

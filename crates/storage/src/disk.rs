@@ -233,13 +233,9 @@ impl Disk {
                 }
                 self.check_piece(piece);
             }
-            Command::Flush { done } => {
-                self.hashers.push(HashJob::Drain);
-                self.start_flush(Some(done));
-            }
+            Command::Flush { done } => self.start_flush(Some(done)),
             Command::Shutdown { done } => {
                 self.shutdown = Some(done);
-                self.hashers.push(HashJob::Drain);
                 self.start_flush(None);
             }
         }

@@ -37,13 +37,6 @@ const MAX_BUDGET: u64 = 8 << 20;
 /// never leaves it idle), so a piece's verdict is never late by more than this.
 const MAX_GATHER: Duration = Duration::from_millis(10);
 
-const SHA1_INIT: sha1x16::State = [
-    0x6745_2301,
-    0xEFCD_AB89,
-    0x98BA_DCFE,
-    0x1032_5476,
-    0xC3D2_E1F0,
-];
 /// What an idle lane hashes (its result is thrown away).
 static IDLE_LANE: [u8; BLOCK_SIZE as usize] = [0; BLOCK_SIZE as usize];
 
@@ -171,7 +164,7 @@ struct PieceHash {
 impl PieceHash {
     fn new() -> Self {
         Self {
-            state: SHA1_INIT,
+            state: sha1x16::INIT,
             hashed: 0,
             ready: VecDeque::new(),
             ready_end: 0,
@@ -341,7 +334,7 @@ impl Worker<'_> {
     fn hash_lanes(&mut self, pieces: &[PieceIndex]) {
         self.lane_steps += 1;
         let mut taken: Vec<(PieceIndex, Arc<HeldBlock>)> = Vec::with_capacity(LANES);
-        let mut states = [SHA1_INIT; LANES];
+        let mut states = [sha1x16::INIT; LANES];
         for &piece in pieces.iter().take(LANES) {
             if let Some(progress) = self.pieces.get_mut(&piece)
                 && let Some(block) = progress.ready.pop_front()
@@ -355,12 +348,7 @@ impl Worker<'_> {
                 .get(lane)
                 .map_or(&IDLE_LANE[..], |(_, block)| &block.data[..])
         });
-        if !sha1x16::compress(&mut states, &lanes) {
-            // Not reached (lane candidates hold whole blocks); hash them one by one instead.
-            for (state, lane) in states.iter_mut().zip(&lanes) {
-                sha1::block_api::compress(state, lane.as_chunks::<64>().0);
-            }
-        }
+        sha1x16::compress_lanes(&mut states, &lanes);
         for ((piece, block), state) in taken.into_iter().zip(states) {
             self.ready_bytes -= block.data.len() as u64;
             if let Some(progress) = self.pieces.get_mut(&piece) {

@@ -82,6 +82,16 @@ pub(crate) fn compress(states: &mut [State; LANES], lanes: &[&[u8]; LANES]) -> b
     }
 }
 
+/// [`compress`] where it applies; otherwise each lane through the scalar compression (SHA-NI
+/// where available), over its whole 64-byte blocks.
+pub(crate) fn compress_lanes(states: &mut [State; LANES], lanes: &[&[u8]; LANES]) {
+    if !compress(states, lanes) {
+        for (state, lane) in states.iter_mut().zip(lanes) {
+            sha1::block_api::compress(state, lane.as_chunks::<64>().0);
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod kernel {
     use std::arch::x86_64::{

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::{Deferred, Disk, OpMeta};
 use crate::backend::Op;
+use crate::hasher::HashJob;
 use crate::resume;
 use crate::{StorageError, StorageEvent};
 
@@ -16,6 +17,8 @@ impl Disk {
         if let Some(done) = done {
             self.flush_waiters.push(done);
         }
+        // A flush wants verdicts: the hasher stops gathering for its lanes and hashes what it has.
+        self.hashers.push(HashJob::Drain);
         if self.syncs_left > 0 || self.draining {
             return;
         }
