@@ -33,7 +33,8 @@ async fn corrupt_peer_is_banned_and_the_download_completes() {
         Bitfield::full(count),
         Behaviour::Corrupt,
     );
-    let (seed, _seed_alerts, _) = seeder(&payload);
+    // 4 MiB at 4 MiB/s: the honest seed cannot finish before the other peer has served pieces.
+    let (seed, _seed_alerts, _) = seeder_limited(&payload, 4 << 20);
     // The corrupt peer is dialled first, so it gets pieces before the seed is even connected.
     let (dir, leech, mut alerts, id) =
         leecher(&payload.metainfo, vec![corrupt.addr, seed.listen_addr()]);
@@ -72,7 +73,8 @@ async fn peer_hanging_up_mid_piece_does_not_stop_the_download() {
         Bitfield::full(count),
         Behaviour::HangUpAfter(2),
     );
-    let (seed, _seed_alerts, _) = seeder(&payload);
+    // 4 MiB at 4 MiB/s: the honest seed cannot finish before the other peer has served pieces.
+    let (seed, _seed_alerts, _) = seeder_limited(&payload, 4 << 20);
     let (dir, leech, mut alerts, id) =
         leecher(&payload.metainfo, vec![flaky.addr, seed.listen_addr()]);
     wait_complete(&mut alerts, id, TIMEOUT).await;

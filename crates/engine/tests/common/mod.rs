@@ -87,7 +87,15 @@ pub fn params(metainfo: &Metainfo, mode: Mode) -> TorrentParams {
 
 /// An engine seeding `payload` from where it was created.
 pub fn seeder(payload: &Payload) -> (EngineHandle, Alerts, TorrentId) {
-    let (engine, alerts) = engine::spawn(conf(payload.dir.path())).unwrap();
+    seeder_limited(payload, 0)
+}
+
+/// A seeder uploading at most `upload_rate` bytes per second (0: unlimited), so that other peers
+/// of a test get their share however fast the machine is.
+pub fn seeder_limited(payload: &Payload, upload_rate: u64) -> (EngineHandle, Alerts, TorrentId) {
+    let mut conf = conf(payload.dir.path());
+    conf.upload_rate_limit = upload_rate;
+    let (engine, alerts) = engine::spawn(conf).unwrap();
     let id = engine
         .create_torrent(params(&payload.metainfo, Mode::Seed))
         .unwrap();
