@@ -241,9 +241,10 @@ impl Core {
             Message::KeepAlive | Message::Port(_) | Message::Unknown { .. } => {}
             Message::Choke => {
                 peer.peer_choking = true;
-                // Without the fast extension a choke discards every pending request.
+                // Without the fast extension a choke discards every pending request. Other
+                // peers take the freed blocks at their next refill (or the tick), not here: a
+                // 5-byte message must not cost a walk over every peer.
                 self.release_requests(key, false);
-                self.fill_all(now);
             }
             Message::Unchoke => {
                 peer.peer_choking = false;

@@ -292,3 +292,5 @@ fn file_priorities_decide_interest() {
     assert!(sent(&mut core, key).contains(&Message::NotInterested));
     assert!(core.is_finished());
 }
+
+mod hostile;

@@ -81,6 +81,7 @@ mod outbox;
 mod peer;
 mod picker;
 mod rate;
+mod request_queue;
 mod torrent;
 pub mod tracker;
 mod upload;

@@ -1,6 +1,6 @@
 //! What we know about one connected peer, both directions.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -9,6 +9,7 @@ use cratetorrent_wire::{Bitfield, BlockInfo, Extensions, PeerId};
 
 use crate::outbox::Outbox;
 use crate::rate::RateMeter;
+use crate::request_queue::RequestQueue;
 
 /// Requests a peer that never told us its `reqq` is assumed to accept.
 pub(crate) const DEFAULT_PEER_REQQ: usize = 250;
@@ -89,7 +90,7 @@ pub(crate) struct Peer {
     previous_rate: u64,
 
     /// The peer's requests to us that we have not started reading.
-    pub(crate) incoming: VecDeque<BlockInfo>,
+    pub(crate) incoming: RequestQueue,
     /// Requests dropped since we last unchoked it (sent while choked, for a piece we lack, or
     /// past its queue): a flood past `max_in_requests` disconnects it.
     pub(crate) dropped_requests: usize,
@@ -98,7 +99,7 @@ pub(crate) struct Peer {
     /// Blocks it sent that we never asked for (beyond `withdrawn`).
     pub(crate) unasked: usize,
     /// Blocks being read from disk for the peer.
-    pub(crate) reading: Vec<BlockInfo>,
+    pub(crate) reading: HashSet<BlockInfo>,
     pub(crate) outbox: Outbox,
     /// Bytes handed to the socket and not yet confirmed written.
     pub(crate) writing: usize,
@@ -144,11 +145,11 @@ impl Peer {
             snubbed: false,
             round_trip: RoundTrip::default(),
             previous_rate: 0,
-            incoming: VecDeque::new(),
+            incoming: RequestQueue::default(),
             dropped_requests: 0,
             withdrawn: 0,
             unasked: 0,
-            reading: Vec::new(),
+            reading: HashSet::new(),
             outbox: Outbox::default(),
             writing: 0,
             downloaded: RateMeter::default(),

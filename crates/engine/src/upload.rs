@@ -33,24 +33,23 @@ impl Core {
         // Requests while choked, for pieces we lack, or beyond the advertised queue are dropped,
         // as libtorrent does without the fast extension. A well-behaved peer has at most its
         // queue in flight when we choke it; one that keeps going is flooding.
-        if peer.am_choking || !have || peer.incoming.len() >= max_in {
+        let duplicate = peer.incoming.contains(&block) || peer.reading.contains(&block);
+        if peer.am_choking || !have || duplicate || peer.incoming.len() >= max_in {
             peer.dropped_requests += 1;
             if peer.dropped_requests > max_in {
                 self.disconnect(key, "request flood");
             }
             return;
         }
-        peer.incoming.push_back(block);
+        peer.incoming.push(block);
         self.serve(key);
     }
 
     pub(crate) fn on_cancel(&mut self, key: PeerKey, block: BlockInfo) {
         let peer = &mut self.peers[key];
-        if let Some(position) = peer.incoming.iter().position(|b| *b == block) {
-            peer.incoming.remove(position);
-        } else if let Some(position) = peer.reading.iter().position(|b| *b == block) {
-            // The read is in flight: forgetting it makes its result be dropped.
-            peer.reading.swap_remove(position);
+        // A read in flight that is forgotten has its result dropped.
+        if !peer.incoming.remove(&block) {
+            peer.reading.remove(&block);
         }
     }
 
@@ -66,7 +65,7 @@ impl Core {
             let Some(block) = peer.incoming.pop_front() else {
                 break;
             };
-            peer.reading.push(block);
+            peer.reading.insert(block);
             self.actions.push(Action::Read {
                 block,
                 token: peer.tag,
@@ -85,10 +84,9 @@ impl Core {
             return;
         };
         let peer = &mut self.peers[key];
-        let Some(position) = peer.reading.iter().position(|b| *b == block) else {
+        if !peer.reading.remove(&block) {
             return;
-        };
-        peer.reading.swap_remove(position);
+        }
         match result {
             Ok(data) if !peer.am_choking && !peer.closing => {
                 let len = data.len() as u64;

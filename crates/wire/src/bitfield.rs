@@ -3,10 +3,14 @@
 use crate::WireError;
 
 /// A compact set of pieces.
+///
+/// The number of set bits is kept alongside, so [`Bitfield::count_ones`] and
+/// [`Bitfield::is_full`] are O(1): a peer's `have` stream never costs a scan of the whole set.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Bitfield {
     bytes: Vec<u8>,
     len: u32,
+    ones: u32,
 }
 
 impl Bitfield {
@@ -15,6 +19,7 @@ impl Bitfield {
         Self {
             bytes: vec![0; byte_len(len)],
             len,
+            ones: 0,
         }
     }
 
@@ -23,6 +28,7 @@ impl Bitfield {
         let mut bitfield = Self {
             bytes: vec![0xff; byte_len(len)],
             len,
+            ones: len,
         };
         bitfield.clear_spare_bits();
         bitfield
@@ -45,6 +51,7 @@ impl Bitfield {
         Ok(Self {
             bytes: payload.to_vec(),
             len,
+            ones: count_bits(payload),
         })
     }
 
@@ -63,42 +70,43 @@ impl Bitfield {
         piece < self.len && self.bytes[(piece / 8) as usize] & (0x80 >> (piece % 8)) != 0
     }
 
-    /// Sets `piece`; returns false if it is out of range.
+    /// Sets `piece`; returns true only if it was in range and not set before, so a caller
+    /// counting announcements (a peer's repeated `have`) counts each piece once.
     pub fn set(&mut self, piece: u32) -> bool {
         if piece >= self.len {
             return false;
         }
-        self.bytes[(piece / 8) as usize] |= 0x80 >> (piece % 8);
+        let (byte, mask) = ((piece / 8) as usize, 0x80 >> (piece % 8));
+        if self.bytes[byte] & mask != 0 {
+            return false;
+        }
+        self.bytes[byte] |= mask;
+        self.ones += 1;
         true
     }
 
-    /// Clears `piece`; returns false if it is out of range.
+    /// Clears `piece`; returns true only if it was in range and set before.
     pub fn clear(&mut self, piece: u32) -> bool {
         if piece >= self.len {
             return false;
         }
-        self.bytes[(piece / 8) as usize] &= !(0x80 >> (piece % 8));
+        let (byte, mask) = ((piece / 8) as usize, 0x80 >> (piece % 8));
+        if self.bytes[byte] & mask == 0 {
+            return false;
+        }
+        self.bytes[byte] &= !mask;
+        self.ones -= 1;
         true
     }
 
-    /// The number of pieces set.
-    pub fn count_ones(&self) -> u32 {
-        let mut chunks = self.bytes.chunks_exact(8);
-        let mut count: u32 = chunks
-            .by_ref()
-            .map(|chunk| u64::from_ne_bytes(chunk.try_into().unwrap_or_default()).count_ones())
-            .sum();
-        count += chunks
-            .remainder()
-            .iter()
-            .map(|b| b.count_ones())
-            .sum::<u32>();
-        count
+    /// The number of pieces set, O(1).
+    pub const fn count_ones(&self) -> u32 {
+        self.ones
     }
 
-    /// Whether every piece is set.
-    pub fn is_full(&self) -> bool {
-        self.count_ones() == self.len
+    /// Whether every piece is set, O(1).
+    pub const fn is_full(&self) -> bool {
+        self.ones == self.len
     }
 
     /// The pieces that are set, in order.
@@ -122,6 +130,21 @@ impl Bitfield {
             *last &= !((1u8 << spare) - 1);
         }
     }
+}
+
+/// The number of set bits in `bytes`, a word at a time.
+fn count_bits(bytes: &[u8]) -> u32 {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut count: u32 = chunks
+        .by_ref()
+        .map(|chunk| u64::from_ne_bytes(chunk.try_into().unwrap_or_default()).count_ones())
+        .sum();
+    count += chunks
+        .remainder()
+        .iter()
+        .map(|b| b.count_ones())
+        .sum::<u32>();
+    count
 }
 
 /// Bits after the last piece in the last byte.
@@ -153,7 +176,11 @@ mod tests {
         assert_eq!(bits.count_ones(), 3);
         assert_eq!(bits.iter_ones().collect::<Vec<_>>(), [0, 9, 12]);
         assert_eq!(bits.iter_zeros().count(), 10);
+        assert!(!bits.set(9), "already set: not new");
+        assert_eq!(bits.count_ones(), 3, "a repeated set counts once");
         assert!(bits.clear(9) && !bits.get(9) && !bits.get(100));
+        assert!(!bits.clear(9), "already clear");
+        assert_eq!(bits.count_ones(), 2);
         let full = Bitfield::full(13);
         assert_eq!(full.as_bytes(), [0xff, 0xf8]);
         assert!(full.is_full());
@@ -178,5 +205,7 @@ mod tests {
             })
         );
         assert!(Bitfield::from_payload(&[0xff], 8).is_ok());
+        let bits = Bitfield::from_payload(&[0xff; 9], 72).unwrap();
+        assert_eq!((bits.count_ones(), bits.is_full()), (72, true));
     }
 }
