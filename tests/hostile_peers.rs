@@ -262,6 +262,47 @@ fn serve_garbage(addr: SocketAddr, info_hash: InfoHash, pieces: u32) -> bool {
     false
 }
 
+/// A peer that claims every piece, never answers a request, cycles choke/unchoke (each cycle
+/// used to earn it an allowance of unrequested blocks) and sprays a junk last block into every
+/// piece, hoping to land in pieces the honest seed is sending: before, those pieces failed with
+/// blame spread over both, and the download never finished. Returns whether it was dropped.
+fn spray_junk(addr: SocketAddr, info_hash: InfoHash, pieces: u32, size: usize) -> bool {
+    let mut attacker = Attacker::handshaken(addr, info_hash, Extensions::NONE);
+    attacker
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    attacker.send(&message(
+        5,
+        cratetorrent_wire::Bitfield::full(pieces).as_bytes(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut sink = vec![0u8; 64 * 1024];
+    let mut piece = 0;
+    while Instant::now() < deadline {
+        attacker.send_message(&Message::Unchoke);
+        for _ in 0..2 {
+            let start = piece * PIECE;
+            let len = (size - start as usize).min(PIECE as usize) as u32;
+            let last = (len - 1) / 16_384 * 16_384;
+            attacker.send_message(&Message::Piece(cratetorrent_wire::Block {
+                piece,
+                offset: last,
+                data: Bytes::from(vec![0xe5; (len - last) as usize]),
+            }));
+            piece = (piece + 1) % pieces;
+        }
+        attacker.send_message(&Message::Choke);
+        match attacker.stream.read(&mut sink) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
 #[tokio::test]
 #[ignore = "needs reference peers"]
 async fn hostile_peers_are_dropped_while_an_honest_download_completes() {
@@ -353,6 +394,10 @@ async fn hostile_peers_are_dropped_while_an_honest_download_completes() {
         drop(cut);
         let banned = serve_garbage(addr, info_hash, pieces);
         assert!(banned, "the garbage seed was never disconnected");
+        assert!(
+            spray_junk(addr, info_hash, pieces, SIZE),
+            "the junk sprayer was never disconnected"
+        );
         // Slowloris: half a handshake, then nothing; and 1,000 connections at once, half of
         // them with half a handshake. Last, because they fill the handshake slots for a while.
         let mut slow = Attacker::raw(addr);
@@ -418,7 +463,10 @@ async fn hostile_peers_are_dropped_while_an_honest_download_completes() {
     assert!(max.disk_buffered <= 32 << 20, "{max:?}");
     assert!(max.requests_queued <= 2_000, "{max:?}");
     assert!(max.send_buffered <= 8 << 20, "{max:?}");
-    assert!(max.banned >= 1, "the garbage seed was not banned: {max:?}");
+    assert!(
+        max.banned >= 3,
+        "the garbage seed, the unasked blocks and the sprayer were not all banned: {max:?}"
+    );
     assert_eq!(after.handshaking, 0, "{after:?}");
     assert!(
         after.connections <= 1,
@@ -430,6 +478,10 @@ async fn hostile_peers_are_dropped_while_an_honest_download_completes() {
     assert!(
         log.count("banning peer for sending corrupt data") >= 1,
         "no ban logged"
+    );
+    assert!(
+        log.count("banning peer for") >= 3,
+        "the garbage seed, the unasked blocks and the sprayer were not all banned"
     );
     for reason in ["request flood", "sent blocks we never asked for"] {
         assert!(log.count(reason) >= 1, "no \"{reason}\" in the log");

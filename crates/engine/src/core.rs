@@ -24,6 +24,7 @@ use crate::download::PieceDownload;
 use crate::peer::Peer;
 use crate::picker::Picker;
 use crate::rate::RateMeter;
+use crate::smart_ban::{Outcome, SmartBans};
 use crate::{TorrentError, TorrentId};
 
 mod disk_results;
@@ -55,6 +56,9 @@ pub(crate) enum Action {
     },
     /// Read a block to upload; the answer comes back with `token`.
     Read { block: BlockInfo, token: PeerTag },
+    /// Hash every block of the piece as it is on disk (evidence for a smart ban); the answer
+    /// comes back through [`Core::on_block_hashes`].
+    HashBlocks(PieceIndex),
     /// Close the connection (its reader then reports [`Core::on_closed`]).
     Disconnect(PeerKey),
     /// Dial a peer.
@@ -135,6 +139,7 @@ pub(crate) struct Core {
     /// Pieces that failed with blocks from several peers: the next attempt comes from one peer
     /// only, so a second failure identifies the culprit.
     pub(crate) parole: HashSet<PieceIndex>,
+    smart_bans: SmartBans,
 
     pub(crate) peers: Slab<Peer>,
     pub(crate) tags: HashMap<PeerTag, PeerKey>,
@@ -189,6 +194,7 @@ impl Core {
             downloads: HashMap::new(),
             partials: Vec::new(),
             parole: HashSet::new(),
+            smart_bans: SmartBans::default(),
             peers: Slab::new(),
             tags: HashMap::new(),
             next_tag: 1,

@@ -20,8 +20,12 @@ const RECEIVED: u8 = u8::MAX;
 /// End-game never asks more than this many peers for one block.
 const MAX_DUPLICATES: u8 = 2;
 /// Blocks a peer may send that we never requested (nor withdrew) before it is disconnected:
-/// 1 MiB of slack for clients that send what they guess we want.
+/// 1 MiB of slack for clients that send what they guess we want. They are never used.
 const MAX_UNASKED_BLOCKS: usize = 64;
+/// Withdrawn requests remembered per peer, as a multiple of the most we keep outstanding.
+const WITHDRAWN_MEMORY: usize = 2;
+/// `PieceDownload::senders` of a block nobody has sent.
+const NO_SENDER: u16 = u16::MAX;
 /// A pipeline is refilled once this fraction of it (1/n) is free...
 const REFILL_FRACTION: usize = 8;
 /// ...or this many requests, whichever is fewer.
@@ -39,6 +43,8 @@ pub(crate) struct PieceDownload {
     owner: u64,
     /// Who sent its blocks, for blame if it fails its hash.
     pub(crate) contributors: Vec<BanKey>,
+    /// Per block, the index in `contributors` of its sender, for a smart ban.
+    senders: Vec<u16>,
 }
 
 impl PieceDownload {
@@ -50,7 +56,16 @@ impl PieceDownload {
             received: 0,
             owner,
             contributors: Vec::new(),
+            senders: vec![NO_SENDER; blocks as usize],
         }
+    }
+
+    /// Who sent each block (`None` for a block never received).
+    pub(crate) fn senders(&self) -> Vec<Option<BanKey>> {
+        self.senders
+            .iter()
+            .map(|&sender| self.contributors.get(usize::from(sender)).copied())
+            .collect()
     }
 
     fn is_untouched(&self) -> bool {
@@ -248,15 +263,19 @@ impl Core {
                     .sample(now.saturating_duration_since(request.sent));
             }
             peer.on_block(max_requests);
-        } else if peer.withdrawn > 0 {
-            peer.withdrawn -= 1;
-        } else {
+        } else if !peer.withdrawn.remove(&info) {
+            // Only blocks we asked this peer for are used: anything else could be junk sprayed
+            // into pieces others are fetching, failing them with blame spread over everyone.
             peer.unasked += 1;
+            self.wasted += len;
             if peer.unasked > MAX_UNASKED_BLOCKS {
-                self.wasted += len;
+                // A megabyte of blocks nobody asked for is an attack (spraying junk into
+                // pieces), not a guess at what we want: it may not come back.
+                let ban_key = BanKey::of(peer.addr, peer.id);
                 self.disconnect(key, "sent blocks we never asked for");
-                return;
+                self.ban(ban_key, "sending blocks we never asked for");
             }
+            return;
         }
         let (tag, ban_key) = (peer.tag, BanKey::of(peer.addr, peer.id));
         let index = info.offset / BLOCK_SIZE;
@@ -278,9 +297,14 @@ impl Core {
         }
         download.states[index as usize] = RECEIVED;
         download.received += 1;
-        if !download.contributors.contains(&ban_key) {
-            download.contributors.push(ban_key);
-        }
+        let sender = match download.contributors.iter().position(|&c| c == ban_key) {
+            Some(sender) => sender,
+            None => {
+                download.contributors.push(ban_key);
+                download.contributors.len() - 1
+            }
+        };
+        download.senders[index as usize] = u16::try_from(sender).unwrap_or(NO_SENDER);
         if download.received as usize == download.states.len() {
             self.partials.retain(|&p| p != info.piece);
         }
@@ -313,13 +337,14 @@ impl Core {
 
     /// End-game: the block came from `from`; withdraw it from everyone else.
     fn cancel_elsewhere(&mut self, from: PeerKey, block: cratetorrent_wire::BlockInfo) {
+        let memory = WITHDRAWN_MEMORY * self.conf.max_out_requests;
         for (key, peer) in &mut self.peers {
             if key == from {
                 continue;
             }
             if let Some(position) = peer.requests.iter().position(|r| r.block == block) {
                 peer.requests.remove(position);
-                peer.withdrawn += 1;
+                peer.withdrawn.push_bounded(block, memory);
                 peer.outbox.push(&Message::Cancel(block));
                 self.actions.push(Action::Wake(key));
             }
@@ -332,8 +357,9 @@ impl Core {
             return;
         };
         let requests = std::mem::take(&mut peer.requests);
-        peer.withdrawn += requests.len();
+        let memory = WITHDRAWN_MEMORY * self.conf.max_out_requests;
         for request in &requests {
+            peer.withdrawn.push_bounded(request.block, memory);
             if send_cancels {
                 peer.outbox.push(&Message::Cancel(request.block));
             }

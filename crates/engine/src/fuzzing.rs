@@ -190,8 +190,10 @@ pub fn run_session(data: &[u8]) {
             },
             _ => {}
         }
+        let mut hash_reads = Vec::new();
         for action in std::mem::take(&mut core.actions) {
             match action {
+                Action::HashBlocks(piece) => hash_reads.push(piece),
                 Action::Write { piece, offset, .. } => {
                     if let Some(slot) = written.get_mut(piece as usize)
                         && !slot.contains(&offset)
@@ -206,6 +208,19 @@ pub fn run_session(data: &[u8]) {
                 }
                 _ => {}
             }
+        }
+        // Storage reads pieces back for smart bans: the data differs from block to block as
+        // the script says, or the read fails.
+        for piece in hash_reads {
+            let blocks = core.geometry.blocks(piece).count();
+            let result = if arg == 0xff {
+                Err(StorageError::Closed)
+            } else {
+                Ok((0..blocks)
+                    .map(|b| [arg.wrapping_add(b as u8) & 0xf1; 20])
+                    .collect())
+            };
+            core.on_block_hashes(piece, result, now);
         }
         check_bounds(&core);
     }
@@ -226,6 +241,7 @@ fn check_bounds(core: &Core) {
         assert!(peer.requests.len() <= core.conf.max_out_requests);
         assert!(peer.incoming.len() <= core.conf.max_in_requests);
         assert!(peer.reading.len() <= core.conf.max_in_requests);
+        assert!(peer.withdrawn.len() <= 2 * core.conf.max_out_requests);
         // Control messages (at most a bitfield and one `have` per piece) ride above the
         // watermark that gates block reads.
         assert!(peer.outbox.len() <= core.conf.send_watermark + 64 * 1024);

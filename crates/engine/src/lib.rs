@@ -62,6 +62,7 @@
 #![allow(clippy::cast_possible_truncation)]
 
 mod alert;
+mod block_queue;
 mod choker;
 mod chunk_pool;
 mod conf;
@@ -81,7 +82,7 @@ mod outbox;
 mod peer;
 mod picker;
 mod rate;
-mod request_queue;
+mod smart_ban;
 mod torrent;
 pub mod tracker;
 mod upload;

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use cratetorrent_storage::PeerTag;
 use cratetorrent_wire::{Bitfield, BlockInfo, Extensions, PeerId};
 
+use crate::block_queue::BlockQueue;
 use crate::outbox::Outbox;
 use crate::rate::RateMeter;
-use crate::request_queue::RequestQueue;
 
 /// Requests a peer that never told us its `reqq` is assumed to accept.
 pub(crate) const DEFAULT_PEER_REQQ: usize = 250;
@@ -90,13 +90,14 @@ pub(crate) struct Peer {
     previous_rate: u64,
 
     /// The peer's requests to us that we have not started reading.
-    pub(crate) incoming: RequestQueue,
+    pub(crate) incoming: BlockQueue,
     /// Requests dropped since we last unchoked it (sent while choked, for a piece we lack, or
     /// past its queue): a flood past `max_in_requests` disconnects it.
     pub(crate) dropped_requests: usize,
-    /// Blocks it may still send after we withdrew the requests (cancelled, choked, timed out).
-    pub(crate) withdrawn: usize,
-    /// Blocks it sent that we never asked for (beyond `withdrawn`).
+    /// Requests we withdrew (cancelled, choked, timed out) whose blocks it may still send: the
+    /// only blocks we did not ask for that are still accepted from it (the newest few hundred).
+    pub(crate) withdrawn: BlockQueue,
+    /// Blocks it sent that we never asked for (nor withdrew): dropped, and counted.
     pub(crate) unasked: usize,
     /// Blocks being read from disk for the peer.
     pub(crate) reading: HashSet<BlockInfo>,
@@ -145,9 +146,9 @@ impl Peer {
             snubbed: false,
             round_trip: RoundTrip::default(),
             previous_rate: 0,
-            incoming: RequestQueue::default(),
+            incoming: BlockQueue::default(),
             dropped_requests: 0,
-            withdrawn: 0,
+            withdrawn: BlockQueue::default(),
             unasked: 0,
             reading: HashSet::new(),
             outbox: Outbox::default(),

@@ -151,6 +151,15 @@ impl Torrent {
                     }
                 }
             }
+            Action::HashBlocks(piece) => {
+                let result = match self.storage.borrow().as_ref() {
+                    Some(storage) => storage.block_hashes(piece),
+                    None => return,
+                };
+                if let Err(error) = result {
+                    self.with_core(|core| core.on_block_hashes(piece, Err(error), Instant::now()));
+                }
+            }
             Action::Read { block, token } => {
                 let result = match self.storage.borrow().as_ref() {
                     Some(storage) => storage.read_block(block, token),
@@ -449,6 +458,9 @@ impl Torrent {
                 id: self.id,
                 error: crate::TorrentError::ResumeSave(error),
             }),
+            StorageEvent::BlockHashes { piece, result } => {
+                self.with_core(|core| core.on_block_hashes(piece, result, now));
+            }
             StorageEvent::MemoryAvailable => {
                 self.disk_full.set(false);
                 self.disk_ready.notify_waiters();

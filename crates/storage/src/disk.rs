@@ -20,6 +20,7 @@ use crate::read_cache::ReadCache;
 use crate::writeback::Writeback;
 use crate::{PeerTag, StorageError, StorageEvent};
 
+mod block_hashes;
 mod flush;
 mod reads;
 
@@ -40,6 +41,9 @@ pub(crate) enum Command {
     Hashed {
         piece: PieceIndex,
         ok: bool,
+    },
+    BlockHashes {
+        piece: PieceIndex,
     },
     Flush {
         done: Option<Sender<Result<(), StorageError>>>,
@@ -233,6 +237,7 @@ impl Disk {
                 }
                 self.check_piece(piece);
             }
+            Command::BlockHashes { piece } => self.block_hashes(piece),
             Command::Flush { done } => self.start_flush(Some(done)),
             Command::Shutdown { done } => {
                 self.shutdown = Some(done);

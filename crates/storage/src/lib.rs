@@ -178,6 +178,14 @@ pub enum StorageEvent {
     ResumeSaveFailed(StorageError),
     /// Held memory fell back below half the cap after [`WriteStatus::Full`].
     MemoryAvailable,
+    /// The answer to [`Storage::block_hashes`]: the SHA-1 of each 16 KiB block of the piece as
+    /// it is on disk now.
+    BlockHashes {
+        /// The piece.
+        piece: PieceIndex,
+        /// One hash per block, in order.
+        result: Result<Vec<[u8; 20]>, StorageError>,
+    },
 }
 
 /// Whether the caller may keep reading blocks from the network.
@@ -359,6 +367,17 @@ impl Storage {
         } else {
             WriteStatus::Accepted
         })
+    }
+
+    /// Asks for the hash of every block of `piece` as it is on disk (verified or not), answered
+    /// by [`StorageEvent::BlockHashes`]. Events keep their order, so asked right after a
+    /// [`StorageEvent::HashFailed`] it sees the data that failed, before any new attempt is
+    /// written: the evidence a smart ban compares with the good data once the piece passes.
+    pub fn block_hashes(&self, piece: PieceIndex) -> Result<(), StorageError> {
+        if piece >= self.geometry.piece_count() {
+            return Err(StorageError::PieceMissing(piece));
+        }
+        self.send(Command::BlockHashes { piece })
     }
 
     /// Asks for a block of a verified piece; the answer is a [`StorageEvent::BlockRead`] with `token`.

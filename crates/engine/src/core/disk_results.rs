@@ -16,6 +16,9 @@ impl Core {
         if !self.have.set(piece) {
             return;
         }
+        if self.smart_bans.on_verified(piece) {
+            self.actions.push(Action::HashBlocks(piece));
+        }
         self.picker.take(piece);
         if wanted {
             self.wanted_missing = self.wanted_missing.saturating_sub(1);
@@ -56,22 +59,57 @@ impl Core {
             return;
         };
         self.partials.retain(|&p| p != piece);
-        self.picker.restore(piece);
         if let [culprit] = download.contributors[..] {
             let strikes = self.strikes.entry(culprit).or_insert(0);
             *strikes += 2;
             if *strikes >= self.conf.max_strikes {
-                self.ban(culprit);
+                self.ban(culprit, "sending corrupt data");
             }
         } else {
             // Blaming everyone would eventually ban honest peers that shared a piece with a
-            // bad one; instead the retry comes from a single peer.
+            // bad one; instead the retry comes from a single peer, and what each peer sent is
+            // kept on record (smart ban) until the good data shows who differed.
             self.parole.insert(piece);
+            if self.smart_bans.on_failed(piece, download.senders()) {
+                // Fetched again once the failed data is on record, so no new block can be
+                // written over it first.
+                self.actions.push(Action::HashBlocks(piece));
+                return;
+            }
         }
+        self.picker.restore(piece);
         self.fill_all(now);
     }
 
-    pub(super) fn ban(&mut self, key: BanKey) {
+    /// The storage read back a piece's block hashes (after it failed, or after it passed).
+    pub(crate) fn on_block_hashes(
+        &mut self,
+        piece: PieceIndex,
+        hashes: Result<Vec<[u8; 20]>, StorageError>,
+        now: Instant,
+    ) {
+        let hashes = hashes
+            .map_err(|error| tracing::warn!(piece, %error, "reading a piece back failed"))
+            .ok();
+        match self.smart_bans.on_hashes(piece, hashes) {
+            Outcome::Recorded => {
+                if !self.have.get(piece) && !self.downloads.contains_key(&piece) {
+                    self.picker.restore(piece);
+                }
+                self.fill_all(now);
+            }
+            Outcome::Culprits(culprits) => {
+                for culprit in culprits {
+                    tracing::info!(piece, ?culprit, "smart ban: sent a block that differs");
+                    self.ban(culprit, "sending corrupt data");
+                }
+            }
+            Outcome::Ignored => {}
+        }
+    }
+
+    /// Bans `key` for `offence` and drops its connections.
+    pub(crate) fn ban(&mut self, key: BanKey, offence: &'static str) {
         if !self.banned.insert(key) {
             return;
         }
@@ -82,7 +120,7 @@ impl Core {
             .map(|(k, p)| (k, p.addr))
             .collect();
         for (peer, addr) in matching {
-            tracing::warn!(%addr, "banning peer for sending corrupt data");
+            tracing::warn!(%addr, "banning peer for {offence}");
             if let Some(known) = self.known.get_mut(&addr) {
                 known.banned = true;
             }

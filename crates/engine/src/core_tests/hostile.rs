@@ -147,3 +147,94 @@ fn cancels_against_a_long_queue_are_cheap_and_exact() {
     assert_eq!(core.peers[key].reading.len(), 0);
     assert!(!core.peers[key].closing);
 }
+
+fn writes(core: &Core) -> usize {
+    core.actions
+        .iter()
+        .filter(|a| matches!(a, Action::Write { .. }))
+        .count()
+}
+
+#[test]
+fn blocks_nobody_asked_that_peer_for_are_never_used() {
+    let mut core = core(4, Bitfield::new(4), false);
+    let owner = full_seed_peer(&mut core, 1);
+    let asked = requests(&sent(&mut core, owner));
+    // The sprayer has nothing we want, so we never ask it for anything.
+    let sprayer = connect(&mut core, 2);
+    core.actions.clear();
+    let now = Instant::now();
+    core.on_message(sprayer, block(asked[3]), now);
+    assert_eq!(writes(&core), 0, "a junk block in another peer's piece");
+    core.on_message(owner, block(asked[3]), now);
+    assert_eq!(writes(&core), 1, "the owner's block is still wanted");
+}
+
+#[test]
+fn a_choke_cycle_earns_no_allowance_for_other_blocks() {
+    let mut core = core(1, Bitfield::new(1), false);
+    let a = full_seed_peer(&mut core, 1);
+    let asked = requests(&sent(&mut core, a));
+    let now = Instant::now();
+    core.on_message(a, Message::Choke, now);
+    core.on_message(a, Message::Unchoke, now);
+    core.on_message(a, Message::Choke, now);
+    // A block it was asked for and then withdrawn from it is still taken as asked for...
+    core.on_message(a, block(asked[0]), now);
+    assert_eq!(core.peers[a].unasked, 0);
+    // ...but the same block again, or cycles of choking, earn nothing more.
+    core.on_message(a, block(asked[0]), now);
+    assert_eq!(core.peers[a].unasked, 1);
+}
+
+#[test]
+fn smart_ban_finds_the_peer_whose_block_differed() {
+    let mut core = core(1, Bitfield::new(1), false);
+    let honest = full_seed_peer(&mut core, 1);
+    let asked = requests(&sent(&mut core, honest));
+    assert_eq!(asked.len(), 4);
+    // End-game: the sprayer is asked for the same blocks and answers one with junk first.
+    let sprayer = full_seed_peer(&mut core, 2);
+    assert_eq!(requests(&sent(&mut core, sprayer)), asked);
+    let now = Instant::now();
+    core.on_message(sprayer, block(asked[3]), now);
+    for info in &asked[..3] {
+        core.on_message(honest, block(*info), now);
+    }
+    core.actions.clear();
+    core.on_hash_failed(0, now);
+    assert!(
+        core.actions
+            .iter()
+            .any(|a| matches!(a, Action::HashBlocks(0))),
+        "what each peer sent is read back"
+    );
+    sent(&mut core, honest);
+    sent(&mut core, sprayer);
+    core.on_block_hashes(0, Ok(vec![[1; 20], [2; 20], [3; 20], [0xee; 20]]), now);
+    let again = requests(&sent(&mut core, honest));
+    assert_eq!(again.len(), 4, "the retry comes from one peer");
+    assert!(requests(&sent(&mut core, sprayer)).is_empty());
+    for info in again {
+        core.on_message(honest, block(info), now);
+    }
+    core.actions.clear();
+    core.on_piece_verified(0, now);
+    assert!(
+        core.actions
+            .iter()
+            .any(|a| matches!(a, Action::HashBlocks(0)))
+    );
+    core.actions.clear();
+    core.on_block_hashes(0, Ok(vec![[1; 20], [2; 20], [3; 20], [4; 20]]), now);
+    let banned: Vec<SocketAddr> = core
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Alert(Alert::PeerBanned { addr, .. }) => Some(*addr),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(banned, [core.peers[sprayer].addr]);
+    assert_eq!(core.banned.len(), 1, "the honest peer is not banned");
+}

@@ -1,13 +1,14 @@
-//! A peer's requests to us that we have not started reading: first in, first out, and a
-//! `cancel` found and removed in O(log n), so a stream of 17-byte cancels against a queue of
-//! thousands costs the network thread nothing more than the queue's own upkeep.
+//! An ordered set of blocks: first in, first out, and any block found and removed in O(log n).
+//! It holds a peer's requests to us that we have not started reading (a stream of 17-byte
+//! cancels against thousands of them costs nothing more than the set's upkeep) and the requests
+//! we withdrew from a peer (the only unrequested blocks we still accept from it).
 
 use std::collections::{BTreeMap, HashMap};
 
 use cratetorrent_wire::BlockInfo;
 
 #[derive(Debug, Default)]
-pub(crate) struct RequestQueue {
+pub(crate) struct BlockQueue {
     /// Arrival number → request, so the oldest is first.
     order: BTreeMap<u64, BlockInfo>,
     /// Request → its arrival number, to find it for a cancel.
@@ -15,7 +16,7 @@ pub(crate) struct RequestQueue {
     next: u64,
 }
 
-impl RequestQueue {
+impl BlockQueue {
     /// Queues `block`; false (and nothing queued) if it is queued already.
     pub(crate) fn push(&mut self, block: BlockInfo) -> bool {
         if self.index.contains_key(&block) {
@@ -45,6 +46,16 @@ impl RequestQueue {
         self.index.contains_key(block)
     }
 
+    /// Queues `block` at the back (moving it there if queued), dropping the oldest entries
+    /// while more than `cap` are queued.
+    pub(crate) fn push_bounded(&mut self, block: BlockInfo, cap: usize) {
+        self.remove(&block);
+        self.push(block);
+        while self.len() > cap {
+            self.pop_front();
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.order.len()
     }
@@ -69,7 +80,7 @@ mod tests {
 
     #[test]
     fn first_in_first_out_with_removal_and_no_duplicates() {
-        let mut queue = RequestQueue::default();
+        let mut queue = BlockQueue::default();
         for piece in 0..5 {
             assert!(queue.push(block(piece)));
         }
@@ -82,5 +93,13 @@ mod tests {
             .collect();
         assert_eq!(order, [0, 1, 3, 4, 2]);
         assert_eq!(queue.len(), 0);
+        for piece in 0..10 {
+            queue.push_bounded(block(piece), 3);
+        }
+        queue.push_bounded(block(7), 3);
+        let kept: Vec<u32> = std::iter::from_fn(|| queue.pop_front())
+            .map(|b| b.piece)
+            .collect();
+        assert_eq!(kept, [8, 9, 7], "the newest three, a repeat moved last");
     }
 }
