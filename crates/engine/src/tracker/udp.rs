@@ -220,6 +220,19 @@ mod tests {
     }
 
     #[test]
+    fn announce_replies_drop_peers_that_cannot_be_dialled() {
+        let mut announce = vec![0, 0, 0, 1, 0, 0, 0, 7, 0, 0, 0, 60, 0, 0, 0, 2, 0, 0, 0, 1];
+        for ip in [[0, 0, 0, 0], [230, 1, 1, 1], [255, 255, 255, 255], [8, 8, 8, 8]] {
+            announce.extend(ip);
+            announce.extend([0x1a, 0xe1]);
+        }
+        let Response::Announce(reply) = parse_response(&announce, 7, false).unwrap() else {
+            panic!()
+        };
+        assert_eq!(reply.peers, ["8.8.8.8:6881".parse().unwrap()]);
+    }
+
+    #[test]
     fn retransmissions_double_and_stop_doubling() {
         let base = Duration::from_secs(15);
         assert_eq!(retransmit_timeout(base, 0), base);
