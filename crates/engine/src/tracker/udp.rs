@@ -84,8 +84,9 @@ pub fn scrape_request(connection: u64, transaction: u32, hashes: &[InfoHash]) ->
 /// Parses a response to the request with `transaction`. Announce peers are 6-byte entries on
 /// an IPv4 socket and 18-byte ones on IPv6 (`ipv6`), as BEP 15 specifies.
 ///
-/// A packet for another transaction is [`TrackerError::Malformed`]; callers waiting for a
-/// reply should ignore it and keep waiting.
+/// A packet for another transaction, or too short, is [`TrackerError::Malformed`]. Anyone
+/// can send datagrams from the tracker's address, so callers waiting for a reply should
+/// ignore every packet that does not parse and keep waiting.
 pub fn parse_response(
     packet: &[u8],
     transaction: u32,
