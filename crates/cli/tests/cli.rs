@@ -140,8 +140,18 @@ fn info_escapes_control_characters_from_the_torrent() {
     assert!(info.status.success(), "{}", text(&info.stderr));
     let out = text(&info.stdout);
     assert_no_raw_controls(&out);
-    for field in ["name", "file", "t.example/", "w.example/", "comment", "creator"] {
-        assert!(out.contains(&format!("{field}{EVIL_ESCAPED}")), "{field}: {out}");
+    for field in [
+        "name",
+        "file",
+        "t.example/",
+        "w.example/",
+        "comment",
+        "creator",
+    ] {
+        assert!(
+            out.contains(&format!("{field}{EVIL_ESCAPED}")),
+            "{field}: {out}"
+        );
     }
 
     // JSON keeps the exact text, with every control character as a JSON escape.

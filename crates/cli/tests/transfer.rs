@@ -496,7 +496,10 @@ fn progress_output_escapes_the_torrent_name() {
     let mut seeder = Running::start(&args);
     let verified = Running::wait_line(&seeder.stderr, |l| l.contains("pieces verified on disk"));
     let escaped = "evil\\x1b[2J\\u{202e}.bin";
-    assert!(verified.starts_with(&format!("{escaped}: ")), "{verified:?}");
+    assert!(
+        verified.starts_with(&format!("{escaped}: ")),
+        "{verified:?}"
+    );
     seeder.interrupt();
     assert_eq!(seeder.wait(), Some(0));
     let summary = Running::wait_line(&seeder.stdout, |l| l.contains("stopped with"));

@@ -366,7 +366,12 @@ mod tests {
     #[test]
     fn unspecified_multicast_and_broadcast_peers_are_dropped() {
         let mut body = b"d8:intervali60e5:peers30:".to_vec();
-        for ip in [[0, 0, 0, 0], [224, 0, 0, 1], [255, 255, 255, 255], [239, 1, 2, 3]] {
+        for ip in [
+            [0, 0, 0, 0],
+            [224, 0, 0, 1],
+            [255, 255, 255, 255],
+            [239, 1, 2, 3],
+        ] {
             body.extend(ip);
             body.extend([0x1a, 0xe1]);
         }

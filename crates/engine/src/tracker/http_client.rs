@@ -185,7 +185,11 @@ mod tests {
     fn https_trackers_cannot_redirect_to_plain_http() {
         let base: Uri = "https://t.example/announce?passkey=secret".parse().unwrap();
         let to = |l: &'static str| redirect_target(&base, Some(&HeaderValue::from_static(l)));
-        for downgrade in ["http://t.example/announce", "HTTP://t.example/a", "t.example:80"] {
+        for downgrade in [
+            "http://t.example/announce",
+            "HTTP://t.example/a",
+            "t.example:80",
+        ] {
             let result = to(downgrade);
             assert!(
                 matches!(result, Err(TrackerError::InsecureRedirect(_))),
@@ -196,10 +200,7 @@ mod tests {
             to("https://b.example/a").unwrap().to_string(),
             "https://b.example/a"
         );
-        assert_eq!(
-            to("/other").unwrap().to_string(),
-            "https://t.example/other"
-        );
+        assert_eq!(to("/other").unwrap().to_string(), "https://t.example/other");
     }
 
     #[tokio::test]

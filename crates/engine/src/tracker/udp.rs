@@ -223,7 +223,12 @@ mod tests {
     #[test]
     fn announce_replies_drop_peers_that_cannot_be_dialled() {
         let mut announce = vec![0, 0, 0, 1, 0, 0, 0, 7, 0, 0, 0, 60, 0, 0, 0, 2, 0, 0, 0, 1];
-        for ip in [[0, 0, 0, 0], [230, 1, 1, 1], [255, 255, 255, 255], [8, 8, 8, 8]] {
+        for ip in [
+            [0, 0, 0, 0],
+            [230, 1, 1, 1],
+            [255, 255, 255, 255],
+            [8, 8, 8, 8],
+        ] {
             announce.extend(ip);
             announce.extend([0x1a, 0xe1]);
         }

@@ -131,7 +131,13 @@ impl UdpTracker {
         };
         let transaction = fastrand::u32(..);
         let reply = self
-            .transact(socket, addr, &build(connection, transaction), transaction, wanted)
+            .transact(
+                socket,
+                addr,
+                &build(connection, transaction),
+                transaction,
+                wanted,
+            )
             .await;
         if reply.is_err() {
             // The id may have expired on the tracker's side: get a fresh one next time.
@@ -323,16 +329,16 @@ mod tests {
             reply.extend([0, 0, 0, 60, 0, 0, 0, 0, 0, 0, 0, 1, 10, 0, 0, 1, 0x1a, 0xe1]);
             server.send_to(&reply, from).await.unwrap();
         });
-        let result = tokio::time::timeout(
-            Duration::from_secs(10),
-            tracker.announce(&url, &request),
-        )
-        .await;
+        let result =
+            tokio::time::timeout(Duration::from_secs(10), tracker.announce(&url, &request)).await;
         if result.is_err() {
             serve.abort();
         }
         let reply = result.expect("announce timed out").unwrap();
-        assert_eq!(reply.peers, ["10.0.0.1:6881".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            reply.peers,
+            ["10.0.0.1:6881".parse::<SocketAddr>().unwrap()]
+        );
         // The server sent its last packet before the announce could end: it has finished.
         tokio::time::timeout(Duration::from_secs(5), serve)
             .await
