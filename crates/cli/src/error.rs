@@ -42,8 +42,9 @@ impl CliError {
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Error messages from the OS and from libraries must stay on one line.
-        f.write_str(&self.message.replace('\n', " "))
+        // Error messages from the OS and from libraries must stay on one line, and they may
+        // quote names a torrent chose.
+        f.write_str(&crate::escape::escape(&self.message.replace('\n', " ")))
     }
 }
 

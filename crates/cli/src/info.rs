@@ -4,6 +4,7 @@ use cratetorrent_metainfo::{Magnet, Metainfo};
 use serde_json::json;
 
 use crate::error::{CliError, Result};
+use crate::escape::{escape, escape_path, json_line};
 use crate::units::format_bytes;
 
 /// Reads and parses a `.torrent` file, with errors that name it.
@@ -18,11 +19,11 @@ pub(crate) fn run(source: &str, as_json: bool) -> Result<()> {
     }
     let torrent = load(source)?;
     if as_json {
-        println!("{}", to_json(&torrent));
+        println!("{}", json_line(&to_json(&torrent)));
         return Ok(());
     }
     println!("info-hash: {}", torrent.info_hash());
-    println!("name:      {}", torrent.name());
+    println!("name:      {}", escape(torrent.name()));
     println!(
         "size:      {} bytes ({})",
         torrent.total_length(),
@@ -38,16 +39,16 @@ pub(crate) fn run(source: &str, as_json: bool) -> Result<()> {
         if torrent.is_private() { "yes" } else { "no" }
     );
     if let Some(comment) = torrent.comment() {
-        println!("comment:   {comment}");
+        println!("comment:   {}", escape(comment));
     }
     if let Some(created_by) = torrent.created_by() {
-        println!("created by: {created_by}");
+        println!("created by: {}", escape(created_by));
     }
     for (index, tier) in torrent.trackers().iter().enumerate() {
-        println!("tier {index}:    {}", tier.join(" "));
+        println!("tier {index}:    {}", escape(&tier.join(" ")));
     }
     for seed in torrent.url_list() {
-        println!("web seed:  {seed}");
+        println!("web seed:  {}", escape(seed));
     }
     println!("files:");
     for (index, file) in torrent.files().iter().enumerate() {
@@ -55,7 +56,7 @@ pub(crate) fn run(source: &str, as_json: bool) -> Result<()> {
             println!(
                 "  {index:>4} {:>14}  {}",
                 file.length(),
-                file.path().display()
+                escape_path(&file.path())
             );
         }
     }
@@ -99,24 +100,22 @@ fn magnet(source: &str, as_json: bool) -> Result<()> {
     let hash = magnet.info_hash.map(|h| h.to_hex());
     if as_json {
         let peers: Vec<String> = magnet.peers.iter().map(ToString::to_string).collect();
-        println!(
-            "{}",
-            json!({
-                "info_hash": hash,
-                "name": magnet.display_name,
-                "trackers": magnet.trackers,
-                "peers": peers,
-            })
-        );
+        let value = json!({
+            "info_hash": hash,
+            "name": magnet.display_name,
+            "trackers": magnet.trackers,
+            "peers": peers,
+        });
+        println!("{}", json_line(&value));
         return Ok(());
     }
     println!("info-hash: {}", hash.as_deref().unwrap_or("(v2 only)"));
     println!(
         "name:      {}",
-        magnet.display_name.as_deref().unwrap_or("(unknown)")
+        escape(magnet.display_name.as_deref().unwrap_or("(unknown)"))
     );
     for tracker in &magnet.trackers {
-        println!("tracker:   {tracker}");
+        println!("tracker:   {}", escape(tracker));
     }
     for peer in &magnet.peers {
         println!("peer:      {peer}");

@@ -6,6 +6,7 @@
 mod create;
 mod demo;
 mod error;
+mod escape;
 mod info;
 mod progress;
 mod session;

@@ -9,6 +9,7 @@ use cratetorrent::{TorrentState, TorrentStats};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use crate::escape::{escape, json_line};
 use crate::units::format_rate;
 
 /// How often plain (non-terminal) progress lines are printed.
@@ -95,6 +96,8 @@ impl Reporter {
     }
 
     /// A message for the user (shown once however often it repeats); on stderr in JSON mode.
+    /// Messages carry names, URLs and errors that torrents and trackers chose: they are
+    /// escaped here, where they are printed.
     pub(crate) fn note(&mut self, kind: &str, message: &str) {
         if self.style == Style::Quiet
             || self.notes.len() >= MAX_NOTES
@@ -105,8 +108,8 @@ impl Reporter {
         match self.style {
             Style::Json => self.json(json!({ "event": kind, "message": message })),
             _ => match &self.bar {
-                Some(bar) => bar.println(message),
-                None => eprintln!("{message}"),
+                Some(bar) => bar.println(escape(message)),
+                None => eprintln!("{}", escape(message)),
             },
         }
     }
@@ -128,7 +131,7 @@ impl Reporter {
                 }
                 self.json(object);
             }
-            Style::Human => self.line(line),
+            Style::Human => self.line(&escape(line)),
         }
     }
 
@@ -139,7 +142,7 @@ impl Reporter {
     }
 
     fn json(&self, value: serde_json::Value) {
-        self.line(&value.to_string());
+        self.line(&json_line(&value));
     }
 }
 

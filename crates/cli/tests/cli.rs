@@ -108,3 +108,66 @@ fn bad_input_gives_one_clean_error_line() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 }
+
+/// Text a torrent controls: an SGR escape, a C1 CSI and a right-to-left override.
+const EVIL: &str = "\x1b[31m\u{9b}2J\u{202e}";
+/// How the human output shows it.
+const EVIL_ESCAPED: &str = "\\x1b[31m\\u{9b}2J\\u{202e}";
+
+fn assert_no_raw_controls(out: &str) {
+    for raw in ['\x1b', '\u{9b}', '\u{202e}'] {
+        assert!(!out.contains(raw), "raw {raw:?} in {out:?}");
+    }
+}
+
+#[test]
+fn info_escapes_control_characters_from_the_torrent() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(format!("name{EVIL}"));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join(format!("file{EVIL}.txt")), b"data").unwrap();
+    let bytes = cratetorrent_metainfo::TorrentBuilder::new(&root)
+        .piece_length(16 * 1024)
+        .tracker(format!("http://t.example/{EVIL}"))
+        .web_seed(format!("http://w.example/{EVIL}"))
+        .comment(format!("comment{EVIL}"))
+        .created_by(Some(format!("creator{EVIL}")))
+        .build()
+        .unwrap();
+    std::fs::write(dir.path().join("evil.torrent"), bytes).unwrap();
+
+    let info = cratetorrent(&["info", "evil.torrent"], dir.path());
+    assert!(info.status.success(), "{}", text(&info.stderr));
+    let out = text(&info.stdout);
+    assert_no_raw_controls(&out);
+    for field in [
+        "name",
+        "file",
+        "t.example/",
+        "w.example/",
+        "comment",
+        "creator",
+    ] {
+        assert!(
+            out.contains(&format!("{field}{EVIL_ESCAPED}")),
+            "{field}: {out}"
+        );
+    }
+
+    // JSON keeps the exact text, with every control character as a JSON escape.
+    let json = cratetorrent(&["info", "--json", "evil.torrent"], dir.path());
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let out = text(&json.stdout);
+    assert_no_raw_controls(&out);
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(value["name"], format!("name{EVIL}"));
+    assert_eq!(value["comment"], format!("comment{EVIL}"));
+
+    let magnet = "magnet:?xt=urn:btih:c12fe1c06bba254a9dc9f519b335aa7c1367a88a&dn=dn%1B%5B31m%C2%9B2J%E2%80%AE&tr=http%3A%2F%2Ft%2F%1B";
+    let info = cratetorrent(&["info", magnet], dir.path());
+    assert!(info.status.success(), "{}", text(&info.stderr));
+    let out = text(&info.stdout);
+    assert_no_raw_controls(&out);
+    assert!(out.contains(&format!("dn{EVIL_ESCAPED}")), "{out}");
+    assert!(out.contains("http://t/\\x1b"), "{out}");
+}

@@ -480,3 +480,31 @@ fn info_json_matches_libtorrents_view() {
     assert_eq!(our_files, their_files);
     assert_eq!(our_files.len(), 3);
 }
+
+#[test]
+fn progress_output_escapes_the_torrent_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, torrent) = make_torrent(dir.path(), "evil\x1b[2J\u{202e}.bin", 100_000, "16K");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "seed",
+        torrent.to_str().unwrap(),
+        data.to_str().unwrap(),
+        "--listen",
+        &addr,
+    ];
+    let mut seeder = Running::start(&args);
+    let verified = Running::wait_line(&seeder.stderr, |l| l.contains("pieces verified on disk"));
+    let escaped = "evil\\x1b[2J\\u{202e}.bin";
+    assert!(
+        verified.starts_with(&format!("{escaped}: ")),
+        "{verified:?}"
+    );
+    seeder.interrupt();
+    assert_eq!(seeder.wait(), Some(0));
+    let summary = Running::wait_line(&seeder.stdout, |l| l.contains("stopped with"));
+    assert!(
+        summary.starts_with(&format!("{escaped}: stopped with")),
+        "{summary:?}"
+    );
+}

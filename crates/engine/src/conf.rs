@@ -140,6 +140,12 @@ pub struct TrackerConf {
     pub max_retry_interval: Duration,
     /// How long the `stopped` announces on removal and shutdown may take.
     pub stop_timeout: Duration,
+    /// Tracker tiers used per torrent; later tiers are ignored. Each tier runs its own
+    /// announce task with at most one socket open, so this bounds a torrent's tracker sockets.
+    pub max_tiers: usize,
+    /// Tracker URLs used per torrent, across its tiers (after duplicates are dropped); the
+    /// URLs past it are ignored.
+    pub max_trackers: usize,
 }
 
 impl Default for TrackerConf {
@@ -158,6 +164,8 @@ impl Default for TrackerConf {
             retry_interval: Duration::from_secs(15),
             max_retry_interval: Duration::from_secs(1800),
             stop_timeout: Duration::from_secs(2),
+            max_tiers: 32,
+            max_trackers: 64,
         }
     }
 }

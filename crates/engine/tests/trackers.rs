@@ -1,6 +1,7 @@
 //! Peers from HTTP trackers: BEP 12 tiers past failing, garbage, slow and missing trackers, a
 //! redirect, `peers6`, and the started / completed / stopped events; a torrent whose trackers
-//! are all down keeps working with the peers it has.
+//! are all down keeps working with the peers it has; a torrent with thousands of tiers
+//! announces to a bounded few.
 
 #![allow(
     clippy::unwrap_used,
@@ -269,4 +270,45 @@ async fn lying_and_dead_trackers_back_off_instead_of_spinning() {
     leech.shutdown().await.unwrap();
     seed.shutdown().await.unwrap();
     assert_same_files(&metainfo, payload.dir.path(), dir.path());
+}
+
+#[tokio::test]
+async fn thousands_of_tiers_announce_to_a_bounded_number_of_trackers() {
+    let payload = payload("many_tiers.bin", &[("", 65536)], 65536);
+    let tracker = TestTracker::start(Vec::new());
+    // Every tier is a distinct URL of the same tracker, so each announce says which tier sent it.
+    let tiers = (0..5000)
+        .map(|i| vec![format!("{}?tier={i}", tracker.url("good"))])
+        .collect();
+    let metainfo = with_tiers(&payload, tiers);
+    let dir = tempfile::tempdir().unwrap();
+    let mut leech_conf = conf(dir.path());
+    quick_trackers(&mut leech_conf);
+    let cap = leech_conf.tracker.max_tiers;
+    let (leech, mut alerts) = engine::spawn(leech_conf).unwrap();
+    leech
+        .create_torrent(params(&metainfo, Mode::Download { seeds: vec![] }))
+        .unwrap();
+    let mut replies = 0;
+    wait_for(&mut alerts, TIMEOUT, |alert| {
+        if matches!(alert, Alert::TrackerReply { .. }) {
+            replies += 1;
+        }
+        replies >= cap
+    })
+    .await;
+    // Shutting down lets any announce in flight land, then sends `stopped` to each started tier.
+    leech.shutdown().await.unwrap();
+    let announces = tracker.announces.lock().unwrap().clone();
+    let tiers: HashSet<String> = announces
+        .iter()
+        .map(|q| query_value(q, "tier").unwrap())
+        .collect();
+    assert!(
+        tiers.len() <= cap,
+        "{} tiers announced, {} announces",
+        tiers.len(),
+        announces.len()
+    );
+    assert!(announces.len() <= 2 * cap, "{} announces", announces.len());
 }

@@ -84,7 +84,7 @@ pub(crate) fn start(torrent: &Rc<Torrent>, clients: &Rc<Clients>) -> Vec<JoinHan
         (core.metainfo.trackers(), core.is_finished())
     };
     let mut rng = fastrand::Rng::new();
-    Tier::from_lists(lists, finished, &mut rng)
+    Tier::from_lists(lists, finished, &clients.conf, &mut rng)
         .into_iter()
         .map(|tier| {
             let task = run_tier(torrent.clone(), clients.clone(), tier);

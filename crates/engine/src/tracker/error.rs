@@ -34,6 +34,10 @@ pub enum TrackerError {
     /// A redirect without a usable `Location`.
     #[error("redirect without a valid location")]
     BadRedirect,
+    /// An HTTPS tracker redirected to a URL that is not HTTPS; following it would send the
+    /// announce (and a private tracker's passkey) in the clear.
+    #[error("refused redirect from HTTPS to {0}")]
+    InsecureRedirect(String),
     /// The connection or the request failed.
     #[error("HTTP request failed: {0}")]
     Http(String),

@@ -183,7 +183,8 @@ fn optional_count(dict: &Dict<'_>, key: &[u8]) -> Result<Option<u32>, TrackerErr
 }
 
 /// Appends the addresses in a compact string of `stride`-byte entries (4 or 16 address bytes
-/// and a big-endian port); a trailing partial entry and port-0 entries are ignored.
+/// and a big-endian port); a trailing partial entry and entries that [`can_dial`] refuses are
+/// ignored.
 pub(crate) fn compact_peers(bytes: &[u8], stride: usize, out: &mut Vec<SocketAddr>) {
     for entry in bytes.chunks_exact(stride) {
         if out.len() >= MAX_PEERS_PER_RESPONSE {
@@ -197,18 +198,28 @@ pub(crate) fn compact_peers(bytes: &[u8], stride: usize, out: &mut Vec<SocketAdd
                 Err(_) => return,
             },
         };
-        let port = u16::from_be_bytes([port[0], port[1]]);
-        if port != 0 {
-            out.push(SocketAddr::new(ip, port));
+        let addr = SocketAddr::new(ip, u16::from_be_bytes([port[0], port[1]]));
+        if can_dial(addr) {
+            out.push(addr);
         }
     }
+}
+
+/// Whether a tracker-given address can be a peer: port 0, unspecified (`0.0.0.0`, `::`),
+/// multicast and broadcast addresses cannot, and dialling them would only waste a
+/// connection slot (or reach every host of a segment), IPv4-mapped forms included.
+pub(crate) fn can_dial(addr: SocketAddr) -> bool {
+    let ip = addr.ip().to_canonical();
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    addr.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast
 }
 
 fn dict_peer(entry: Value<'_>) -> Option<SocketAddr> {
     let dict = entry.as_dict()?;
     let ip: IpAddr = dict.get(b"ip")?.as_str()?.parse().ok()?;
     let port = u16::try_from(dict.get(b"port")?.as_int()?).ok()?;
-    (port != 0).then_some(SocketAddr::new(ip, port))
+    let addr = SocketAddr::new(ip, port);
+    can_dial(addr).then_some(addr)
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -350,6 +361,43 @@ mod tests {
         let reply = parse_announce_response(&body).unwrap();
         assert_eq!(reply.peers.len(), MAX_PEERS_PER_RESPONSE);
         assert_eq!(reply.interval, DEFAULT_INTERVAL);
+    }
+
+    #[test]
+    fn unspecified_multicast_and_broadcast_peers_are_dropped() {
+        let mut body = b"d8:intervali60e5:peers30:".to_vec();
+        for ip in [
+            [0, 0, 0, 0],
+            [224, 0, 0, 1],
+            [255, 255, 255, 255],
+            [239, 1, 2, 3],
+        ] {
+            body.extend(ip);
+            body.extend([0x1a, 0xe1]);
+        }
+        body.extend([10, 0, 0, 1, 0x1a, 0xe1]);
+        body.extend(b"6:peers672:");
+        for ip in [
+            Ipv6Addr::UNSPECIFIED,
+            "ff02::1".parse().unwrap(),
+            Ipv4Addr::BROADCAST.to_ipv6_mapped(),
+            "2001:db8::1".parse().unwrap(),
+        ] {
+            body.extend(ip.octets());
+            body.extend([0x1a, 0xe1]);
+        }
+        body.push(b'e');
+        let reply = parse_announce_response(&body).unwrap();
+        assert_eq!(
+            reply.peers,
+            [
+                "10.0.0.1:6881".parse::<SocketAddr>().unwrap(),
+                "[2001:db8::1]:6881".parse().unwrap()
+            ]
+        );
+        let dict_peers = b"d5:peersld2:ip7:0.0.0.04:porti1eed2:ip2:::4:porti1eed2:ip9:224.0.0.14:porti1eed2:ip7:ff02::14:porti1eed2:ip7:1.2.3.44:porti1eeee";
+        let reply = parse_announce_response(dict_peers).unwrap();
+        assert_eq!(reply.peers, ["1.2.3.4:1".parse::<SocketAddr>().unwrap()]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::header::{HeaderValue, LOCATION, USER_AGENT};
+use hyper::http::uri::Scheme;
 use hyper::{Request, StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -126,21 +127,27 @@ impl HttpTracker {
     }
 }
 
-/// Resolves a `Location` header (absolute, or an absolute path on the same host).
+/// Resolves a `Location` header (absolute, or an absolute path on the same host). An HTTPS
+/// request may only be redirected to HTTPS.
 fn redirect_target(base: &Uri, location: Option<&HeaderValue>) -> Result<Uri, TrackerError> {
     let location = location
         .and_then(|l| l.to_str().ok())
         .ok_or(TrackerError::BadRedirect)?;
-    if location.starts_with('/') && !location.starts_with("//") {
+    let target: Uri = if location.starts_with('/') && !location.starts_with("//") {
         let (scheme, authority) = (
             base.scheme_str().unwrap_or("http"),
             base.authority().map_or("", |a| a.as_str()),
         );
-        return format!("{scheme}://{authority}{location}")
+        format!("{scheme}://{authority}{location}")
             .parse()
-            .map_err(|_| TrackerError::BadRedirect);
+            .map_err(|_| TrackerError::BadRedirect)?
+    } else {
+        location.parse().map_err(|_| TrackerError::BadRedirect)?
+    };
+    if base.scheme() == Some(&Scheme::HTTPS) && target.scheme() != Some(&Scheme::HTTPS) {
+        return Err(TrackerError::InsecureRedirect(target.to_string()));
     }
-    location.parse().map_err(|_| TrackerError::BadRedirect)
+    Ok(target)
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -172,6 +179,28 @@ mod tests {
             "https://b.example/a"
         );
         assert!(redirect_target(&base, None).is_err());
+    }
+
+    #[test]
+    fn https_trackers_cannot_redirect_to_plain_http() {
+        let base: Uri = "https://t.example/announce?passkey=secret".parse().unwrap();
+        let to = |l: &'static str| redirect_target(&base, Some(&HeaderValue::from_static(l)));
+        for downgrade in [
+            "http://t.example/announce",
+            "HTTP://t.example/a",
+            "t.example:80",
+        ] {
+            let result = to(downgrade);
+            assert!(
+                matches!(result, Err(TrackerError::InsecureRedirect(_))),
+                "{downgrade}: {result:?}"
+            );
+        }
+        assert_eq!(
+            to("https://b.example/a").unwrap().to_string(),
+            "https://b.example/a"
+        );
+        assert_eq!(to("/other").unwrap().to_string(), "https://t.example/other");
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! BEP 12 tiers without the I/O: tracker order, which event to send, and when to announce.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::{AnnounceResponse, Event};
@@ -23,29 +24,47 @@ pub(crate) struct Tier {
 }
 
 impl Tier {
-    /// Builds the tiers of a torrent, each shuffled once (BEP 12); empty tiers are dropped.
+    /// Builds the tiers of a torrent, each shuffled once (BEP 12). A URL seen in an earlier
+    /// tier is dropped, and so are tiers left empty. Only the first `max_tiers` tiers and
+    /// `max_trackers` URLs are kept: every tier is a task with a socket, and a torrent is
+    /// free to list thousands.
     pub(crate) fn from_lists(
         lists: Vec<Vec<String>>,
         complete: bool,
+        conf: &TrackerConf,
         rng: &mut fastrand::Rng,
     ) -> Vec<Tier> {
-        lists
-            .into_iter()
-            .filter(|urls| !urls.is_empty())
-            .map(|mut urls| {
-                rng.shuffle(&mut urls);
-                Tier {
-                    urls,
-                    started: false,
-                    completed_done: complete,
-                    last: None,
-                    failures: 0,
-                    interval: super::DEFAULT_INTERVAL,
-                    min_interval: super::DEFAULT_INTERVAL,
-                    tracker_id: None,
+        let mut seen = HashSet::new();
+        let mut tiers = Vec::new();
+        for list in lists {
+            if tiers.len() >= conf.max_tiers || seen.len() >= conf.max_trackers {
+                break;
+            }
+            let mut urls = Vec::new();
+            for url in list {
+                if seen.len() >= conf.max_trackers {
+                    break;
                 }
-            })
-            .collect()
+                if seen.insert(url.clone()) {
+                    urls.push(url);
+                }
+            }
+            if urls.is_empty() {
+                continue;
+            }
+            rng.shuffle(&mut urls);
+            tiers.push(Tier {
+                urls,
+                started: false,
+                completed_done: complete,
+                last: None,
+                failures: 0,
+                interval: super::DEFAULT_INTERVAL,
+                min_interval: super::DEFAULT_INTERVAL,
+                tracker_id: None,
+            });
+        }
+        tiers
     }
 
     /// What the next announce reports, given whether the torrent has every wanted piece.
@@ -148,7 +167,42 @@ mod tests {
             vec![],
             vec!["d".into()],
         ];
-        Tier::from_lists(lists, complete, &mut fastrand::Rng::with_seed(1))
+        let conf = TrackerConf::default();
+        Tier::from_lists(lists, complete, &conf, &mut fastrand::Rng::with_seed(1))
+    }
+
+    #[test]
+    fn thousands_of_tiers_are_capped_and_duplicates_dropped() {
+        let conf = TrackerConf::default();
+        let mut rng = fastrand::Rng::with_seed(1);
+        let lists: Vec<Vec<String>> = (0..5000)
+            .map(|i| vec![format!("udp://t{i}.example:1/"), "udp://same:1".into()])
+            .collect();
+        let all = Tier::from_lists(lists, false, &conf, &mut rng);
+        assert!(all.len() <= conf.max_tiers, "{} tiers", all.len());
+        let urls: Vec<&String> = all.iter().flat_map(|t| &t.urls).collect();
+        assert!(urls.len() <= conf.max_trackers, "{} urls", urls.len());
+        let unique: std::collections::HashSet<_> = urls.iter().collect();
+        assert_eq!(unique.len(), urls.len(), "duplicate URLs kept");
+        // The torrent's first tiers are the ones kept, and no tier is left empty.
+        assert!(all.iter().all(|t| !t.urls.is_empty()));
+        assert!(all[0].urls.contains(&"udp://t0.example:1/".to_owned()));
+
+        // A tier made only of URLs seen before disappears; the URL cap holds inside a tier.
+        let conf = TrackerConf {
+            max_trackers: 3,
+            ..TrackerConf::default()
+        };
+        let lists = vec![
+            vec!["a".into(), "a".into()],
+            vec!["a".into()],
+            vec!["b".into(), "c".into(), "d".into()],
+            vec!["e".into()],
+        ];
+        let all = Tier::from_lists(lists, false, &conf, &mut rng);
+        let mut kept: Vec<Vec<String>> = all.into_iter().map(|t| t.urls).collect();
+        kept.iter_mut().for_each(|urls| urls.sort());
+        assert_eq!(kept, [vec!["a"], vec!["b", "c"]]);
     }
 
     #[test]

@@ -84,8 +84,9 @@ pub fn scrape_request(connection: u64, transaction: u32, hashes: &[InfoHash]) ->
 /// Parses a response to the request with `transaction`. Announce peers are 6-byte entries on
 /// an IPv4 socket and 18-byte ones on IPv6 (`ipv6`), as BEP 15 specifies.
 ///
-/// A packet for another transaction is [`TrackerError::Malformed`]; callers waiting for a
-/// reply should ignore it and keep waiting.
+/// A packet for another transaction, or too short, is [`TrackerError::Malformed`]. Anyone
+/// can send datagrams from the tracker's address, so callers waiting for a reply should
+/// ignore every packet that does not parse and keep waiting.
 pub fn parse_response(
     packet: &[u8],
     transaction: u32,
@@ -217,6 +218,24 @@ mod tests {
             matches!(parse_response(&error, 7, false).unwrap(), Response::Error(m) if m.starts_with("unregistered torrent"))
         );
         assert!(parse_response(&[0, 0, 0, 9, 0, 0, 0, 7], 7, false).is_err());
+    }
+
+    #[test]
+    fn announce_replies_drop_peers_that_cannot_be_dialled() {
+        let mut announce = vec![0, 0, 0, 1, 0, 0, 0, 7, 0, 0, 0, 60, 0, 0, 0, 2, 0, 0, 0, 1];
+        for ip in [
+            [0, 0, 0, 0],
+            [230, 1, 1, 1],
+            [255, 255, 255, 255],
+            [8, 8, 8, 8],
+        ] {
+            announce.extend(ip);
+            announce.extend([0x1a, 0xe1]);
+        }
+        let Response::Announce(reply) = parse_response(&announce, 7, false).unwrap() else {
+            panic!()
+        };
+        assert_eq!(reply.peers, ["8.8.8.8:6881".parse().unwrap()]);
     }
 
     #[test]

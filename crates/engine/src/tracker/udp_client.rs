@@ -46,9 +46,12 @@ impl UdpTracker {
     ) -> Result<AnnounceResponse, TrackerError> {
         let (socket, addr) = self.socket(url).await?;
         let reply = self
-            .exchange(&socket, addr, |connection, transaction| {
-                announce_request(connection, transaction, request)
-            })
+            .exchange(
+                &socket,
+                addr,
+                |connection, transaction| announce_request(connection, transaction, request),
+                |r| matches!(r, Response::Announce(_)),
+            )
             .await?;
         match reply {
             Response::Announce(reply) => Ok(reply),
@@ -64,9 +67,12 @@ impl UdpTracker {
     ) -> Result<Vec<ScrapeStats>, TrackerError> {
         let (socket, addr) = self.socket(url).await?;
         let reply = self
-            .exchange(&socket, addr, |connection, transaction| {
-                scrape_request(connection, transaction, hashes)
-            })
+            .exchange(
+                &socket,
+                addr,
+                |connection, transaction| scrape_request(connection, transaction, hashes),
+                |r| matches!(r, Response::Scrape(_)),
+            )
             .await?;
         match reply {
             Response::Scrape(stats) => Ok(stats),
@@ -103,13 +109,16 @@ impl UdpTracker {
         socket: &UdpSocket,
         addr: SocketAddr,
         build: impl Fn(u64, u32) -> Vec<u8>,
+        wanted: fn(&Response) -> bool,
     ) -> Result<Response, TrackerError> {
         let connection = match self.cached(addr) {
             Some(id) => id,
             None => {
                 let transaction = fastrand::u32(..);
+                let connect = connect_request(transaction);
+                let is_connect = |r: &Response| matches!(r, Response::Connect(_));
                 match self
-                    .transact(socket, addr, &connect_request(transaction), transaction)
+                    .transact(socket, addr, &connect, transaction, is_connect)
                     .await?
                 {
                     Response::Connect(id) => {
@@ -122,7 +131,13 @@ impl UdpTracker {
         };
         let transaction = fastrand::u32(..);
         let reply = self
-            .transact(socket, addr, &build(connection, transaction), transaction)
+            .transact(
+                socket,
+                addr,
+                &build(connection, transaction),
+                transaction,
+                wanted,
+            )
             .await;
         if reply.is_err() {
             // The id may have expired on the tracker's side: get a fresh one next time.
@@ -131,13 +146,15 @@ impl UdpTracker {
         reply
     }
 
-    /// Sends `packet` and waits for its answer, retransmitting on the doubling schedule.
+    /// Sends `packet` and waits for the answer with `transaction` that `wanted` accepts (or a
+    /// tracker error), retransmitting on the doubling schedule.
     async fn transact(
         &self,
         socket: &UdpSocket,
         addr: SocketAddr,
         packet: &[u8],
         transaction: u32,
+        wanted: fn(&Response) -> bool,
     ) -> Result<Response, TrackerError> {
         let mut buf = vec![0u8; MAX_PACKET];
         for attempt in 0..=self.conf.udp_retries {
@@ -149,10 +166,14 @@ impl UdpTracker {
                 let Ok(received) = received else { break };
                 let len = received?;
                 match parse_response(&buf[..len], transaction, addr.is_ipv6()) {
-                    // A late answer to an earlier transaction, or noise: keep waiting.
-                    Err(TrackerError::Malformed("wrong transaction id")) => continue,
                     Ok(Response::Error(message)) => return Err(TrackerError::Failure(message)),
-                    other => return other,
+                    Ok(response) if wanted(&response) => return Ok(response),
+                    // A late answer to an earlier transaction, a truncated or garbled packet,
+                    // or one spoofed from the tracker's address: none of them may end the
+                    // wait, or anyone could abort our announces with a 3-byte datagram.
+                    Ok(_) | Err(_) => {
+                        tracing::debug!(%addr, len, "ignored a UDP tracker packet");
+                    }
                 }
             }
         }
@@ -267,6 +288,62 @@ mod tests {
         let result = tracker.announce(&url, &request).await;
         assert!(matches!(result, Err(TrackerError::Timeout)), "{result:?}");
         assert!(started.elapsed() >= Duration::from_millis(700));
+    }
+
+    #[tokio::test]
+    async fn short_and_garbled_datagrams_are_ignored_until_the_real_answer() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("udp://{}", server.local_addr().unwrap());
+        // One long wait, no retransmission: the announce succeeds only by skipping the noise.
+        let conf = TrackerConf {
+            udp_timeout: Duration::from_secs(20),
+            udp_retries: 0,
+            ..TrackerConf::default()
+        };
+        let tracker = UdpTracker::new(&conf);
+        let request = AnnounceRequest::new(
+            InfoHash::new([1; 20]),
+            cratetorrent_wire::PeerId::new([2; 20]),
+            1,
+        );
+        let serve = tokio::spawn(async move {
+            let mut buf = [0u8; 200];
+            let (_, from) = server.recv_from(&mut buf).await.unwrap();
+            let transaction = [buf[12], buf[13], buf[14], buf[15]];
+            // From the tracker's own address: 3 bytes, then a connect reply cut short.
+            server.send_to(&[0, 0, 0], from).await.unwrap();
+            let mut truncated = vec![0, 0, 0, 0];
+            truncated.extend(transaction);
+            truncated.extend([0, 0]);
+            server.send_to(&truncated, from).await.unwrap();
+            let mut reply = vec![0, 0, 0, 0];
+            reply.extend(transaction);
+            reply.extend(7u64.to_be_bytes());
+            server.send_to(&reply, from).await.unwrap();
+            let (len, from) = server.recv_from(&mut buf).await.unwrap();
+            assert_eq!(len, 98);
+            let transaction = [buf[12], buf[13], buf[14], buf[15]];
+            server.send_to(&[1], from).await.unwrap();
+            let mut reply = vec![0, 0, 0, 1];
+            reply.extend(transaction);
+            reply.extend([0, 0, 0, 60, 0, 0, 0, 0, 0, 0, 0, 1, 10, 0, 0, 1, 0x1a, 0xe1]);
+            server.send_to(&reply, from).await.unwrap();
+        });
+        let result =
+            tokio::time::timeout(Duration::from_secs(10), tracker.announce(&url, &request)).await;
+        if result.is_err() {
+            serve.abort();
+        }
+        let reply = result.expect("announce timed out").unwrap();
+        assert_eq!(
+            reply.peers,
+            ["10.0.0.1:6881".parse::<SocketAddr>().unwrap()]
+        );
+        // The server sent its last packet before the announce could end: it has finished.
+        tokio::time::timeout(Duration::from_secs(5), serve)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]
