@@ -46,15 +46,20 @@ impl Write for Log {
 }
 
 impl Log {
+    /// The process-wide log capture (tests in this file share it).
     fn install() -> Self {
-        let log = Self::default();
-        let writer = log.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("cratetorrent=debug"))
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .init();
-        log
+        static LOG: std::sync::OnceLock<Log> = std::sync::OnceLock::new();
+        LOG.get_or_init(|| {
+            let log = Self::default();
+            let writer = log.clone();
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("cratetorrent=debug"))
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .init();
+            log
+        })
+        .clone()
     }
 
     fn count(&self, needle: &str) -> usize {
@@ -486,5 +491,123 @@ async fn hostile_peers_are_dropped_while_an_honest_download_completes() {
     for reason in ["request flood", "sent blocks we never asked for"] {
         assert!(log.count(reason) >= 1, "no \"{reason}\" in the log");
     }
+    drop(seeder);
+}
+
+/// A seed that answers every request at once with the right data, except the first block of
+/// each piece, which it never sends. Until `stop`, or until it is dropped.
+fn withhold_first_blocks(
+    addr: SocketAddr,
+    info_hash: InfoHash,
+    payload: &[u8],
+    stop: &Mutex<bool>,
+) -> usize {
+    let pieces = payload.len().div_ceil(PIECE as usize) as u32;
+    let mut attacker = Attacker::handshaken(addr, info_hash, Extensions::NONE);
+    attacker.send(&message(
+        5,
+        cratetorrent_wire::Bitfield::full(pieces).as_bytes(),
+    ));
+    attacker.send_message(&Message::Unchoke);
+    let decoder = Decoder::default();
+    let (mut buf, mut chunk) = (BytesMut::new(), vec![0u8; 64 * 1024]);
+    let mut withheld = 0;
+    while !*stop.lock().unwrap() {
+        match attacker.stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(_) => break,
+        }
+        while let Ok(Some(message)) = decoder.decode(&mut buf) {
+            let Message::Request(BlockInfo { piece, offset, len }) = message else {
+                continue;
+            };
+            if offset == 0 {
+                withheld += 1;
+                continue;
+            }
+            let start = piece as usize * PIECE as usize + offset as usize;
+            let Some(data) = payload.get(start..start + len as usize) else {
+                continue;
+            };
+            attacker.send_message(&Message::Piece(cratetorrent_wire::Block {
+                piece,
+                offset,
+                data: Bytes::copy_from_slice(data),
+            }));
+        }
+    }
+    withheld
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn a_peer_withholding_the_first_block_of_every_piece_cannot_stall_the_download() {
+    let _log = Log::install();
+    let source = tempfile::tempdir().unwrap();
+    let path = source.path().join("payload.bin");
+    let payload = pseudo_random(SIZE, 29);
+    std::fs::write(&path, &payload).unwrap();
+    let bytes = TorrentBuilder::new(&path)
+        .piece_length(PIECE)
+        .build()
+        .unwrap();
+    let torrent = source.path().join("payload.torrent");
+    std::fs::write(&torrent, &bytes).unwrap();
+    let metainfo = Metainfo::from_bytes(&bytes).unwrap();
+    let info_hash = metainfo.info_hash();
+    let seeder = LibtorrentSeeder::start(&torrent, source.path());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut conf = Conf::new(dir.path());
+    conf.listen_addr = "127.0.0.1:0".parse().unwrap();
+    // A small memory cap, so the blocks the attacker leaves waiting behind gaps reach it: before,
+    // reading stopped there for good (the first blocks were in sockets nobody read).
+    conf.storage.max_memory = 2 << 20;
+    let (engine, mut alerts) = engine::spawn(conf).unwrap();
+    let id = engine
+        .create_torrent(TorrentParams {
+            metainfo: metainfo.clone(),
+            listen_addr: None,
+            mode: Mode::Download {
+                seeds: vec![SocketAddr::from(([127, 0, 0, 1], seeder.port))],
+            },
+            conf: None,
+        })
+        .unwrap();
+    loop {
+        match tokio::time::timeout(TIMEOUT, alerts.next()).await {
+            Ok(Some(Alert::TorrentStarted { id: started, .. })) if started == id => break,
+            Ok(Some(_)) => {}
+            other => panic!("torrent never started: {other:?}"),
+        }
+    }
+    let addr = engine.listen_addr();
+    let stop = Arc::new(Mutex::new(false));
+    let attacker = {
+        let (stop, payload) = (stop.clone(), payload.clone());
+        std::thread::spawn(move || withhold_first_blocks(addr, info_hash, &payload, &stop))
+    };
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        match tokio::time::timeout_at(deadline, alerts.next()).await {
+            Ok(Some(Alert::TorrentComplete(done))) if done == id => break,
+            Ok(Some(_)) => {}
+            other => panic!("the download stalled: {other:?}"),
+        }
+    }
+    *stop.lock().unwrap() = true;
+    let withheld = attacker.join().unwrap();
+    engine.shutdown().await.unwrap();
+    assert_eq!(
+        std::fs::read(dir.path().join("payload.bin")).unwrap(),
+        payload
+    );
+    println!("the attacker withheld {withheld} first blocks; the download completed");
+    assert!(
+        withheld > 0,
+        "the attacker was never asked for a first block"
+    );
     drop(seeder);
 }

@@ -7,7 +7,7 @@
 //! the last blocks of many pieces.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cratetorrent_metainfo::PieceIndex;
 use cratetorrent_wire::{BLOCK_SIZE, Block, BlockInfo, Geometry, Message};
@@ -24,6 +24,8 @@ const MAX_DUPLICATES: u8 = 2;
 const MAX_UNASKED_BLOCKS: usize = 64;
 /// Withdrawn requests remembered per peer, as a multiple of the most we keep outstanding.
 const WITHDRAWN_MEMORY: usize = 2;
+/// The shortest a request may wait while later ones are answered before it counts as skipped.
+const MIN_SKIP_TIMEOUT: Duration = Duration::from_secs(10);
 /// `PieceDownload::senders` of a block nobody has sent.
 const NO_SENDER: u16 = u16::MAX;
 /// A pipeline is refilled once this fraction of it (1/n) is free...
@@ -363,24 +365,9 @@ impl Core {
             if send_cancels {
                 peer.outbox.push(&Message::Cancel(request.block));
             }
-            let piece = request.block.piece;
-            let Some(download) = self.downloads.get_mut(&piece) else {
-                continue;
-            };
-            let index = (request.block.offset / BLOCK_SIZE) as usize;
-            let state = &mut download.states[index];
-            if (1..RECEIVED).contains(state) {
-                *state -= 1;
-                if *state == 0 {
-                    download.free += 1;
-                    download.first_free = download.first_free.min(index);
-                }
-            }
-            if download.is_untouched() {
-                self.downloads.remove(&piece);
-                self.partials.retain(|&p| p != piece);
-                self.picker.restore(piece);
-            }
+        }
+        for request in &requests {
+            self.free_block(request.block);
         }
         if send_cancels && !requests.is_empty() {
             self.actions.push(Action::Wake(key));
@@ -391,6 +378,53 @@ impl Core {
         if let Some(peer) = self.peers.get_mut(key) {
             peer.requests = requests;
         }
+    }
+
+    /// A request given back: its block is free again (and the piece back in the picker if
+    /// nothing of it remains).
+    fn free_block(&mut self, block: BlockInfo) {
+        let piece = block.piece;
+        let Some(download) = self.downloads.get_mut(&piece) else {
+            return;
+        };
+        let index = (block.offset / BLOCK_SIZE) as usize;
+        let Some(state) = download.states.get_mut(index) else {
+            return;
+        };
+        if (1..RECEIVED).contains(state) {
+            *state -= 1;
+            if *state == 0 {
+                download.free += 1;
+                download.first_free = download.first_free.min(index);
+            }
+        }
+        if download.is_untouched() {
+            self.downloads.remove(&piece);
+            self.partials.retain(|&p| p != piece);
+            self.picker.restore(piece);
+        }
+    }
+
+    /// The storage gave up blocks that waited behind a missing one (they held its memory at
+    /// the cap): they are free to be requested again.
+    pub(crate) fn on_blocks_dropped(&mut self, piece: PieceIndex, offsets: &[u32], now: Instant) {
+        let Some(download) = self.downloads.get_mut(&piece) else {
+            return;
+        };
+        for &offset in offsets {
+            let index = (offset / BLOCK_SIZE) as usize;
+            if download.states.get(index) == Some(&RECEIVED) {
+                download.states[index] = 0;
+                download.senders[index] = NO_SENDER;
+                download.free += 1;
+                download.received -= 1;
+                download.first_free = download.first_free.min(index);
+            }
+        }
+        if download.free > 0 && !self.partials.contains(&piece) {
+            self.partials.push(piece);
+        }
+        self.fill_all(now);
     }
 
     /// A peer that has not sent a requested block for longer than its timeout is snubbed: its
@@ -410,6 +444,32 @@ impl Core {
             peer.snubbed = true;
             peer.slow_start = false;
             self.release_requests(key, true);
+            return;
+        }
+        // Blocks keep coming but never the oldest one asked for: the peer skipped or withholds
+        // it (answering requests in order is the rule). Give it to others rather than wait for
+        // it forever; out-of-order answers within twice the timeout are tolerated.
+        let skipped_after = (timeout * 2).max(MIN_SKIP_TIMEOUT);
+        let memory = WITHDRAWN_MEMORY * self.conf.max_out_requests;
+        let mut skipped = Vec::new();
+        while let Some(oldest) = peer.requests.front()
+            && now.saturating_duration_since(oldest.sent) > skipped_after
+        {
+            let block = oldest.block;
+            peer.requests.pop_front();
+            peer.withdrawn.push_bounded(block, memory);
+            peer.outbox.push(&Message::Cancel(block));
+            skipped.push(block);
+        }
+        if skipped.is_empty() {
+            return;
+        }
+        tracing::debug!(addr = %peer.addr, skipped = skipped.len(), "requests skipped; peer snubbed");
+        peer.snubbed = true;
+        peer.slow_start = false;
+        self.actions.push(Action::Wake(key));
+        for block in skipped {
+            self.free_block(block);
         }
     }
 }

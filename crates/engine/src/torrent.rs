@@ -458,6 +458,9 @@ impl Torrent {
                 id: self.id,
                 error: crate::TorrentError::ResumeSave(error),
             }),
+            StorageEvent::BlocksDropped { piece, offsets } => {
+                self.with_core(|core| core.on_blocks_dropped(piece, &offsets, now));
+            }
             StorageEvent::BlockHashes { piece, result } => {
                 self.with_core(|core| core.on_block_hashes(piece, result, now));
             }

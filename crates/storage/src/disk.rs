@@ -23,6 +23,7 @@ use crate::{PeerTag, StorageError, StorageEvent};
 mod block_hashes;
 mod flush;
 mod reads;
+mod shed;
 
 /// Most iovecs in one vectored write (Linux's IOV_MAX).
 const MAX_IOVECS: usize = 1024;
@@ -186,6 +187,7 @@ impl Disk {
                 self.complete(completion);
             }
             self.retry_deferred();
+            self.shed_blocks_behind_gaps();
             self.finish_draining();
             if self.unsaved
                 && self.syncs_left == 0

@@ -48,6 +48,9 @@ pub(crate) enum HashJob {
     },
     /// Forget a piece's partial state (its download was abandoned).
     Forget(PieceIndex),
+    /// Drop a piece's blocks waiting behind a gap, from offset `from` on (they will be sent
+    /// again); what was hashed so far is kept.
+    Shed { piece: PieceIndex, from: u32 },
     /// Hash everything hashable now instead of waiting to fill lanes (a flush or shutdown wants
     /// the verdicts).
     Drain,
@@ -115,7 +118,9 @@ impl Hashers {
     /// [`flush`](Self::flush) hands it over.
     pub(crate) fn push(&mut self, job: HashJob) {
         let piece = match &job {
-            HashJob::Block { piece, .. } | HashJob::Forget(piece) => *piece,
+            HashJob::Block { piece, .. } | HashJob::Forget(piece) | HashJob::Shed { piece, .. } => {
+                *piece
+            }
             HashJob::Drain => {
                 for batch in &mut self.batches {
                     batch.push(HashJob::Drain);
@@ -241,6 +246,11 @@ impl Worker<'_> {
                 HashJob::Forget(piece) => {
                     if let Some(state) = self.pieces.remove(&piece) {
                         self.ready_bytes -= ready_len(&state);
+                    }
+                }
+                HashJob::Shed { piece, from } => {
+                    if let Some(state) = self.pieces.get_mut(&piece) {
+                        drop(state.waiting.split_off(&from));
                     }
                 }
                 HashJob::Block {

@@ -178,6 +178,15 @@ pub enum StorageEvent {
     ResumeSaveFailed(StorageError),
     /// Held memory fell back below half the cap after [`WriteStatus::Full`].
     MemoryAvailable,
+    /// Blocks of `piece` that waited behind a missing block were given up to stay within the
+    /// memory cap (they alone held more than half of it, so reading could never resume): they
+    /// count as not received and must be fetched again.
+    BlocksDropped {
+        /// The piece.
+        piece: PieceIndex,
+        /// The offsets of the blocks given up.
+        offsets: Vec<u32>,
+    },
     /// The answer to [`Storage::block_hashes`]: the SHA-1 of each 16 KiB block of the piece as
     /// it is on disk now.
     BlockHashes {

@@ -238,3 +238,65 @@ fn smart_ban_finds_the_peer_whose_block_differed() {
     assert_eq!(banned, [core.peers[sprayer].addr]);
     assert_eq!(core.banned.len(), 1, "the honest peer is not banned");
 }
+
+#[test]
+fn a_request_skipped_while_later_ones_are_answered_goes_to_another_peer() {
+    let mut core = core(8, Bitfield::new(8), false);
+    let withholder = full_seed_peer(&mut core, 1);
+    let first = requests(&sent(&mut core, withholder))[0];
+    let honest = full_seed_peer(&mut core, 2);
+    sent(&mut core, honest);
+    core.peers[honest].queue_target = 8;
+    let start = Instant::now();
+    // Every two seconds it answers its newest request, never the first: blocks keep coming,
+    // so no plain timeout fires, and before this the first block waited forever.
+    let mut now = start;
+    for _ in 0..6 {
+        now += Duration::from_secs(2);
+        let newest = core.peers[withholder]
+            .requests
+            .iter()
+            .rev()
+            .map(|r| r.block)
+            .find(|b| *b != first)
+            .unwrap();
+        core.on_message(withholder, block(newest), now);
+    }
+    sent(&mut core, withholder);
+    core.tick(now);
+    assert!(
+        sent(&mut core, withholder).contains(&Message::Cancel(first)),
+        "the skipped request is withdrawn"
+    );
+    assert!(core.peers[withholder].snubbed);
+    let holds =
+        |core: &Core, key: PeerKey| core.peers[key].requests.iter().any(|r| r.block == first);
+    assert!(!holds(&core, withholder));
+    assert!(holds(&core, honest), "someone else is asked for it");
+}
+
+#[test]
+fn blocks_the_storage_gave_up_are_fetched_again() {
+    let mut core = core(2, Bitfield::new(2), false);
+    let key = full_seed_peer(&mut core, 1);
+    let now = Instant::now();
+    let asked = requests(&sent(&mut core, key));
+    for info in &asked {
+        core.on_message(key, block(*info), now);
+    }
+    let piece = asked[0].piece;
+    let given_up: Vec<BlockInfo> = asked
+        .iter()
+        .filter(|b| b.piece == piece && b.offset > 0)
+        .copied()
+        .collect();
+    assert_eq!(given_up.len(), 3);
+    sent(&mut core, key);
+    let offsets: Vec<u32> = given_up.iter().map(|b| b.offset).collect();
+    core.on_blocks_dropped(piece, &offsets, now);
+    core.fill_requests(key, now);
+    let again = requests(&sent(&mut core, key));
+    for block in given_up {
+        assert!(again.contains(&block), "{block:?} not asked again");
+    }
+}
