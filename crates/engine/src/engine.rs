@@ -21,7 +21,7 @@ use crate::counters::EngineCounters;
 use crate::error::EngineError;
 use crate::handle::{COMMAND_QUEUE, Command, EngineHandle, Mode, TorrentParams};
 use crate::rate::TokenBucket;
-use crate::torrent::{Shared, Torrent, delete_files};
+use crate::torrent::{Shared, Torrent};
 use crate::{TorrentError, TorrentId};
 
 /// How long an incoming connection may take to send its handshake.
@@ -364,7 +364,7 @@ async fn remove(engine: Rc<Engine>, torrent: Rc<Torrent>, delete: bool) {
         let result = blocking(move || {
             storage.shutdown().map_err(TorrentError::Remove)?;
             if delete {
-                delete_files(&Layout::new(&metainfo, &dir))
+                cratetorrent_storage::delete_files(&Layout::new(&metainfo, &dir))
                     .map_err(|e| TorrentError::Delete(std::sync::Arc::new(e)))?;
             }
             Ok::<(), TorrentError>(())

@@ -49,6 +49,7 @@
 #![allow(clippy::cast_possible_truncation)]
 
 mod backend;
+mod delete;
 mod disk;
 mod error;
 mod file_cache;
@@ -75,6 +76,7 @@ use bytes::Bytes;
 use cratetorrent_metainfo::{Metainfo, PieceIndex};
 use cratetorrent_wire::{BLOCK_SIZE, Bitfield, BlockInfo, Geometry};
 
+pub use delete::delete_files;
 pub use error::StorageError;
 pub use layout::Layout;
 pub use resume::{CheckProgress, verify};

@@ -74,6 +74,27 @@ pub fn fixture(files: &[(&str, usize, bool)], piece_length: u32) -> Fixture {
     }
 }
 
+/// A single-file torrent named `name` of `len` bytes with `piece_length`, and its payload.
+pub fn single_fixture(name: &str, len: usize, piece_length: u32) -> Fixture {
+    let payload = data(len, 3);
+    let hashes: Vec<u8> = payload
+        .chunks(piece_length as usize)
+        .flat_map(|c| <[u8; 20]>::from(Sha1::digest(c)))
+        .collect();
+    let mut info = DictBuilder::new();
+    info.insert("length", len as i64)
+        .insert("name", name)
+        .insert("piece length", piece_length)
+        .insert("pieces", hashes.as_slice());
+    let mut torrent = DictBuilder::new();
+    torrent.insert("info", info);
+    Fixture {
+        metainfo: Metainfo::from_bytes(&torrent.to_bencode()).unwrap(),
+        payload,
+        files: vec![(String::new(), len, false)],
+    }
+}
+
 /// Every block of the torrent, in a seeded shuffled order.
 pub fn blocks(fixture: &Fixture, seed: u64) -> Vec<BlockInfo> {
     let geometry = Geometry::of(&fixture.metainfo);
