@@ -365,7 +365,7 @@ async fn remove(engine: Rc<Engine>, torrent: Rc<Torrent>, delete: bool) {
             storage.shutdown().map_err(TorrentError::Remove)?;
             if delete {
                 cratetorrent_storage::delete_files(&Layout::new(&metainfo, &dir))
-                    .map_err(|e| TorrentError::Delete(std::sync::Arc::new(e)))?;
+                    .map_err(TorrentError::Delete)?;
             }
             Ok::<(), TorrentError>(())
         })

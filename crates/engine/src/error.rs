@@ -85,9 +85,10 @@ pub enum TorrentError {
     /// Flushing the torrent's data when it was removed failed.
     #[error("removing: {0}")]
     Remove(#[source] StorageError),
-    /// Deleting the torrent's files when it was removed failed.
+    /// Deleting the torrent's files when it was removed failed (a link in the way is left
+    /// alone: [`StorageError::Symlink`]).
     #[error("deleting files: {0}")]
-    Delete(#[source] Arc<std::io::Error>),
+    Delete(#[source] StorageError),
     /// Errors merged while nobody read the alerts: the latest, and how many came before it.
     #[error("{latest} (and {earlier} more errors while alerts went unread)")]
     Merged {
@@ -106,9 +107,10 @@ impl TorrentError {
             | Self::Write(error)
             | Self::Read { source: error, .. }
             | Self::ResumeSave(error)
-            | Self::Remove(error) => Some(error),
+            | Self::Remove(error)
+            | Self::Delete(error) => Some(error),
             Self::Merged { latest, .. } => latest.storage(),
-            Self::Duplicate(_) | Self::Listen { .. } | Self::Delete(_) => None,
+            Self::Duplicate(_) | Self::Listen { .. } => None,
         }
     }
 

@@ -12,6 +12,7 @@ use cratetorrent_metainfo::PieceIndex;
 use cratetorrent_wire::{BLOCK_SIZE, Bitfield, BlockInfo};
 
 use crate::backend::{Backend, Completion, Op, OpKind, Wake};
+use crate::beneath::Beneath;
 use crate::file_cache::FileCache;
 use crate::hasher::{HashJob, Hashers};
 use crate::layout::Layout;
@@ -122,6 +123,8 @@ pub(crate) struct Disk {
     pub(crate) layout: Arc<Layout>,
     pub(crate) backend: Box<dyn Backend + Send>,
     pub(crate) files: FileCache,
+    /// The download directory, which resume data is saved beneath.
+    pub(crate) root: Arc<Beneath>,
     pub(crate) commands: Receiver<Command>,
     pub(crate) doorbell: Arc<Doorbell>,
     pub(crate) events: Sender<StorageEvent>,

@@ -34,6 +34,13 @@ pub enum StorageError {
         /// The path.
         path: PathBuf,
     },
+    /// A symbolic link stands where the torrent's path goes: it is never followed, so nothing
+    /// outside the download directory is written, truncated or deleted through it.
+    #[error("{}: is a symbolic link, which is not followed", path.display())]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
     /// Any other I/O error (EIO, …).
     #[error("{}: {op}: {source}", path.display())]
     Io {
@@ -79,6 +86,7 @@ impl StorageError {
             | Self::PermissionDenied { path }
             | Self::ReadOnly { path }
             | Self::NotAFile { path }
+            | Self::Symlink { path }
             | Self::Io { path, .. } => Some(path),
             Self::Closed | Self::PieceMissing(_) | Self::InvalidBlock(_) => None,
         }

@@ -49,6 +49,7 @@
 #![allow(clippy::cast_possible_truncation)]
 
 mod backend;
+mod beneath;
 mod delete;
 mod disk;
 mod error;
@@ -82,6 +83,7 @@ pub use layout::Layout;
 pub use resume::{CheckProgress, verify};
 
 use crate::backend::Backend;
+use crate::beneath::{Access, Beneath};
 use crate::disk::{Command, Disk, Doorbell};
 use crate::file_cache::FileCache;
 use crate::hasher::Hashers;
@@ -224,8 +226,9 @@ impl Storage {
         progress: &(dyn Fn(CheckProgress) + Sync),
     ) -> Result<(Self, Receiver<StorageEvent>), StorageError> {
         let layout = Arc::new(Layout::new(metainfo, download_dir));
-        let have = resume::check(&layout, config.hash_threads, progress);
-        create_empty_files(&layout)?;
+        let root = Arc::new(Beneath::open(download_dir, true)?);
+        let have = resume::check(&layout, &root, config.hash_threads, progress);
+        create_empty_files(&layout, &root)?;
         let backend = select_backend(&config)?;
         let name = backend.name();
         let (events, receiver) = mpsc::channel();
@@ -263,7 +266,8 @@ impl Storage {
         let disk = Disk {
             layout,
             backend,
-            files: FileCache::new(config.max_open_files, config.preallocate),
+            files: FileCache::new(config.max_open_files, config.preallocate, root.clone()),
+            root,
             commands: inbox,
             doorbell: doorbell.clone(),
             events,
@@ -410,17 +414,10 @@ impl Drop for Storage {
 }
 
 /// Zero-length files are complete from the start, and no write would ever create them.
-fn create_empty_files(layout: &Layout) -> Result<(), StorageError> {
+fn create_empty_files(layout: &Layout, root: &Beneath) -> Result<(), StorageError> {
     for file in layout.files.iter().filter(|f| f.length == 0 && !f.padding) {
-        if file.path.exists() {
-            continue;
-        }
-        if let Some(parent) = file.path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StorageError::from_io(e, parent, "create directory"))?;
-        }
-        std::fs::File::create(&file.path)
-            .map_err(|e| StorageError::from_io(e, &file.path, "create"))?;
+        // Created if missing, never truncated, never through a link.
+        root.open_file(&file.rel, Access::ReadWrite)?;
     }
     Ok(())
 }

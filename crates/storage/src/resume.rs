@@ -2,16 +2,21 @@
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::UNIX_EPOCH;
 
 use cratetorrent_metainfo::bencode::{self, DictBuilder, Encode};
 use cratetorrent_wire::Bitfield;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 
 use crate::StorageError;
+use crate::beneath::Beneath;
 use crate::layout::Layout;
 use crate::piece_check::hash_pieces;
+
+/// The directory, in the download directory, that holds every torrent's resume data.
+pub(crate) const RESUME_DIR: &str = ".cratetorrent";
 
 /// Progress of a check of existing data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,30 +31,46 @@ pub struct CheckProgress {
 type Stamp = (u64, i64);
 
 pub(crate) fn resume_path(layout: &Layout) -> PathBuf {
-    layout
-        .root()
-        .join(".cratetorrent")
-        .join(format!("{}.resume", layout.metainfo().info_hash()))
+    layout.root().join(resume_rel(layout))
 }
 
-fn stamp(path: &std::path::Path) -> Option<Stamp> {
-    let metadata = fs::metadata(path).ok().filter(fs::Metadata::is_file)?;
-    let modified = metadata.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
-    Some((metadata.len(), i64::try_from(modified.as_nanos()).ok()?))
+/// The resume file's path below the download directory.
+fn resume_rel(layout: &Layout) -> PathBuf {
+    Path::new(RESUME_DIR).join(resume_name(layout))
+}
+
+fn resume_name(layout: &Layout) -> String {
+    format!("{}.resume", layout.metainfo().info_hash())
+}
+
+/// The stamp of the regular file at `rel`, not following links.
+fn stamp(root: &Beneath, rel: &Path) -> Option<Stamp> {
+    let stat = root.stat(rel).ok()?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return None;
+    }
+    // The field types differ between architectures.
+    #[allow(clippy::useless_conversion)]
+    let nanos = i64::try_from(stat.st_mtime)
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(i64::try_from(stat.st_mtime_nsec).ok()?)?;
+    Some((u64::try_from(stat.st_size).ok()?, nanos))
 }
 
 /// Writes resume data for `have` (which must only hold pieces whose data is synced): to a
-/// temporary file, synced, then renamed over the old one, and the directory synced.
-pub(crate) fn save(layout: &Layout, have: &Bitfield) -> Result<(), StorageError> {
+/// temporary file, synced, then renamed over the old one, and the directory synced. Every step
+/// is relative to the resume directory's descriptor and follows no link.
+pub(crate) fn save(layout: &Layout, root: &Beneath, have: &Bitfield) -> Result<(), StorageError> {
     let path = resume_path(layout);
-    let dir = path.parent().map(PathBuf::from).unwrap_or_default();
-    fs::create_dir_all(&dir).map_err(|e| StorageError::from_io(e, &dir, "create directory"))?;
+    let dir_path = root.path().join(RESUME_DIR);
+    let dir = root.open_dir(Path::new(RESUME_DIR), true)?;
     let files: Vec<DictBuilder> = layout
         .files
         .iter()
         .map(|file| {
             let mut entry = DictBuilder::new();
-            if let Some((size, mtime)) = stamp(&file.path) {
+            if let Some((size, mtime)) = stamp(root, &file.rel) {
                 entry
                     .insert("size", i64::try_from(size).unwrap_or(i64::MAX))
                     .insert("mtime", mtime);
@@ -61,25 +82,38 @@ pub(crate) fn save(layout: &Layout, have: &Bitfield) -> Result<(), StorageError>
     dict.insert("info-hash", &layout.metainfo().info_hash().as_bytes()[..])
         .insert("pieces", have.as_bytes())
         .insert("files", files);
+    let name = resume_name(layout);
+    let temp_name = format!("{name}.tmp");
     let temp = path.with_extension("resume.tmp");
-    let io = |e, op| StorageError::from_io(e, &temp, op);
-    let written = File::create(&temp)
-        .map_err(|e| io(e, "create"))
-        .and_then(|mut file| {
-            file.write_all(&dict.to_bencode())
-                .map_err(|e| io(e, "write"))?;
-            file.sync_all().map_err(|e| io(e, "sync"))
-        });
+    let io = |e: Errno, op| StorageError::from_io(e.into(), &temp, op);
+    // A temporary file left by a crash goes first; unlinkat removes a link, never its target.
+    match rustix::fs::unlinkat(&dir, &temp_name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => {}
+        Err(e) => return Err(io(e, "remove stale")),
+    }
+    let written = rustix::fs::openat(
+        &dir,
+        &temp_name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o666),
+    )
+    .map_err(|e| io(e, "create"))
+    .and_then(|fd| {
+        let mut file = File::from(fd);
+        file.write_all(&dict.to_bencode())
+            .map_err(|e| StorageError::from_io(e, &temp, "write"))?;
+        file.sync_all()
+            .map_err(|e| StorageError::from_io(e, &temp, "sync"))
+    });
     if let Err(error) = written {
         // A half-written temporary file would only hold space a full disk needs back; the
         // previous resume data stays as it was.
-        let _ = fs::remove_file(&temp);
+        let _ = rustix::fs::unlinkat(&dir, &temp_name, AtFlags::empty());
         return Err(error);
     }
-    fs::rename(&temp, &path).map_err(|e| StorageError::from_io(e, &path, "rename"))?;
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StorageError::from_io(e, &dir, "sync"))?;
+    rustix::fs::renameat(&dir, &temp_name, &dir, &name)
+        .map_err(|e| StorageError::from_io(e.into(), &path, "rename"))?;
+    rustix::fs::fsync(&dir).map_err(|e| StorageError::from_io(e.into(), &dir_path, "sync"))?;
     Ok(())
 }
 
@@ -121,6 +155,7 @@ fn load(layout: &Layout) -> Option<Saved> {
 /// is unchanged since it was saved, hashed (on `threads` threads) where not.
 pub(crate) fn check(
     layout: &Layout,
+    root: &Beneath,
     threads: usize,
     progress: &(dyn Fn(CheckProgress) + Sync),
 ) -> Bitfield {
@@ -130,7 +165,7 @@ pub(crate) fn check(
     let current: Vec<Option<Stamp>> = layout
         .files
         .iter()
-        .map(|f| if f.padding { None } else { stamp(&f.path) })
+        .map(|f| if f.padding { None } else { stamp(root, &f.rel) })
         .collect();
     let unchanged: Vec<bool> = match &saved {
         Some(saved) => current
@@ -163,7 +198,7 @@ pub(crate) fn check(
         checked: checked.load(Ordering::Relaxed),
         total,
     });
-    let verified = hash_pieces(layout, &to_hash, threads, &|| {
+    let verified = hash_pieces(layout, root, &to_hash, threads, &|| {
         let done = checked.fetch_add(1, Ordering::Relaxed) + 1;
         progress(CheckProgress {
             checked: done,
@@ -186,6 +221,9 @@ pub fn verify(
 ) -> Bitfield {
     let layout = Layout::new(metainfo, download_dir);
     let total = metainfo.piece_count();
+    let Ok(root) = Beneath::open(download_dir, false) else {
+        return Bitfield::new(total);
+    };
     let sizes: Vec<Option<u64>> = layout
         .files
         .iter()
@@ -193,10 +231,7 @@ pub fn verify(
             if f.padding {
                 None
             } else {
-                std::fs::metadata(&f.path)
-                    .ok()
-                    .filter(std::fs::Metadata::is_file)
-                    .map(|m| m.len())
+                stamp(&root, &f.rel).map(|(size, _)| size)
             }
         })
         .collect();
@@ -214,7 +249,7 @@ pub fn verify(
         total,
     });
     let mut have = Bitfield::new(total);
-    for piece in hash_pieces(&layout, &to_hash, threads, &|| {
+    for piece in hash_pieces(&layout, &root, &to_hash, threads, &|| {
         let done = checked.fetch_add(1, Ordering::Relaxed) + 1;
         progress(CheckProgress {
             checked: done,

@@ -78,7 +78,7 @@ impl Disk {
                     .flush_snapshot
                     .take()
                     .unwrap_or_else(|| self.have.clone());
-                resume::save(&self.layout, &covered)
+                resume::save(&self.layout, &self.root, &covered)
             }
         };
         if result.is_ok() {
