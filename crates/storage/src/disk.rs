@@ -115,7 +115,7 @@ pub(crate) enum OpMeta {
         piece: PieceIndex,
         chunk: usize,
     },
-    Sync,
+    Sync(usize),
     Writeback,
 }
 
@@ -151,6 +151,13 @@ pub(crate) struct Disk {
     pub(crate) shutdown: Option<Sender<Result<(), StorageError>>>,
     /// The pieces verified when the running flush started: only their data is covered by its syncs.
     pub(crate) flush_snapshot: Option<Bitfield>,
+    /// Files whose sync failed this session. After a failed fsync the kernel may have dropped
+    /// the dirty pages (marked clean, data lost), so no later sync can vouch for them: resume
+    /// data claims none of their pieces and records no stamp for them, so the next open hashes
+    /// them.
+    pub(crate) tainted: HashSet<usize>,
+    /// Fault injection: the first sync of this file fails ([`crate::StorageConfig::fail_sync`]).
+    pub(crate) fail_sync: Option<usize>,
 }
 
 impl Disk {
@@ -408,7 +415,7 @@ impl Disk {
             Deferred::Sync(index) => match self.files.get(&self.layout, index, true) {
                 Ok(file) => {
                     let id = self.next_id();
-                    self.ops.insert(id, OpMeta::Sync);
+                    self.ops.insert(id, OpMeta::Sync(index));
                     self.backend.start(Op {
                         id,
                         file,
@@ -418,6 +425,7 @@ impl Disk {
                 }
                 Err(error) => {
                     self.flush_error = Some(error);
+                    self.tainted.insert(index);
                     self.sync_finished();
                 }
             },
@@ -459,7 +467,7 @@ impl Disk {
         match meta {
             OpMeta::Write { file, pieces, held } => self.write_done(file, pieces, held, op, result),
             OpMeta::Read { piece, chunk } => self.read_done(piece, chunk, op, result),
-            OpMeta::Sync => self.sync_done(op, result),
+            OpMeta::Sync(file) => self.sync_done(file, op, result),
             // Write-out only makes the next sync shorter; that sync reports any error.
             OpMeta::Writeback => {}
         }

@@ -130,6 +130,10 @@ pub struct StorageConfig {
     /// Fault injection for tests: cut every write to at most this many bytes.
     #[doc(hidden)]
     pub max_write_len: Option<usize>,
+    /// Fault injection for tests: the first sync of this file (its index in the torrent) fails
+    /// with EIO after it ran.
+    #[doc(hidden)]
+    pub fail_sync: Option<usize>,
 }
 
 impl Default for StorageConfig {
@@ -145,6 +149,7 @@ impl Default for StorageConfig {
             io_threads: 4,
             resume_interval: Duration::from_secs(30),
             max_write_len: None,
+            fail_sync: None,
         }
     }
 }
@@ -292,6 +297,8 @@ impl Storage {
             draining: false,
             shutdown: None,
             flush_snapshot: None,
+            tainted: HashSet::new(),
+            fail_sync: config.fail_sync,
         };
         let thread = std::thread::Builder::new()
             .name("ct-disk".into())

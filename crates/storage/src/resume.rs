@@ -60,16 +60,26 @@ fn stamp(root: &Beneath, rel: &Path) -> Option<Stamp> {
 
 /// Writes resume data for `have` (which must only hold pieces whose data is synced): to a
 /// temporary file, synced, then renamed over the old one, and the directory synced. Every step
-/// is relative to the resume directory's descriptor and follows no link.
-pub(crate) fn save(layout: &Layout, root: &Beneath, have: &Bitfield) -> Result<(), StorageError> {
+/// is relative to the resume directory's descriptor and follows no link. Files in `untrusted`
+/// get no stamp, so their pieces are hashed on the next open.
+pub(crate) fn save(
+    layout: &Layout,
+    root: &Beneath,
+    have: &Bitfield,
+    untrusted: &std::collections::HashSet<usize>,
+) -> Result<(), StorageError> {
     let path = resume_path(layout);
     let dir_path = root.path().join(RESUME_DIR);
     let dir = root.open_dir(Path::new(RESUME_DIR), true)?;
     let files: Vec<DictBuilder> = layout
         .files
         .iter()
-        .map(|file| {
+        .enumerate()
+        .map(|(index, file)| {
             let mut entry = DictBuilder::new();
+            if untrusted.contains(&index) {
+                return entry;
+            }
             if let Some((size, mtime)) = stamp(root, &file.rel) {
                 entry
                     .insert("size", i64::try_from(size).unwrap_or(i64::MAX))
