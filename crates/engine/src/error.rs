@@ -54,6 +54,15 @@ pub enum TorrentError {
     /// A torrent with this info-hash is already added.
     #[error("torrent {0} is already added")]
     Duplicate(cratetorrent_metainfo::InfoHash),
+    /// Another torrent of the engine already uses this root (file or directory) in the download
+    /// directory: the two would overwrite each other's files.
+    #[error("torrent {other} already uses {root:?} in the download directory")]
+    SameRoot {
+        /// The root's name.
+        root: String,
+        /// The torrent using it.
+        other: TorrentId,
+    },
     /// The torrent's files could not be opened or checked.
     #[error("opening storage: {0}")]
     Open(#[source] StorageError),
@@ -110,7 +119,7 @@ impl TorrentError {
             | Self::Remove(error)
             | Self::Delete(error) => Some(error),
             Self::Merged { latest, .. } => latest.storage(),
-            Self::Duplicate(_) | Self::Listen { .. } => None,
+            Self::Duplicate(_) | Self::SameRoot { .. } | Self::Listen { .. } => None,
         }
     }
 

@@ -238,7 +238,8 @@ fn falls_back(error: Errno, create: bool) -> bool {
     ) || (create && error == Errno::NOENT)
 }
 
-fn is_not_found(error: &StorageError) -> bool {
+/// Whether `error` says the path does not exist.
+pub(crate) fn is_not_found(error: &StorageError) -> bool {
     matches!(error, StorageError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 

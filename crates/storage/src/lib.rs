@@ -231,6 +231,7 @@ impl Storage {
         progress: &(dyn Fn(CheckProgress) + Sync),
     ) -> Result<(Self, Receiver<StorageEvent>), StorageError> {
         let layout = Arc::new(Layout::new(metainfo, download_dir));
+        resume::check_reserved(&layout)?;
         let root = Arc::new(Beneath::open(download_dir, true)?);
         let have = resume::check(&layout, &root, config.hash_threads, progress);
         create_empty_files(&layout, &root)?;

@@ -1,8 +1,8 @@
 //! Resume: fast-resume data saved atomically after a sync, and the check of existing data.
 
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use cratetorrent_metainfo::bencode::{self, DictBuilder, Encode};
@@ -11,7 +11,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::StorageError;
-use crate::beneath::Beneath;
+use crate::beneath::{Access, Beneath, is_not_found};
 use crate::layout::Layout;
 use crate::piece_check::hash_pieces;
 
@@ -133,10 +133,58 @@ struct Saved {
     stamps: Vec<Option<Stamp>>,
 }
 
-/// Loads resume data; anything missing, foreign or malformed counts as no resume data.
-fn load(layout: &Layout) -> Option<Saved> {
-    let bytes = fs::read(resume_path(layout)).ok()?;
-    let value = bencode::decode(&bytes).ok()?;
+/// Refuses a torrent whose root would be the resume directory: its files would be other
+/// torrents' resume data. Deeper components of that name are harmless (resume data lives only at
+/// the top of the download directory).
+pub(crate) fn check_reserved(layout: &Layout) -> Result<(), StorageError> {
+    let reserved = layout
+        .files
+        .iter()
+        .any(|f| f.rel.components().next() == Some(Component::Normal(RESUME_DIR.as_ref())));
+    if reserved {
+        return Err(StorageError::ReservedName {
+            path: layout.root().join(RESUME_DIR),
+        });
+    }
+    Ok(())
+}
+
+/// The most bytes resume data for `layout` can take: the fixed keys and info-hash, the
+/// bitfield, and one `size`/`mtime` dictionary (under 64 bytes) per file, with room to spare.
+fn max_len(layout: &Layout) -> u64 {
+    256 + u64::from(layout.metainfo().piece_count().div_ceil(8)) + 96 * layout.files.len() as u64
+}
+
+/// Loads resume data: `Ok(None)` when there is none or it is foreign or malformed (the pieces
+/// are then hashed); an error, without reading it, when the file is a link, not a regular file,
+/// or larger than resume data for this torrent can be.
+fn load(layout: &Layout, root: &Beneath) -> Result<Option<Saved>, StorageError> {
+    let path = resume_path(layout);
+    let file = match root.open_file(&resume_rel(layout), Access::Read) {
+        Ok(file) => file,
+        Err(error) if is_not_found(&error) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let max = max_len(layout);
+    let len = file
+        .metadata()
+        .map_err(|e| StorageError::from_io(e, &path, "stat"))?
+        .len();
+    // `take` also bounds a file that grows while it is read.
+    let mut bytes = Vec::new();
+    if len <= max {
+        file.take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| StorageError::from_io(e, &path, "read"))?;
+    }
+    if len > max || bytes.len() as u64 > max {
+        return Err(StorageError::ResumeTooLarge { path, max });
+    }
+    Ok(parse(layout, &bytes))
+}
+
+fn parse(layout: &Layout, bytes: &[u8]) -> Option<Saved> {
+    let value = bencode::decode(bytes).ok()?;
     let dict = value.as_dict()?;
     if dict.get(b"info-hash")?.as_bytes()? != layout.metainfo().info_hash().as_bytes() {
         return None;
@@ -171,7 +219,10 @@ pub(crate) fn check(
 ) -> Bitfield {
     let metainfo = layout.metainfo();
     let total = metainfo.piece_count();
-    let saved = load(layout);
+    let saved = load(layout, root).unwrap_or_else(|error| {
+        tracing::warn!(%error, "ignoring resume data; every piece present is hashed");
+        None
+    });
     let current: Vec<Option<Stamp>> = layout
         .files
         .iter()
@@ -269,4 +320,50 @@ pub fn verify(
         have.set(piece);
     }
     have
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use cratetorrent_metainfo::{Metainfo, TorrentBuilder};
+
+    use super::*;
+
+    #[test]
+    fn an_oversized_resume_file_is_a_typed_error_and_is_not_read() {
+        let source = tempfile::tempdir().unwrap();
+        std::fs::write(source.path().join("a.bin"), vec![7u8; 40_000]).unwrap();
+        let bytes = TorrentBuilder::new(source.path().join("a.bin"))
+            .build()
+            .unwrap();
+        let metainfo = Metainfo::from_bytes(&bytes).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(&metainfo, dir.path());
+        let root = Beneath::open(dir.path(), false).unwrap();
+        assert!(
+            load(&layout, &root).unwrap().is_none(),
+            "no resume data yet"
+        );
+        save(
+            &layout,
+            &root,
+            &Bitfield::full(metainfo.piece_count()),
+            &Default::default(),
+        )
+        .unwrap();
+        assert!(load(&layout, &root).unwrap().is_some());
+
+        std::fs::File::options()
+            .write(true)
+            .open(layout.resume_path())
+            .unwrap()
+            .set_len(max_len(&layout) + 1)
+            .unwrap();
+        let error = load(&layout, &root).err().expect("too large");
+        assert!(
+            matches!(&error, StorageError::ResumeTooLarge { path, max }
+                if *path == layout.resume_path() && *max == max_len(&layout)),
+            "{error:?}"
+        );
+    }
 }

@@ -7,7 +7,9 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use cratetorrent_metainfo::bencode;
-use cratetorrent_storage::{BackendKind, Layout, Storage, StorageConfig, StorageEvent};
+use cratetorrent_storage::{
+    BackendKind, Layout, Storage, StorageConfig, StorageError, StorageEvent,
+};
 
 mod common;
 use common::{Fixture, block_data, blocks, fixture};
@@ -92,4 +94,144 @@ fn resume_data_never_claims_a_piece_of_a_file_whose_sync_failed() {
             Storage::open(&fixture.metainfo, dir.path(), config(backend), || {}).unwrap();
         assert_eq!(storage.have().count_ones(), 4);
     }
+}
+
+/// A torrent downloaded and shut down (resume data saved), then one byte of its first file
+/// changed with the mtime put back: resume data that is trusted claims a piece that is not there.
+fn downloaded_then_tampered(dir: &Path) -> Fixture {
+    let fixture = fixture(&[("a", 32_768, false), ("b", 32_768, false)], 16_384);
+    let (storage, events) =
+        Storage::open(&fixture.metainfo, dir, config(BackendKind::Auto), || {}).unwrap();
+    write_all(&storage, &fixture);
+    wait_verified(&events, 4);
+    storage.shutdown().unwrap();
+    let path = dir.join("t/a");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    fixture
+}
+
+/// Opens on another thread, so that a hang fails the test instead of stalling it.
+fn open_within_deadline(fixture: &Fixture, dir: &Path) -> Result<Storage, String> {
+    let (metainfo, dir) = (fixture.metainfo.clone(), dir.to_path_buf());
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let opened = Storage::open(&metainfo, &dir, config(BackendKind::Auto), || {});
+        let _ = done.send(
+            opened
+                .map(|(storage, _)| storage)
+                .map_err(|e| e.to_string()),
+        );
+    });
+    result.recv_timeout(WAIT).expect("Storage::open hung")
+}
+
+#[test]
+fn trusted_resume_data_is_the_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = downloaded_then_tampered(dir.path());
+    let storage = open_within_deadline(&fixture, dir.path()).unwrap();
+    // The tampering is invisible to resume data: this is what the tests below must not see.
+    assert_eq!(storage.have().count_ones(), 4);
+}
+
+#[test]
+fn a_symlinked_resume_file_is_not_followed() {
+    let (dir, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let fixture = downloaded_then_tampered(dir.path());
+    let resume = Layout::new(&fixture.metainfo, dir.path()).resume_path();
+    std::fs::rename(&resume, outside.path().join("planted")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("planted"), &resume).unwrap();
+    let storage = open_within_deadline(&fixture, dir.path()).unwrap();
+    assert_eq!(
+        storage.have().count_ones(),
+        3,
+        "piece 0 is hashed, not trusted"
+    );
+}
+
+#[test]
+fn a_fifo_resume_file_does_not_hang_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = downloaded_then_tampered(dir.path());
+    let resume = Layout::new(&fixture.metainfo, dir.path()).resume_path();
+    std::fs::remove_file(&resume).unwrap();
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &resume,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let storage = open_within_deadline(&fixture, dir.path()).unwrap();
+    assert_eq!(storage.have().count_ones(), 3);
+}
+
+/// The peak resident memory of this process.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+#[test]
+fn an_oversized_resume_file_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = downloaded_then_tampered(dir.path());
+    let resume = Layout::new(&fixture.metainfo, dir.path()).resume_path();
+    // Sparse: costs no disk, but reading it whole would take 1 GiB of memory.
+    std::fs::File::create(&resume)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let storage = open_within_deadline(&fixture, dir.path()).unwrap();
+    assert_eq!(storage.have().count_ones(), 3);
+    assert!(peak_rss() < 512 << 20, "peak RSS {} bytes", peak_rss());
+}
+
+#[test]
+fn a_torrent_named_like_the_resume_directory_is_refused() {
+    for files in [
+        &[("x.resume", 16_384, false)][..],
+        &[("a", 16_384, false)][..],
+    ] {
+        let fixture = common::fixture_named(".cratetorrent", files, 16_384);
+        let dir = tempfile::tempdir().unwrap();
+        let error = Storage::open(
+            &fixture.metainfo,
+            dir.path(),
+            config(BackendKind::Auto),
+            || {},
+        )
+        .err()
+        .expect("the reserved root is refused");
+        assert!(
+            matches!(&error, StorageError::ReservedName { path } if *path == dir.path().join(".cratetorrent")),
+            "{error:?}"
+        );
+    }
+    let single = common::single_fixture(".cratetorrent", 16_384, 16_384);
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        Storage::open(
+            &single.metainfo,
+            dir.path(),
+            config(BackendKind::Auto),
+            || {}
+        )
+        .is_err()
+    );
+    assert!(!dir.path().join(".cratetorrent").exists());
 }

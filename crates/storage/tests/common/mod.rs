@@ -35,6 +35,11 @@ pub struct Fixture {
 }
 
 pub fn fixture(files: &[(&str, usize, bool)], piece_length: u32) -> Fixture {
+    fixture_named("t", files, piece_length)
+}
+
+/// [`fixture`] with the torrent (its root directory) named `name`.
+pub fn fixture_named(name: &str, files: &[(&str, usize, bool)], piece_length: u32) -> Fixture {
     let mut payload = Vec::new();
     let mut entries = Vec::new();
     for (index, (name, len, padding)) in files.iter().enumerate() {
@@ -58,7 +63,7 @@ pub fn fixture(files: &[(&str, usize, bool)], piece_length: u32) -> Fixture {
         .collect();
     let mut info = DictBuilder::new();
     info.insert("files", entries)
-        .insert("name", "t")
+        .insert("name", name)
         .insert("piece length", piece_length)
         .insert("pieces", hashes.as_slice());
     let mut torrent = DictBuilder::new();
