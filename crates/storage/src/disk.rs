@@ -14,7 +14,7 @@ use cratetorrent_wire::{BLOCK_SIZE, Bitfield, BlockInfo};
 use crate::backend::{Backend, Completion, Op, OpKind, Wake};
 use crate::beneath::Beneath;
 use crate::file_cache::FileCache;
-use crate::hasher::{HashJob, Hashers};
+use crate::hasher::{Attempt, HashJob, Hashers};
 use crate::layout::Layout;
 use crate::memory::{HeldBlock, MemoryGauge};
 use crate::read_cache::ReadCache;
@@ -23,6 +23,8 @@ use crate::{PeerTag, StorageError, StorageEvent};
 
 mod flush;
 mod reads;
+#[cfg(test)]
+mod tests;
 
 /// Most iovecs in one vectored write (Linux's IOV_MAX).
 const MAX_IOVECS: usize = 1024;
@@ -40,6 +42,7 @@ pub(crate) enum Command {
     },
     Hashed {
         piece: PieceIndex,
+        attempt: Attempt,
         ok: bool,
     },
     Flush {
@@ -65,6 +68,9 @@ impl Doorbell {
 }
 
 pub(crate) struct PieceProgress {
+    /// Tags this attempt's hash jobs, so a verdict on an attempt dropped after a write error
+    /// cannot settle a later one.
+    attempt: Attempt,
     received: Vec<bool>,
     missing: u32,
     unwritten: u32,
@@ -135,6 +141,8 @@ pub(crate) struct Disk {
     pub(crate) read_cache: ReadCache,
     pub(crate) resume_interval: Duration,
     pub(crate) pieces: HashMap<PieceIndex, PieceProgress>,
+    /// Attempts started so far (see [`PieceProgress::attempt`]).
+    pub(crate) attempts: Attempt,
     pub(crate) waiting: Vec<PendingWrite>,
     pub(crate) deferred: std::collections::VecDeque<Deferred>,
     pub(crate) ops: HashMap<u64, OpMeta>,
@@ -161,7 +169,8 @@ pub(crate) struct Disk {
 }
 
 impl Disk {
-    pub(crate) fn new_piece_state(&self, piece: PieceIndex) -> PieceProgress {
+    pub(crate) fn new_piece_state(&mut self, piece: PieceIndex) -> PieceProgress {
+        self.attempts += 1;
         let blocks = self
             .layout
             .metainfo()
@@ -169,6 +178,7 @@ impl Disk {
             .unwrap_or(0)
             .div_ceil(BLOCK_SIZE);
         PieceProgress {
+            attempt: self.attempts,
             received: vec![false; blocks as usize],
             missing: blocks,
             unwritten: 0,
@@ -237,8 +247,10 @@ impl Disk {
                 peer,
             } => self.write(piece, offset, block, peer),
             Command::Read { block, token } => self.read(block, token),
-            Command::Hashed { piece, ok } => {
-                if let Some(state) = self.pieces.get_mut(&piece) {
+            Command::Hashed { piece, attempt, ok } => {
+                if let Some(state) = self.pieces.get_mut(&piece)
+                    && state.attempt == attempt
+                {
                     state.hash = Some(ok);
                 }
                 self.check_piece(piece);
@@ -288,8 +300,10 @@ impl Disk {
             }
             consumed += len;
         }
+        let attempt = state.attempt;
         self.hashers.push(HashJob::Block {
             piece,
+            attempt,
             offset,
             block,
         });
@@ -564,7 +578,10 @@ impl Disk {
             return;
         };
         if state.failed {
-            self.hashers.push(HashJob::Forget(piece));
+            self.hashers.push(HashJob::Forget {
+                piece,
+                attempt: state.attempt,
+            });
             return;
         }
         if state.hash == Some(true) {

@@ -262,8 +262,11 @@ impl Storage {
                 config.hash_lanes,
                 config.max_memory,
                 metainfo.clone(),
-                Box::new(move |piece, ok| {
-                    if commands.send(Command::Hashed { piece, ok }).is_ok() {
+                Box::new(move |piece, attempt, ok| {
+                    if commands
+                        .send(Command::Hashed { piece, attempt, ok })
+                        .is_ok()
+                    {
                         doorbell.ring();
                     }
                 }),
@@ -284,6 +287,7 @@ impl Storage {
             read_cache: ReadCache::new(config.read_cache),
             resume_interval: config.resume_interval,
             pieces: HashMap::new(),
+            attempts: 0,
             waiting: Vec::new(),
             deferred: std::collections::VecDeque::new(),
             ops: HashMap::new(),
