@@ -20,13 +20,15 @@ pub(crate) struct CreateArgs {
     pub(crate) private: bool,
     pub(crate) comment: Option<String>,
     pub(crate) include_hidden: bool,
+    pub(crate) follow_symlinks: bool,
     pub(crate) no_date: bool,
 }
 
 pub(crate) fn run(args: CreateArgs, quiet: bool) -> Result<()> {
     let mut builder = TorrentBuilder::new(&args.path)
         .private(args.private)
-        .include_hidden(args.include_hidden);
+        .include_hidden(args.include_hidden)
+        .follow_symlinks(args.follow_symlinks);
     for tracker in args.trackers {
         builder = builder.tracker(tracker);
     }

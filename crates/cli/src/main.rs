@@ -129,6 +129,10 @@ enum Command {
         /// Include hidden files (names starting with '.').
         #[arg(long)]
         include_hidden: bool,
+        /// Include the files that symbolic links in the folder point to, even outside it
+        /// (links are skipped by default; links to directories are never followed).
+        #[arg(long)]
+        follow_symlinks: bool,
         /// Leave out the creation date, for reproducible output.
         #[arg(long)]
         no_date: bool,
@@ -195,6 +199,7 @@ fn main() -> ExitCode {
             comment,
             web_seeds,
             include_hidden,
+            follow_symlinks,
             no_date,
         } => create::run(
             create::CreateArgs {
@@ -206,6 +211,7 @@ fn main() -> ExitCode {
                 private,
                 comment,
                 include_hidden,
+                follow_symlinks,
                 no_date,
             },
             cli.quiet,

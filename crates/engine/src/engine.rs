@@ -21,7 +21,7 @@ use crate::counters::EngineCounters;
 use crate::error::EngineError;
 use crate::handle::{COMMAND_QUEUE, Command, EngineHandle, Mode, TorrentParams};
 use crate::rate::TokenBucket;
-use crate::torrent::{Shared, Torrent, delete_files};
+use crate::torrent::{Shared, Torrent};
 use crate::{TorrentError, TorrentId};
 
 /// How long an incoming connection may take to send its handshake.
@@ -79,6 +79,9 @@ struct Engine {
     listen_port: u16,
     torrents: RefCell<HashMap<TorrentId, Rc<Torrent>>>,
     by_hash: RefCell<HashMap<InfoHash, TorrentId>>,
+    /// The root (first path component) each torrent takes in the download directory, from
+    /// when it is added until its storage is closed (and its files deleted, if asked).
+    roots: RefCell<HashMap<String, TorrentId>>,
     /// Torrents whose data is being checked, with commands that arrived meanwhile.
     checking: RefCell<HashMap<TorrentId, (InfoHash, Vec<Command>)>>,
     closing: Cell<bool>,
@@ -114,6 +117,7 @@ async fn run(
         listen_port: listen_addr.port(),
         torrents: RefCell::new(HashMap::new()),
         by_hash: RefCell::new(HashMap::new()),
+        roots: RefCell::new(HashMap::new()),
         checking: RefCell::new(HashMap::new()),
         closing: Cell::new(false),
     });
@@ -232,10 +236,24 @@ impl Engine {
             });
             return;
         }
+        let root = root_of(&params.metainfo);
+        if let Some(&other) = self.roots.borrow().get(&root) {
+            self.shared.alerts.post(Alert::TorrentError {
+                id,
+                error: TorrentError::SameRoot { root, other },
+            });
+            return;
+        }
+        self.roots.borrow_mut().insert(root, id);
         self.checking
             .borrow_mut()
             .insert(id, (info_hash, Vec::new()));
         tokio_uring::spawn(start_torrent(self.clone(), id, params));
+    }
+
+    /// Frees the root `id` took, once nothing of it is open or being deleted.
+    fn release_root(&self, id: TorrentId) {
+        self.roots.borrow_mut().retain(|_, owner| *owner != id);
     }
 
     async fn shutdown(self: &Rc<Self>) -> Result<(), EngineError> {
@@ -291,17 +309,22 @@ async fn start_torrent(engine: Rc<Engine>, id: TorrentId, params: TorrentParams)
     let (storage, events) = match opened {
         Some(Ok(opened)) => opened,
         Some(Err(error)) => {
+            engine.release_root(id);
             engine.shared.alerts.post(Alert::TorrentError {
                 id,
                 error: TorrentError::Open(error),
             });
             return;
         }
-        None => return,
+        None => {
+            engine.release_root(id);
+            return;
+        }
     };
     let removed = deferred.iter().any(|c| matches!(c, Command::Remove { .. }));
     if engine.closing.get() || removed {
         let _ = blocking(move || storage.shutdown()).await;
+        engine.release_root(id);
         return;
     }
     let have = storage.have().clone();
@@ -364,8 +387,8 @@ async fn remove(engine: Rc<Engine>, torrent: Rc<Torrent>, delete: bool) {
         let result = blocking(move || {
             storage.shutdown().map_err(TorrentError::Remove)?;
             if delete {
-                delete_files(&Layout::new(&metainfo, &dir))
-                    .map_err(|e| TorrentError::Delete(std::sync::Arc::new(e)))?;
+                cratetorrent_storage::delete_files(&Layout::new(&metainfo, &dir))
+                    .map_err(TorrentError::Delete)?;
             }
             Ok::<(), TorrentError>(())
         })
@@ -374,6 +397,7 @@ async fn remove(engine: Rc<Engine>, torrent: Rc<Torrent>, delete: bool) {
             engine.shared.alerts.post(Alert::TorrentError { id, error });
         }
     }
+    engine.release_root(id);
     engine.shared.alerts.post(Alert::TorrentRemoved(id));
 }
 
@@ -460,4 +484,15 @@ async fn incoming(engine: Rc<Engine>, stream: TcpStream, addr: SocketAddr) {
     {
         torrent.attach(stream, addr, &handshake, buf, false);
     }
+}
+
+/// The name a torrent takes in the download directory: the first component of its paths (the
+/// torrent's name, checked by the metainfo parser).
+fn root_of(metainfo: &cratetorrent_metainfo::Metainfo) -> String {
+    metainfo
+        .files()
+        .first()
+        .and_then(|file| file.components().first())
+        .cloned()
+        .unwrap_or_default()
 }

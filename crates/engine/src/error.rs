@@ -54,6 +54,15 @@ pub enum TorrentError {
     /// A torrent with this info-hash is already added.
     #[error("torrent {0} is already added")]
     Duplicate(cratetorrent_metainfo::InfoHash),
+    /// Another torrent of the engine already uses this root (file or directory) in the download
+    /// directory: the two would overwrite each other's files.
+    #[error("torrent {other} already uses {root:?} in the download directory")]
+    SameRoot {
+        /// The root's name.
+        root: String,
+        /// The torrent using it.
+        other: TorrentId,
+    },
     /// The torrent's files could not be opened or checked.
     #[error("opening storage: {0}")]
     Open(#[source] StorageError),
@@ -85,9 +94,10 @@ pub enum TorrentError {
     /// Flushing the torrent's data when it was removed failed.
     #[error("removing: {0}")]
     Remove(#[source] StorageError),
-    /// Deleting the torrent's files when it was removed failed.
+    /// Deleting the torrent's files when it was removed failed (a link in the way is left
+    /// alone: [`StorageError::Symlink`]).
     #[error("deleting files: {0}")]
-    Delete(#[source] Arc<std::io::Error>),
+    Delete(#[source] StorageError),
     /// Errors merged while nobody read the alerts: the latest, and how many came before it.
     #[error("{latest} (and {earlier} more errors while alerts went unread)")]
     Merged {
@@ -106,9 +116,10 @@ impl TorrentError {
             | Self::Write(error)
             | Self::Read { source: error, .. }
             | Self::ResumeSave(error)
-            | Self::Remove(error) => Some(error),
+            | Self::Remove(error)
+            | Self::Delete(error) => Some(error),
             Self::Merged { latest, .. } => latest.storage(),
-            Self::Duplicate(_) | Self::Listen { .. } | Self::Delete(_) => None,
+            Self::Duplicate(_) | Self::SameRoot { .. } | Self::Listen { .. } => None,
         }
     }
 

@@ -130,3 +130,29 @@ async fn transfers_over_ipv6_loopback() {
     seed.shutdown().await.unwrap();
     assert_same_files(&payload.metainfo, payload.dir.path(), dir.path());
 }
+
+#[tokio::test]
+async fn two_torrents_with_the_same_root_are_refused() {
+    // Same name, different content: different info-hashes, one path on disk.
+    let first = payload("shared", &[("a.bin", 100_000)], 32 * 1024);
+    let second = payload("shared", &[("b.bin", 70_000)], 32 * 1024);
+    assert_ne!(first.metainfo.info_hash(), second.metainfo.info_hash());
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
+    let one = engine
+        .create_torrent(params(&first.metainfo, Mode::Download { seeds: vec![] }))
+        .unwrap();
+    let two = engine
+        .create_torrent(params(&second.metainfo, Mode::Download { seeds: vec![] }))
+        .unwrap();
+    let refused = wait_for(&mut alerts, TIMEOUT, |a| {
+        matches!(a, Alert::TorrentError { id, .. } | Alert::TorrentStarted { id, .. } if *id == two)
+    })
+    .await;
+    assert!(
+        matches!(&refused, Alert::TorrentError { error: cratetorrent::TorrentError::SameRoot { root, other }, .. }
+            if root == "shared" && *other == one),
+        "{refused:?}"
+    );
+    engine.shutdown().await.unwrap();
+}

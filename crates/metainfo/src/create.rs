@@ -67,7 +67,9 @@ pub struct Progress {
 /// Builds a v1 `.torrent` from a file or a directory.
 ///
 /// Files of a directory are listed in byte order of their paths, as mktorrent does; hidden files
-/// (names starting with `.`) are left out unless [`include_hidden`](Self::include_hidden) is set.
+/// (names starting with `.`) are left out unless [`include_hidden`](Self::include_hidden) is set,
+/// and so are symbolic links inside the folder unless [`follow_symlinks`](Self::follow_symlinks)
+/// is set (a link in a shared folder can point anywhere, such as `~/.ssh/id_rsa`).
 /// Pieces are hashed on all cores while streaming: memory is one piece buffer per thread.
 ///
 /// ```
@@ -94,6 +96,7 @@ pub struct TorrentBuilder {
     creation_date: Option<i64>,
     source: Option<String>,
     include_hidden: bool,
+    follow_symlinks: bool,
     threads: usize,
 }
 
@@ -123,6 +126,7 @@ impl TorrentBuilder {
             creation_date: now,
             source: None,
             include_hidden: false,
+            follow_symlinks: false,
             threads,
         }
     }
@@ -186,6 +190,15 @@ impl TorrentBuilder {
     /// Includes files and directories whose names start with `.`.
     pub fn include_hidden(mut self, include: bool) -> Self {
         self.include_hidden = include;
+        self
+    }
+
+    /// Includes the files that symbolic links inside a folder point to, wherever they are
+    /// (default false: links are skipped, so nothing outside the folder is published by
+    /// accident). Links to directories are never followed, so loops cannot form. The root
+    /// itself is the caller's choice and is followed if it is a link.
+    pub fn follow_symlinks(mut self, follow: bool) -> Self {
+        self.follow_symlinks = follow;
         self
     }
 
@@ -302,7 +315,9 @@ impl TorrentBuilder {
                     continue;
                 }
                 let link = entry.file_type().map_err(io_error)?.is_symlink();
-                // Symlinks to files are followed; symlinks to directories are not, so loops cannot form.
+                if link && !self.follow_symlinks {
+                    continue;
+                }
                 let metadata = fs::metadata(&path).map_err(|source| CreateError::Io {
                     path: path.clone(),
                     source,

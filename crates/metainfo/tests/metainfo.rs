@@ -294,3 +294,50 @@ fn creation_errors() {
         Err(CreateError::InvalidName { .. })
     ));
 }
+
+#[test]
+fn creation_skips_symlinks_unless_asked() {
+    let (dir, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = dir.path().join("share");
+    std::fs::create_dir(&root).unwrap();
+    write(&root.join("a.txt"), b"public");
+    write(&outside.path().join("id_rsa"), b"secret key");
+    std::os::unix::fs::symlink(outside.path().join("id_rsa"), root.join("notes")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("linked-dir")).unwrap();
+    let names = |bytes: &[u8]| -> Vec<Vec<String>> {
+        Metainfo::from_bytes(bytes)
+            .unwrap()
+            .files()
+            .iter()
+            .map(|f| f.components()[1..].to_vec())
+            .collect()
+    };
+
+    let default = TorrentBuilder::new(&root).build().unwrap();
+    assert_eq!(names(&default), [vec!["a.txt".to_string()]]);
+    assert_eq!(Metainfo::from_bytes(&default).unwrap().total_length(), 6);
+}
+
+#[test]
+fn creation_follows_file_symlinks_when_asked() {
+    let (dir, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = dir.path().join("share");
+    std::fs::create_dir(&root).unwrap();
+    write(&root.join("a.txt"), b"public");
+    write(&outside.path().join("b.txt"), b"linked on purpose");
+    std::os::unix::fs::symlink(outside.path().join("b.txt"), root.join("b.txt")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("linked-dir")).unwrap();
+    let bytes = TorrentBuilder::new(&root)
+        .follow_symlinks(true)
+        .build()
+        .unwrap();
+    let parsed = Metainfo::from_bytes(&bytes).unwrap();
+    let names: Vec<&str> = parsed
+        .files()
+        .iter()
+        .map(|f| f.components()[1].as_str())
+        .collect();
+    // The file link is followed; the directory link is not (no loops).
+    assert_eq!(names, ["a.txt", "b.txt"]);
+    assert_eq!(parsed.total_length(), 6 + 17);
+}

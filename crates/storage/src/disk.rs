@@ -12,8 +12,9 @@ use cratetorrent_metainfo::PieceIndex;
 use cratetorrent_wire::{BLOCK_SIZE, Bitfield, BlockInfo};
 
 use crate::backend::{Backend, Completion, Op, OpKind, Wake};
+use crate::beneath::Beneath;
 use crate::file_cache::FileCache;
-use crate::hasher::{HashJob, Hashers};
+use crate::hasher::{Attempt, HashJob, Hashers};
 use crate::layout::Layout;
 use crate::memory::{HeldBlock, MemoryGauge};
 use crate::read_cache::ReadCache;
@@ -24,6 +25,8 @@ mod block_hashes;
 mod flush;
 mod reads;
 mod shed;
+#[cfg(test)]
+mod tests;
 
 /// Most iovecs in one vectored write (Linux's IOV_MAX).
 const MAX_IOVECS: usize = 1024;
@@ -41,6 +44,7 @@ pub(crate) enum Command {
     },
     Hashed {
         piece: PieceIndex,
+        attempt: Attempt,
         ok: bool,
     },
     BlockHashes {
@@ -69,6 +73,9 @@ impl Doorbell {
 }
 
 pub(crate) struct PieceProgress {
+    /// Tags this attempt's hash jobs, so a verdict on an attempt dropped after a write error
+    /// cannot settle a later one.
+    attempt: Attempt,
     received: Vec<bool>,
     missing: u32,
     unwritten: u32,
@@ -119,7 +126,7 @@ pub(crate) enum OpMeta {
         piece: PieceIndex,
         chunk: usize,
     },
-    Sync,
+    Sync(usize),
     Writeback,
 }
 
@@ -127,6 +134,8 @@ pub(crate) struct Disk {
     pub(crate) layout: Arc<Layout>,
     pub(crate) backend: Box<dyn Backend + Send>,
     pub(crate) files: FileCache,
+    /// The download directory, which resume data is saved beneath.
+    pub(crate) root: Arc<Beneath>,
     pub(crate) commands: Receiver<Command>,
     pub(crate) doorbell: Arc<Doorbell>,
     pub(crate) events: Sender<StorageEvent>,
@@ -137,6 +146,8 @@ pub(crate) struct Disk {
     pub(crate) read_cache: ReadCache,
     pub(crate) resume_interval: Duration,
     pub(crate) pieces: HashMap<PieceIndex, PieceProgress>,
+    /// Attempts started so far (see [`PieceProgress::attempt`]).
+    pub(crate) attempts: Attempt,
     pub(crate) waiting: Vec<PendingWrite>,
     pub(crate) deferred: std::collections::VecDeque<Deferred>,
     pub(crate) ops: HashMap<u64, OpMeta>,
@@ -153,10 +164,18 @@ pub(crate) struct Disk {
     pub(crate) shutdown: Option<Sender<Result<(), StorageError>>>,
     /// The pieces verified when the running flush started: only their data is covered by its syncs.
     pub(crate) flush_snapshot: Option<Bitfield>,
+    /// Files whose sync failed this session. After a failed fsync the kernel may have dropped
+    /// the dirty pages (marked clean, data lost), so no later sync can vouch for them: resume
+    /// data claims none of their pieces and records no stamp for them, so the next open hashes
+    /// them.
+    pub(crate) tainted: HashSet<usize>,
+    /// Fault injection: the first sync of this file fails ([`crate::StorageConfig::fail_sync`]).
+    pub(crate) fail_sync: Option<usize>,
 }
 
 impl Disk {
-    pub(crate) fn new_piece_state(&self, piece: PieceIndex) -> PieceProgress {
+    pub(crate) fn new_piece_state(&mut self, piece: PieceIndex) -> PieceProgress {
+        self.attempts += 1;
         let blocks = self
             .layout
             .metainfo()
@@ -164,6 +183,7 @@ impl Disk {
             .unwrap_or(0)
             .div_ceil(BLOCK_SIZE);
         PieceProgress {
+            attempt: self.attempts,
             received: vec![false; blocks as usize],
             missing: blocks,
             unwritten: 0,
@@ -233,8 +253,10 @@ impl Disk {
                 peer,
             } => self.write(piece, offset, block, peer),
             Command::Read { block, token } => self.read(block, token),
-            Command::Hashed { piece, ok } => {
-                if let Some(state) = self.pieces.get_mut(&piece) {
+            Command::Hashed { piece, attempt, ok } => {
+                if let Some(state) = self.pieces.get_mut(&piece)
+                    && state.attempt == attempt
+                {
                     state.hash = Some(ok);
                 }
                 self.check_piece(piece);
@@ -285,8 +307,10 @@ impl Disk {
             }
             consumed += len;
         }
+        let attempt = state.attempt;
         self.hashers.push(HashJob::Block {
             piece,
+            attempt,
             offset,
             block,
         });
@@ -412,7 +436,7 @@ impl Disk {
             Deferred::Sync(index) => match self.files.get(&self.layout, index, true) {
                 Ok(file) => {
                     let id = self.next_id();
-                    self.ops.insert(id, OpMeta::Sync);
+                    self.ops.insert(id, OpMeta::Sync(index));
                     self.backend.start(Op {
                         id,
                         file,
@@ -422,6 +446,7 @@ impl Disk {
                 }
                 Err(error) => {
                     self.flush_error = Some(error);
+                    self.tainted.insert(index);
                     self.sync_finished();
                 }
             },
@@ -463,7 +488,7 @@ impl Disk {
         match meta {
             OpMeta::Write { file, pieces, held } => self.write_done(file, pieces, held, op, result),
             OpMeta::Read { piece, chunk } => self.read_done(piece, chunk, op, result),
-            OpMeta::Sync => self.sync_done(op, result),
+            OpMeta::Sync(file) => self.sync_done(file, op, result),
             // Write-out only makes the next sync shorter; that sync reports any error.
             OpMeta::Writeback => {}
         }
@@ -560,7 +585,10 @@ impl Disk {
             return;
         };
         if state.failed {
-            self.hashers.push(HashJob::Forget(piece));
+            self.hashers.push(HashJob::Forget {
+                piece,
+                attempt: state.attempt,
+            });
             return;
         }
         if state.hash == Some(true) {

@@ -34,6 +34,29 @@ pub enum StorageError {
         /// The path.
         path: PathBuf,
     },
+    /// A symbolic link stands where the torrent's path goes: it is never followed, so nothing
+    /// outside the download directory is written, truncated or deleted through it.
+    #[error("{}: is a symbolic link, which is not followed", path.display())]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
+    /// The torrent's root has a name the storage keeps for itself (`.cratetorrent`, where
+    /// resume data lives): such a torrent could overwrite other torrents' resume data.
+    #[error("{}: this name is reserved for cratetorrent's resume data", path.display())]
+    ReservedName {
+        /// The path the torrent's root would take.
+        path: PathBuf,
+    },
+    /// A resume file larger than resume data for the torrent can be; it is not read (its pieces
+    /// are hashed instead).
+    #[error("{}: larger than the {max} bytes resume data can take", path.display())]
+    ResumeTooLarge {
+        /// The resume file.
+        path: PathBuf,
+        /// The most bytes resume data for this torrent can take.
+        max: u64,
+    },
     /// Any other I/O error (EIO, …).
     #[error("{}: {op}: {source}", path.display())]
     Io {
@@ -79,6 +102,9 @@ impl StorageError {
             | Self::PermissionDenied { path }
             | Self::ReadOnly { path }
             | Self::NotAFile { path }
+            | Self::Symlink { path }
+            | Self::ReservedName { path }
+            | Self::ResumeTooLarge { path, .. }
             | Self::Io { path, .. } => Some(path),
             Self::Closed | Self::PieceMissing(_) | Self::InvalidBlock(_) => None,
         }

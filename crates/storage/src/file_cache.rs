@@ -1,10 +1,11 @@
 //! Open files, created lazily, with a cap on descriptors.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::sync::Arc;
 
 use crate::StorageError;
+use crate::beneath::{Access, Beneath};
 use crate::layout::Layout;
 
 /// How many descriptors are kept open when nothing else is said.
@@ -23,20 +24,22 @@ pub(crate) struct FileCache {
     max_open: usize,
     clock: u64,
     preallocate: bool,
+    root: Arc<Beneath>,
 }
 
 impl FileCache {
-    pub(crate) fn new(max_open: usize, preallocate: bool) -> Self {
+    pub(crate) fn new(max_open: usize, preallocate: bool, root: Arc<Beneath>) -> Self {
         Self {
             open: HashMap::new(),
             max_open: max_open.max(1),
             clock: 0,
             preallocate,
+            root,
         }
     }
 
     /// The open file `index`, opened for writing (and created, with parent directories and its
-    /// full length, sparse unless preallocating) when `write` is set.
+    /// full length, sparse unless preallocating) when `write` is set; never through a link.
     pub(crate) fn get(
         &mut self,
         layout: &Layout,
@@ -53,25 +56,18 @@ impl FileCache {
         self.evict();
         let entry = &layout.files[index];
         let path = &entry.path;
-        let file = if write {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| StorageError::from_io(e, parent, "create directory"))?;
-            }
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(|e| StorageError::from_io(e, path, "open"))?;
-            let metadata = file
+        let access = if write {
+            Access::ReadWrite
+        } else {
+            Access::Read
+        };
+        let file = self.root.open_file(&entry.rel, access)?;
+        if write {
+            let length = file
                 .metadata()
-                .map_err(|e| StorageError::from_io(e, path, "stat"))?;
-            if !metadata.is_file() {
-                return Err(StorageError::NotAFile { path: path.clone() });
-            }
-            if metadata.len() < entry.length {
+                .map_err(|e| StorageError::from_io(e, path, "stat"))?
+                .len();
+            if length < entry.length {
                 if self.preallocate {
                     rustix::fs::fallocate(
                         &file,
@@ -85,17 +81,7 @@ impl FileCache {
                         .map_err(|e| StorageError::from_io(e, path, "set length"))?;
                 }
             }
-            file
-        } else {
-            let file = File::open(path).map_err(|e| StorageError::from_io(e, path, "open"))?;
-            let metadata = file
-                .metadata()
-                .map_err(|e| StorageError::from_io(e, path, "stat"))?;
-            if !metadata.is_file() {
-                return Err(StorageError::NotAFile { path: path.clone() });
-            }
-            file
-        };
+        }
         let file = Arc::new(file);
         self.open.insert(
             index,

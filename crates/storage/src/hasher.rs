@@ -40,14 +40,19 @@ const MAX_GATHER: Duration = Duration::from_millis(10);
 /// What an idle lane hashes (its result is thrown away).
 static IDLE_LANE: [u8; BLOCK_SIZE as usize] = [0; BLOCK_SIZE as usize];
 
+/// Which download attempt of a piece a block belongs to: a piece dropped after a write error and
+/// downloaded again gets a new one, so a verdict on the old data can be told from one on the new.
+pub(crate) type Attempt = u64;
+
 pub(crate) enum HashJob {
     Block {
         piece: PieceIndex,
+        attempt: Attempt,
         offset: u32,
         block: Arc<HeldBlock>,
     },
-    /// Forget a piece's partial state (its download was abandoned).
-    Forget(PieceIndex),
+    /// Forget a piece's partial state (this attempt at it was abandoned; a later one stays).
+    Forget { piece: PieceIndex, attempt: Attempt },
     /// Drop a piece's blocks waiting behind a gap, from offset `from` on (they will be sent
     /// again); what was hashed so far is kept.
     Shed { piece: PieceIndex, from: u32 },
@@ -56,8 +61,8 @@ pub(crate) enum HashJob {
     Drain,
 }
 
-/// Where a worker reports `(piece, hash matches)`.
-pub(crate) type Report = Box<dyn Fn(PieceIndex, bool) + Send + Sync>;
+/// Where a worker reports `(piece, attempt, hash matches)`.
+pub(crate) type Report = Box<dyn Fn(PieceIndex, Attempt, bool) + Send + Sync>;
 
 pub(crate) struct Hashers {
     queues: Vec<Sender<Vec<HashJob>>>,
@@ -118,9 +123,9 @@ impl Hashers {
     /// [`flush`](Self::flush) hands it over.
     pub(crate) fn push(&mut self, job: HashJob) {
         let piece = match &job {
-            HashJob::Block { piece, .. } | HashJob::Forget(piece) | HashJob::Shed { piece, .. } => {
-                *piece
-            }
+            HashJob::Block { piece, .. }
+            | HashJob::Forget { piece, .. }
+            | HashJob::Shed { piece, .. } => *piece,
             HashJob::Drain => {
                 for batch in &mut self.batches {
                     batch.push(HashJob::Drain);
@@ -155,6 +160,7 @@ impl Drop for Hashers {
 
 /// One piece's hash in progress.
 struct PieceHash {
+    attempt: Attempt,
     state: sha1x16::State,
     /// Bytes fed to the compression function so far (always a multiple of 64 until the end).
     hashed: u32,
@@ -167,8 +173,9 @@ struct PieceHash {
 }
 
 impl PieceHash {
-    fn new() -> Self {
+    fn new(attempt: Attempt) -> Self {
         Self {
+            attempt,
             state: sha1x16::INIT,
             hashed: 0,
             ready: VecDeque::new(),
@@ -188,7 +195,7 @@ impl PieceHash {
 
 struct Worker<'a> {
     metainfo: &'a Metainfo,
-    report: &'a (dyn Fn(PieceIndex, bool) + Send + Sync),
+    report: &'a (dyn Fn(PieceIndex, Attempt, bool) + Send + Sync),
     pieces: HashMap<PieceIndex, PieceHash>,
     /// Bytes in `ready` queues, over all pieces.
     ready_bytes: u64,
@@ -243,8 +250,13 @@ impl Worker<'_> {
         for job in batch {
             match job {
                 HashJob::Drain => drain = true,
-                HashJob::Forget(piece) => {
-                    if let Some(state) = self.pieces.remove(&piece) {
+                HashJob::Forget { piece, attempt } => {
+                    if self
+                        .pieces
+                        .get(&piece)
+                        .is_some_and(|s| s.attempt == attempt)
+                        && let Some(state) = self.pieces.remove(&piece)
+                    {
                         self.ready_bytes -= ready_len(&state);
                     }
                 }
@@ -255,16 +267,35 @@ impl Worker<'_> {
                 }
                 HashJob::Block {
                     piece,
+                    attempt,
                     offset,
                     block,
-                } => self.add_block(piece, offset, block),
+                } => self.add_block(piece, attempt, offset, block),
             }
         }
         drain
     }
 
-    fn add_block(&mut self, piece: PieceIndex, offset: u32, block: Arc<HeldBlock>) {
-        let state = self.pieces.entry(piece).or_insert_with(PieceHash::new);
+    fn add_block(
+        &mut self,
+        piece: PieceIndex,
+        attempt: Attempt,
+        offset: u32,
+        block: Arc<HeldBlock>,
+    ) {
+        // Blocks of an attempt the disk thread has given up on must not mix with a new one.
+        if self
+            .pieces
+            .get(&piece)
+            .is_some_and(|s| s.attempt != attempt)
+            && let Some(stale) = self.pieces.remove(&piece)
+        {
+            self.ready_bytes -= ready_len(&stale);
+        }
+        let state = self
+            .pieces
+            .entry(piece)
+            .or_insert_with(|| PieceHash::new(attempt));
         if offset > state.ready_end {
             state.waiting.insert(offset, block);
             return;
@@ -406,6 +437,7 @@ impl Worker<'_> {
             && Some(total) == self.metainfo.piece_len(piece).map(u64::from);
         (self.report)(
             piece,
+            progress.attempt,
             complete && self.metainfo.piece_hash(piece) == Some(&digest),
         );
     }
@@ -471,7 +503,7 @@ pub(crate) mod tests {
         let data = payload((scenario.pieces - 1) * piece_length + scenario.tail, 3);
         let metainfo = metainfo(&data, piece_length);
         let reports = Mutex::new(Vec::new());
-        let report = |piece, ok| reports.lock().unwrap().push((piece, ok));
+        let report = |piece, _attempt, ok| reports.lock().unwrap().push((piece, ok));
         let gauge = Arc::new(MemoryGauge::new(u64::MAX, Box::new(|| {})));
         let mut worker = Worker {
             metainfo: &metainfo,
@@ -501,6 +533,7 @@ pub(crate) mod tests {
             }
             let (block, _) = HeldBlock::new(bytes.into(), gauge.clone());
             batch.push(HashJob::Block {
+                attempt: 0,
                 piece: (start / piece_length) as PieceIndex,
                 offset: (start % piece_length) as u32,
                 block,

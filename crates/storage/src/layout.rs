@@ -8,6 +8,9 @@ use cratetorrent_metainfo::{FileSlice, Metainfo, PieceIndex};
 #[derive(Debug, Clone)]
 pub(crate) struct LayoutFile {
     pub(crate) path: PathBuf,
+    /// The path below the download directory, which every file operation resolves (see
+    /// [`crate::beneath`]); `path` is for messages.
+    pub(crate) rel: PathBuf,
     pub(crate) length: u64,
     /// BEP 47 padding: never written, reads as zeros.
     pub(crate) padding: bool,
@@ -23,13 +26,15 @@ pub struct Layout {
 
 impl Layout {
     /// Maps `metainfo` under `download_dir`. Paths were checked by the metainfo parser to be relative
-    /// and free of `..`, so every file lies inside `download_dir`.
+    /// and free of `..`; the storage resolves them without following links, so every file lies
+    /// inside `download_dir`.
     pub fn new(metainfo: &Metainfo, download_dir: &Path) -> Self {
         let files = metainfo
             .files()
             .iter()
             .map(|file| LayoutFile {
                 path: download_dir.join(file.path()),
+                rel: file.path(),
                 length: file.length(),
                 padding: file.is_padding(),
             })

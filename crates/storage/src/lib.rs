@@ -49,6 +49,8 @@
 #![allow(clippy::cast_possible_truncation)]
 
 mod backend;
+mod beneath;
+mod delete;
 mod disk;
 mod error;
 mod file_cache;
@@ -75,11 +77,13 @@ use bytes::Bytes;
 use cratetorrent_metainfo::{Metainfo, PieceIndex};
 use cratetorrent_wire::{BLOCK_SIZE, Bitfield, BlockInfo, Geometry};
 
+pub use delete::delete_files;
 pub use error::StorageError;
 pub use layout::Layout;
 pub use resume::{CheckProgress, verify};
 
 use crate::backend::Backend;
+use crate::beneath::{Access, Beneath};
 use crate::disk::{Command, Disk, Doorbell};
 use crate::file_cache::FileCache;
 use crate::hasher::Hashers;
@@ -126,6 +130,10 @@ pub struct StorageConfig {
     /// Fault injection for tests: cut every write to at most this many bytes.
     #[doc(hidden)]
     pub max_write_len: Option<usize>,
+    /// Fault injection for tests: the first sync of this file (its index in the torrent) fails
+    /// with EIO after it ran.
+    #[doc(hidden)]
+    pub fail_sync: Option<usize>,
 }
 
 impl Default for StorageConfig {
@@ -141,6 +149,7 @@ impl Default for StorageConfig {
             io_threads: 4,
             resume_interval: Duration::from_secs(30),
             max_write_len: None,
+            fail_sync: None,
         }
     }
 }
@@ -239,8 +248,10 @@ impl Storage {
         progress: &(dyn Fn(CheckProgress) + Sync),
     ) -> Result<(Self, Receiver<StorageEvent>), StorageError> {
         let layout = Arc::new(Layout::new(metainfo, download_dir));
-        let have = resume::check(&layout, config.hash_threads, progress);
-        create_empty_files(&layout)?;
+        resume::check_reserved(&layout)?;
+        let root = Arc::new(Beneath::open(download_dir, true)?);
+        let have = resume::check(&layout, &root, config.hash_threads, progress);
+        create_empty_files(&layout, &root)?;
         let backend = select_backend(&config)?;
         let name = backend.name();
         let (events, receiver) = mpsc::channel();
@@ -268,8 +279,11 @@ impl Storage {
                 config.hash_lanes,
                 config.max_memory,
                 metainfo.clone(),
-                Box::new(move |piece, ok| {
-                    if commands.send(Command::Hashed { piece, ok }).is_ok() {
+                Box::new(move |piece, attempt, ok| {
+                    if commands
+                        .send(Command::Hashed { piece, attempt, ok })
+                        .is_ok()
+                    {
                         doorbell.ring();
                     }
                 }),
@@ -278,7 +292,8 @@ impl Storage {
         let disk = Disk {
             layout,
             backend,
-            files: FileCache::new(config.max_open_files, config.preallocate),
+            files: FileCache::new(config.max_open_files, config.preallocate, root.clone()),
+            root,
             commands: inbox,
             doorbell: doorbell.clone(),
             events,
@@ -289,6 +304,7 @@ impl Storage {
             read_cache: ReadCache::new(config.read_cache),
             resume_interval: config.resume_interval,
             pieces: HashMap::new(),
+            attempts: 0,
             waiting: Vec::new(),
             deferred: std::collections::VecDeque::new(),
             ops: HashMap::new(),
@@ -303,6 +319,8 @@ impl Storage {
             draining: false,
             shutdown: None,
             flush_snapshot: None,
+            tainted: HashSet::new(),
+            fail_sync: config.fail_sync,
         };
         let thread = std::thread::Builder::new()
             .name("ct-disk".into())
@@ -436,17 +454,10 @@ impl Drop for Storage {
 }
 
 /// Zero-length files are complete from the start, and no write would ever create them.
-fn create_empty_files(layout: &Layout) -> Result<(), StorageError> {
+fn create_empty_files(layout: &Layout, root: &Beneath) -> Result<(), StorageError> {
     for file in layout.files.iter().filter(|f| f.length == 0 && !f.padding) {
-        if file.path.exists() {
-            continue;
-        }
-        if let Some(parent) = file.path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StorageError::from_io(e, parent, "create directory"))?;
-        }
-        std::fs::File::create(&file.path)
-            .map_err(|e| StorageError::from_io(e, &file.path, "create"))?;
+        // Created if missing, never truncated, never through a link.
+        root.open_file(&file.rel, Access::ReadWrite)?;
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cratetorrent_metainfo::PieceIndex;
 
+use crate::beneath::{Access, Beneath};
 use crate::layout::Layout;
 use crate::sha1x16::{self, LANES};
 
@@ -26,6 +27,7 @@ const MAX_OPEN: usize = 32;
 /// once per piece checked.
 pub(crate) fn hash_pieces(
     layout: &Layout,
+    root: &Beneath,
     pieces: &[PieceIndex],
     threads: usize,
     tick: &(dyn Fn() + Sync),
@@ -47,6 +49,7 @@ pub(crate) fn hash_pieces(
                 scope.spawn(|| {
                     let mut checker = Checker {
                         layout,
+                        root,
                         open: HashMap::new(),
                         buffers: Vec::new(),
                     };
@@ -77,6 +80,7 @@ pub(crate) fn hash_pieces(
 
 struct Checker<'a> {
     layout: &'a Layout,
+    root: &'a Beneath,
     open: HashMap<usize, File>,
     buffers: Vec<Vec<u8>>,
 }
@@ -155,7 +159,7 @@ impl Checker<'_> {
                 if self.open.len() >= MAX_OPEN {
                     self.open.clear();
                 }
-                match File::open(&file.path) {
+                match self.root.open_file(&file.rel, Access::Read) {
                     Ok(opened) => {
                         self.open.insert(slice.file_index, opened);
                     }

@@ -1,17 +1,22 @@
 //! Resume: fast-resume data saved atomically after a sync, and the check of existing data.
 
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::UNIX_EPOCH;
 
 use cratetorrent_metainfo::bencode::{self, DictBuilder, Encode};
 use cratetorrent_wire::Bitfield;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 
 use crate::StorageError;
+use crate::beneath::{Access, Beneath, is_not_found};
 use crate::layout::Layout;
 use crate::piece_check::hash_pieces;
+
+/// The directory, in the download directory, that holds every torrent's resume data.
+pub(crate) const RESUME_DIR: &str = ".cratetorrent";
 
 /// Progress of a check of existing data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,30 +31,56 @@ pub struct CheckProgress {
 type Stamp = (u64, i64);
 
 pub(crate) fn resume_path(layout: &Layout) -> PathBuf {
-    layout
-        .root()
-        .join(".cratetorrent")
-        .join(format!("{}.resume", layout.metainfo().info_hash()))
+    layout.root().join(resume_rel(layout))
 }
 
-fn stamp(path: &std::path::Path) -> Option<Stamp> {
-    let metadata = fs::metadata(path).ok().filter(fs::Metadata::is_file)?;
-    let modified = metadata.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
-    Some((metadata.len(), i64::try_from(modified.as_nanos()).ok()?))
+/// The resume file's path below the download directory.
+fn resume_rel(layout: &Layout) -> PathBuf {
+    Path::new(RESUME_DIR).join(resume_name(layout))
+}
+
+fn resume_name(layout: &Layout) -> String {
+    format!("{}.resume", layout.metainfo().info_hash())
+}
+
+/// The stamp of the regular file at `rel`, not following links.
+fn stamp(root: &Beneath, rel: &Path) -> Option<Stamp> {
+    let stat = root.stat(rel).ok()?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return None;
+    }
+    // The field types differ between architectures.
+    #[allow(clippy::useless_conversion)]
+    let nanos = i64::try_from(stat.st_mtime)
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(i64::try_from(stat.st_mtime_nsec).ok()?)?;
+    Some((u64::try_from(stat.st_size).ok()?, nanos))
 }
 
 /// Writes resume data for `have` (which must only hold pieces whose data is synced): to a
-/// temporary file, synced, then renamed over the old one, and the directory synced.
-pub(crate) fn save(layout: &Layout, have: &Bitfield) -> Result<(), StorageError> {
+/// temporary file, synced, then renamed over the old one, and the directory synced. Every step
+/// is relative to the resume directory's descriptor and follows no link. Files in `untrusted`
+/// get no stamp, so their pieces are hashed on the next open.
+pub(crate) fn save(
+    layout: &Layout,
+    root: &Beneath,
+    have: &Bitfield,
+    untrusted: &std::collections::HashSet<usize>,
+) -> Result<(), StorageError> {
     let path = resume_path(layout);
-    let dir = path.parent().map(PathBuf::from).unwrap_or_default();
-    fs::create_dir_all(&dir).map_err(|e| StorageError::from_io(e, &dir, "create directory"))?;
+    let dir_path = root.path().join(RESUME_DIR);
+    let dir = root.open_dir(Path::new(RESUME_DIR), true)?;
     let files: Vec<DictBuilder> = layout
         .files
         .iter()
-        .map(|file| {
+        .enumerate()
+        .map(|(index, file)| {
             let mut entry = DictBuilder::new();
-            if let Some((size, mtime)) = stamp(&file.path) {
+            if untrusted.contains(&index) {
+                return entry;
+            }
+            if let Some((size, mtime)) = stamp(root, &file.rel) {
                 entry
                     .insert("size", i64::try_from(size).unwrap_or(i64::MAX))
                     .insert("mtime", mtime);
@@ -61,25 +92,38 @@ pub(crate) fn save(layout: &Layout, have: &Bitfield) -> Result<(), StorageError>
     dict.insert("info-hash", &layout.metainfo().info_hash().as_bytes()[..])
         .insert("pieces", have.as_bytes())
         .insert("files", files);
+    let name = resume_name(layout);
+    let temp_name = format!("{name}.tmp");
     let temp = path.with_extension("resume.tmp");
-    let io = |e, op| StorageError::from_io(e, &temp, op);
-    let written = File::create(&temp)
-        .map_err(|e| io(e, "create"))
-        .and_then(|mut file| {
-            file.write_all(&dict.to_bencode())
-                .map_err(|e| io(e, "write"))?;
-            file.sync_all().map_err(|e| io(e, "sync"))
-        });
+    let io = |e: Errno, op| StorageError::from_io(e.into(), &temp, op);
+    // A temporary file left by a crash goes first; unlinkat removes a link, never its target.
+    match rustix::fs::unlinkat(&dir, &temp_name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => {}
+        Err(e) => return Err(io(e, "remove stale")),
+    }
+    let written = rustix::fs::openat(
+        &dir,
+        &temp_name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o666),
+    )
+    .map_err(|e| io(e, "create"))
+    .and_then(|fd| {
+        let mut file = File::from(fd);
+        file.write_all(&dict.to_bencode())
+            .map_err(|e| StorageError::from_io(e, &temp, "write"))?;
+        file.sync_all()
+            .map_err(|e| StorageError::from_io(e, &temp, "sync"))
+    });
     if let Err(error) = written {
         // A half-written temporary file would only hold space a full disk needs back; the
         // previous resume data stays as it was.
-        let _ = fs::remove_file(&temp);
+        let _ = rustix::fs::unlinkat(&dir, &temp_name, AtFlags::empty());
         return Err(error);
     }
-    fs::rename(&temp, &path).map_err(|e| StorageError::from_io(e, &path, "rename"))?;
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StorageError::from_io(e, &dir, "sync"))?;
+    rustix::fs::renameat(&dir, &temp_name, &dir, &name)
+        .map_err(|e| StorageError::from_io(e.into(), &path, "rename"))?;
+    rustix::fs::fsync(&dir).map_err(|e| StorageError::from_io(e.into(), &dir_path, "sync"))?;
     Ok(())
 }
 
@@ -89,10 +133,58 @@ struct Saved {
     stamps: Vec<Option<Stamp>>,
 }
 
-/// Loads resume data; anything missing, foreign or malformed counts as no resume data.
-fn load(layout: &Layout) -> Option<Saved> {
-    let bytes = fs::read(resume_path(layout)).ok()?;
-    let value = bencode::decode(&bytes).ok()?;
+/// Refuses a torrent whose root would be the resume directory: its files would be other
+/// torrents' resume data. Deeper components of that name are harmless (resume data lives only at
+/// the top of the download directory).
+pub(crate) fn check_reserved(layout: &Layout) -> Result<(), StorageError> {
+    let reserved = layout
+        .files
+        .iter()
+        .any(|f| f.rel.components().next() == Some(Component::Normal(RESUME_DIR.as_ref())));
+    if reserved {
+        return Err(StorageError::ReservedName {
+            path: layout.root().join(RESUME_DIR),
+        });
+    }
+    Ok(())
+}
+
+/// The most bytes resume data for `layout` can take: the fixed keys and info-hash, the
+/// bitfield, and one `size`/`mtime` dictionary (under 64 bytes) per file, with room to spare.
+fn max_len(layout: &Layout) -> u64 {
+    256 + u64::from(layout.metainfo().piece_count().div_ceil(8)) + 96 * layout.files.len() as u64
+}
+
+/// Loads resume data: `Ok(None)` when there is none or it is foreign or malformed (the pieces
+/// are then hashed); an error, without reading it, when the file is a link, not a regular file,
+/// or larger than resume data for this torrent can be.
+fn load(layout: &Layout, root: &Beneath) -> Result<Option<Saved>, StorageError> {
+    let path = resume_path(layout);
+    let file = match root.open_file(&resume_rel(layout), Access::Read) {
+        Ok(file) => file,
+        Err(error) if is_not_found(&error) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let max = max_len(layout);
+    let len = file
+        .metadata()
+        .map_err(|e| StorageError::from_io(e, &path, "stat"))?
+        .len();
+    // `take` also bounds a file that grows while it is read.
+    let mut bytes = Vec::new();
+    if len <= max {
+        file.take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| StorageError::from_io(e, &path, "read"))?;
+    }
+    if len > max || bytes.len() as u64 > max {
+        return Err(StorageError::ResumeTooLarge { path, max });
+    }
+    Ok(parse(layout, &bytes))
+}
+
+fn parse(layout: &Layout, bytes: &[u8]) -> Option<Saved> {
+    let value = bencode::decode(bytes).ok()?;
     let dict = value.as_dict()?;
     if dict.get(b"info-hash")?.as_bytes()? != layout.metainfo().info_hash().as_bytes() {
         return None;
@@ -121,16 +213,20 @@ fn load(layout: &Layout) -> Option<Saved> {
 /// is unchanged since it was saved, hashed (on `threads` threads) where not.
 pub(crate) fn check(
     layout: &Layout,
+    root: &Beneath,
     threads: usize,
     progress: &(dyn Fn(CheckProgress) + Sync),
 ) -> Bitfield {
     let metainfo = layout.metainfo();
     let total = metainfo.piece_count();
-    let saved = load(layout);
+    let saved = load(layout, root).unwrap_or_else(|error| {
+        tracing::warn!(%error, "ignoring resume data; every piece present is hashed");
+        None
+    });
     let current: Vec<Option<Stamp>> = layout
         .files
         .iter()
-        .map(|f| if f.padding { None } else { stamp(&f.path) })
+        .map(|f| if f.padding { None } else { stamp(root, &f.rel) })
         .collect();
     let unchanged: Vec<bool> = match &saved {
         Some(saved) => current
@@ -163,7 +259,7 @@ pub(crate) fn check(
         checked: checked.load(Ordering::Relaxed),
         total,
     });
-    let verified = hash_pieces(layout, &to_hash, threads, &|| {
+    let verified = hash_pieces(layout, root, &to_hash, threads, &|| {
         let done = checked.fetch_add(1, Ordering::Relaxed) + 1;
         progress(CheckProgress {
             checked: done,
@@ -186,6 +282,9 @@ pub fn verify(
 ) -> Bitfield {
     let layout = Layout::new(metainfo, download_dir);
     let total = metainfo.piece_count();
+    let Ok(root) = Beneath::open(download_dir, false) else {
+        return Bitfield::new(total);
+    };
     let sizes: Vec<Option<u64>> = layout
         .files
         .iter()
@@ -193,10 +292,7 @@ pub fn verify(
             if f.padding {
                 None
             } else {
-                std::fs::metadata(&f.path)
-                    .ok()
-                    .filter(std::fs::Metadata::is_file)
-                    .map(|m| m.len())
+                stamp(&root, &f.rel).map(|(size, _)| size)
             }
         })
         .collect();
@@ -214,7 +310,7 @@ pub fn verify(
         total,
     });
     let mut have = Bitfield::new(total);
-    for piece in hash_pieces(&layout, &to_hash, threads, &|| {
+    for piece in hash_pieces(&layout, &root, &to_hash, threads, &|| {
         let done = checked.fetch_add(1, Ordering::Relaxed) + 1;
         progress(CheckProgress {
             checked: done,
@@ -224,4 +320,50 @@ pub fn verify(
         have.set(piece);
     }
     have
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use cratetorrent_metainfo::{Metainfo, TorrentBuilder};
+
+    use super::*;
+
+    #[test]
+    fn an_oversized_resume_file_is_a_typed_error_and_is_not_read() {
+        let source = tempfile::tempdir().unwrap();
+        std::fs::write(source.path().join("a.bin"), vec![7u8; 40_000]).unwrap();
+        let bytes = TorrentBuilder::new(source.path().join("a.bin"))
+            .build()
+            .unwrap();
+        let metainfo = Metainfo::from_bytes(&bytes).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(&metainfo, dir.path());
+        let root = Beneath::open(dir.path(), false).unwrap();
+        assert!(
+            load(&layout, &root).unwrap().is_none(),
+            "no resume data yet"
+        );
+        save(
+            &layout,
+            &root,
+            &Bitfield::full(metainfo.piece_count()),
+            &Default::default(),
+        )
+        .unwrap();
+        assert!(load(&layout, &root).unwrap().is_some());
+
+        std::fs::File::options()
+            .write(true)
+            .open(layout.resume_path())
+            .unwrap()
+            .set_len(max_len(&layout) + 1)
+            .unwrap();
+        let error = load(&layout, &root).err().expect("too large");
+        assert!(
+            matches!(&error, StorageError::ResumeTooLarge { path, max }
+                if *path == layout.resume_path() && *max == max_len(&layout)),
+            "{error:?}"
+        );
+    }
 }

@@ -54,9 +54,15 @@ impl Disk {
         }
     }
 
-    pub(super) fn sync_done(&mut self, _op: Op, result: std::io::Result<usize>) {
+    pub(super) fn sync_done(&mut self, file: usize, _op: Op, mut result: std::io::Result<usize>) {
+        if self.fail_sync == Some(file) {
+            self.fail_sync = None;
+            result = Err(std::io::Error::from_raw_os_error(libc::EIO));
+        }
         if let Err(error) = result {
-            self.flush_error = Some(StorageError::from_io(error, self.layout.root(), "sync"));
+            let path = self.layout.files[file].path.clone();
+            self.flush_error = Some(StorageError::from_io(error, path, "sync"));
+            self.tainted.insert(file);
         }
         self.sync_finished();
     }
@@ -68,17 +74,35 @@ impl Disk {
         }
     }
 
+    /// Clears from `covered` every piece that touches a file whose sync failed.
+    fn drop_tainted(&self, covered: &mut cratetorrent_wire::Bitfield) {
+        if self.tainted.is_empty() {
+            return;
+        }
+        let metainfo = self.layout.metainfo();
+        for piece in 0..metainfo.piece_count() {
+            if covered.get(piece)
+                && metainfo
+                    .piece_slices(piece)
+                    .any(|s| self.tainted.contains(&s.file_index))
+            {
+                covered.clear(piece);
+            }
+        }
+    }
+
     /// Writes resume data covering the pieces verified before the syncs that just finished.
     pub(super) fn save_resume(&mut self) {
         self.last_save = Instant::now();
         let result = match self.flush_error.take() {
             Some(error) => Err(error),
             None => {
-                let covered = self
+                let mut covered = self
                     .flush_snapshot
                     .take()
                     .unwrap_or_else(|| self.have.clone());
-                resume::save(&self.layout, &covered)
+                self.drop_tainted(&mut covered);
+                resume::save(&self.layout, &self.root, &covered, &self.tainted)
             }
         };
         if result.is_ok() {

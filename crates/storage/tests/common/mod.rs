@@ -35,6 +35,11 @@ pub struct Fixture {
 }
 
 pub fn fixture(files: &[(&str, usize, bool)], piece_length: u32) -> Fixture {
+    fixture_named("t", files, piece_length)
+}
+
+/// [`fixture`] with the torrent (its root directory) named `name`.
+pub fn fixture_named(name: &str, files: &[(&str, usize, bool)], piece_length: u32) -> Fixture {
     let mut payload = Vec::new();
     let mut entries = Vec::new();
     for (index, (name, len, padding)) in files.iter().enumerate() {
@@ -58,7 +63,7 @@ pub fn fixture(files: &[(&str, usize, bool)], piece_length: u32) -> Fixture {
         .collect();
     let mut info = DictBuilder::new();
     info.insert("files", entries)
-        .insert("name", "t")
+        .insert("name", name)
         .insert("piece length", piece_length)
         .insert("pieces", hashes.as_slice());
     let mut torrent = DictBuilder::new();
@@ -71,6 +76,27 @@ pub fn fixture(files: &[(&str, usize, bool)], piece_length: u32) -> Fixture {
             .iter()
             .map(|(n, l, p)| (n.to_string(), *l, *p))
             .collect(),
+    }
+}
+
+/// A single-file torrent named `name` of `len` bytes with `piece_length`, and its payload.
+pub fn single_fixture(name: &str, len: usize, piece_length: u32) -> Fixture {
+    let payload = data(len, 3);
+    let hashes: Vec<u8> = payload
+        .chunks(piece_length as usize)
+        .flat_map(|c| <[u8; 20]>::from(Sha1::digest(c)))
+        .collect();
+    let mut info = DictBuilder::new();
+    info.insert("length", len as i64)
+        .insert("name", name)
+        .insert("piece length", piece_length)
+        .insert("pieces", hashes.as_slice());
+    let mut torrent = DictBuilder::new();
+    torrent.insert("info", info);
+    Fixture {
+        metainfo: Metainfo::from_bytes(&torrent.to_bencode()).unwrap(),
+        payload,
+        files: vec![(String::new(), len, false)],
     }
 }
 
