@@ -12,6 +12,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -311,6 +312,7 @@ fn spray_junk(addr: SocketAddr, info_hash: InfoHash, pieces: u32, size: usize) -
 #[tokio::test]
 #[ignore = "needs reference peers"]
 async fn hostile_peers_are_dropped_while_an_honest_download_completes() {
+    let _serial = SERIAL.lock().await;
     let log = Log::install();
     let source = tempfile::tempdir().unwrap();
     let path = source.path().join("payload.bin");
@@ -495,13 +497,17 @@ async fn hostile_peers_are_dropped_while_an_honest_download_completes() {
 }
 
 /// A seed that answers every request at once with the right data, except the first block of
-/// each piece, which it never sends. Until `stop`, or until it is dropped.
+/// each piece, which it never sends; with `junk`, each block is followed by a message of that
+/// many bytes of an unknown type. Counts the blocks it sent in `sent`; runs until `stop`.
 fn withhold_first_blocks(
     addr: SocketAddr,
     info_hash: InfoHash,
     payload: &[u8],
+    junk: usize,
+    sent: &AtomicUsize,
     stop: &Mutex<bool>,
 ) -> usize {
+    let junk = (junk > 0).then(|| message(99, &vec![0x6a; junk - 5]));
     let pieces = payload.len().div_ceil(PIECE as usize) as u32;
     let mut attacker = Attacker::handshaken(addr, info_hash, Extensions::NONE);
     attacker.send(&message(
@@ -536,6 +542,10 @@ fn withhold_first_blocks(
                 offset,
                 data: Bytes::copy_from_slice(data),
             }));
+            if let Some(junk) = &junk {
+                attacker.send(junk);
+            }
+            sent.fetch_add(1, Ordering::Relaxed);
         }
     }
     withheld
@@ -544,10 +554,56 @@ fn withhold_first_blocks(
 #[tokio::test]
 #[ignore = "needs reference peers"]
 async fn a_peer_withholding_the_first_block_of_every_piece_cannot_stall_the_download() {
+    let _serial = SERIAL.lock().await;
+    let rss = withholding_attack(0, 2 << 20, None, 29).await;
+    println!("withholding: RSS grew by at most {} MiB", rss >> 20);
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn blocks_padded_with_junk_cannot_pin_receive_buffers() {
+    // Each block is followed by 240 KiB of an unknown message, so each one keeps its own
+    // 256 KiB receive chunk allocated: the blocks held behind gaps (counted 16 KiB each before
+    // chunks were counted whole) kept 16 times what the cap allowed.
+    // The attacker is alone for its first 600 blocks (about 600 x 256 KiB kept before), then
+    // the honest seed joins and the download completes.
+    let _serial = SERIAL.lock().await;
+    let cap = 16 << 20;
+    let grown = withholding_attack(240 << 10, cap, Some(600), 31).await;
+    println!(
+        "junk padding: RSS grew by at most {} MiB against a {} MiB cap",
+        grown >> 20,
+        cap >> 20
+    );
+    // The cap, the pool of retired chunks (8 MiB), the chunks being read into, the hasher's,
+    // the log's and the allocator's slack: about 33 MiB here, against 186 MiB before.
+    assert!(grown <= 3 * cap, "RSS grew by {grown} bytes");
+}
+
+/// Tests in this file that measure the process's memory run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The resident set of this process, from `/proc/self/status`.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// Downloads while a peer withholds the first block of every piece (and pads each block it
+/// sends with `junk` bytes), beside a libtorrent seed from the start or, with `alone_for`, only
+/// once the attacker has sent that many blocks alone; returns how much the RSS grew at most.
+async fn withholding_attack(
+    junk: usize,
+    max_memory: u64,
+    alone_for: Option<usize>,
+    seed: u64,
+) -> u64 {
     let _log = Log::install();
     let source = tempfile::tempdir().unwrap();
     let path = source.path().join("payload.bin");
-    let payload = pseudo_random(SIZE, 29);
+    let payload = pseudo_random(SIZE, seed);
     std::fs::write(&path, &payload).unwrap();
     let bytes = TorrentBuilder::new(&path)
         .piece_length(PIECE)
@@ -558,20 +614,25 @@ async fn a_peer_withholding_the_first_block_of_every_piece_cannot_stall_the_down
     let metainfo = Metainfo::from_bytes(&bytes).unwrap();
     let info_hash = metainfo.info_hash();
     let seeder = LibtorrentSeeder::start(&torrent, source.path());
+    let honest = SocketAddr::from(([127, 0, 0, 1], seeder.port));
 
     let dir = tempfile::tempdir().unwrap();
     let mut conf = Conf::new(dir.path());
     conf.listen_addr = "127.0.0.1:0".parse().unwrap();
     // A small memory cap, so the blocks the attacker leaves waiting behind gaps reach it: before,
     // reading stopped there for good (the first blocks were in sockets nobody read).
-    conf.storage.max_memory = 2 << 20;
+    conf.storage.max_memory = max_memory;
     let (engine, mut alerts) = engine::spawn(conf).unwrap();
     let id = engine
         .create_torrent(TorrentParams {
             metainfo: metainfo.clone(),
             listen_addr: None,
             mode: Mode::Download {
-                seeds: vec![SocketAddr::from(([127, 0, 0, 1], seeder.port))],
+                seeds: if alone_for.is_some() {
+                    Vec::new()
+                } else {
+                    vec![honest]
+                },
             },
             conf: None,
         })
@@ -583,12 +644,39 @@ async fn a_peer_withholding_the_first_block_of_every_piece_cannot_stall_the_down
             other => panic!("torrent never started: {other:?}"),
         }
     }
+    // Measured from here: the engine's own threads, rings and pools are already in place.
+    let baseline = rss();
+    let peak = Arc::new(AtomicU64::new(baseline));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        std::thread::spawn(move || {
+            while sampling.load(Ordering::Relaxed) {
+                peak.fetch_max(rss(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
     let addr = engine.listen_addr();
     let stop = Arc::new(Mutex::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
     let attacker = {
-        let (stop, payload) = (stop.clone(), payload.clone());
-        std::thread::spawn(move || withhold_first_blocks(addr, info_hash, &payload, &stop))
+        let (stop, sent, payload) = (stop.clone(), sent.clone(), payload.clone());
+        std::thread::spawn(move || {
+            withhold_first_blocks(addr, info_hash, &payload, junk, &sent, &stop)
+        })
     };
+    if let Some(blocks) = alone_for {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sent.load(Ordering::Relaxed) < blocks {
+            assert!(
+                Instant::now() < deadline,
+                "the attacker was not asked enough"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        engine.add_peers(id, vec![honest]).unwrap();
+    }
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {
         match tokio::time::timeout_at(deadline, alerts.next()).await {
@@ -599,15 +687,21 @@ async fn a_peer_withholding_the_first_block_of_every_piece_cannot_stall_the_down
     }
     *stop.lock().unwrap() = true;
     let withheld = attacker.join().unwrap();
+    sampling.store(false, Ordering::Relaxed);
+    sampler.join().unwrap();
     engine.shutdown().await.unwrap();
     assert_eq!(
         std::fs::read(dir.path().join("payload.bin")).unwrap(),
         payload
     );
-    println!("the attacker withheld {withheld} first blocks; the download completed");
+    println!(
+        "the attacker sent {} blocks and withheld {withheld} first blocks; the download completed",
+        sent.load(Ordering::Relaxed)
+    );
     assert!(
         withheld > 0,
         "the attacker was never asked for a first block"
     );
     drop(seeder);
+    peak.load(Ordering::Relaxed).saturating_sub(baseline)
 }

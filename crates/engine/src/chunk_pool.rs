@@ -7,8 +7,10 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::sync::{Arc, Weak};
 
 use bytes::BytesMut;
+use cratetorrent_storage::SharedBuffer;
 
 /// Each receive buffer allocation.
 pub(crate) const READ_CHUNK: usize = 256 * 1024;
@@ -43,6 +45,40 @@ pub(crate) fn make_room(buf: &mut BytesMut, room: usize) {
         }
         retired.push_back(old);
     });
+}
+
+/// The chunk a connection reads into now, so storage counts its blocks as the whole chunk they
+/// keep allocated (a peer that sends each block followed by 240 KiB of junk would otherwise pin
+/// 256 KiB per 16 KiB counted).
+#[derive(Debug, Default)]
+pub(crate) struct ChunkCharge {
+    start: usize,
+    end: usize,
+    shared: Weak<SharedBuffer>,
+}
+
+impl ChunkCharge {
+    /// Notes the allocation `buf` reads into now (after `make_room` it may be a new one: its
+    /// unread bytes then start it, so everything split off it later lies inside).
+    pub(crate) fn track(&mut self, buf: &BytesMut) {
+        let at = buf.as_ptr() as usize;
+        if at < self.start || at >= self.end {
+            self.start = at;
+            self.end = at + buf.capacity();
+            self.shared = Weak::new();
+        }
+    }
+
+    /// The shared buffer to hand storage with a block of the current chunk: the one its other
+    /// held blocks share, or a new one once storage has released them all.
+    pub(crate) fn buffer(&mut self) -> Arc<SharedBuffer> {
+        if let Some(shared) = self.shared.upgrade() {
+            return shared;
+        }
+        let shared = SharedBuffer::new(self.start, self.end - self.start);
+        self.shared = Arc::downgrade(&shared);
+        shared
+    }
 }
 
 #[cfg(test)]

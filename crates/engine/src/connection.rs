@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
-use crate::chunk_pool;
+use crate::chunk_pool::{self, ChunkCharge};
 use crate::core::{PeerKey, our_extensions};
 use crate::torrent::Torrent;
 
@@ -130,8 +130,11 @@ async fn read_loop(
     buf: &mut BytesMut,
 ) -> String {
     let decoder = Decoder::default();
+    let mut chunk = ChunkCharge::default();
     loop {
         let now = Instant::now();
+        chunk.track(buf);
+        torrent.receiving.replace(Some(std::mem::take(&mut chunk)));
         let decoded = torrent.with_core(|core| {
             loop {
                 match decoder.decode(buf) {
@@ -144,6 +147,7 @@ async fn read_loop(
                 }
             }
         });
+        chunk = torrent.receiving.take().unwrap_or_default();
         match decoded {
             Ok(true) => {}
             Ok(false) => return "closed by us".into(),

@@ -18,6 +18,7 @@ use tokio_uring::net::TcpStream;
 
 use crate::TorrentId;
 use crate::alert::{Alert, AlertSender};
+use crate::chunk_pool::ChunkCharge;
 use crate::connection::{self, MAX_FRAMES_PER_WRITE};
 use crate::core::{Action, Core, PeerKey};
 use crate::rate::TokenBucket;
@@ -52,6 +53,9 @@ pub(crate) struct Torrent {
     conns: RefCell<HashMap<PeerKey, Conn>>,
     spare: RefCell<Vec<Action>>,
     disk_full: Cell<bool>,
+    /// The receive chunk of the connection whose messages the core is handling now, for
+    /// counting its blocks as the chunk they keep allocated.
+    pub(crate) receiving: RefCell<Option<ChunkCharge>>,
     disk_ready: Notify,
     closed: Cell<bool>,
     stopped: Rc<Notify>,
@@ -85,6 +89,7 @@ impl Torrent {
             conns: RefCell::new(HashMap::new()),
             spare: RefCell::new(Vec::new()),
             disk_full: Cell::new(false),
+            receiving: RefCell::new(None),
             disk_ready: Notify::new(),
             closed: Cell::new(false),
             stopped: Rc::new(Notify::new()),
@@ -136,9 +141,17 @@ impl Torrent {
                 data,
                 tag,
             } => {
-                let status = match self.storage.borrow().as_ref() {
-                    Some(storage) => storage.write_block(piece, offset, data, tag),
-                    None => return,
+                let buffer = self
+                    .receiving
+                    .borrow_mut()
+                    .as_mut()
+                    .map(ChunkCharge::buffer);
+                let status = match (self.storage.borrow().as_ref(), buffer) {
+                    (Some(storage), Some(buffer)) => {
+                        storage.write_block_in(piece, offset, data, tag, &buffer)
+                    }
+                    (Some(storage), None) => storage.write_block(piece, offset, data, tag),
+                    (None, _) => return,
                 };
                 match status {
                     Ok(WriteStatus::Accepted) => {}

@@ -16,7 +16,7 @@ use crate::beneath::Beneath;
 use crate::file_cache::FileCache;
 use crate::hasher::{Attempt, HashJob, Hashers};
 use crate::layout::Layout;
-use crate::memory::{HeldBlock, MemoryGauge};
+use crate::memory::{Charged, HeldBlock, MemoryGauge};
 use crate::read_cache::ReadCache;
 use crate::writeback::Writeback;
 use crate::{PeerTag, StorageError, StorageEvent};
@@ -77,6 +77,8 @@ pub(crate) struct PieceProgress {
     /// cannot settle a later one.
     attempt: Attempt,
     received: Vec<bool>,
+    /// What each received block counts against the memory cap (see [`HeldBlock::charge`]).
+    charges: Vec<Charged>,
     missing: u32,
     unwritten: u32,
     hash: Option<bool>,
@@ -185,6 +187,7 @@ impl Disk {
         PieceProgress {
             attempt: self.attempts,
             received: vec![false; blocks as usize],
+            charges: vec![Charged::default(); blocks as usize],
             missing: blocks,
             unwritten: 0,
             hash: None,
@@ -286,6 +289,7 @@ impl Disk {
             return;
         }
         state.received[index] = true;
+        state.charges[index] = block.charge();
         state.missing -= 1;
         if !state.peers.contains(&peer) {
             state.peers.push(peer);

@@ -80,6 +80,7 @@ use cratetorrent_wire::{BLOCK_SIZE, Bitfield, BlockInfo, Geometry};
 pub use delete::delete_files;
 pub use error::StorageError;
 pub use layout::Layout;
+pub use memory::SharedBuffer;
 pub use resume::{CheckProgress, verify};
 
 use crate::backend::Backend;
@@ -373,6 +374,31 @@ impl Storage {
         data: Bytes,
         peer: PeerTag,
     ) -> Result<WriteStatus, StorageError> {
+        self.write(piece, offset, data, peer, None)
+    }
+
+    /// [`write_block`](Self::write_block) for a block sliced from a receive buffer that other
+    /// blocks may share: while any of them is held, the memory cap counts the whole buffer
+    /// (which a held block keeps allocated), once.
+    pub fn write_block_in(
+        &self,
+        piece: PieceIndex,
+        offset: u32,
+        data: Bytes,
+        peer: PeerTag,
+        buffer: &Arc<SharedBuffer>,
+    ) -> Result<WriteStatus, StorageError> {
+        self.write(piece, offset, data, peer, Some(buffer))
+    }
+
+    fn write(
+        &self,
+        piece: PieceIndex,
+        offset: u32,
+        data: Bytes,
+        peer: PeerTag,
+        buffer: Option<&Arc<SharedBuffer>>,
+    ) -> Result<WriteStatus, StorageError> {
         let info = BlockInfo {
             piece,
             offset,
@@ -382,7 +408,7 @@ impl Storage {
         if !offset.is_multiple_of(BLOCK_SIZE) || expected != Some(info) {
             return Err(StorageError::InvalidBlock(info));
         }
-        let (block, full) = HeldBlock::new(data, self.gauge.clone());
+        let (block, full) = HeldBlock::new_in(data, self.gauge.clone(), buffer);
         self.send(Command::Write {
             piece,
             offset,
