@@ -58,6 +58,14 @@ impl Conf {
 pub struct TorrentConf {
     /// Connections for this torrent.
     pub max_connections: usize,
+    /// Connections for this torrent from or to one IP address, and dials to it at once, so
+    /// that one host cannot take every slot (libtorrent allows 1); 0 = no limit. Loopback
+    /// addresses are exempt: a local swarm puts every peer on 127.0.0.1.
+    pub max_connections_per_ip: usize,
+    /// Consecutive failures (dial refused or timed out, handshake rejected, connection closed
+    /// within 30 s) after which a peer address is forgotten until a tracker gives it again;
+    /// 0 = never. With the back-off (1 s doubling to 5 min) 8 failures take about 4 minutes.
+    pub max_peer_failures: u32,
     /// Upload slots (the last one is the optimistic unchoke); 0 unchokes every interested peer
     /// (libtorrent's `unchoke_slots_limit = -1`, as in its `high_performance_seed`).
     pub unchoke_slots: usize,
@@ -91,6 +99,8 @@ impl Default for TorrentConf {
     fn default() -> Self {
         Self {
             max_connections: 100,
+            max_connections_per_ip: 1,
+            max_peer_failures: 8,
             unchoke_slots: 8,
             request_queue_time: Duration::from_secs(3),
             max_out_requests: 500,

@@ -6,7 +6,7 @@
 //! side (serving requests, choking) in `upload.rs`.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,7 +28,10 @@ use crate::smart_ban::{Outcome, SmartBans};
 use crate::{TorrentError, TorrentId};
 
 mod disk_results;
+mod known;
 mod lifecycle;
+
+use known::{Dial, KnownPeers};
 
 /// Index of a connected peer in its torrent.
 pub(crate) type PeerKey = usize;
@@ -78,42 +81,49 @@ pub(crate) enum Reject {
     OurselvesAgain,
     #[error("connection limit reached")]
     TooMany,
+    #[error("connection limit for this IP reached")]
+    TooManyFromIp,
     #[error("torrent is paused")]
     Paused,
 }
 
-/// Whom a ban applies to: an IP address, or on loopback (where every test peer shares one
-/// address) the peer id.
+/// Whom a ban applies to: an IPv4 address, an IPv6 host's /64 (hosts pick any address in
+/// theirs), or on loopback (where every test peer shares one address) the peer id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum BanKey {
-    Ip(IpAddr),
+    V4(Ipv4Addr),
+    /// The upper 64 bits of the address.
+    V6Net(u64),
     Id(PeerId),
 }
 
 impl BanKey {
     pub(crate) fn of(addr: SocketAddr, id: PeerId) -> Self {
-        if addr.ip().is_loopback() {
-            Self::Id(id)
-        } else {
-            Self::Ip(addr.ip())
+        Self::of_ip(addr.ip()).unwrap_or(Self::Id(id))
+    }
+
+    /// The key of an address, `None` on loopback (where bans go by peer id).
+    pub(crate) fn of_ip(ip: IpAddr) -> Option<Self> {
+        match ip.to_canonical() {
+            ip if ip.is_loopback() => None,
+            IpAddr::V4(v4) => Some(Self::V4(v4)),
+            IpAddr::V6(v6) => Some(Self::V6Net((v6.to_bits() >> 64) as u64)),
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dial {
-    Idle,
-    Connecting,
-    Connected,
+/// `addr` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what a dual-stack listener
+/// reports for IPv4 peers) as the IPv4 address, so that one host compares equal however it
+/// reached us.
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
-#[derive(Debug, Clone)]
-struct KnownPeer {
-    dial: Dial,
-    failures: u32,
-    next_attempt: Instant,
-    banned: bool,
-    seed: bool,
+/// The IP that the per-IP connection limit counts `addr` under; `None` on loopback, which is
+/// exempt (local test swarms put every peer on 127.0.0.1).
+pub(crate) fn limited_ip(addr: SocketAddr) -> Option<IpAddr> {
+    let ip = addr.ip().to_canonical();
+    (!ip.is_loopback()).then_some(ip)
 }
 
 /// One torrent's state machine.
@@ -144,7 +154,9 @@ pub(crate) struct Core {
     pub(crate) peers: Slab<Peer>,
     pub(crate) tags: HashMap<PeerTag, PeerKey>,
     next_tag: PeerTag,
-    known: HashMap<SocketAddr, KnownPeer>,
+    known: KnownPeers,
+    /// Connected peers per IP (loopback not counted), for `max_connections_per_ip`.
+    ip_peers: HashMap<IpAddr, usize>,
     strikes: HashMap<BanKey, u32>,
     pub(crate) banned: HashSet<BanKey>,
     pub(crate) optimistic: Option<PeerKey>,
@@ -178,6 +190,7 @@ impl Core {
         let piece_count = geometry.piece_count();
         let picker = Picker::new(piece_count, &init.have);
         let wanted_missing = piece_count - init.have.count_ones();
+        let max_failures = init.conf.max_peer_failures;
         Self {
             id: init.id,
             info_hash: init.metainfo.info_hash(),
@@ -198,7 +211,8 @@ impl Core {
             peers: Slab::new(),
             tags: HashMap::new(),
             next_tag: 1,
-            known: HashMap::new(),
+            known: KnownPeers::new(MAX_KNOWN_PEERS, max_failures),
+            ip_peers: HashMap::new(),
             strikes: HashMap::new(),
             banned: HashSet::new(),
             optimistic: None,

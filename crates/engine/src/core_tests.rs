@@ -294,3 +294,5 @@ fn file_priorities_decide_interest() {
 }
 
 mod hostile;
+
+mod addresses;

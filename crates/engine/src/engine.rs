@@ -2,7 +2,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +28,9 @@ use crate::{TorrentError, TorrentId};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Incoming connections allowed in their handshake at once.
 const MAX_HANDSHAKING: usize = 64;
+/// Of those, from one IP address (loopback exempt), so that one host cannot hold every slot
+/// and keep other peers from reaching any torrent.
+const MAX_HANDSHAKING_PER_IP: usize = 4;
 
 /// Starts an engine on its own thread (with its own tokio-uring runtime) and returns a handle
 /// to it and the stream of its alerts. Works from any context, async or not.
@@ -102,7 +105,7 @@ async fn run(
         half_open: Rc::new(Semaphore::new(conf.max_half_open.max(1))),
         connections: Cell::new(0),
         max_connections: conf.max_connections,
-        handshaking: Cell::new(0),
+        handshaking: Handshakes::default(),
         trackers: match crate::tracker::announcer::Clients::new(&conf.tracker) {
             Ok(clients) => Some(Rc::new(clients)),
             Err(error) => {
@@ -212,7 +215,7 @@ impl Engine {
     fn counters(&self) -> EngineCounters {
         let mut counters = EngineCounters {
             connections: self.shared.connections.get(),
-            handshaking: self.shared.handshaking.get(),
+            handshaking: self.shared.handshaking.total.get(),
             ..EngineCounters::default()
         };
         for torrent in self.torrents.borrow().values() {
@@ -419,24 +422,59 @@ async fn accept_loop(engine: Rc<Engine>, listener: TcpListener) {
     }
 }
 
+/// Incoming connections still in their handshake, in all and per IP.
+#[derive(Debug, Default)]
+pub(crate) struct Handshakes {
+    pub(crate) total: Cell<usize>,
+    /// At most `MAX_HANDSHAKING` entries: one is removed when its count drops to zero.
+    per_ip: RefCell<HashMap<IpAddr, usize>>,
+}
+
 /// Counts an incoming connection as handshaking until dropped.
-struct HandshakeSlot(Rc<Shared>);
+struct HandshakeSlot {
+    shared: Rc<Shared>,
+    ip: Option<IpAddr>,
+}
 
 impl HandshakeSlot {
-    fn take(shared: &Rc<Shared>) -> Option<Self> {
-        let busy = shared.handshaking.get();
-        (busy < MAX_HANDSHAKING).then(|| {
-            shared.handshaking.set(busy + 1);
-            Self(shared.clone())
+    fn take(shared: &Rc<Shared>, addr: SocketAddr) -> Option<Self> {
+        let handshakes = &shared.handshaking;
+        let busy = handshakes.total.get();
+        if busy >= MAX_HANDSHAKING {
+            return None;
+        }
+        let ip = crate::core::limited_ip(addr);
+        if let Some(ip) = ip {
+            let mut per_ip = handshakes.per_ip.borrow_mut();
+            let count = per_ip.entry(ip).or_insert(0);
+            if *count >= MAX_HANDSHAKING_PER_IP {
+                return None;
+            }
+            *count += 1;
+        }
+        handshakes.total.set(busy + 1);
+        Some(Self {
+            shared: shared.clone(),
+            ip,
         })
     }
 }
 
 impl Drop for HandshakeSlot {
     fn drop(&mut self) {
-        self.0
-            .handshaking
-            .set(self.0.handshaking.get().saturating_sub(1));
+        let handshakes = &self.shared.handshaking;
+        handshakes
+            .total
+            .set(handshakes.total.get().saturating_sub(1));
+        if let Some(ip) = self.ip {
+            let mut per_ip = handshakes.per_ip.borrow_mut();
+            if let Some(count) = per_ip.get_mut(&ip) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
     }
 }
 
@@ -445,7 +483,7 @@ async fn incoming(engine: Rc<Engine>, stream: TcpStream, addr: SocketAddr) {
         return;
     }
     // Connections that dawdle over their handshake (slowloris) cannot pile up past this.
-    let Some(_slot) = HandshakeSlot::take(&engine.shared) else {
+    let Some(_slot) = HandshakeSlot::take(&engine.shared, addr) else {
         tracing::debug!(%addr, "too many incoming handshakes; refused");
         return;
     };
@@ -495,4 +533,50 @@ fn root_of(metainfo: &cratetorrent_metainfo::Metainfo) -> String {
         .and_then(|file| file.components().first())
         .cloned()
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn shared() -> Rc<Shared> {
+        Rc::new(Shared {
+            alerts: AlertSender::default(),
+            our_id: cratetorrent_wire::PeerId::new([0; 20]),
+            download_limit: RefCell::new(TokenBucket::new(0)),
+            upload_limit: RefCell::new(TokenBucket::new(0)),
+            half_open: Rc::new(Semaphore::new(1)),
+            connections: Cell::new(0),
+            max_connections: 500,
+            handshaking: Handshakes::default(),
+            trackers: None,
+        })
+    }
+
+    #[test]
+    fn one_ip_cannot_take_every_handshake_slot() {
+        let shared = shared();
+        let host: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:10.0.0.1]:40001".parse().unwrap();
+        let mut slots: Vec<HandshakeSlot> = (0..MAX_HANDSHAKING)
+            .filter_map(|_| HandshakeSlot::take(&shared, host))
+            .collect();
+        assert_eq!(slots.len(), MAX_HANDSHAKING_PER_IP);
+        assert!(HandshakeSlot::take(&shared, mapped).is_none(), "same host");
+        // Other hosts still get in, and loopback (local swarms) is not limited.
+        let other: SocketAddr = "[2001:db8::1]:40000".parse().unwrap();
+        slots.extend(HandshakeSlot::take(&shared, other));
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        slots.extend((0..10).filter_map(|_| HandshakeSlot::take(&shared, local)));
+        assert_eq!(slots.len(), MAX_HANDSHAKING_PER_IP + 11);
+        slots.clear();
+        assert_eq!(shared.handshaking.total.get(), 0);
+        assert!(shared.handshaking.per_ip.borrow().is_empty());
+        assert!(
+            HandshakeSlot::take(&shared, host).is_some(),
+            "freed on drop"
+        );
+    }
 }

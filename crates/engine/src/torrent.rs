@@ -34,7 +34,7 @@ pub(crate) struct Shared {
     pub(crate) connections: Cell<usize>,
     pub(crate) max_connections: usize,
     /// Incoming connections still in their handshake.
-    pub(crate) handshaking: Cell<usize>,
+    pub(crate) handshaking: crate::engine::Handshakes,
     /// Tracker clients; `None` when they could not be set up (the error was logged).
     pub(crate) trackers: Option<Rc<tracker::announcer::Clients>>,
 }

@@ -121,9 +121,7 @@ impl Core {
             .collect();
         for (peer, addr) in matching {
             tracing::warn!(%addr, "banning peer for {offence}");
-            if let Some(known) = self.known.get_mut(&addr) {
-                known.banned = true;
-            }
+            self.known.update(addr, |known| known.banned = true);
             self.actions
                 .push(Action::Alert(Alert::PeerBanned { id: self.id, addr }));
             self.disconnect(peer, "banned");

@@ -7,57 +7,68 @@ use std::time::{Duration, Instant};
 use super::*;
 
 impl Core {
-    /// Adds addresses to dial (duplicates and banned ones are ignored).
+    /// Adds addresses to dial (duplicates and banned ones are ignored; when the list is full
+    /// the least useful idle address makes room).
     pub(crate) fn add_peers(&mut self, addrs: &[SocketAddr], now: Instant) {
         for &addr in addrs {
-            if self.known.len() >= MAX_KNOWN_PEERS {
+            let addr = canonical(addr);
+            let banned = BanKey::of_ip(addr.ip()).is_some_and(|key| self.banned.contains(&key));
+            if !banned && !self.known.insert(addr, now) {
                 break;
             }
-            self.known.entry(addr).or_insert(KnownPeer {
-                dial: Dial::Idle,
-                failures: 0,
-                next_attempt: now,
-                banned: false,
-                seed: false,
-            });
         }
         self.connect_more(now);
     }
 
+    /// Dials ready addresses, the longest-waiting first, up to the connection limit and at
+    /// most `max_connections_per_ip` connections and dials to one IP.
     pub(super) fn connect_more(&mut self, now: Instant) {
         if self.paused {
             return;
         }
-        let connecting = self
-            .known
-            .values()
-            .filter(|k| k.dial == Dial::Connecting)
-            .count();
         let mut room = self
             .conf
             .max_connections
-            .saturating_sub(self.peers.len() + connecting);
+            .saturating_sub(self.peers.len() + self.known.connecting());
         let finished = self.is_finished();
-        for (addr, known) in &mut self.known {
-            if room == 0 {
+        let mut cursor = None;
+        while room > 0 {
+            let Some(next) = self.known.next_ready(cursor, now) else {
                 break;
-            }
-            let useful = !finished || !known.seed;
-            if known.dial == Dial::Idle && !known.banned && useful && known.next_attempt <= now {
-                known.dial = Dial::Connecting;
-                self.actions.push(Action::Connect(*addr));
+            };
+            cursor = Some(next);
+            let addr = next.1;
+            let useful = !finished || self.known.get(&addr).is_some_and(|k| !k.seed);
+            if useful && self.may_dial(addr) {
+                self.known
+                    .update(addr, |known| known.dial = Dial::Connecting);
+                self.actions.push(Action::Connect(addr));
                 room -= 1;
             }
         }
     }
 
+    fn may_dial(&self, addr: SocketAddr) -> bool {
+        let Some(ip) = limited_ip(addr) else {
+            return true;
+        };
+        if BanKey::of_ip(ip).is_some_and(|key| self.banned.contains(&key)) {
+            return false;
+        }
+        let limit = self.conf.max_connections_per_ip;
+        let taken = self.ip_peers.get(&ip).copied().unwrap_or(0) + self.known.dialling(ip) as usize;
+        limit == 0 || taken < limit
+    }
+
     /// An outgoing connection could not be made.
     pub(crate) fn on_connect_failed(&mut self, addr: SocketAddr, now: Instant) {
-        if let Some(known) = self.known.get_mut(&addr) {
-            known.dial = Dial::Idle;
-            known.failures += 1;
-            known.next_attempt = now + backoff(known.failures);
-        }
+        self.known.update(canonical(addr), |known| {
+            if known.dial != Dial::Connected {
+                known.dial = Dial::Idle;
+                known.failures += 1;
+                known.next_attempt = now + backoff(known.failures);
+            }
+        });
     }
 
     /// A connection finished its handshake; on success the peer is registered and greeted.
@@ -69,20 +80,26 @@ impl Core {
         outgoing: bool,
         now: Instant,
     ) -> Result<PeerKey, Reject> {
+        let addr = canonical(addr);
         let result = self.admit(addr, id, outgoing);
-        if outgoing && let Some(known) = self.known.get_mut(&addr) {
-            known.dial = if result.is_ok() {
-                Dial::Connected
-            } else {
-                Dial::Idle
-            };
-            if let Err(reject) = result {
-                known.banned |= reject == Reject::Banned || reject == Reject::OurselvesAgain;
-                known.failures += 1;
-                known.next_attempt = now + backoff(known.failures);
-            }
+        if outgoing {
+            self.known.update(addr, |known| match result {
+                Ok(()) => {
+                    known.dial = Dial::Connected;
+                    known.proven = true;
+                }
+                Err(reject) => {
+                    known.dial = Dial::Idle;
+                    known.banned |= reject == Reject::Banned || reject == Reject::OurselvesAgain;
+                    known.failures += 1;
+                    known.next_attempt = now + backoff(known.failures);
+                }
+            });
         }
         result?;
+        if let Some(ip) = limited_ip(addr) {
+            *self.ip_peers.entry(ip).or_insert(0) += 1;
+        }
         let tag = self.next_tag;
         self.next_tag += 1;
         let common = extensions.common(&our_extensions());
@@ -139,6 +156,12 @@ impl Core {
         {
             return Err(Reject::Duplicate);
         }
+        if let Some(ip) = limited_ip(addr) {
+            let limit = self.conf.max_connections_per_ip;
+            if limit > 0 && self.ip_peers.get(&ip).copied().unwrap_or(0) >= limit {
+                return Err(Reject::TooManyFromIp);
+            }
+        }
         let connecting = if outgoing { 1 } else { 0 };
         if self.peers.len() + 1 > self.conf.max_connections + connecting {
             return Err(Reject::TooMany);
@@ -174,17 +197,23 @@ impl Core {
         if self.optimistic == Some(key) {
             self.optimistic = None;
         }
-        if peer.outgoing
-            && let Some(known) = self.known.get_mut(&peer.addr)
+        if let Some(ip) = limited_ip(peer.addr)
+            && let Some(count) = self.ip_peers.get_mut(&ip)
         {
-            known.dial = Dial::Idle;
-            known.seed = peer.is_seed;
-            if now.saturating_duration_since(peer.connected_at) < SHORT_CONNECTION {
-                known.failures += 1;
-            } else {
-                known.failures = 0;
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.ip_peers.remove(&ip);
             }
-            known.next_attempt = now + backoff(known.failures);
+        }
+        if peer.outgoing {
+            let short = now.saturating_duration_since(peer.connected_at) < SHORT_CONNECTION;
+            self.known.update(peer.addr, |known| {
+                known.dial = Dial::Idle;
+                known.seed = peer.is_seed;
+                known.failures = if short { known.failures + 1 } else { 0 };
+                known.next_attempt = now + backoff(known.failures);
+                known.last_seen = now;
+            });
         }
         tracing::debug!(addr = %peer.addr, "peer closed");
         // Its requests are free again; others may take them.
@@ -200,9 +229,11 @@ impl Core {
                 self.disconnect(key, "paused");
             }
         } else {
-            for known in self.known.values_mut() {
-                known.next_attempt = now;
-                known.failures = 0;
+            for addr in self.known.addrs() {
+                self.known.update(addr, |known| {
+                    known.next_attempt = now;
+                    known.failures = 0;
+                });
             }
             self.connect_more(now);
         }
