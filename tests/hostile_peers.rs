@@ -705,3 +705,112 @@ async fn withholding_attack(
     drop(seeder);
     peak.load(Ordering::Relaxed).saturating_sub(baseline)
 }
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn a_leecher_that_never_reads_cannot_pin_the_seeders_memory() {
+    // 64 pieces of 4 MiB. The attacker asks for blocks all over the file and never reads its
+    // socket: each 16 KiB block queued to it used to keep its whole 4 MiB piece allocated (up
+    // to 256 MiB here, 1 GiB with 256 pieces), for as long as it sent keep-alives.
+    let _serial = SERIAL.lock().await;
+    let _log = Log::install();
+    const BIG_PIECE: u32 = 4 << 20;
+    const PIECES: u32 = 64;
+    let source = tempfile::tempdir().unwrap();
+    let path = source.path().join("payload.bin");
+    let payload = pseudo_random((PIECES * BIG_PIECE) as usize, 37);
+    std::fs::write(&path, &payload).unwrap();
+    drop(payload);
+    let bytes = TorrentBuilder::new(&path)
+        .piece_length(BIG_PIECE)
+        .build()
+        .unwrap();
+    let metainfo = Metainfo::from_bytes(&bytes).unwrap();
+    let info_hash = metainfo.info_hash();
+
+    let mut conf = Conf::new(source.path());
+    conf.listen_addr = "127.0.0.1:0".parse().unwrap();
+    let read_memory = 16 << 20;
+    conf.storage.max_read_memory = read_memory;
+    conf.torrent.send_timeout = Duration::from_secs(5);
+    let (engine, mut alerts) = engine::spawn(conf).unwrap();
+    let id = engine
+        .create_torrent(TorrentParams {
+            metainfo,
+            listen_addr: None,
+            mode: Mode::Seed,
+            conf: None,
+        })
+        .unwrap();
+    loop {
+        match tokio::time::timeout(TIMEOUT, alerts.next()).await {
+            Ok(Some(Alert::TorrentStarted { id: started, .. })) if started == id => break,
+            Ok(Some(_)) => {}
+            other => panic!("torrent never started: {other:?}"),
+        }
+    }
+    let baseline = rss();
+    let addr = engine.listen_addr();
+    let attacker = tokio::task::spawn_blocking(move || {
+        let mut attacker = Attacker::handshaken(addr, info_hash, Extensions::NONE);
+        attacker.send_message(&Message::Interested);
+        // Wait for the unchoke, then ask and stop reading.
+        let decoder = Decoder::default();
+        let (mut buf, mut chunk) = (BytesMut::new(), vec![0u8; 4096]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        'unchoked: while Instant::now() < deadline {
+            if let Ok(n) = attacker.stream.read(&mut chunk) {
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            while let Ok(Some(message)) = decoder.decode(&mut buf) {
+                if message == Message::Unchoke {
+                    break 'unchoked;
+                }
+            }
+        }
+        // Round after round, one block of every MiB of every piece: more than the socket
+        // buffers take (about 28 MiB asked), each next block from another part of the file.
+        let mut requests = BytesMut::new();
+        for round in 0..7u32 {
+            for piece in 0..PIECES {
+                for mib in 0..4u32 {
+                    Message::Request(BlockInfo {
+                        piece,
+                        offset: (mib << 20) + round * 16_384,
+                        len: 16_384,
+                    })
+                    .encode(&mut requests);
+                }
+            }
+        }
+        attacker.send(&requests);
+        attacker
+    });
+    let attacker = attacker.await.unwrap();
+    // Sample while the engine reads for it and then holds what it could not send.
+    let mut peak = baseline;
+    let start = Instant::now();
+    let mut dropped_after = None;
+    while start.elapsed() < Duration::from_secs(20) {
+        peak = peak.max(rss());
+        let counters = engine.counters().await.unwrap();
+        if counters.connections == 0 && start.elapsed() > Duration::from_secs(1) {
+            dropped_after = Some(start.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let grown = peak.saturating_sub(baseline);
+    println!(
+        "a leecher that never reads: RSS grew by at most {} MiB (read memory bound {} MiB); \
+         dropped after {dropped_after:?}",
+        grown >> 20,
+        read_memory >> 20
+    );
+    drop(attacker);
+    engine.shutdown().await.unwrap();
+    let dropped_after = dropped_after.expect("the stalled leecher was never dropped");
+    assert!(dropped_after < Duration::from_secs(15), "{dropped_after:?}");
+    // The read bound, the receive chunks, the log's and the allocator's slack.
+    assert!(grown <= 3 * read_memory as u64, "RSS grew by {grown} bytes");
+}

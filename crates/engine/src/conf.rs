@@ -82,6 +82,9 @@ pub struct TorrentConf {
     pub connect_timeout: Duration,
     /// A peer that sends nothing (not even a keep-alive) for this long is dropped.
     pub idle_timeout: Duration,
+    /// A peer whose socket takes none of our data for this long while data waits for it is
+    /// dropped (default 60 s): it would keep that data and the read buffers behind it.
+    pub send_timeout: Duration,
     /// How often a stats alert is posted.
     pub stats_interval: Duration,
     /// Strikes before a peer is banned: a piece that fails its hash with every block from one
@@ -108,6 +111,7 @@ impl Default for TorrentConf {
             send_watermark: 4 << 20,
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
+            send_timeout: Duration::from_secs(60),
             stats_interval: Duration::from_secs(1),
             max_strikes: 3,
             sequential: false,

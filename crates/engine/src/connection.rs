@@ -182,7 +182,8 @@ async fn write_loop(torrent: Rc<Torrent>, key: PeerKey, stream: Rc<TcpStream>, w
             tokio::time::sleep(delay).await;
         }
         let total: usize = frames.iter().map(Bytes::len).sum();
-        if let Err(error) = write_frames(&stream, &mut frames).await {
+        let progress = || torrent.with_core(|core| core.on_send_progress(key, Instant::now()));
+        if let Err(error) = write_frames(&stream, &mut frames, progress).await {
             tracing::debug!(%error, "write failed");
             let _ = stream.shutdown(Shutdown::Both);
             return;
@@ -191,8 +192,13 @@ async fn write_loop(torrent: Rc<Torrent>, key: PeerKey, stream: Rc<TcpStream>, w
     }
 }
 
-/// Writes every frame, resubmitting after short writes; `frames` comes back empty.
-async fn write_frames(stream: &TcpStream, frames: &mut Vec<Bytes>) -> std::io::Result<()> {
+/// Writes every frame, resubmitting after short writes (each of which is `progress`: the peer
+/// is reading, however slowly); `frames` comes back empty.
+async fn write_frames(
+    stream: &TcpStream,
+    frames: &mut Vec<Bytes>,
+    progress: impl Fn(),
+) -> std::io::Result<()> {
     let mut bufs = std::mem::take(frames);
     while !bufs.is_empty() {
         let (result, returned) = stream.writev(bufs).await;
@@ -215,6 +221,7 @@ async fn write_frames(stream: &TcpStream, frames: &mut Vec<Bytes>) -> std::io::R
         bufs.drain(..done);
         if let Some(first) = bufs.first_mut() {
             first.advance(written);
+            progress();
         }
     }
     *frames = bufs;

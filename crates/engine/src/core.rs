@@ -425,6 +425,10 @@ impl Core {
                 self.disconnect(key, "idle");
                 continue;
             }
+            self.check_send_stall(key, now);
+            let Some(peer) = self.peers.get_mut(key) else {
+                continue;
+            };
             if now.saturating_duration_since(peer.last_sent) > KEEP_ALIVE_INTERVAL
                 && peer.outbox.is_empty()
             {

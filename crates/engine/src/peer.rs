@@ -110,6 +110,8 @@ pub(crate) struct Peer {
     pub(crate) connected_at: Instant,
     pub(crate) last_received: Instant,
     pub(crate) last_sent: Instant,
+    /// When its socket last took some of our data, or had nothing waiting.
+    pub(crate) send_progress: Instant,
     pub(crate) last_block: Instant,
     pub(crate) closing: bool,
 }
@@ -158,6 +160,7 @@ impl Peer {
             connected_at: now,
             last_received: now,
             last_sent: now,
+            send_progress: now,
             last_block: now,
             closing: false,
         }

@@ -126,9 +126,30 @@ impl Core {
         if written {
             peer.writing = peer.writing.saturating_sub(bytes);
             peer.last_sent = now;
+            peer.send_progress = now;
             self.serve(key);
         } else {
             peer.writing += bytes;
+        }
+    }
+
+    /// The peer's socket took some of a write that is still going on.
+    pub(crate) fn on_send_progress(&mut self, key: PeerKey, now: Instant) {
+        if let Some(peer) = self.peers.get_mut(key) {
+            peer.send_progress = now;
+        }
+    }
+
+    /// A peer whose socket has taken nothing for `send_timeout` while data waits for it
+    /// keeps that data (and the read buffers its blocks slice) for nothing: it is dropped.
+    pub(crate) fn check_send_stall(&mut self, key: PeerKey, now: Instant) {
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        if peer.outbox.is_empty() && peer.writing == 0 {
+            peer.send_progress = now;
+        } else if now.saturating_duration_since(peer.send_progress) > self.conf.send_timeout {
+            self.disconnect(key, "not reading what we send");
         }
     }
 

@@ -17,7 +17,7 @@ use crate::file_cache::FileCache;
 use crate::hasher::{Attempt, HashJob, Hashers};
 use crate::layout::Layout;
 use crate::memory::{Charged, HeldBlock, MemoryGauge};
-use crate::read_cache::ReadCache;
+use crate::read_cache::{ReadCache, WindowKey};
 use crate::writeback::Writeback;
 use crate::{PeerTag, StorageError, StorageEvent};
 
@@ -99,7 +99,7 @@ pub(crate) struct PendingWrite {
 pub(crate) enum Deferred {
     Write(Vec<PendingWrite>),
     Read {
-        piece: PieceIndex,
+        window: WindowKey,
         chunk: usize,
         file: usize,
         offset: u64,
@@ -125,7 +125,7 @@ pub(crate) enum OpMeta {
         held: Vec<Arc<HeldBlock>>,
     },
     Read {
-        piece: PieceIndex,
+        window: WindowKey,
         chunk: usize,
     },
     Sync(usize),
@@ -210,6 +210,7 @@ impl Disk {
                 self.complete(completion);
             }
             self.retry_deferred();
+            self.retry_pending_reads();
             self.shed_blocks_behind_gaps();
             self.finish_draining();
             if self.unsaved
@@ -415,7 +416,7 @@ impl Disk {
                 }
             }
             Deferred::Read {
-                piece,
+                window,
                 chunk,
                 file: file_index,
                 offset,
@@ -424,7 +425,7 @@ impl Disk {
             } => match self.files.get(&self.layout, file_index, false) {
                 Ok(file) => {
                     let id = self.next_id();
-                    self.ops.insert(id, OpMeta::Read { piece, chunk });
+                    self.ops.insert(id, OpMeta::Read { window, chunk });
                     self.backend.start(Op {
                         id,
                         file,
@@ -433,8 +434,8 @@ impl Disk {
                     });
                 }
                 Err(error) => {
-                    self.read_cache.chunk_failed(piece, chunk, buf);
-                    self.read_failed(piece, error);
+                    self.read_cache.chunk_failed(window, chunk, buf);
+                    self.read_failed(window, error);
                 }
             },
             Deferred::Sync(index) => match self.files.get(&self.layout, index, true) {
@@ -491,7 +492,7 @@ impl Disk {
         };
         match meta {
             OpMeta::Write { file, pieces, held } => self.write_done(file, pieces, held, op, result),
-            OpMeta::Read { piece, chunk } => self.read_done(piece, chunk, op, result),
+            OpMeta::Read { window, chunk } => self.read_done(window, chunk, op, result),
             OpMeta::Sync(file) => self.sync_done(file, op, result),
             // Write-out only makes the next sync shorter; that sync reports any error.
             OpMeta::Writeback => {}

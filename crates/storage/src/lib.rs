@@ -111,8 +111,15 @@ pub enum BackendKind {
 pub struct StorageConfig {
     /// Most bytes of received blocks held before they are written and hashed (default 32 MiB).
     pub max_memory: u64,
-    /// Bytes of pieces kept for seeding (default 32 MiB).
+    /// Bytes of pieces kept cached for seeding (default 32 MiB).
     pub read_cache: usize,
+    /// Seeding reads go to the disk in windows of at most this many bytes (a multiple of
+    /// 16 KiB; default 1 MiB): a piece up to it is read whole, a larger one a window at a time.
+    pub read_window: u32,
+    /// Most bytes of read buffers alive at once for seeding, whether cached, being read, or
+    /// sliced into blocks still queued to peers (default 64 MiB, at least one window). Reads
+    /// past it wait until sent blocks free their buffers.
+    pub max_read_memory: usize,
     /// Most file descriptors kept open (default 256).
     pub max_open_files: usize,
     /// Allocate files in full when first written (`fallocate`) instead of leaving them sparse.
@@ -142,6 +149,8 @@ impl Default for StorageConfig {
         Self {
             max_memory: 32 << 20,
             read_cache: 32 << 20,
+            read_window: 1 << 20,
+            max_read_memory: 64 << 20,
             max_open_files: file_cache::DEFAULT_MAX_OPEN_FILES,
             preallocate: false,
             backend: BackendKind::Auto,
@@ -302,7 +311,12 @@ impl Storage {
             hashers,
             gauge: gauge.clone(),
             have: have.clone(),
-            read_cache: ReadCache::new(config.read_cache),
+            read_cache: ReadCache::new(
+                config.read_cache,
+                config.max_read_memory,
+                config.read_window,
+                doorbell.clone(),
+            ),
             resume_interval: config.resume_interval,
             pieces: HashMap::new(),
             attempts: 0,

@@ -1,25 +1,50 @@
-//! Pieces read for seeding: one read per piece, blocks served as zero-copy slices, a cache
-//! bounded in bytes, and buffers reused when their last slice is gone.
+//! Data read for seeding: pieces are read in windows (a whole piece up to `read_window`, larger
+//! ones in aligned windows of that size), blocks are served as zero-copy slices of a window,
+//! and every window buffer alive — cached, being read, or sliced into blocks still queued to
+//! peers — counts against one bound, `max_read_memory`.
+//!
+//! A block keeps its whole window allocated until it is sent, so the bound has to follow the
+//! buffers, not the cache: each window is a `Bytes` whose owner gives its bytes back to the
+//! count (and its buffer to a small pool) when the last slice of it is dropped, on whatever
+//! thread. A read that would go over the bound waits in `pending` until a window is freed; the
+//! freeing rings the disk thread's doorbell, so nothing waits for a timer. Peers that stop
+//! reading their socket are disconnected by the engine, which frees what they kept.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use cratetorrent_metainfo::PieceIndex;
-use cratetorrent_wire::BlockInfo;
+use cratetorrent_wire::{BLOCK_SIZE, BlockInfo};
 
-/// Spare piece buffers kept for reuse.
+use crate::disk::Doorbell;
+
+/// Spare window buffers kept for reuse (reading into warm pages instead of faulting in new ones).
 const POOL_SIZE: usize = 16;
 
+/// One window of a piece: `index` counts windows of `read_window` bytes from the piece's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct WindowKey {
+    pub(crate) piece: PieceIndex,
+    pub(crate) index: u32,
+}
+
 pub(crate) enum ReadPlan {
-    /// The block, from a cached piece.
+    /// The block, from a cached window.
     Hit(Bytes),
-    /// The piece is being read; the block is served when it arrives.
+    /// The window is being read; the block is served when it arrives.
     Waiting,
-    /// The piece must be read: call `start_fetch`.
-    Fetch,
+    /// The window must be read: call `start_fetch`.
+    Fetch(WindowKey),
+    /// No memory for another window now: the request waits in `pending`.
+    Deferred,
 }
 
 struct Fetch {
+    len: usize,
+    /// What it counts for in `alive`.
+    charged: usize,
     chunks: Vec<Option<BytesMut>>,
     failed: bool,
     waiters: Vec<(u64, BlockInfo)>,
@@ -30,61 +55,201 @@ struct Cached {
     last_used: u64,
 }
 
+/// What every window buffer shares: the count of bytes alive, and where freed buffers go.
+pub(crate) struct Windows {
+    alive: AtomicUsize,
+    /// Reads wait for memory: a freed window rings the doorbell.
+    starved: AtomicBool,
+    pool: Mutex<Vec<BytesMut>>,
+    doorbell: Arc<Doorbell>,
+}
+
+/// The owner of one window's bytes: frees them from the count when its last slice drops.
+struct WindowBuf {
+    data: BytesMut,
+    /// What it counts for in `alive` (its allocation, which may be more than it shows).
+    charged: usize,
+    windows: Arc<Windows>,
+}
+
+impl AsRef<[u8]> for WindowBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for WindowBuf {
+    fn drop(&mut self) {
+        let len = self.charged;
+        let mut buf = std::mem::take(&mut self.data);
+        buf.clear();
+        if let Ok(mut pool) = self.windows.pool.lock()
+            && pool.len() < POOL_SIZE
+        {
+            pool.push(buf);
+        }
+        // Pooled buffers are spare capacity, not data anyone waits on: they do not count.
+        self.windows.alive.fetch_sub(len, Ordering::AcqRel);
+        if self.windows.starved.swap(false, Ordering::AcqRel) {
+            self.windows.doorbell.ring();
+        }
+    }
+}
+
 pub(crate) struct ReadCache {
-    cached: HashMap<PieceIndex, Cached>,
-    fetching: HashMap<PieceIndex, Fetch>,
+    cached: HashMap<WindowKey, Cached>,
+    fetching: HashMap<WindowKey, Fetch>,
+    /// Reads waiting for memory, oldest first.
+    pending: VecDeque<(u64, BlockInfo)>,
+    /// Bytes of cached windows.
     bytes: usize,
     cap: usize,
+    max_memory: usize,
+    window: u32,
     clock: u64,
-    pool: Vec<BytesMut>,
+    windows: Arc<Windows>,
 }
 
 impl ReadCache {
-    pub(crate) fn new(cap: usize) -> Self {
+    /// A cache of `cap` bytes whose windows (of `window` bytes, a multiple of 16 KiB) never
+    /// keep more than `max_memory` alive in all.
+    pub(crate) fn new(cap: usize, max_memory: usize, window: u32, doorbell: Arc<Doorbell>) -> Self {
+        let window = (window / BLOCK_SIZE).max(1) * BLOCK_SIZE;
         Self {
             cached: HashMap::new(),
             fetching: HashMap::new(),
+            pending: VecDeque::new(),
             bytes: 0,
             cap,
+            max_memory: max_memory.max(window as usize),
+            window,
             clock: 0,
-            pool: Vec::new(),
+            windows: Arc::new(Windows {
+                alive: AtomicUsize::new(0),
+                starved: AtomicBool::new(false),
+                pool: Mutex::new(Vec::new()),
+                doorbell,
+            }),
         }
     }
 
-    pub(crate) fn lookup(&mut self, block: BlockInfo, token: u64) -> ReadPlan {
-        self.clock += 1;
-        if let Some(cached) = self.cached.get_mut(&block.piece) {
-            cached.last_used = self.clock;
-            return ReadPlan::Hit(slice(&cached.data, block));
+    /// The window holding `block`.
+    pub(crate) fn window_of(&self, block: BlockInfo) -> WindowKey {
+        WindowKey {
+            piece: block.piece,
+            index: block.offset / self.window,
         }
-        if let Some(fetch) = self.fetching.get_mut(&block.piece) {
+    }
+
+    /// Where window `key` starts in its piece, and its length in a piece of `piece_len` bytes.
+    pub(crate) fn range(&self, key: WindowKey, piece_len: u32) -> (u32, u32) {
+        let start = key.index.saturating_mul(self.window).min(piece_len);
+        (start, (piece_len - start).min(self.window))
+    }
+
+    /// Bytes of window buffers alive now (cached, being read, or sliced into unsent blocks).
+    pub(crate) fn alive(&self) -> usize {
+        self.windows.alive.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn lookup(&mut self, block: BlockInfo, token: u64, piece_len: u32) -> ReadPlan {
+        self.clock += 1;
+        let key = self.window_of(block);
+        if let Some(cached) = self.cached.get_mut(&key) {
+            cached.last_used = self.clock;
+            return ReadPlan::Hit(slice(&cached.data, block.offset % self.window, block.len));
+        }
+        if let Some(fetch) = self.fetching.get_mut(&key) {
             fetch.waiters.push((token, block));
             return ReadPlan::Waiting;
         }
+        let (_, len) = self.range(key, piece_len);
+        if !self.make_room(len as usize) {
+            self.pending.push_back((token, block));
+            self.windows.starved.store(true, Ordering::Release);
+            // A window freed between the check and the flag would have found it unset.
+            if !self.make_room(len as usize) {
+                return ReadPlan::Deferred;
+            }
+            self.pending.pop_back();
+        }
+        self.windows.alive.fetch_add(len as usize, Ordering::AcqRel);
         self.fetching.insert(
-            block.piece,
+            key,
             Fetch {
+                len: len as usize,
+                charged: len as usize,
                 chunks: Vec::new(),
                 failed: false,
                 waiters: vec![(token, block)],
             },
         );
-        ReadPlan::Fetch
+        ReadPlan::Fetch(key)
     }
 
-    /// A buffer for the whole piece, split into one empty chunk per file slice (each with the
+    /// Whether another `len` bytes fit under the bound, evicting cached windows (oldest first)
+    /// to make them fit. Evicting a window that unsent blocks still slice frees nothing until
+    /// they are sent, but keeps the cache from holding it on top.
+    fn make_room(&mut self, len: usize) -> bool {
+        while self.alive() + len > self.max_memory {
+            if !self.evict_oldest() {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn evict_oldest(&mut self) -> bool {
+        let Some(oldest) = self
+            .cached
+            .iter()
+            .min_by_key(|(_, c)| c.last_used)
+            .map(|(k, _)| *k)
+        else {
+            return false;
+        };
+        if let Some(evicted) = self.cached.remove(&oldest) {
+            self.bytes -= evicted.data.len();
+        }
+        true
+    }
+
+    /// Queues a read behind those waiting for memory.
+    pub(crate) fn defer(&mut self, token: u64, block: BlockInfo) {
+        self.pending.push_back((token, block));
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Reads waiting for memory, to look up again now that some may fit (those that still do
+    /// not come back to `pending`).
+    pub(crate) fn take_pending(&mut self) -> VecDeque<(u64, BlockInfo)> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// A buffer for the whole window, split into one empty chunk per file slice (each with the
     /// capacity of its slice), so that reads land in place and join again without copying.
     pub(crate) fn start_fetch(
         &mut self,
-        piece: PieceIndex,
-        len: usize,
+        key: WindowKey,
         chunk_lens: impl Iterator<Item = usize>,
     ) -> Vec<BytesMut> {
-        let mut whole = match self.pool.iter().position(|b| b.capacity() >= len) {
-            Some(index) => self.pool.swap_remove(index),
-            None => BytesMut::with_capacity(len),
+        let Some(fetch) = self.fetching.get_mut(&key) else {
+            return Vec::new();
         };
+        let len = fetch.len;
+        let reused = self.windows.pool.lock().ok().and_then(|mut pool| {
+            let index = pool.iter().position(|b| b.capacity() >= len)?;
+            Some(pool.swap_remove(index))
+        });
+        let mut whole = reused.unwrap_or_else(|| BytesMut::with_capacity(len));
         whole.clear();
+        // A pooled buffer may be larger than the window: it counts for all of it.
+        let extra = whole.capacity().saturating_sub(len);
+        self.windows.alive.fetch_add(extra, Ordering::AcqRel);
+        fetch.charged = len + extra;
         let lens: Vec<usize> = chunk_lens.collect();
         let chunks = if lens.len() == 1 {
             // One file slice (the common case): read straight into the spare capacity.
@@ -100,90 +265,91 @@ impl ReadCache {
                 })
                 .collect()
         };
-        if let Some(fetch) = self.fetching.get_mut(&piece) {
-            fetch.chunks = (0..chunks.len()).map(|_| None).collect();
-        }
+        fetch.chunks = (0..chunks.len()).map(|_| None).collect();
         chunks
     }
 
-    pub(crate) fn chunk_done(&mut self, piece: PieceIndex, chunk: usize, buf: BytesMut) {
+    pub(crate) fn chunk_done(&mut self, key: WindowKey, chunk: usize, buf: BytesMut) {
         if let Some(slot) = self
             .fetching
-            .get_mut(&piece)
+            .get_mut(&key)
             .and_then(|f| f.chunks.get_mut(chunk))
         {
             *slot = Some(buf);
         }
     }
 
-    pub(crate) fn chunk_failed(&mut self, piece: PieceIndex, _chunk: usize, _buf: BytesMut) {
-        if let Some(fetch) = self.fetching.get_mut(&piece) {
+    pub(crate) fn chunk_failed(&mut self, key: WindowKey, _chunk: usize, _buf: BytesMut) {
+        if let Some(fetch) = self.fetching.get_mut(&key) {
             fetch.failed = true;
         }
     }
 
     /// Abandons a failed fetch and returns its waiters.
-    pub(crate) fn fail(&mut self, piece: PieceIndex) -> Vec<(u64, BlockInfo)> {
-        self.fetching
-            .remove(&piece)
-            .map(|f| f.waiters)
-            .unwrap_or_default()
+    pub(crate) fn fail(&mut self, key: WindowKey) -> Vec<(u64, BlockInfo)> {
+        let Some(fetch) = self.fetching.remove(&key) else {
+            return Vec::new();
+        };
+        self.windows
+            .alive
+            .fetch_sub(fetch.charged, Ordering::AcqRel);
+        if self.windows.starved.swap(false, Ordering::AcqRel) {
+            self.windows.doorbell.ring();
+        }
+        fetch.waiters
     }
 
-    /// Once every chunk of the piece is in: caches the piece and returns its waiters' blocks.
-    pub(crate) fn finish(&mut self, piece: PieceIndex) -> Vec<(u64, BlockInfo, Bytes)> {
-        let complete = self.fetching.get(&piece).is_some_and(|f| {
+    /// Once every chunk of the window is in: caches it and returns its waiters' blocks.
+    pub(crate) fn finish(&mut self, key: WindowKey) -> Vec<(u64, BlockInfo, Bytes)> {
+        let complete = self.fetching.get(&key).is_some_and(|f| {
             !f.failed && !f.chunks.is_empty() && f.chunks.iter().all(Option::is_some)
         });
         if !complete {
             return Vec::new();
         }
-        let Some(fetch) = self.fetching.remove(&piece) else {
+        let Some(fetch) = self.fetching.remove(&key) else {
             return Vec::new();
         };
         let mut chunks = fetch.chunks.into_iter().flatten();
         let Some(mut whole) = chunks.next() else {
+            self.windows
+                .alive
+                .fetch_sub(fetch.charged, Ordering::AcqRel);
             return Vec::new();
         };
         for chunk in chunks {
             // Chunks were split from one buffer in order, so this only moves a length.
             whole.unsplit(chunk);
         }
-        let data = whole.freeze();
+        let data = Bytes::from_owner(WindowBuf {
+            data: whole,
+            charged: fetch.charged,
+            windows: self.windows.clone(),
+        });
         let served = fetch
             .waiters
             .into_iter()
-            .map(|(token, block)| (token, block, slice(&data, block)))
+            .map(|(token, block)| {
+                let data = slice(&data, block.offset % self.window, block.len);
+                (token, block, data)
+            })
             .collect();
-        self.insert(piece, data);
+        self.insert(key, data);
         served
     }
 
-    fn insert(&mut self, piece: PieceIndex, data: Bytes) {
+    fn insert(&mut self, key: WindowKey, data: Bytes) {
         if data.len() > self.cap {
             return;
         }
         while self.bytes + data.len() > self.cap {
-            let Some(oldest) = self
-                .cached
-                .iter()
-                .min_by_key(|(_, c)| c.last_used)
-                .map(|(p, _)| *p)
-            else {
+            if !self.evict_oldest() {
                 break;
-            };
-            if let Some(evicted) = self.cached.remove(&oldest) {
-                self.bytes -= evicted.data.len();
-                if let Ok(buf) = evicted.data.try_into_mut()
-                    && self.pool.len() < POOL_SIZE
-                {
-                    self.pool.push(buf);
-                }
             }
         }
         self.bytes += data.len();
         self.cached.insert(
-            piece,
+            key,
             Cached {
                 data,
                 last_used: self.clock,
@@ -192,8 +358,8 @@ impl ReadCache {
     }
 }
 
-fn slice(data: &Bytes, block: BlockInfo) -> Bytes {
-    let start = (block.offset as usize).min(data.len());
-    let end = (start + block.len as usize).min(data.len());
+fn slice(data: &Bytes, offset: u32, len: u32) -> Bytes {
+    let start = (offset as usize).min(data.len());
+    let end = (start + len as usize).min(data.len());
     data.slice(start..end)
 }

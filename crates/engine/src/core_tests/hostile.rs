@@ -300,3 +300,32 @@ fn blocks_the_storage_gave_up_are_fetched_again() {
         assert!(again.contains(&block), "{block:?} not asked again");
     }
 }
+
+#[test]
+fn a_peer_that_takes_nothing_we_send_is_dropped() {
+    let mut core = core(2, Bitfield::full(2), true);
+    let reader = connect(&mut core, 1);
+    let stalled = connect(&mut core, 2);
+    let start = Instant::now();
+    // Both have data waiting (their greeting at least); the writer took it from the outbox.
+    for key in [reader, stalled] {
+        let waiting = core.peers[key].outbox.len();
+        sent(&mut core, key);
+        core.on_write_progress(key, waiting, false, start);
+    }
+    core.tick(start + Duration::from_secs(30));
+    core.on_send_progress(reader, start + Duration::from_secs(50));
+    core.tick(start + Duration::from_secs(61));
+    assert!(
+        core.peers[stalled].closing,
+        "nothing taken for 61 s while data waited"
+    );
+    assert!(!core.peers[reader].closing, "it reads, however slowly");
+    let idle = connect(&mut core, 3);
+    sent(&mut core, idle);
+    core.tick(start + Duration::from_secs(200));
+    assert!(
+        !core.peers[idle].closing,
+        "nothing waiting for it: not stalled"
+    );
+}

@@ -29,12 +29,13 @@ fn disk(metainfo: &Metainfo, dir: &std::path::Path) -> (Disk, mpsc::Receiver<Sto
     let (events, receiver) = mpsc::channel();
     let (_commands, inbox) = mpsc::channel();
     let root = Arc::new(Beneath::open(dir, true).unwrap());
+    let doorbell = Arc::new(Doorbell {
+        rung: AtomicBool::new(false),
+        wake: backend.waker(),
+    });
     let disk = Disk {
         layout: Arc::new(Layout::new(metainfo, dir)),
-        doorbell: Arc::new(Doorbell {
-            rung: AtomicBool::new(false),
-            wake: backend.waker(),
-        }),
+        doorbell: doorbell.clone(),
         backend: Box::new(backend),
         files: FileCache::new(8, false, root.clone()),
         root,
@@ -44,7 +45,7 @@ fn disk(metainfo: &Metainfo, dir: &std::path::Path) -> (Disk, mpsc::Receiver<Sto
         hashers: Hashers::start(1, false, 1 << 20, metainfo.clone(), Box::new(|_, _, _| {})),
         gauge: Arc::new(MemoryGauge::new(1 << 20, Box::new(|| {}))),
         have: cratetorrent_wire::Bitfield::new(metainfo.piece_count()),
-        read_cache: ReadCache::new(1 << 20),
+        read_cache: ReadCache::new(1 << 20, 2 << 20, 1 << 20, doorbell),
         resume_interval: Duration::from_secs(3600),
         pieces: HashMap::new(),
         attempts: 0,

@@ -1,0 +1,93 @@
+//! Reads for seeding: large pieces are read in windows, and the buffers of every window alive
+//! (cached, being read, or sliced into blocks not yet sent) stay within `max_read_memory`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cratetorrent_storage::{BackendKind, Storage, StorageConfig, StorageEvent};
+use cratetorrent_wire::{BlockInfo, Geometry};
+
+mod common;
+use common::{block_data, fixture};
+
+const WAIT: Duration = Duration::from_secs(20);
+const KIB: u32 = 1024;
+
+fn block(piece: u32, offset: u32) -> BlockInfo {
+    BlockInfo {
+        piece,
+        offset,
+        len: 16 * KIB,
+    }
+}
+
+fn next_read(events: &Receiver<StorageEvent>) -> (u64, Bytes) {
+    loop {
+        match events.recv_timeout(WAIT).expect("a read") {
+            StorageEvent::BlockRead { token, result, .. } => return (token, result.unwrap()),
+            StorageEvent::PieceVerified(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn windows_of_large_pieces_and_a_bound_on_what_unsent_blocks_keep() {
+    // Four pieces of 256 KiB, read in windows of 64 KiB, with room for two windows at a time.
+    let fixture = fixture(&[("f", 1024 * KIB as usize, false)], 256 * KIB);
+    let geometry = Geometry::of(&fixture.metainfo);
+    for backend in [BackendKind::IoUring, BackendKind::Portable] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StorageConfig {
+            backend,
+            read_window: 64 * KIB,
+            max_read_memory: 128 * KIB as usize,
+            resume_interval: Duration::from_secs(3600),
+            ..StorageConfig::default()
+        };
+        let (storage, events): (Storage, _) =
+            Storage::open(&fixture.metainfo, dir.path(), config, || {}).unwrap();
+        for piece in 0..4 {
+            for info in geometry.blocks(piece) {
+                storage
+                    .write_block(piece, info.offset, block_data(&fixture, info), 1)
+                    .unwrap();
+            }
+        }
+        let mut verified = 0;
+        while verified < 4 {
+            if let StorageEvent::PieceVerified(_) = events.recv_timeout(WAIT).unwrap() {
+                verified += 1;
+            }
+        }
+        // Two blocks from two windows, kept (as a peer's unsent queue keeps them).
+        storage.read_block(block(0, 0), 1).unwrap();
+        storage.read_block(block(1, 192 * KIB), 2).unwrap();
+        let first = next_read(&events);
+        let second = next_read(&events);
+        for (token, data) in [&first, &second] {
+            let info = if *token == 1 {
+                block(0, 0)
+            } else {
+                block(1, 192 * KIB)
+            };
+            assert_eq!(data[..], block_data(&fixture, info)[..], "{backend:?}");
+        }
+        // A third window does not fit while they are kept...
+        storage.read_block(block(2, 64 * KIB), 3).unwrap();
+        match events.recv_timeout(Duration::from_millis(300)) {
+            Err(RecvTimeoutError::Timeout) => {}
+            other => panic!("{backend:?}: read past the bound: {other:?}"),
+        }
+        // ...and is read once one of them is sent (dropped).
+        drop(first);
+        let (token, data) = next_read(&events);
+        assert_eq!(token, 3);
+        assert_eq!(data[..], block_data(&fixture, block(2, 64 * KIB))[..]);
+        drop((second, data));
+        storage.shutdown().unwrap();
+    }
+}
