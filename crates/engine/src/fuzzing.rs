@@ -140,6 +140,12 @@ pub fn run_session(data: &[u8]) {
                     connections.remove(index);
                 }
             }
+            4 if arg & 0xc0 == 0x40 => {
+                // The socket took part of a write still going on.
+                if let Some((_, connection)) = nth(&mut connections, arg) {
+                    core.on_send_progress(connection.key, now);
+                }
+            }
             4 => {
                 // The writer drains one peer's outbox and reports it written.
                 if let Some((_, connection)) = nth(&mut connections, arg) {
@@ -162,6 +168,12 @@ pub fn run_session(data: &[u8]) {
                     Ok(Bytes::from(vec![arg; block.len as usize]))
                 };
                 core.on_block_read(token, block, result);
+            }
+            6 if arg & 0x40 != 0 => {
+                // Storage gives up the blocks it received of a piece (memory pressure).
+                let piece = u32::from(arg) % PIECES;
+                let offsets = std::mem::take(&mut written[piece as usize]);
+                core.on_blocks_dropped(piece, &offsets, now);
             }
             6 => {
                 // Storage settles a piece whose blocks were all written: verified or not.
