@@ -178,12 +178,14 @@ async fn write_loop(torrent: Rc<Torrent>, key: PeerKey, stream: Rc<TcpStream>, w
             continue;
         }
         let delay = torrent.charge_upload(payload);
+        let progress = |at| torrent.with_core(|core| core.on_send_progress(key, at));
         if !delay.is_zero() {
+            // Time spent in our own upload limit is not the peer refusing data.
+            progress(Instant::now() + delay);
             tokio::time::sleep(delay).await;
         }
         let total: usize = frames.iter().map(Bytes::len).sum();
-        let progress = || torrent.with_core(|core| core.on_send_progress(key, Instant::now()));
-        if let Err(error) = write_frames(&stream, &mut frames, progress).await {
+        if let Err(error) = write_frames(&stream, &mut frames, || progress(Instant::now())).await {
             tracing::debug!(%error, "write failed");
             let _ = stream.shutdown(Shutdown::Both);
             return;

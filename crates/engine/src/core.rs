@@ -119,11 +119,18 @@ pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
-/// The IP that the per-IP connection limit counts `addr` under; `None` on loopback, which is
-/// exempt (local test swarms put every peer on 127.0.0.1).
+/// The address that the per-IP limits count `addr` under: an IPv4 address, or an IPv6
+/// address's /64; `None` on loopback, which is exempt (local test swarms put every peer on
+/// 127.0.0.1).
 pub(crate) fn limited_ip(addr: SocketAddr) -> Option<IpAddr> {
-    let ip = addr.ip().to_canonical();
-    (!ip.is_loopback()).then_some(ip)
+    match addr.ip().to_canonical() {
+        ip if ip.is_loopback() => None,
+        IpAddr::V4(v4) => Some(IpAddr::V4(v4)),
+        // One host has a whole /64 to rotate through: it counts as one address.
+        IpAddr::V6(v6) => Some(IpAddr::V6(std::net::Ipv6Addr::from_bits(
+            v6.to_bits() & !u128::from(u64::MAX),
+        ))),
+    }
 }
 
 /// One torrent's state machine.

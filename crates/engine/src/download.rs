@@ -407,7 +407,7 @@ impl Core {
 
     /// The storage gave up blocks that waited behind a missing one (they held its memory at
     /// the cap): they are free to be requested again.
-    pub(crate) fn on_blocks_dropped(&mut self, piece: PieceIndex, offsets: &[u32], now: Instant) {
+    pub(crate) fn on_blocks_dropped(&mut self, piece: PieceIndex, offsets: &[u32]) {
         let Some(download) = self.downloads.get_mut(&piece) else {
             return;
         };
@@ -424,7 +424,8 @@ impl Core {
         if download.free > 0 && !self.partials.contains(&piece) {
             self.partials.push(piece);
         }
-        self.fill_all(now);
+        // Peers take them at their next refill or the tick: storage gives up many pieces at
+        // once, and a walk over every peer per piece would be quadratic.
     }
 
     /// A peer that has not sent a requested block for longer than its timeout is snubbed: its

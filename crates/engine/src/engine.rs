@@ -568,9 +568,23 @@ mod tests {
         // Other hosts still get in, and loopback (local swarms) is not limited.
         let other: SocketAddr = "[2001:db8::1]:40000".parse().unwrap();
         slots.extend(HandshakeSlot::take(&shared, other));
+        // Its /64 counts as one address: four more from it, then none.
+        let same_net: Vec<SocketAddr> = (2..8)
+            .map(|n| format!("[2001:db8::{n}]:40000").parse().unwrap())
+            .collect();
+        let mut taken: Vec<HandshakeSlot> = same_net
+            .iter()
+            .filter_map(|&addr| HandshakeSlot::take(&shared, addr))
+            .collect();
+        assert_eq!(
+            taken.len(),
+            MAX_HANDSHAKING_PER_IP - 1,
+            "one /64, one address"
+        );
+        slots.append(&mut taken);
         let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         slots.extend((0..10).filter_map(|_| HandshakeSlot::take(&shared, local)));
-        assert_eq!(slots.len(), MAX_HANDSHAKING_PER_IP + 11);
+        assert_eq!(slots.len(), 2 * MAX_HANDSHAKING_PER_IP + 10);
         slots.clear();
         assert_eq!(shared.handshaking.total.get(), 0);
         assert!(shared.handshaking.per_ip.borrow().is_empty());

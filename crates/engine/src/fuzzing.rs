@@ -173,7 +173,7 @@ pub fn run_session(data: &[u8]) {
                 // Storage gives up the blocks it received of a piece (memory pressure).
                 let piece = u32::from(arg) % PIECES;
                 let offsets = std::mem::take(&mut written[piece as usize]);
-                core.on_blocks_dropped(piece, &offsets, now);
+                core.on_blocks_dropped(piece, &offsets);
             }
             6 => {
                 // Storage settles a piece whose blocks were all written: verified or not.

@@ -471,7 +471,7 @@ impl Torrent {
                 error: crate::TorrentError::ResumeSave(error),
             }),
             StorageEvent::BlocksDropped { piece, offsets } => {
-                self.with_core(|core| core.on_blocks_dropped(piece, &offsets, now));
+                self.with_core(|core| core.on_blocks_dropped(piece, &offsets));
             }
             StorageEvent::BlockHashes { piece, result } => {
                 self.with_core(|core| core.on_block_hashes(piece, result, now));

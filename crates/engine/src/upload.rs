@@ -133,10 +133,11 @@ impl Core {
         }
     }
 
-    /// The peer's socket took some of a write that is still going on.
-    pub(crate) fn on_send_progress(&mut self, key: PeerKey, now: Instant) {
+    /// The peer's socket took some of a write that is still going on (or, with a time to
+    /// come, the write waits for our upload limit until then: not the peer's doing).
+    pub(crate) fn on_send_progress(&mut self, key: PeerKey, at: Instant) {
         if let Some(peer) = self.peers.get_mut(key) {
-            peer.send_progress = now;
+            peer.send_progress = peer.send_progress.max(at);
         }
     }
 

@@ -156,3 +156,41 @@ async fn two_torrents_with_the_same_root_are_refused() {
     );
     engine.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_peer_waiting_on_our_upload_limit_is_not_dropped_as_stalled() {
+    // 32 KiB/s and writes of 64 KiB: each write waits about 2 s in our own limiter, longer
+    // than the 1 s stall timeout. Before, that wait counted as the peer taking nothing, and the
+    // seed dropped the leecher again and again.
+    let payload = payload("throttled.bin", &[("", 192 * 1024)], 64 * 1024);
+    let mut seed_conf = conf(payload.dir.path());
+    seed_conf.upload_rate_limit = 32 * 1024;
+    seed_conf.torrent.send_timeout = Duration::from_secs(1);
+    let (seed, _seed_alerts) = engine::spawn(seed_conf).unwrap();
+    let seed_id = seed
+        .create_torrent(params(&payload.metainfo, Mode::Seed))
+        .unwrap();
+    let (_dir, leech, mut alerts, id) = leecher(&payload.metainfo, vec![seed.listen_addr()]);
+    let (mut connected, mut dropped) = (false, false);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match tokio::time::timeout(Duration::from_millis(50), alerts.next()).await {
+            Ok(Some(Alert::TorrentComplete(done))) if done == id => break,
+            Ok(Some(Alert::TorrentError { error, .. })) => panic!("{error}"),
+            Ok(Some(_)) | Err(_) => {}
+            Ok(None) => panic!("alerts ended"),
+        }
+        assert!(Instant::now() < deadline, "the download did not complete");
+        if let Ok(stats) = seed.stats(seed_id).await {
+            let peers = stats.peers.len();
+            dropped |= connected && peers == 0;
+            connected |= peers > 0;
+        }
+    }
+    leech.shutdown().await.unwrap();
+    seed.shutdown().await.unwrap();
+    assert!(
+        connected && !dropped,
+        "the leecher was dropped mid-download"
+    );
+}

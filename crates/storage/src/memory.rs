@@ -29,6 +29,13 @@ impl MemoryGauge {
         let held = self.held.fetch_add(len, Ordering::AcqRel) + len;
         if held >= self.cap {
             self.over.store(true, Ordering::Release);
+            // A release on another thread may have fallen to half the cap between the add and
+            // the store, seen `over` unset and notified nobody: then notify here.
+            if self.held.load(Ordering::Acquire) <= self.cap / 2
+                && self.over.swap(false, Ordering::AcqRel)
+            {
+                (self.notify)();
+            }
             return true;
         }
         false

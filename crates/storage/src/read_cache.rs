@@ -37,7 +37,7 @@ pub(crate) enum ReadPlan {
     Waiting,
     /// The window must be read: call `start_fetch`.
     Fetch(WindowKey),
-    /// No memory for another window now: the request waits in `pending`.
+    /// No memory for another window now (or reads wait before it): the caller queues it.
     Deferred,
 }
 
@@ -60,6 +60,8 @@ pub(crate) struct Windows {
     alive: AtomicUsize,
     /// Reads wait for memory: a freed window rings the doorbell.
     starved: AtomicBool,
+    /// A window was freed since the waiting reads were last looked at.
+    freed: AtomicBool,
     pool: Mutex<Vec<BytesMut>>,
     doorbell: Arc<Doorbell>,
 }
@@ -90,8 +92,16 @@ impl Drop for WindowBuf {
         }
         // Pooled buffers are spare capacity, not data anyone waits on: they do not count.
         self.windows.alive.fetch_sub(len, Ordering::AcqRel);
-        if self.windows.starved.swap(false, Ordering::AcqRel) {
-            self.windows.doorbell.ring();
+        self.windows.freed();
+    }
+}
+
+impl Windows {
+    /// Memory came back: waiting reads may fit now.
+    fn freed(&self) {
+        self.freed.store(true, Ordering::Release);
+        if self.starved.swap(false, Ordering::AcqRel) {
+            self.doorbell.ring();
         }
     }
 }
@@ -127,6 +137,7 @@ impl ReadCache {
             windows: Arc::new(Windows {
                 alive: AtomicUsize::new(0),
                 starved: AtomicBool::new(false),
+                freed: AtomicBool::new(false),
                 pool: Mutex::new(Vec::new()),
                 doorbell,
             }),
@@ -152,7 +163,22 @@ impl ReadCache {
         self.windows.alive.load(Ordering::Acquire)
     }
 
-    pub(crate) fn lookup(&mut self, block: BlockInfo, token: u64, piece_len: u32) -> ReadPlan {
+    /// Whether `block` lies across a window boundary (only a request not aligned to 16 KiB
+    /// can): it is read on its own, not through the cache.
+    pub(crate) fn straddles(&self, block: BlockInfo) -> bool {
+        block.offset % self.window + block.len > self.window
+    }
+
+    /// How to serve `block`. A read that needs a window waits (`Deferred`, for the caller to
+    /// queue) when memory is short, and also behind reads already waiting unless it is the
+    /// first of them (`first_in_line`): new reads must not take every freed window.
+    pub(crate) fn lookup(
+        &mut self,
+        block: BlockInfo,
+        token: u64,
+        piece_len: u32,
+        first_in_line: bool,
+    ) -> ReadPlan {
         self.clock += 1;
         let key = self.window_of(block);
         if let Some(cached) = self.cached.get_mut(&key) {
@@ -163,15 +189,16 @@ impl ReadCache {
             fetch.waiters.push((token, block));
             return ReadPlan::Waiting;
         }
+        if !first_in_line && !self.pending.is_empty() {
+            return ReadPlan::Deferred;
+        }
         let (_, len) = self.range(key, piece_len);
         if !self.make_room(len as usize) {
-            self.pending.push_back((token, block));
             self.windows.starved.store(true, Ordering::Release);
             // A window freed between the check and the flag would have found it unset.
             if !self.make_room(len as usize) {
                 return ReadPlan::Deferred;
             }
-            self.pending.pop_back();
         }
         self.windows.alive.fetch_add(len as usize, Ordering::AcqRel);
         self.fetching.insert(
@@ -219,14 +246,29 @@ impl ReadCache {
         self.pending.push_back((token, block));
     }
 
-    pub(crate) fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+    /// The first read waiting for memory, if it may fit now: a window was freed since the last
+    /// look, or cached windows could be evicted for it (a read that still does not fit goes
+    /// back with [`Self::defer_first`], having emptied the cache at most once).
+    pub(crate) fn next_pending(&mut self) -> Option<(u64, BlockInfo)> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let freed = self.windows.freed.swap(false, Ordering::AcqRel);
+        if !freed && self.cached.is_empty() {
+            return None;
+        }
+        self.pending.pop_front()
     }
 
-    /// Reads waiting for memory, to look up again now that some may fit (those that still do
-    /// not come back to `pending`).
-    pub(crate) fn take_pending(&mut self) -> VecDeque<(u64, BlockInfo)> {
-        std::mem::take(&mut self.pending)
+    /// Puts back the first waiting read, which still does not fit.
+    pub(crate) fn defer_first(&mut self, token: u64, block: BlockInfo) {
+        self.pending.push_front((token, block));
+    }
+
+    /// Waiting reads are looked at again without waiting for a window to be freed (the one
+    /// at the front just got one).
+    pub(crate) fn keep_going(&self) {
+        self.windows.freed.store(true, Ordering::Release);
     }
 
     /// A buffer for the whole window, split into one empty chunk per file slice (each with the
@@ -293,9 +335,7 @@ impl ReadCache {
         self.windows
             .alive
             .fetch_sub(fetch.charged, Ordering::AcqRel);
-        if self.windows.starved.swap(false, Ordering::AcqRel) {
-            self.windows.doorbell.ring();
-        }
+        self.windows.freed();
         fetch.waiters
     }
 

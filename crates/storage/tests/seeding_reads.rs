@@ -91,3 +91,37 @@ fn windows_of_large_pieces_and_a_bound_on_what_unsent_blocks_keep() {
         storage.shutdown().unwrap();
     }
 }
+
+#[test]
+fn a_request_across_a_window_boundary_is_served_whole() {
+    // Not aligned to 16 KiB (legal, if rare): it spans two windows of 64 KiB.
+    let fixture = fixture(&[("f", 256 * KIB as usize, false)], 256 * KIB);
+    let geometry = Geometry::of(&fixture.metainfo);
+    let dir = tempfile::tempdir().unwrap();
+    let config = StorageConfig {
+        read_window: 64 * KIB,
+        resume_interval: Duration::from_secs(3600),
+        ..StorageConfig::default()
+    };
+    let (storage, events) = Storage::open(&fixture.metainfo, dir.path(), config, || {}).unwrap();
+    for info in geometry.blocks(0) {
+        storage
+            .write_block(0, info.offset, block_data(&fixture, info), 1)
+            .unwrap();
+    }
+    while !matches!(
+        events.recv_timeout(WAIT).unwrap(),
+        StorageEvent::PieceVerified(0)
+    ) {}
+    let across = BlockInfo {
+        piece: 0,
+        offset: 64 * KIB - 100,
+        len: 16 * KIB,
+    };
+    storage.read_block(across, 7).unwrap();
+    let (token, data) = next_read(&events);
+    assert_eq!(token, 7);
+    let start = across.offset as usize;
+    assert_eq!(data[..], fixture.payload[start..start + 16 * KIB as usize]);
+    storage.shutdown().unwrap();
+}

@@ -176,6 +176,11 @@ impl Core {
         {
             tracing::debug!(addr = %peer.addr, reason, "disconnecting peer");
             peer.closing = true;
+            // Nothing more goes out: what was queued (blocks slicing read buffers) is freed now,
+            // not when the connection's reader gets to notice (it may wait for disk memory).
+            peer.outbox = crate::outbox::Outbox::default();
+            peer.incoming.clear();
+            peer.reading.clear();
             self.actions.push(Action::Disconnect(key));
             self.actions.push(Action::Wake(key));
         }

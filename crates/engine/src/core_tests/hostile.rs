@@ -293,7 +293,7 @@ fn blocks_the_storage_gave_up_are_fetched_again() {
     assert_eq!(given_up.len(), 3);
     sent(&mut core, key);
     let offsets: Vec<u32> = given_up.iter().map(|b| b.offset).collect();
-    core.on_blocks_dropped(piece, &offsets, now);
+    core.on_blocks_dropped(piece, &offsets);
     core.fill_requests(key, now);
     let again = requests(&sent(&mut core, key));
     for block in given_up {

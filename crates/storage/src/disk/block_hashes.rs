@@ -30,7 +30,17 @@ impl Disk {
             .metainfo()
             .piece_len(piece)
             .ok_or(StorageError::PieceMissing(piece))?;
-        let start = self.layout.offset(piece, 0);
+        self.read_range(piece, 0, len)
+    }
+
+    /// `len` bytes of `piece` from `offset`, as they are on disk now (padding reads as zeros).
+    pub(super) fn read_range(
+        &mut self,
+        piece: PieceIndex,
+        offset: u32,
+        len: u32,
+    ) -> Result<Vec<u8>, StorageError> {
+        let start = self.layout.offset(piece, offset);
         let slices: Vec<_> = self.layout.slices(start, u64::from(len)).collect();
         let mut data = vec![0u8; len as usize];
         let mut at = 0;

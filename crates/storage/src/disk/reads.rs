@@ -9,41 +9,61 @@ use crate::{StorageError, StorageEvent};
 
 impl Disk {
     pub(super) fn read(&mut self, block: BlockInfo, token: u64) {
+        if !self.read_now(block, token, false) {
+            self.read_cache.defer(token, block);
+        }
+    }
+
+    /// Serves or starts reading `block`; false if it must wait for memory (the caller queues
+    /// it). `first_in_line`: it is the first of the reads already waiting.
+    fn read_now(&mut self, block: BlockInfo, token: u64, first_in_line: bool) -> bool {
         if !self.have.get(block.piece) {
             self.emit(StorageEvent::BlockRead {
                 token,
                 block,
                 result: Err(StorageError::PieceMissing(block.piece)),
             });
-            return;
+            return true;
+        }
+        if self.read_cache.straddles(block) {
+            // Only a request not aligned to 16 KiB crosses a window: rare, 16 KiB at most, read
+            // on its own (its buffer is bounded by the peer's send watermark like any block).
+            let result = self
+                .read_range(block.piece, block.offset, block.len)
+                .map(bytes::Bytes::from);
+            self.emit(StorageEvent::BlockRead {
+                token,
+                block,
+                result,
+            });
+            return true;
         }
         let piece_len = self.layout.metainfo().piece_len(block.piece).unwrap_or(0);
-        match self.read_cache.lookup(block, token, piece_len) {
+        match self
+            .read_cache
+            .lookup(block, token, piece_len, first_in_line)
+        {
             ReadPlan::Hit(data) => self.emit(StorageEvent::BlockRead {
                 token,
                 block,
                 result: Ok(data),
             }),
-            ReadPlan::Waiting | ReadPlan::Deferred => {}
+            ReadPlan::Waiting => {}
+            ReadPlan::Deferred => return false,
             ReadPlan::Fetch(window) => self.fetch_window(window, piece_len),
         }
+        true
     }
 
-    /// Looks up again the reads that waited for memory, in order, while they fit.
+    /// Once a window was freed: starts the reads that waited for memory, in order, while they
+    /// fit.
     pub(super) fn retry_pending_reads(&mut self) {
-        if !self.read_cache.has_pending() {
-            return;
-        }
-        let mut pending = self.read_cache.take_pending();
-        while let Some((token, block)) = pending.pop_front() {
-            self.read(block, token);
-            if self.read_cache.has_pending() {
-                // Deferred again: the rest keeps its place behind it.
-                for (token, block) in pending {
-                    self.read_cache.defer(token, block);
-                }
+        while let Some((token, block)) = self.read_cache.next_pending() {
+            if !self.read_now(block, token, true) {
+                self.read_cache.defer_first(token, block);
                 return;
             }
+            self.read_cache.keep_going();
         }
     }
 
