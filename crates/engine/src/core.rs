@@ -62,6 +62,8 @@ pub(crate) enum Action {
     /// Hash every block of the piece as it is on disk (evidence for a smart ban); the answer
     /// comes back through [`Core::on_block_hashes`].
     HashBlocks(PieceIndex),
+    /// The peer with this token is gone: drop its reads still waiting in storage.
+    ForgetReads(PeerTag),
     /// Close the connection (its reader then reports [`Core::on_closed`]).
     Disconnect(PeerKey),
     /// Dial a peer.

@@ -181,6 +181,11 @@ impl Torrent {
                     self.with_core(|core| core.on_block_read(token, block, Err(error)));
                 }
             }
+            Action::ForgetReads(token) => {
+                if let Some(storage) = self.storage.borrow().as_ref() {
+                    let _ = storage.forget_reads(token);
+                }
+            }
             Action::Disconnect(key) => {
                 if let Some(conn) = self.conns.borrow().get(&key) {
                     let _ = conn.stream.shutdown(std::net::Shutdown::Both);

@@ -50,6 +50,9 @@ pub(crate) enum Command {
     BlockHashes {
         piece: PieceIndex,
     },
+    ForgetReads {
+        token: u64,
+    },
     Flush {
         done: Option<Sender<Result<(), StorageError>>>,
     },
@@ -266,6 +269,7 @@ impl Disk {
                 self.check_piece(piece);
             }
             Command::BlockHashes { piece } => self.block_hashes(piece),
+            Command::ForgetReads { token } => self.read_cache.forget(token),
             Command::Flush { done } => self.start_flush(Some(done)),
             Command::Shutdown { done } => {
                 self.shutdown = Some(done);

@@ -447,6 +447,13 @@ impl Storage {
         self.send(Command::BlockHashes { piece })
     }
 
+    /// Drops the reads asked with `token` that have not been answered yet (its peer is gone):
+    /// those waiting for memory are never started, and those waiting for a window being read
+    /// are not answered.
+    pub fn forget_reads(&self, token: u64) -> Result<(), StorageError> {
+        self.send(Command::ForgetReads { token })
+    }
+
     /// Asks for a block of a verified piece; the answer is a [`StorageEvent::BlockRead`] with `token`.
     pub fn read_block(&self, block: BlockInfo, token: u64) -> Result<(), StorageError> {
         self.geometry

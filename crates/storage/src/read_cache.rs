@@ -241,6 +241,14 @@ impl ReadCache {
         true
     }
 
+    /// Forgets the reads of `token` still waiting (for memory, or for their window).
+    pub(crate) fn forget(&mut self, token: u64) {
+        self.pending.retain(|&(waiting, _)| waiting != token);
+        for fetch in self.fetching.values_mut() {
+            fetch.waiters.retain(|&(waiting, _)| waiting != token);
+        }
+    }
+
     /// Queues a read behind those waiting for memory.
     pub(crate) fn defer(&mut self, token: u64, block: BlockInfo) {
         self.pending.push_back((token, block));

@@ -194,6 +194,8 @@ impl Core {
         self.release_requests(key, false);
         let peer = self.peers.remove(key);
         self.tags.remove(&peer.tag);
+        // Its reads still waiting in storage would only be answered to nobody.
+        self.actions.push(Action::ForgetReads(peer.tag));
         if peer.is_seed {
             self.picker.seed(false);
         } else {
