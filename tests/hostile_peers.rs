@@ -160,6 +160,25 @@ impl Torrent {
     }
 }
 
+/// An engine on loopback with `tune` applied to its settings, working on `metainfo` in `dir`,
+/// once the torrent has started.
+async fn start_engine(
+    dir: &std::path::Path,
+    metainfo: &Metainfo,
+    mode: Mode,
+    tune: impl FnOnce(&mut Conf),
+) -> (EngineHandle, Alerts, TorrentId) {
+    let mut conf = Conf::new(dir);
+    conf.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    tune(&mut conf);
+    let (engine, mut alerts) = engine::spawn(conf).unwrap();
+    let id = engine
+        .create_torrent(cratetorrent_tests::params(metainfo, mode))
+        .unwrap();
+    wait_started(&mut alerts, id).await;
+    (engine, alerts, id)
+}
+
 /// Waits for the engine to start torrent `id`.
 async fn wait_started(alerts: &mut Alerts, id: TorrentId) {
     loop {
@@ -364,22 +383,13 @@ async fn hostile_peers_are_dropped_while_an_honest_download_completes() {
     let seeder = LibtorrentSeeder::start(&torrent, source.path());
 
     let dir = tempfile::tempdir().unwrap();
-    let mut conf = Conf::new(dir.path());
-    conf.listen_addr = "127.0.0.1:0".parse().unwrap();
-    // Slow enough that every attack happens while the honest download runs.
-    conf.download_rate_limit = 512 * 1024;
-    let (engine, mut alerts) = engine::spawn(conf).unwrap();
-    let id = engine
-        .create_torrent(TorrentParams {
-            metainfo: metainfo.clone(),
-            listen_addr: None,
-            mode: Mode::Download {
-                seeds: vec![SocketAddr::from(([127, 0, 0, 1], seeder.port))],
-            },
-            conf: None,
+    let seeds = vec![SocketAddr::from(([127, 0, 0, 1], seeder.port))];
+    let (engine, mut alerts, id) =
+        start_engine(dir.path(), &metainfo, Mode::Download { seeds }, |conf| {
+            // Slow enough that every attack happens while the honest download runs.
+            conf.download_rate_limit = 512 * 1024;
         })
-        .unwrap();
-    wait_started(&mut alerts, id).await;
+        .await;
     let addr = engine.listen_addr();
     let stop = Arc::new(Mutex::new(false));
     let watcher = tokio::spawn(watch(engine.clone(), stop.clone()));

@@ -111,27 +111,19 @@ async fn withholding_attack(
     let honest = SocketAddr::from(([127, 0, 0, 1], seeder.port));
 
     let dir = tempfile::tempdir().unwrap();
-    let mut conf = Conf::new(dir.path());
-    conf.listen_addr = "127.0.0.1:0".parse().unwrap();
-    // A small memory cap, so the blocks the attacker leaves waiting behind gaps reach it: before,
-    // reading stopped there for good (the first blocks were in sockets nobody read).
-    conf.storage.max_memory = max_memory;
-    let (engine, mut alerts) = engine::spawn(conf).unwrap();
-    let id = engine
-        .create_torrent(TorrentParams {
-            metainfo: metainfo.clone(),
-            listen_addr: None,
-            mode: Mode::Download {
-                seeds: if alone_for.is_some() {
-                    Vec::new()
-                } else {
-                    vec![honest]
-                },
-            },
-            conf: None,
+    let seeds = if alone_for.is_some() {
+        Vec::new()
+    } else {
+        vec![honest]
+    };
+    let (engine, mut alerts, id) =
+        start_engine(dir.path(), &metainfo, Mode::Download { seeds }, |conf| {
+            // A small memory cap, so the blocks the attacker leaves waiting behind gaps reach
+            // it: before, reading stopped there for good (the first blocks were in sockets
+            // nobody read).
+            conf.storage.max_memory = max_memory;
         })
-        .unwrap();
-    wait_started(&mut alerts, id).await;
+        .await;
     // Measured from here: the engine's own threads, rings and pools are already in place.
     let baseline = rss();
     let peak = Arc::new(AtomicU64::new(baseline));
@@ -209,21 +201,12 @@ async fn a_leecher_that_never_reads_cannot_pin_the_seeders_memory() {
     } = Torrent::new((PIECES * BIG_PIECE) as usize, BIG_PIECE, 37);
     let info_hash = metainfo.info_hash();
 
-    let mut conf = Conf::new(source.path());
-    conf.listen_addr = "127.0.0.1:0".parse().unwrap();
     let read_memory = 16 << 20;
-    conf.storage.max_read_memory = read_memory;
-    conf.torrent.send_timeout = Duration::from_secs(5);
-    let (engine, mut alerts) = engine::spawn(conf).unwrap();
-    let id = engine
-        .create_torrent(TorrentParams {
-            metainfo,
-            listen_addr: None,
-            mode: Mode::Seed,
-            conf: None,
-        })
-        .unwrap();
-    wait_started(&mut alerts, id).await;
+    let (engine, _alerts, _) = start_engine(source.path(), &metainfo, Mode::Seed, |conf| {
+        conf.storage.max_read_memory = read_memory;
+        conf.torrent.send_timeout = Duration::from_secs(5);
+    })
+    .await;
     let baseline = rss();
     let addr = engine.listen_addr();
     let attacker = tokio::task::spawn_blocking(move || {

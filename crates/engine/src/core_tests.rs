@@ -36,10 +36,15 @@ fn core(pieces: u32, have: Bitfield, seed_only: bool) -> Core {
         max_strikes: 3,
         ..TorrentConf::default()
     };
+    core_of(metainfo(pieces), have, seed_only, conf)
+}
+
+/// A torrent's core for `metainfo`, having `have`.
+fn core_of(metainfo: Metainfo, have: Bitfield, seed_only: bool, conf: TorrentConf) -> Core {
     Core::new(
         CoreInit {
             id: TorrentId(1),
-            metainfo: metainfo(pieces),
+            metainfo,
             our_id: PeerId::new([0; 20]),
             listen_port: 6881,
             conf,

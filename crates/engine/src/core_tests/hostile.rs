@@ -31,18 +31,7 @@ fn large_core_with(pieces: u32, seed_only: bool, conf: TorrentConf) -> Core {
     } else {
         Bitfield::new(pieces)
     };
-    Core::new(
-        CoreInit {
-            id: TorrentId(1),
-            metainfo: large_metainfo(pieces),
-            our_id: PeerId::new([0; 20]),
-            listen_port: 6881,
-            conf,
-            seed_only,
-            have,
-        },
-        Instant::now(),
-    )
+    core_of(large_metainfo(pieces), have, seed_only, conf)
 }
 
 fn bitfield_message(bitfield: &Bitfield) -> Message {
