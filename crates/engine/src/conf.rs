@@ -32,6 +32,10 @@ pub struct Conf {
     pub storage: StorageConfig,
     /// Tracker settings.
     pub tracker: TrackerConf,
+    /// Seeds every random choice the engine makes (each torrent's piece picking and choking,
+    /// tracker order, the tracker `key`), so that a run can be replayed; `None` (the default)
+    /// seeds from the operating system.
+    pub rng_seed: Option<u64>,
 }
 
 impl Conf {
@@ -48,6 +52,7 @@ impl Conf {
             torrent: TorrentConf::default(),
             storage: StorageConfig::default(),
             tracker: TrackerConf::default(),
+            rng_seed: None,
         }
     }
 }
@@ -87,6 +92,9 @@ pub struct TorrentConf {
     pub send_timeout: Duration,
     /// How often a stats alert is posted.
     pub stats_interval: Duration,
+    /// How often the torrent's timers are looked at (rates, request and idle timeouts,
+    /// keep-alives, choking, reconnections); default 1 s.
+    pub tick_interval: Duration,
     /// Strikes before a peer is banned: a piece that fails its hash with every block from one
     /// peer gives it two (a piece shared by several peers is retried from one peer instead).
     pub max_strikes: u32,
@@ -113,6 +121,7 @@ impl Default for TorrentConf {
             idle_timeout: Duration::from_secs(300),
             send_timeout: Duration::from_secs(60),
             stats_interval: Duration::from_secs(1),
+            tick_interval: Duration::from_secs(1),
             max_strikes: 3,
             sequential: false,
             download_rate_limit: 0,

@@ -18,12 +18,32 @@ use tokio_uring::net::TcpStream;
 
 use crate::chunk_pool::{self, ChunkCharge};
 use crate::core::{PeerKey, our_extensions};
-use crate::torrent::Torrent;
 
 /// Read again only with at least this much room.
 const MIN_READ_ROOM: usize = 32 * 1024;
 /// `writev` accepts at most 1024 iovecs; stay well under it.
 pub(crate) const MAX_FRAMES_PER_WRITE: usize = 512;
+
+/// What a peer's connection tasks need from the torrent that owns the peer.
+pub(crate) trait PeerHost {
+    /// Hands received bytes to the torrent (which takes the whole messages out of `buf`;
+    /// `chunk` accounts for the receive buffer); false once the peer is closed.
+    fn receive(self: &Rc<Self>, key: PeerKey, buf: &mut BytesMut, chunk: &mut ChunkCharge) -> bool;
+    /// The next frames to write (see `Core::poll_transmit`).
+    fn poll_transmit(self: &Rc<Self>, key: PeerKey, frames: &mut Vec<Bytes>) -> Option<u64>;
+    /// A batch from `poll_transmit` was written whole.
+    fn sent(self: &Rc<Self>, key: PeerKey, bytes: usize);
+    /// Part of a batch was written, or the batch waits for our upload limit until `at`.
+    fn send_progress(self: &Rc<Self>, key: PeerKey, at: Instant);
+    /// Charges received bytes to the download limits; returns how long to wait.
+    fn charge_download(&self, bytes: u64) -> Duration;
+    /// Charges bytes to write to the upload limits; returns how long to wait.
+    fn charge_upload(&self, bytes: u64) -> Duration;
+    /// Waits while the storage holds as many received blocks as it may.
+    fn wait_for_disk_memory(&self) -> impl std::future::Future<Output = ()>;
+    /// The connection is gone.
+    fn closed(self: &Rc<Self>, key: PeerKey);
+}
 
 /// Why a handshake failed.
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +122,8 @@ async fn read_into(
 
 /// Runs a registered peer until its connection ends: spawns its writer, reads until EOF, error
 /// or shutdown, then unregisters it.
-pub(crate) async fn run_peer(
-    torrent: Rc<Torrent>,
+pub(crate) async fn run_peer<H: PeerHost + 'static>(
+    torrent: Rc<H>,
     key: PeerKey,
     stream: Rc<TcpStream>,
     writer_wake: Rc<Notify>,
@@ -118,13 +138,13 @@ pub(crate) async fn run_peer(
     let reason = read_loop(&torrent, key, &stream, &mut buf).await;
     tracing::debug!(%reason, "connection ended");
     let _ = stream.shutdown(Shutdown::Both);
-    torrent.on_peer_closed(key);
+    torrent.closed(key);
     writer_wake.notify_one();
     let _ = writer.await;
 }
 
-async fn read_loop(
-    torrent: &Rc<Torrent>,
+async fn read_loop<H: PeerHost>(
+    torrent: &Rc<H>,
     key: PeerKey,
     stream: &TcpStream,
     buf: &mut BytesMut,
@@ -132,26 +152,8 @@ async fn read_loop(
     let decoder = Decoder::default();
     let mut chunk = ChunkCharge::default();
     loop {
-        let now = Instant::now();
-        chunk.track(buf);
-        torrent.receiving.replace(Some(std::mem::take(&mut chunk)));
-        let decoded = torrent.with_core(|core| {
-            loop {
-                match decoder.decode(buf) {
-                    Ok(Some(message)) => core.on_message(key, message, now),
-                    Ok(None) => break Ok(core.peers.get(key).is_some_and(|p| !p.closing)),
-                    Err(error) => {
-                        core.disconnect(key, "protocol violation");
-                        break Err(error);
-                    }
-                }
-            }
-        });
-        chunk = torrent.receiving.take().unwrap_or_default();
-        match decoded {
-            Ok(true) => {}
-            Ok(false) => return "closed by us".into(),
-            Err(error) => return format!("protocol violation: {error}"),
+        if !torrent.receive(key, buf, &mut chunk) {
+            return "closed by us".into();
         }
         torrent.wait_for_disk_memory().await;
         match read_more(stream, buf, decoder.missing(buf)).await {
@@ -166,10 +168,15 @@ async fn read_loop(
     }
 }
 
-async fn write_loop(torrent: Rc<Torrent>, key: PeerKey, stream: Rc<TcpStream>, wake: Rc<Notify>) {
+async fn write_loop<H: PeerHost>(
+    torrent: Rc<H>,
+    key: PeerKey,
+    stream: Rc<TcpStream>,
+    wake: Rc<Notify>,
+) {
     let mut frames: Vec<Bytes> = Vec::with_capacity(MAX_FRAMES_PER_WRITE);
     loop {
-        let taken = torrent.take_outgoing(key, &mut frames);
+        let taken = torrent.poll_transmit(key, &mut frames);
         let Some(payload) = taken else {
             return;
         };
@@ -178,7 +185,7 @@ async fn write_loop(torrent: Rc<Torrent>, key: PeerKey, stream: Rc<TcpStream>, w
             continue;
         }
         let delay = torrent.charge_upload(payload);
-        let progress = |at| torrent.with_core(|core| core.on_send_progress(key, at));
+        let progress = |at| torrent.send_progress(key, at);
         if !delay.is_zero() {
             // Time spent in our own upload limit is not the peer refusing data.
             progress(Instant::now() + delay);
@@ -190,7 +197,7 @@ async fn write_loop(torrent: Rc<Torrent>, key: PeerKey, stream: Rc<TcpStream>, w
             let _ = stream.shutdown(Shutdown::Both);
             return;
         }
-        torrent.with_core(|core| core.on_write_progress(key, total, true, Instant::now()));
+        torrent.sent(key, total);
     }
 }
 

@@ -1,7 +1,5 @@
 //! The engine's resource counters: what it holds right now, to watch bounds from outside.
 
-use crate::core::Core;
-
 /// A snapshot of what the engine holds, from [`EngineHandle::counters`](crate::EngineHandle).
 /// Every figure has a configured bound (see SECURITY.md); tests assert them under attack.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,17 +21,4 @@ pub struct EngineCounters {
     pub requests_outstanding: usize,
     /// Peers (by address, or by peer id on loopback) banned for bad data.
     pub banned: usize,
-}
-
-impl Core {
-    /// Adds this torrent's share to `counters`.
-    pub(crate) fn add_counters(&self, counters: &mut EngineCounters) {
-        for (_, peer) in &self.peers {
-            counters.send_buffered += (peer.outbox.len() + peer.writing) as u64;
-            counters.requests_queued += peer.incoming.len();
-            counters.reads_in_flight += peer.reading.len();
-            counters.requests_outstanding += peer.requests.len();
-        }
-        counters.banned += self.banned.len();
-    }
 }

@@ -2,7 +2,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,27 +10,22 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use cratetorrent_metainfo::InfoHash;
 use cratetorrent_storage::{Layout, Storage};
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_uring::net::{TcpListener, TcpStream};
 
 use crate::alert::{Alert, AlertSender, Alerts};
 use crate::conf::Conf;
 use crate::connection;
-use crate::core::{Core, CoreInit};
+use crate::core::{self, Core, CoreInit};
 use crate::counters::EngineCounters;
 use crate::error::EngineError;
 use crate::handle::{COMMAND_QUEUE, Command, EngineHandle, Mode, TorrentParams};
-use crate::rate::TokenBucket;
+use crate::session::{HandshakeTicket, Session};
 use crate::torrent::{Shared, Torrent};
 use crate::{TorrentError, TorrentId};
 
 /// How long an incoming connection may take to send its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Incoming connections allowed in their handshake at once.
-const MAX_HANDSHAKING: usize = 64;
-/// Of those, from one IP address (loopback exempt), so that one host cannot hold every slot
-/// and keep other peers from reaching any torrent.
-const MAX_HANDSHAKING_PER_IP: usize = 4;
 
 /// Starts an engine on its own thread (with its own tokio-uring runtime) and returns a handle
 /// to it and the stream of its alerts. Works from any context, async or not.
@@ -80,13 +75,10 @@ struct Engine {
     conf: Conf,
     shared: Rc<Shared>,
     listen_port: u16,
-    torrents: RefCell<HashMap<TorrentId, Rc<Torrent>>>,
+    /// Running torrents' ids by info-hash, for incoming connections.
     by_hash: RefCell<HashMap<InfoHash, TorrentId>>,
-    /// The root (first path component) each torrent takes in the download directory, from
-    /// when it is added until its storage is closed (and its files deleted, if asked).
-    roots: RefCell<HashMap<String, TorrentId>>,
     /// Torrents whose data is being checked, with commands that arrived meanwhile.
-    checking: RefCell<HashMap<TorrentId, (InfoHash, Vec<Command>)>>,
+    checking: RefCell<HashMap<TorrentId, Vec<Command>>>,
     closing: Cell<bool>,
 }
 
@@ -97,16 +89,14 @@ async fn run(
     mut inbox: mpsc::Receiver<Command>,
     alerts: AlertSender,
 ) {
+    let mut session = Session::new(&conf, Instant::now());
+    let tracker_key = session.torrent_seed() as u32;
     let shared = Rc::new(Shared {
         alerts: alerts.clone(),
         our_id: conf.peer_id,
-        download_limit: RefCell::new(TokenBucket::new(conf.download_rate_limit)),
-        upload_limit: RefCell::new(TokenBucket::new(conf.upload_rate_limit)),
-        half_open: Rc::new(Semaphore::new(conf.max_half_open.max(1))),
-        connections: Cell::new(0),
-        max_connections: conf.max_connections,
-        handshaking: Handshakes::default(),
-        trackers: match crate::tracker::announcer::Clients::new(&conf.tracker) {
+        session: RefCell::new(session),
+        torrents: RefCell::new(HashMap::new()),
+        trackers: match crate::tracker::announcer::Clients::new(&conf.tracker, tracker_key) {
             Ok(clients) => Some(Rc::new(clients)),
             Err(error) => {
                 tracing::error!(%error, "tracker clients unavailable; using given peers only");
@@ -118,9 +108,7 @@ async fn run(
         conf,
         shared,
         listen_port: listen_addr.port(),
-        torrents: RefCell::new(HashMap::new()),
         by_hash: RefCell::new(HashMap::new()),
-        roots: RefCell::new(HashMap::new()),
         checking: RefCell::new(HashMap::new()),
         closing: Cell::new(false),
     });
@@ -159,14 +147,7 @@ impl Engine {
                 return;
             }
             if let Command::Limits { limits, .. } = command {
-                self.shared
-                    .download_limit
-                    .borrow_mut()
-                    .set_rate(limits.download);
-                self.shared
-                    .upload_limit
-                    .borrow_mut()
-                    .set_rate(limits.upload);
+                self.shared.session.borrow_mut().set_limits(limits);
             }
             return;
         };
@@ -174,7 +155,7 @@ impl Engine {
             self.add(id, *params);
             return;
         }
-        if let Some((_, deferred)) = self.checking.borrow_mut().get_mut(&id) {
+        if let Some(deferred) = self.checking.borrow_mut().get_mut(&id) {
             if let Command::Stats { reply, .. } = command {
                 let _ = reply.send(None);
             } else {
@@ -182,30 +163,28 @@ impl Engine {
             }
             return;
         }
-        let Some(torrent) = self.torrents.borrow().get(&id).cloned() else {
+        let Some(torrent) = self.shared.torrents.borrow().get(&id).cloned() else {
             if let Command::Stats { reply, .. } = command {
                 let _ = reply.send(None);
             }
             return;
         };
-        let now = Instant::now();
         match command {
-            Command::Pause(_) => torrent.with_core(|core| core.set_paused(true, now)),
-            Command::Resume(_) => torrent.with_core(|core| core.set_paused(false, now)),
-            Command::AddPeers { peers, .. } => {
-                torrent.with_core(|core| core.add_peers(&peers, now))
-            }
+            Command::Pause(_) => torrent.command(core::Command::Pause),
+            Command::Resume(_) => torrent.command(core::Command::Resume),
+            Command::AddPeers { peers, .. } => torrent.command(core::Command::AddPeers(peers)),
             Command::FilePriorities { priorities, .. } => {
-                torrent.with_core(|core| core.set_file_priorities(&priorities, now));
+                torrent.command(core::Command::FilePriorities(priorities));
             }
-            Command::Sequential { on, .. } => torrent.with_core(|core| core.conf.sequential = on),
+            Command::Sequential { on, .. } => torrent.command(core::Command::Sequential(on)),
             Command::Limits { limits, .. } => torrent.set_limits(limits),
             Command::Stats { reply, .. } => {
-                let _ = reply.send(Some(torrent.core().stats()));
+                let _ = reply.send(Some(torrent.stats()));
             }
             Command::Remove { delete_files, .. } => {
-                self.torrents.borrow_mut().remove(&id);
+                self.shared.torrents.borrow_mut().remove(&id);
                 self.by_hash.borrow_mut().remove(&torrent.info_hash);
+                (self.shared.session.borrow_mut()).release_info_hash(torrent.info_hash);
                 tokio_uring::spawn(remove(self.clone(), torrent, delete_files));
             }
             Command::Add { .. } | Command::Shutdown { .. } | Command::Counters { .. } => {}
@@ -213,12 +192,13 @@ impl Engine {
     }
 
     fn counters(&self) -> EngineCounters {
+        let (connections, handshaking) = self.shared.session.borrow().counts();
         let mut counters = EngineCounters {
-            connections: self.shared.connections.get(),
-            handshaking: self.shared.handshaking.total.get(),
+            connections,
+            handshaking,
             ..EngineCounters::default()
         };
-        for torrent in self.torrents.borrow().values() {
+        for torrent in self.shared.torrents.borrow().values() {
             torrent.add_counters(&mut counters);
         }
         counters
@@ -226,43 +206,34 @@ impl Engine {
 
     fn add(self: &Rc<Self>, id: TorrentId, params: TorrentParams) {
         let info_hash = params.metainfo.info_hash();
-        let duplicate = self.by_hash.borrow().contains_key(&info_hash)
-            || self
-                .checking
-                .borrow()
-                .values()
-                .any(|(h, _)| *h == info_hash);
-        if duplicate {
-            self.shared.alerts.post(Alert::TorrentError {
-                id,
-                error: TorrentError::Duplicate(info_hash),
-            });
-            return;
-        }
         let root = root_of(&params.metainfo);
-        if let Some(&other) = self.roots.borrow().get(&root) {
-            self.shared.alerts.post(Alert::TorrentError {
-                id,
-                error: TorrentError::SameRoot { root, other },
-            });
+        let added = self
+            .shared
+            .session
+            .borrow_mut()
+            .add_torrent(id, info_hash, root);
+        if let Err(error) = added {
+            self.shared.alerts.post(Alert::TorrentError { id, error });
             return;
         }
-        self.roots.borrow_mut().insert(root, id);
-        self.checking
-            .borrow_mut()
-            .insert(id, (info_hash, Vec::new()));
+        self.checking.borrow_mut().insert(id, Vec::new());
         tokio_uring::spawn(start_torrent(self.clone(), id, params));
     }
 
-    /// Frees the root `id` took, once nothing of it is open or being deleted.
-    fn release_root(&self, id: TorrentId) {
-        self.roots.borrow_mut().retain(|_, owner| *owner != id);
+    /// Frees the info-hash and root `id` took, once nothing of it is open or being deleted.
+    fn release(&self, id: TorrentId) {
+        self.shared.session.borrow_mut().remove_torrent(id);
     }
 
     async fn shutdown(self: &Rc<Self>) -> Result<(), EngineError> {
         self.closing.set(true);
-        let torrents: Vec<Rc<Torrent>> =
-            self.torrents.borrow_mut().drain().map(|(_, t)| t).collect();
+        let torrents: Vec<Rc<Torrent>> = self
+            .shared
+            .torrents
+            .borrow_mut()
+            .drain()
+            .map(|(_, t)| t)
+            .collect();
         let mut result = Ok(());
         // Closed together: each may wait a moment for its trackers to hear `stopped`.
         let closing = torrents.iter().map(|torrent| async move {
@@ -303,16 +274,11 @@ async fn start_torrent(engine: Rc<Engine>, id: TorrentId, params: TorrentParams)
         blocking(move || Storage::open(&metainfo, &dir, storage_conf, move || wake.notify_one()))
             .await
     };
-    let deferred = engine
-        .checking
-        .borrow_mut()
-        .remove(&id)
-        .map(|(_, d)| d)
-        .unwrap_or_default();
+    let deferred = engine.checking.borrow_mut().remove(&id).unwrap_or_default();
     let (storage, events) = match opened {
         Some(Ok(opened)) => opened,
         Some(Err(error)) => {
-            engine.release_root(id);
+            engine.release(id);
             engine.shared.alerts.post(Alert::TorrentError {
                 id,
                 error: TorrentError::Open(error),
@@ -320,14 +286,14 @@ async fn start_torrent(engine: Rc<Engine>, id: TorrentId, params: TorrentParams)
             return;
         }
         None => {
-            engine.release_root(id);
+            engine.release(id);
             return;
         }
     };
     let removed = deferred.iter().any(|c| matches!(c, Command::Remove { .. }));
     if engine.closing.get() || removed {
         let _ = blocking(move || storage.shutdown()).await;
-        engine.release_root(id);
+        engine.release(id);
         return;
     }
     let have = storage.have().clone();
@@ -347,11 +313,16 @@ async fn start_torrent(engine: Rc<Engine>, id: TorrentId, params: TorrentParams)
             conf,
             seed_only,
             have,
+            seed: engine.shared.session.borrow_mut().torrent_seed(),
         },
         Instant::now(),
     );
     let torrent = Torrent::start(core, storage, events, wake, engine.shared.clone());
-    engine.torrents.borrow_mut().insert(id, torrent.clone());
+    engine
+        .shared
+        .torrents
+        .borrow_mut()
+        .insert(id, torrent.clone());
     engine.by_hash.borrow_mut().insert(info_hash, id);
     tracing::info!(%id, %info_hash, pieces_had, piece_count, backend = "io_uring", "torrent started");
     engine.shared.alerts.post(Alert::TorrentStarted {
@@ -362,7 +333,7 @@ async fn start_torrent(engine: Rc<Engine>, id: TorrentId, params: TorrentParams)
     if pieces_had == piece_count && !seed_only {
         engine.shared.alerts.post(Alert::TorrentComplete(id));
     }
-    torrent.with_core(|core| core.add_peers(&peers, Instant::now()));
+    torrent.command(core::Command::AddPeers(peers));
     for command in deferred {
         engine.handle(command);
     }
@@ -384,7 +355,7 @@ async fn start_torrent(engine: Rc<Engine>, id: TorrentId, params: TorrentParams)
 
 async fn remove(engine: Rc<Engine>, torrent: Rc<Torrent>, delete: bool) {
     let id = torrent.id;
-    let metainfo = torrent.core().metainfo.clone();
+    let metainfo = torrent.metainfo();
     let dir = engine.conf.download_dir.clone();
     if let Some(storage) = torrent.close().await {
         let result = blocking(move || {
@@ -400,7 +371,7 @@ async fn remove(engine: Rc<Engine>, torrent: Rc<Torrent>, delete: bool) {
             engine.shared.alerts.post(Alert::TorrentError { id, error });
         }
     }
-    engine.release_root(id);
+    engine.release(id);
     engine.shared.alerts.post(Alert::TorrentRemoved(id));
 }
 
@@ -422,64 +393,32 @@ async fn accept_loop(engine: Rc<Engine>, listener: TcpListener) {
     }
 }
 
-/// Incoming connections still in their handshake, in all and per IP.
-#[derive(Debug, Default)]
-pub(crate) struct Handshakes {
-    pub(crate) total: Cell<usize>,
-    /// At most `MAX_HANDSHAKING` entries: one is removed when its count drops to zero.
-    per_ip: RefCell<HashMap<IpAddr, usize>>,
-}
-
 /// Counts an incoming connection as handshaking until dropped.
 struct HandshakeSlot {
     shared: Rc<Shared>,
-    ip: Option<IpAddr>,
+    ticket: Option<HandshakeTicket>,
 }
 
 impl HandshakeSlot {
     fn take(shared: &Rc<Shared>, addr: SocketAddr) -> Option<Self> {
-        let handshakes = &shared.handshaking;
-        let busy = handshakes.total.get();
-        if busy >= MAX_HANDSHAKING {
-            return None;
-        }
-        let ip = crate::core::limited_ip(addr);
-        if let Some(ip) = ip {
-            let mut per_ip = handshakes.per_ip.borrow_mut();
-            let count = per_ip.entry(ip).or_insert(0);
-            if *count >= MAX_HANDSHAKING_PER_IP {
-                return None;
-            }
-            *count += 1;
-        }
-        handshakes.total.set(busy + 1);
+        let ticket = shared.session.borrow_mut().begin_handshake(addr)?;
         Some(Self {
             shared: shared.clone(),
-            ip,
+            ticket: Some(ticket),
         })
     }
 }
 
 impl Drop for HandshakeSlot {
     fn drop(&mut self) {
-        let handshakes = &self.shared.handshaking;
-        handshakes
-            .total
-            .set(handshakes.total.get().saturating_sub(1));
-        if let Some(ip) = self.ip {
-            let mut per_ip = handshakes.per_ip.borrow_mut();
-            if let Some(count) = per_ip.get_mut(&ip) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    per_ip.remove(&ip);
-                }
-            }
+        if let Some(ticket) = self.ticket.take() {
+            self.shared.session.borrow_mut().end_handshake(ticket);
         }
     }
 }
 
 async fn incoming(engine: Rc<Engine>, stream: TcpStream, addr: SocketAddr) {
-    if engine.shared.connections.get() >= engine.shared.max_connections {
+    if !engine.shared.session.borrow().has_room() {
         return;
     }
     // Connections that dawdle over their handshake (slowloris) cannot pile up past this.
@@ -510,7 +449,7 @@ async fn incoming(engine: Rc<Engine>, stream: TcpStream, addr: SocketAddr) {
     };
     let torrent = {
         let id = engine.by_hash.borrow().get(&handshake.info_hash).copied();
-        id.and_then(|id| engine.torrents.borrow().get(&id).cloned())
+        id.and_then(|id| engine.shared.torrents.borrow().get(&id).cloned())
     };
     let Some(torrent) = torrent else {
         tracing::debug!(%addr, info_hash = %handshake.info_hash, "incoming peer for an unknown torrent");
@@ -533,64 +472,4 @@ fn root_of(metainfo: &cratetorrent_metainfo::Metainfo) -> String {
         .and_then(|file| file.components().first())
         .cloned()
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    fn shared() -> Rc<Shared> {
-        Rc::new(Shared {
-            alerts: AlertSender::default(),
-            our_id: cratetorrent_wire::PeerId::new([0; 20]),
-            download_limit: RefCell::new(TokenBucket::new(0)),
-            upload_limit: RefCell::new(TokenBucket::new(0)),
-            half_open: Rc::new(Semaphore::new(1)),
-            connections: Cell::new(0),
-            max_connections: 500,
-            handshaking: Handshakes::default(),
-            trackers: None,
-        })
-    }
-
-    #[test]
-    fn one_ip_cannot_take_every_handshake_slot() {
-        let shared = shared();
-        let host: SocketAddr = "10.0.0.1:40000".parse().unwrap();
-        let mapped: SocketAddr = "[::ffff:10.0.0.1]:40001".parse().unwrap();
-        let mut slots: Vec<HandshakeSlot> = (0..MAX_HANDSHAKING)
-            .filter_map(|_| HandshakeSlot::take(&shared, host))
-            .collect();
-        assert_eq!(slots.len(), MAX_HANDSHAKING_PER_IP);
-        assert!(HandshakeSlot::take(&shared, mapped).is_none(), "same host");
-        // Other hosts still get in, and loopback (local swarms) is not limited.
-        let other: SocketAddr = "[2001:db8::1]:40000".parse().unwrap();
-        slots.extend(HandshakeSlot::take(&shared, other));
-        // Its /64 counts as one address: four more from it, then none.
-        let same_net: Vec<SocketAddr> = (2..8)
-            .map(|n| format!("[2001:db8::{n}]:40000").parse().unwrap())
-            .collect();
-        let mut taken: Vec<HandshakeSlot> = same_net
-            .iter()
-            .filter_map(|&addr| HandshakeSlot::take(&shared, addr))
-            .collect();
-        assert_eq!(
-            taken.len(),
-            MAX_HANDSHAKING_PER_IP - 1,
-            "one /64, one address"
-        );
-        slots.append(&mut taken);
-        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        slots.extend((0..10).filter_map(|_| HandshakeSlot::take(&shared, local)));
-        assert_eq!(slots.len(), 2 * MAX_HANDSHAKING_PER_IP + 10);
-        slots.clear();
-        assert_eq!(shared.handshaking.total.get(), 0);
-        assert!(shared.handshaking.per_ip.borrow().is_empty());
-        assert!(
-            HandshakeSlot::take(&shared, host).is_some(),
-            "freed on drop"
-        );
-    }
 }

@@ -12,12 +12,15 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use cratetorrent_metainfo::Metainfo;
 use cratetorrent_storage::StorageError;
-use cratetorrent_wire::{Bitfield, BlockInfo, Decoder, Extensions, PeerId};
+use cratetorrent_wire::{Bitfield, BlockInfo, Extensions, PeerId};
 use slab::Slab;
+
+use cratetorrent_storage::StorageEvent;
+use cratetorrent_wire::Geometry;
 
 use crate::TorrentId;
 use crate::conf::TorrentConf;
-use crate::core::{Action, Core, CoreInit, PeerKey};
+use crate::core::{Action, Command, Core, CoreInit, Handled, Input, PeerKey};
 
 const PIECE: u32 = 32 * 1024;
 const PIECES: u32 = 5;
@@ -39,9 +42,9 @@ fn metainfo() -> Option<Metainfo> {
     Metainfo::from_bytes(&raw).ok()
 }
 
-struct Input<'a>(&'a [u8]);
+struct Script<'a>(&'a [u8]);
 
-impl Input<'_> {
+impl Script<'_> {
     fn byte(&mut self) -> Option<u8> {
         let (&first, rest) = self.0.split_first()?;
         self.0 = rest;
@@ -65,7 +68,7 @@ pub fn run_session(data: &[u8]) {
     let Some(metainfo) = metainfo() else {
         return;
     };
-    let mut input = Input(data);
+    let mut input = Script(data);
     let flags = input.byte().unwrap_or(0);
     let mut have = Bitfield::new(PIECES);
     for piece in 0..PIECES {
@@ -77,6 +80,7 @@ pub fn run_session(data: &[u8]) {
         max_connections: 4,
         ..TorrentConf::default()
     };
+    let geometry = Geometry::of(&metainfo);
     let mut now = Instant::now();
     let mut core = Core::new(
         CoreInit {
@@ -87,10 +91,11 @@ pub fn run_session(data: &[u8]) {
             conf,
             seed_only: flags & 0x80 != 0,
             have,
+            // Fixed, so that a crash replays from its input alone.
+            seed: 0,
         },
         now,
     );
-    let decoder = Decoder::default();
     let mut connections: Slab<Connection> = Slab::new();
     let mut written: Vec<Vec<u32>> = vec![Vec::new(); PIECES as usize];
     let mut reads: Vec<(u64, BlockInfo)> = Vec::new();
@@ -101,9 +106,13 @@ pub fn run_session(data: &[u8]) {
             0 if connections.len() < MAX_PEERS => {
                 let addr = SocketAddr::from(([10, 0, 0, arg % 8], 6881));
                 let extensions = Extensions::from_bytes([0, 0, 0, 0, 0, arg & 0x10, 0, arg & 5]);
-                if let Ok(key) =
-                    core.on_handshake(addr, PeerId::new([arg; 20]), extensions, arg & 1 == 0, now)
-                {
+                let handshake = Input::Handshake {
+                    addr,
+                    id: PeerId::new([arg; 20]),
+                    extensions,
+                    outgoing: arg & 1 == 0,
+                };
+                if let Handled::Admitted(key) = core.handle(handshake, now) {
                     connections.insert(Connection {
                         key,
                         received: BytesMut::new(),
@@ -113,50 +122,41 @@ pub fn run_session(data: &[u8]) {
             1 => {
                 let len = usize::from(input.byte().unwrap_or(0)) * 4;
                 let chunk = input.bytes(len);
-                if let Some((index, connection)) = nth(&mut connections, arg) {
+                if let Some((_, connection)) = nth(&mut connections, arg) {
                     connection.received.extend_from_slice(chunk);
-                    let key = connection.key;
-                    let failed = loop {
-                        match decoder.decode(&mut connection.received) {
-                            Ok(Some(message)) => core.on_message(key, message, now),
-                            Ok(None) => break false,
-                            Err(_) => break true,
-                        }
-                    };
-                    if failed {
-                        core.disconnect(key, "protocol violation");
-                        core.on_closed(key, now);
-                        connections.remove(index);
-                    }
+                    let (peer, buf) = (connection.key, &mut connection.received);
+                    let _ = core.handle(Input::Received { peer, buf }, now);
                 }
             }
             2 => {
                 now += Duration::from_millis(u64::from(arg) * 250);
-                core.tick(now);
+                let _ = core.handle(Input::Timeout, now);
             }
             3 => {
                 if let Some((index, connection)) = nth(&mut connections, arg) {
-                    core.on_closed(connection.key, now);
+                    let _ = core.handle(Input::Closed(connection.key), now);
                     connections.remove(index);
                 }
             }
             4 if arg & 0xc0 == 0x40 => {
                 // The socket took part of a write still going on.
                 if let Some((_, connection)) = nth(&mut connections, arg) {
-                    core.on_send_progress(connection.key, now);
+                    let progress = Input::SendProgress {
+                        peer: connection.key,
+                        at: now,
+                    };
+                    let _ = core.handle(progress, now);
                 }
             }
             4 => {
                 // The writer drains one peer's outbox and reports it written.
                 if let Some((_, connection)) = nth(&mut connections, arg) {
-                    let key = connection.key;
+                    let peer = connection.key;
                     frames.clear();
-                    if let Some(peer) = core.peers.get_mut(key) {
-                        peer.outbox.take(&mut frames, 512);
+                    if core.poll_transmit(peer, &mut frames, 512, now).is_some() {
+                        let bytes = frames.iter().map(Bytes::len).sum();
+                        let _ = core.handle(Input::Sent { peer, bytes }, now);
                     }
-                    let total = frames.iter().map(Bytes::len).sum();
-                    core.on_write_progress(key, total, false, now);
-                    core.on_write_progress(key, total, true, now);
                 }
             }
             5 if !reads.is_empty() => {
@@ -167,43 +167,58 @@ pub fn run_session(data: &[u8]) {
                 } else {
                     Ok(Bytes::from(vec![arg; block.len as usize]))
                 };
-                core.on_block_read(token, block, result);
+                let read = StorageEvent::BlockRead {
+                    token,
+                    block,
+                    result,
+                };
+                let _ = core.handle(Input::Storage(read), now);
             }
             6 if arg & 0x40 != 0 => {
                 // Storage gives up the blocks it received of a piece (memory pressure).
                 let piece = u32::from(arg) % PIECES;
                 let offsets = std::mem::take(&mut written[piece as usize]);
-                core.on_blocks_dropped(piece, &offsets);
+                let dropped = StorageEvent::BlocksDropped { piece, offsets };
+                let _ = core.handle(Input::Storage(dropped), now);
             }
             6 => {
                 // Storage settles a piece whose blocks were all written: verified or not.
                 let piece = u32::from(arg) % PIECES;
-                let blocks = core.geometry.blocks(piece).count();
+                let blocks = geometry.blocks(piece).count();
                 let slot = &mut written[piece as usize];
                 if slot.len() >= blocks {
                     slot.clear();
-                    if arg & 0x80 == 0 {
-                        core.on_piece_verified(piece, now);
+                    let event = if arg & 0x80 == 0 {
+                        StorageEvent::PieceVerified(piece)
                     } else {
-                        core.on_hash_failed(piece, now);
-                    }
+                        StorageEvent::HashFailed {
+                            piece,
+                            peers: Vec::new(),
+                        }
+                    };
+                    let _ = core.handle(Input::Storage(event), now);
                 }
             }
-            7 => match arg % 4 {
-                0 => core.set_paused(true, now),
-                1 => core.set_paused(false, now),
-                2 => core.set_file_priorities(&[arg >> 2], now),
-                _ => {
-                    let error = StorageError::NoSpace {
-                        path: std::path::PathBuf::from("fuzz"),
-                    };
-                    core.on_write_failed(&[u32::from(arg >> 2) % PIECES], error, now);
-                }
-            },
+            7 => {
+                let input = match arg % 4 {
+                    0 => Input::Command(Command::Pause),
+                    1 => Input::Command(Command::Resume),
+                    2 => Input::Command(Command::FilePriorities(vec![arg >> 2])),
+                    _ => Input::Storage(StorageEvent::WriteFailed {
+                        pieces: vec![u32::from(arg >> 2) % PIECES],
+                        error: StorageError::NoSpace {
+                            path: std::path::PathBuf::from("fuzz"),
+                        },
+                    }),
+                };
+                let _ = core.handle(input, now);
+            }
             _ => {}
         }
         let mut hash_reads = Vec::new();
-        for action in std::mem::take(&mut core.actions) {
+        let actions: Vec<Action> = std::iter::from_fn(|| core.poll_action()).collect();
+        while core.poll_alert().is_some() {}
+        for action in actions {
             match action {
                 Action::HashBlocks(piece) => hash_reads.push(piece),
                 Action::Write { piece, offset, .. } => {
@@ -215,7 +230,7 @@ pub fn run_session(data: &[u8]) {
                 }
                 Action::Read { block, token } if reads.len() < 10_000 => reads.push((token, block)),
                 Action::Disconnect(key) => {
-                    core.on_closed(key, now);
+                    let _ = core.handle(Input::Closed(key), now);
                     connections.retain(|_, c| c.key != key);
                 }
                 _ => {}
@@ -224,7 +239,7 @@ pub fn run_session(data: &[u8]) {
         // Storage reads pieces back for smart bans: the data differs from block to block as
         // the script says, or the read fails.
         for piece in hash_reads {
-            let blocks = core.geometry.blocks(piece).count();
+            let blocks = geometry.blocks(piece).count();
             let result = if arg == 0xff {
                 Err(StorageError::Closed)
             } else {
@@ -232,9 +247,10 @@ pub fn run_session(data: &[u8]) {
                     .map(|b| [arg.wrapping_add(b as u8) & 0xf1; 20])
                     .collect())
             };
-            core.on_block_hashes(piece, result, now);
+            let hashes = StorageEvent::BlockHashes { piece, result };
+            let _ = core.handle(Input::Storage(hashes), now);
         }
-        check_bounds(&core);
+        core.check_bounds();
     }
 }
 
@@ -244,18 +260,4 @@ fn nth(connections: &mut Slab<Connection>, arg: u8) -> Option<(usize, &mut Conne
         return None;
     }
     connections.iter_mut().nth(usize::from(arg) % count)
-}
-
-fn check_bounds(core: &Core) {
-    // A dial we started may still complete when incoming peers filled the table meanwhile.
-    assert!(core.peers.len() <= core.conf.max_connections + 1);
-    for (_, peer) in &core.peers {
-        assert!(peer.requests.len() <= core.conf.max_out_requests);
-        assert!(peer.incoming.len() <= core.conf.max_in_requests);
-        assert!(peer.reading.len() <= core.conf.max_in_requests);
-        assert!(peer.withdrawn.len() <= 2 * core.conf.max_out_requests);
-        // Control messages (at most a bitfield and one `have` per piece) ride above the
-        // watermark that gates block reads.
-        assert!(peer.outbox.len() <= core.conf.send_watermark + 64 * 1024);
-    }
 }

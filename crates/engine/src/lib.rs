@@ -68,10 +68,7 @@ mod chunk_pool;
 mod conf;
 mod connection;
 mod core;
-#[cfg(test)]
-mod core_tests;
 mod counters;
-mod download;
 pub mod engine;
 mod error;
 #[cfg(feature = "fuzzing")]
@@ -82,10 +79,10 @@ mod outbox;
 mod peer;
 mod picker;
 mod rate;
+mod session;
 mod smart_ban;
 mod torrent;
 pub mod tracker;
-mod upload;
 
 pub use alert::{Alert, Alerts, PeerStats, TorrentState, TorrentStats};
 pub use conf::{Conf, TorrentConf, TrackerConf};

@@ -52,11 +52,11 @@ pub(crate) struct TokenBucket {
 }
 
 impl TokenBucket {
-    pub(crate) fn new(rate: u64) -> Self {
+    pub(crate) fn new(rate: u64, now: Instant) -> Self {
         Self {
             rate,
             tokens: 0.0,
-            last: Instant::now(),
+            last: now,
         }
     }
 
@@ -113,8 +113,7 @@ mod tests {
     #[test]
     fn bucket_delays_by_the_debt() {
         let start = Instant::now();
-        let mut bucket = TokenBucket::new(1_000_000);
-        bucket.last = start;
+        let mut bucket = TokenBucket::new(1_000_000, start);
         let wait = bucket.consume(1_100_000, start);
         assert_eq!(wait, Duration::from_millis(1100));
         // One second later the debt is down to 0.1 s.
@@ -124,7 +123,7 @@ mod tests {
 
     #[test]
     fn zero_rate_is_unlimited() {
-        let mut bucket = TokenBucket::new(0);
+        let mut bucket = TokenBucket::new(0, Instant::now());
         assert_eq!(bucket.consume(u64::MAX / 2, Instant::now()), Duration::ZERO);
     }
 }

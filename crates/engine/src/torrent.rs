@@ -1,5 +1,6 @@
-//! The I/O shell around one torrent's [`Core`]: performs its actions on sockets and storage,
-//! feeds it storage events and time, and owns its peers' connections.
+//! The I/O shell around one torrent's [`Core`]: gives it what happens (bytes from peers,
+//! storage events, time, commands) through its door, and performs what comes out of its polls
+//! on sockets and storage. It owns the torrent's connections and tasks.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -13,30 +14,54 @@ use bytes::{Bytes, BytesMut};
 use cratetorrent_metainfo::InfoHash;
 use cratetorrent_storage::{Storage, StorageEvent, WriteStatus};
 use cratetorrent_wire::{Handshake, PeerId};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio_uring::net::TcpStream;
 
 use crate::TorrentId;
 use crate::alert::{Alert, AlertSender};
 use crate::chunk_pool::ChunkCharge;
-use crate::connection::{self, MAX_FRAMES_PER_WRITE};
-use crate::core::{Action, Core, PeerKey};
+use crate::connection::{self, MAX_FRAMES_PER_WRITE, PeerHost};
+use crate::core::{Action, AnnounceState, Command, Core, Handled, Input, PeerKey};
 use crate::rate::TokenBucket;
-use crate::tracker;
+use crate::session::Session;
+use crate::tracker::announcer::{self, Clients, Signals, Swarm};
 
 /// Engine-wide state shared by all torrents on the network thread.
 pub(crate) struct Shared {
     pub(crate) alerts: AlertSender,
     pub(crate) our_id: PeerId,
-    pub(crate) download_limit: RefCell<TokenBucket>,
-    pub(crate) upload_limit: RefCell<TokenBucket>,
-    pub(crate) half_open: Rc<Semaphore>,
-    pub(crate) connections: Cell<usize>,
-    pub(crate) max_connections: usize,
-    /// Incoming connections still in their handshake.
-    pub(crate) handshaking: crate::engine::Handshakes,
+    /// The engine-wide policy (limits, budgets, registries).
+    pub(crate) session: RefCell<Session>,
+    /// Running torrents.
+    pub(crate) torrents: RefCell<HashMap<TorrentId, Rc<Torrent>>>,
     /// Tracker clients; `None` when they could not be set up (the error was logged).
-    pub(crate) trackers: Option<Rc<tracker::announcer::Clients>>,
+    pub(crate) trackers: Option<Rc<Clients>>,
+}
+
+impl Shared {
+    /// Starts dialling `addr` for `torrent` now, or when a half-open slot frees up.
+    fn dial(&self, torrent: &Rc<Torrent>, addr: SocketAddr) {
+        if self.session.borrow_mut().dial(torrent.id, addr) {
+            tokio_uring::spawn(dial(torrent.clone(), addr));
+        }
+    }
+
+    /// A dial ended: its slot goes to the next waiting dial of a torrent still running.
+    fn dial_ended(&self) {
+        loop {
+            let Some((id, addr)) = self.session.borrow_mut().dial_ended() else {
+                return;
+            };
+            let torrent = self.torrents.borrow().get(&id).cloned();
+            match torrent {
+                Some(torrent) if !torrent.is_closed() => {
+                    tokio_uring::spawn(dial(torrent, addr));
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 struct Conn {
@@ -51,11 +76,10 @@ pub(crate) struct Torrent {
     core: RefCell<Core>,
     storage: RefCell<Option<Storage>>,
     conns: RefCell<HashMap<PeerKey, Conn>>,
-    spare: RefCell<Vec<Action>>,
-    disk_full: Cell<bool>,
-    /// The receive chunk of the connection whose messages the core is handling now, for
-    /// counting its blocks as the chunk they keep allocated.
-    pub(crate) receiving: RefCell<Option<ChunkCharge>>,
+    spare: RefCell<(Vec<Action>, Vec<Alert>)>,
+    /// The receive chunk of the connection whose bytes the core is handling now, for counting
+    /// its blocks as the chunk they keep allocated.
+    receiving: RefCell<Option<ChunkCharge>>,
     disk_ready: Notify,
     closed: Cell<bool>,
     stopped: Rc<Notify>,
@@ -64,7 +88,7 @@ pub(crate) struct Torrent {
     upload_limit: RefCell<TokenBucket>,
     connect_timeout: Duration,
     span: tracing::Span,
-    tracker_signals: Rc<tracker::announcer::Signals>,
+    tracker_signals: Rc<Signals>,
     announcers: RefCell<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -76,19 +100,19 @@ impl Torrent {
         storage_wake: Arc<Notify>,
         shared: Rc<Shared>,
     ) -> Rc<Self> {
-        let conf = &core.conf;
+        let conf = core.conf();
+        let now = Instant::now();
         let torrent = Rc::new(Self {
-            id: core.id,
-            info_hash: core.info_hash,
-            download_limit: RefCell::new(TokenBucket::new(conf.download_rate_limit)),
-            upload_limit: RefCell::new(TokenBucket::new(conf.upload_rate_limit)),
+            id: core.id(),
+            info_hash: core.info_hash(),
+            download_limit: RefCell::new(TokenBucket::new(conf.download_rate_limit, now)),
+            upload_limit: RefCell::new(TokenBucket::new(conf.upload_rate_limit, now)),
             connect_timeout: conf.connect_timeout,
-            span: tracing::info_span!("torrent", id = %core.id, info_hash = %core.info_hash),
+            span: tracing::info_span!("torrent", id = %core.id(), info_hash = %core.info_hash()),
             core: RefCell::new(core),
             storage: RefCell::new(Some(storage)),
             conns: RefCell::new(HashMap::new()),
-            spare: RefCell::new(Vec::new()),
-            disk_full: Cell::new(false),
+            spare: RefCell::default(),
             receiving: RefCell::new(None),
             disk_ready: Notify::new(),
             closed: Cell::new(false),
@@ -99,7 +123,7 @@ impl Torrent {
         });
         let span = torrent.span();
         tokio_uring::spawn(tracing::Instrument::instrument(
-            tick_loop(torrent.clone()),
+            timer_loop(torrent.clone()),
             span.clone(),
         ));
         tokio_uring::spawn(tracing::Instrument::instrument(
@@ -107,24 +131,52 @@ impl Torrent {
             span,
         ));
         if let Some(clients) = &torrent.shared.trackers {
-            *torrent.announcers.borrow_mut() = tracker::announcer::start(&torrent, clients);
+            let (lists, finished, seed) = {
+                let mut core = torrent.core.borrow_mut();
+                let state = core.announce_state();
+                (
+                    core.metainfo().trackers(),
+                    state.finished,
+                    core.tracker_seed(),
+                )
+            };
+            *torrent.announcers.borrow_mut() =
+                announcer::start(&torrent, clients, lists, finished, seed);
         }
         torrent
     }
 
-    /// Runs `f` on the core, then performs the actions it queued.
-    pub(crate) fn with_core<R>(self: &Rc<Self>, f: impl FnOnce(&mut Core) -> R) -> R {
-        let mut actions = std::mem::take(&mut *self.spare.borrow_mut());
+    /// Gives the core `input`, then performs what it queued.
+    pub(crate) fn handle(self: &Rc<Self>, input: Input<'_>) -> Handled {
+        self.with_core(|core| core.handle(input, Instant::now()))
+    }
+
+    /// A user command.
+    pub(crate) fn command(self: &Rc<Self>, command: Command) {
+        let _ = self.handle(Input::Command(command));
+    }
+
+    /// Runs `f` on the core, then performs the actions and posts the alerts it queued.
+    fn with_core<R>(self: &Rc<Self>, f: impl FnOnce(&mut Core) -> R) -> R {
+        let (mut actions, mut alerts) = std::mem::take(&mut *self.spare.borrow_mut());
         let result = {
             let mut core = self.core.borrow_mut();
             let result = f(&mut core);
-            std::mem::swap(&mut core.actions, &mut actions);
+            actions.extend(std::iter::from_fn(|| core.poll_action()));
+            alerts.extend(std::iter::from_fn(|| core.poll_alert()));
             result
         };
+        for alert in alerts.drain(..) {
+            if matches!(alert, Alert::TorrentComplete(_)) {
+                // Tiers owe their trackers a `completed`.
+                self.tracker_signals.poke();
+            }
+            self.shared.alerts.post(alert);
+        }
         for action in actions.drain(..) {
             self.execute(action);
         }
-        *self.spare.borrow_mut() = actions;
+        *self.spare.borrow_mut() = (actions, alerts);
         result
     }
 
@@ -155,11 +207,13 @@ impl Torrent {
                 };
                 match status {
                     Ok(WriteStatus::Accepted) => {}
-                    Ok(WriteStatus::Full) => self.disk_full.set(true),
+                    Ok(WriteStatus::Full) => {
+                        let _ = self.handle(Input::DiskFull);
+                    }
                     Err(error) => {
-                        self.with_core(|core| {
-                            core.on_write_failed(&[piece], error, Instant::now())
-                        });
+                        let pieces = vec![piece];
+                        let _ = self
+                            .handle(Input::Storage(StorageEvent::WriteFailed { pieces, error }));
                     }
                 }
             }
@@ -169,7 +223,10 @@ impl Torrent {
                     None => return,
                 };
                 if let Err(error) = result {
-                    self.with_core(|core| core.on_block_hashes(piece, Err(error), Instant::now()));
+                    let _ = self.handle(Input::Storage(StorageEvent::BlockHashes {
+                        piece,
+                        result: Err(error),
+                    }));
                 }
             }
             Action::Read { block, token } => {
@@ -178,7 +235,11 @@ impl Torrent {
                     None => return,
                 };
                 if let Err(error) = result {
-                    self.with_core(|core| core.on_block_read(token, block, Err(error)));
+                    let _ = self.handle(Input::Storage(StorageEvent::BlockRead {
+                        token,
+                        block,
+                        result: Err(error),
+                    }));
                 }
             }
             Action::ForgetReads(token) => {
@@ -191,16 +252,8 @@ impl Torrent {
                     let _ = conn.stream.shutdown(std::net::Shutdown::Both);
                 }
             }
-            Action::Connect(addr) => {
-                tokio_uring::spawn(dial(self.clone(), addr));
-            }
-            Action::Alert(alert) => {
-                if matches!(alert, Alert::TorrentComplete(_)) {
-                    // Tiers owe their trackers a `completed`.
-                    self.tracker_signals.poke();
-                }
-                self.shared.alerts.post(alert);
-            }
+            Action::Connect(addr) => self.shared.dial(self, addr),
+            Action::ResumeReading => self.disk_ready.notify_waiters(),
         }
     }
 
@@ -216,23 +269,25 @@ impl Torrent {
         if self.closed.get() {
             return;
         }
-        if self.shared.connections.get() >= self.shared.max_connections {
+        if !self.shared.session.borrow().has_room() {
             tracing::debug!(%addr, "global connection limit reached");
             if outgoing {
-                self.with_core(|core| core.on_connect_failed(addr, Instant::now()));
+                let _ = self.handle(Input::ConnectFailed(addr));
             }
             return;
         }
-        let now = Instant::now();
-        let admitted = self.with_core(|core| {
-            core.on_handshake(addr, handshake.peer_id, handshake.extensions, outgoing, now)
-        });
-        let key = match admitted {
-            Ok(key) => key,
-            Err(reason) => {
+        let key = match self.handle(Input::Handshake {
+            addr,
+            id: handshake.peer_id,
+            extensions: handshake.extensions,
+            outgoing,
+        }) {
+            Handled::Admitted(key) => key,
+            Handled::Refused(reason) => {
                 tracing::debug!(%addr, %reason, "connection refused");
                 return;
             }
+            Handled::Done => return,
         };
         let stream = Rc::new(stream);
         let writer = Rc::new(Notify::new());
@@ -243,10 +298,8 @@ impl Torrent {
                 writer: writer.clone(),
             },
         );
-        self.shared
-            .connections
-            .set(self.shared.connections.get() + 1);
-        // The greeting queued by `on_handshake` is waiting: make sure the writer sees it.
+        self.shared.session.borrow_mut().connection_opened();
+        // The greeting queued by the handshake is waiting: make sure the writer sees it.
         writer.notify_one();
         let span = tracing::debug_span!(parent: &self.span(), "peer", %addr);
         tokio_uring::spawn(tracing::Instrument::instrument(
@@ -255,47 +308,10 @@ impl Torrent {
         ));
     }
 
-    pub(crate) fn on_peer_closed(self: &Rc<Self>, key: PeerKey) {
-        if self.conns.borrow_mut().remove(&key).is_some() {
-            self.shared
-                .connections
-                .set(self.shared.connections.get().saturating_sub(1));
-        }
-        self.with_core(|core| core.on_closed(key, Instant::now()));
-        if self.conns.borrow().is_empty() {
-            self.stopped.notify_waiters();
-        }
-    }
-
-    /// Moves the peer's queued frames into `frames`; `None` once the peer is gone or closing.
-    pub(crate) fn take_outgoing(
-        self: &Rc<Self>,
-        key: PeerKey,
-        frames: &mut Vec<Bytes>,
-    ) -> Option<u64> {
-        self.with_core(|core| {
-            let peer = core.peers.get_mut(key)?;
-            if peer.closing {
-                return None;
-            }
-            let before = peer.outbox.len();
-            let payload = peer.outbox.take(frames, self.frames_per_write());
-            let taken = before - peer.outbox.len();
-            if !peer.outbox.is_empty() {
-                // More than one write's worth: come back for the rest.
-                if let Some(c) = self.conns.borrow().get(&key) {
-                    c.writer.notify_one()
-                }
-            }
-            core.on_write_progress(key, taken, false, Instant::now());
-            Some(payload)
-        })
-    }
-
     /// Under an upload limit, write about one burst at a time (a header and a block are two
     /// frames) so the limit is not exceeded by a whole batch before the first sleep.
     fn frames_per_write(&self) -> usize {
-        let global = self.shared.upload_limit.borrow().batch_bytes();
+        let global = self.shared.session.borrow().upload_batch();
         let torrent = self.upload_limit.borrow().batch_bytes();
         match global.into_iter().chain(torrent).min() {
             Some(bytes) => (2 * bytes / u64::from(cratetorrent_wire::BLOCK_SIZE))
@@ -304,28 +320,9 @@ impl Torrent {
         }
     }
 
-    pub(crate) fn charge_download(&self, bytes: u64) -> Duration {
-        let now = Instant::now();
-        let global = self.shared.download_limit.borrow_mut().consume(bytes, now);
-        global.max(self.download_limit.borrow_mut().consume(bytes, now))
-    }
-
-    pub(crate) fn charge_upload(&self, bytes: u64) -> Duration {
-        let now = Instant::now();
-        let global = self.shared.upload_limit.borrow_mut().consume(bytes, now);
-        global.max(self.upload_limit.borrow_mut().consume(bytes, now))
-    }
-
     pub(crate) fn set_limits(&self, limits: crate::RateLimits) {
         self.download_limit.borrow_mut().set_rate(limits.download);
         self.upload_limit.borrow_mut().set_rate(limits.upload);
-    }
-
-    /// Waits while the storage holds as many received blocks as it may.
-    pub(crate) async fn wait_for_disk_memory(&self) {
-        while self.disk_full.get() && !self.closed.get() {
-            self.disk_ready.notified().await;
-        }
     }
 
     /// Disconnects every peer and stops the torrent's tasks; returns its storage to shut down.
@@ -333,7 +330,7 @@ impl Torrent {
         self.closed.set(true);
         // Trackers hear `stopped` while the peers are being closed; both are bounded.
         self.tracker_signals.stop();
-        self.with_core(|core| core.set_paused(true, Instant::now()));
+        self.command(Command::Pause);
         self.disk_ready.notify_waiters();
         // Wait (bounded) for the readers to unregister their peers.
         let deadline = tokio::time::sleep(Duration::from_secs(5));
@@ -362,15 +359,6 @@ impl Torrent {
         self.storage.borrow_mut().take()
     }
 
-    pub(crate) fn tracker_signals(&self) -> Rc<tracker::announcer::Signals> {
-        self.tracker_signals.clone()
-    }
-
-    /// Posts an alert to the engine's user.
-    pub(crate) fn post(&self, alert: Alert) {
-        self.shared.alerts.post(alert);
-    }
-
     /// The tracing span of everything this torrent does.
     pub(crate) fn span(&self) -> tracing::Span {
         self.span.clone()
@@ -388,51 +376,120 @@ impl Torrent {
         }
     }
 
-    pub(crate) fn core(&self) -> std::cell::RefMut<'_, Core> {
-        self.core.borrow_mut()
+    pub(crate) fn stats(&self) -> crate::TorrentStats {
+        self.core.borrow().stats()
+    }
+
+    pub(crate) fn metainfo(&self) -> cratetorrent_metainfo::Metainfo {
+        self.core.borrow().metainfo().clone()
+    }
+}
+
+impl PeerHost for Torrent {
+    fn receive(self: &Rc<Self>, key: PeerKey, buf: &mut BytesMut, chunk: &mut ChunkCharge) -> bool {
+        chunk.track(buf);
+        self.receiving.replace(Some(std::mem::take(chunk)));
+        let open = self.with_core(|core| {
+            let _ = core.handle(Input::Received { peer: key, buf }, Instant::now());
+            core.is_open(key)
+        });
+        *chunk = self.receiving.take().unwrap_or_default();
+        open
+    }
+
+    fn poll_transmit(self: &Rc<Self>, key: PeerKey, frames: &mut Vec<Bytes>) -> Option<u64> {
+        let max = self.frames_per_write();
+        self.with_core(|core| core.poll_transmit(key, frames, max, Instant::now()))
+    }
+
+    fn sent(self: &Rc<Self>, key: PeerKey, bytes: usize) {
+        let _ = self.handle(Input::Sent { peer: key, bytes });
+    }
+
+    fn send_progress(self: &Rc<Self>, key: PeerKey, at: Instant) {
+        let _ = self.handle(Input::SendProgress { peer: key, at });
+    }
+
+    fn charge_download(&self, bytes: u64) -> Duration {
+        let now = Instant::now();
+        let global = self.shared.session.borrow_mut().charge_download(bytes, now);
+        global.max(self.download_limit.borrow_mut().consume(bytes, now))
+    }
+
+    fn charge_upload(&self, bytes: u64) -> Duration {
+        let now = Instant::now();
+        let global = self.shared.session.borrow_mut().charge_upload(bytes, now);
+        global.max(self.upload_limit.borrow_mut().consume(bytes, now))
+    }
+
+    async fn wait_for_disk_memory(&self) {
+        while self.core.borrow().reading_paused() && !self.closed.get() {
+            self.disk_ready.notified().await;
+        }
+    }
+
+    fn closed(self: &Rc<Self>, key: PeerKey) {
+        if self.conns.borrow_mut().remove(&key).is_some() {
+            self.shared.session.borrow_mut().connection_closed();
+        }
+        let _ = self.handle(Input::Closed(key));
+        if self.conns.borrow().is_empty() {
+            self.stopped.notify_waiters();
+        }
+    }
+}
+
+impl Swarm for Torrent {
+    fn announce_state(&self) -> AnnounceState {
+        self.core.borrow().announce_state()
+    }
+
+    fn add_peers(self: &Rc<Self>, peers: Vec<SocketAddr>) {
+        self.command(Command::AddPeers(peers));
+    }
+
+    fn post(&self, alert: Alert) {
+        self.shared.alerts.post(alert);
+    }
+
+    fn id(&self) -> TorrentId {
+        self.id
+    }
+
+    fn signals(&self) -> Rc<Signals> {
+        self.tracker_signals.clone()
+    }
+
+    fn span(&self) -> tracing::Span {
+        self.span.clone()
     }
 }
 
 async fn dial(torrent: Rc<Torrent>, addr: SocketAddr) {
-    let half_open = torrent.shared.half_open.clone();
-    let Ok(_permit) = half_open.acquire().await else {
-        return;
-    };
-    if torrent.is_closed() {
-        return;
-    }
-    let (info_hash, our_id) = (torrent.info_hash, torrent.shared.our_id);
-    let span = tracing::debug_span!(parent: &torrent.span(), "dial", %addr);
-    let attempt = connection::connect(addr, info_hash, our_id, torrent.connect_timeout);
-    match tracing::Instrument::instrument(attempt, span).await {
-        Ok((stream, handshake, buf)) => torrent.attach(stream, addr, &handshake, buf, true),
-        Err(error) => {
-            tracing::debug!(%addr, %error, "connect failed");
-            torrent.with_core(|core| core.on_connect_failed(addr, Instant::now()));
+    if !torrent.is_closed() {
+        let (info_hash, our_id) = (torrent.info_hash, torrent.shared.our_id);
+        let span = tracing::debug_span!(parent: &torrent.span(), "dial", %addr);
+        let attempt = connection::connect(addr, info_hash, our_id, torrent.connect_timeout);
+        match tracing::Instrument::instrument(attempt, span).await {
+            Ok((stream, handshake, buf)) => torrent.attach(stream, addr, &handshake, buf, true),
+            Err(error) => {
+                tracing::debug!(%addr, %error, "connect failed");
+                let _ = torrent.handle(Input::ConnectFailed(addr));
+            }
         }
     }
+    torrent.shared.dial_ended();
 }
 
-async fn tick_loop(torrent: Rc<Torrent>) {
-    let stats_interval = torrent.core().conf.stats_interval;
-    let mut interval = tokio::time::interval(Duration::from_secs(1));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_stats = Instant::now();
+/// Gives the core its timeouts when it asks for them.
+async fn timer_loop(torrent: Rc<Torrent>) {
     loop {
-        interval.tick().await;
+        let at = torrent.core.borrow().poll_timeout();
+        tokio::time::sleep_until(at.into()).await;
         if torrent.is_closed() {
             return;
         }
-        let now = Instant::now();
-        torrent.with_core(|core| core.tick(now));
-        if now.saturating_duration_since(last_stats) >= stats_interval {
-            last_stats = now;
-            let stats = torrent.core().stats();
-            torrent
-                .shared
-                .alerts
-                .post(Alert::TorrentStats(Box::new(stats)));
-        }
+        let _ = torrent.handle(Input::Timeout);
     }
 }
 
@@ -440,7 +497,9 @@ async fn storage_loop(torrent: Rc<Torrent>, events: Receiver<StorageEvent>, wake
     loop {
         loop {
             match events.try_recv() {
-                Ok(event) => torrent.on_storage_event(event),
+                Ok(event) => {
+                    let _ = torrent.handle(Input::Storage(event));
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return,
             }
@@ -449,43 +508,5 @@ async fn storage_loop(torrent: Rc<Torrent>, events: Receiver<StorageEvent>, wake
             return;
         }
         wake.notified().await;
-    }
-}
-
-impl Torrent {
-    fn on_storage_event(self: &Rc<Self>, event: StorageEvent) {
-        let now = Instant::now();
-        match event {
-            StorageEvent::PieceVerified(piece) => {
-                self.with_core(|core| core.on_piece_verified(piece, now));
-            }
-            StorageEvent::HashFailed { piece, .. } => {
-                tracing::info!(piece, "piece failed its hash check");
-                self.with_core(|core| core.on_hash_failed(piece, now));
-            }
-            StorageEvent::WriteFailed { pieces, error } => {
-                self.with_core(|core| core.on_write_failed(&pieces, error, now));
-            }
-            StorageEvent::BlockRead {
-                token,
-                block,
-                result,
-            } => self.with_core(|core| core.on_block_read(token, block, result)),
-            StorageEvent::ResumeSaveFailed(error) => self.shared.alerts.post(Alert::TorrentError {
-                id: self.id,
-                error: crate::TorrentError::ResumeSave(error),
-            }),
-            StorageEvent::BlocksDropped { piece, offsets } => {
-                self.with_core(|core| core.on_blocks_dropped(piece, &offsets));
-            }
-            StorageEvent::BlockHashes { piece, result } => {
-                self.with_core(|core| core.on_block_hashes(piece, result, now));
-            }
-            StorageEvent::MemoryAvailable => {
-                self.disk_full.set(false);
-                self.disk_ready.notify_waiters();
-            }
-            _ => {}
-        }
     }
 }

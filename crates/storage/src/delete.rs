@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::StorageError;
 use crate::beneath::Beneath;
 use crate::layout::Layout;
-use crate::resume::RESUME_DIR;
+use crate::layout::RESUME_DIR;
 
 /// Deletes the files of `layout` (never padding files: we never create those, so a file at
 /// such a path is someone else's), the directories they leave empty, and its resume data.

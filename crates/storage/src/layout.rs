@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 
 use cratetorrent_metainfo::{FileSlice, Metainfo, PieceIndex};
 
+/// The directory, in the download directory, that holds resume data.
+pub(crate) const RESUME_DIR: &str = ".cratetorrent";
+
 /// One file of the torrent on disk.
 #[derive(Debug, Clone)]
 pub(crate) struct LayoutFile {
@@ -59,7 +62,16 @@ impl Layout {
     /// Where the torrent's resume data is kept (`.cratetorrent/<info-hash>.resume` in the download
     /// directory).
     pub fn resume_path(&self) -> PathBuf {
-        crate::resume::resume_path(self)
+        self.root.join(self.resume_rel())
+    }
+
+    /// The resume file's path below the download directory.
+    pub(crate) fn resume_rel(&self) -> PathBuf {
+        Path::new(RESUME_DIR).join(self.resume_name())
+    }
+
+    pub(crate) fn resume_name(&self) -> String {
+        format!("{}.resume", self.metainfo().info_hash())
     }
 
     /// The on-disk path of file `index`.

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use cratetorrent_metainfo::bencode::{self, DictBuilder, Encode};
@@ -12,11 +12,8 @@ use rustix::io::Errno;
 
 use crate::StorageError;
 use crate::beneath::{Access, Beneath, is_not_found};
-use crate::layout::Layout;
+use crate::layout::{Layout, RESUME_DIR};
 use crate::piece_check::hash_pieces;
-
-/// The directory, in the download directory, that holds every torrent's resume data.
-pub(crate) const RESUME_DIR: &str = ".cratetorrent";
 
 /// Progress of a check of existing data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,19 +26,6 @@ pub struct CheckProgress {
 
 /// A file's identity as resume data records it: size and modification time in nanoseconds.
 type Stamp = (u64, i64);
-
-pub(crate) fn resume_path(layout: &Layout) -> PathBuf {
-    layout.root().join(resume_rel(layout))
-}
-
-/// The resume file's path below the download directory.
-fn resume_rel(layout: &Layout) -> PathBuf {
-    Path::new(RESUME_DIR).join(resume_name(layout))
-}
-
-fn resume_name(layout: &Layout) -> String {
-    format!("{}.resume", layout.metainfo().info_hash())
-}
 
 /// The stamp of the regular file at `rel`, not following links.
 fn stamp(root: &Beneath, rel: &Path) -> Option<Stamp> {
@@ -68,7 +52,7 @@ pub(crate) fn save(
     have: &Bitfield,
     untrusted: &std::collections::HashSet<usize>,
 ) -> Result<(), StorageError> {
-    let path = resume_path(layout);
+    let path = layout.resume_path();
     let dir_path = root.path().join(RESUME_DIR);
     let dir = root.open_dir(Path::new(RESUME_DIR), true)?;
     let files: Vec<DictBuilder> = layout
@@ -92,7 +76,7 @@ pub(crate) fn save(
     dict.insert("info-hash", &layout.metainfo().info_hash().as_bytes()[..])
         .insert("pieces", have.as_bytes())
         .insert("files", files);
-    let name = resume_name(layout);
+    let name = layout.resume_name();
     let temp_name = format!("{name}.tmp");
     let temp = path.with_extension("resume.tmp");
     let io = |e: Errno, op| StorageError::from_io(e.into(), &temp, op);
@@ -159,8 +143,8 @@ fn max_len(layout: &Layout) -> u64 {
 /// are then hashed); an error, without reading it, when the file is a link, not a regular file,
 /// or larger than resume data for this torrent can be.
 fn load(layout: &Layout, root: &Beneath) -> Result<Option<Saved>, StorageError> {
-    let path = resume_path(layout);
-    let file = match root.open_file(&resume_rel(layout), Access::Read) {
+    let path = layout.resume_path();
+    let file = match root.open_file(&layout.resume_rel(), Access::Read) {
         Ok(file) => file,
         Err(error) if is_not_found(&error) => return Ok(None),
         Err(error) => return Err(error),

@@ -17,7 +17,7 @@ impl Core {
             return;
         }
         if self.smart_bans.on_verified(piece) {
-            self.actions.push(Action::HashBlocks(piece));
+            self.actions.push_back(Action::HashBlocks(piece));
         }
         self.picker.take(piece);
         if wanted {
@@ -33,14 +33,13 @@ impl Core {
                 }
             } else {
                 peer.outbox.push(&Message::Have(piece));
-                self.actions.push(Action::Wake(key));
+                self.actions.push_back(Action::Wake(key));
             }
         }
         if self.is_finished() && !self.completed_alerted {
             self.completed_alerted = true;
             tracing::info!(torrent = %self.info_hash, "download complete");
-            self.actions
-                .push(Action::Alert(Alert::TorrentComplete(self.id)));
+            self.alerts.push_back(Alert::TorrentComplete(self.id));
             if self.have.is_full() {
                 for key in keys {
                     if self.peers[key].is_seed {
@@ -73,7 +72,7 @@ impl Core {
             if self.smart_bans.on_failed(piece, download.senders()) {
                 // Fetched again once the failed data is on record, so no new block can be
                 // written over it first.
-                self.actions.push(Action::HashBlocks(piece));
+                self.actions.push_back(Action::HashBlocks(piece));
                 return;
             }
         }
@@ -122,8 +121,8 @@ impl Core {
         for (peer, addr) in matching {
             tracing::warn!(%addr, "banning peer for {offence}");
             self.known.update(addr, |known| known.banned = true);
-            self.actions
-                .push(Action::Alert(Alert::PeerBanned { id: self.id, addr }));
+            self.alerts
+                .push_back(Alert::PeerBanned { id: self.id, addr });
             self.disconnect(peer, "banned");
         }
     }
@@ -147,10 +146,10 @@ impl Core {
             // Writes queued before the pause report the same full disk: one alert is enough.
             return;
         }
-        self.actions.push(Action::Alert(Alert::TorrentError {
+        self.alerts.push_back(Alert::TorrentError {
             id: self.id,
             error: TorrentError::Write(error),
-        }));
+        });
         if no_space {
             self.set_paused(true, now);
         } else {
@@ -196,8 +195,7 @@ impl Core {
         }
         if self.is_finished() && !self.completed_alerted {
             self.completed_alerted = true;
-            self.actions
-                .push(Action::Alert(Alert::TorrentComplete(self.id)));
+            self.alerts.push_back(Alert::TorrentComplete(self.id));
         } else if !self.is_finished() {
             self.completed_alerted = false;
         }

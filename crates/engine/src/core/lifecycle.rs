@@ -42,7 +42,7 @@ impl Core {
             if useful && self.may_dial(addr) {
                 self.known
                     .update(addr, |known| known.dial = Dial::Connecting);
-                self.actions.push(Action::Connect(addr));
+                self.actions.push_back(Action::Connect(addr));
                 room -= 1;
             }
         }
@@ -134,7 +134,7 @@ impl Core {
                 self.have.as_bytes(),
             )));
         }
-        self.actions.push(Action::Wake(key));
+        self.actions.push_back(Action::Wake(key));
         tracing::debug!(%addr, outgoing, "peer connected");
         Ok(key)
     }
@@ -181,8 +181,8 @@ impl Core {
             peer.outbox = crate::outbox::Outbox::default();
             peer.incoming.clear();
             peer.reading.clear();
-            self.actions.push(Action::Disconnect(key));
-            self.actions.push(Action::Wake(key));
+            self.actions.push_back(Action::Disconnect(key));
+            self.actions.push_back(Action::Wake(key));
         }
     }
 
@@ -195,7 +195,7 @@ impl Core {
         let peer = self.peers.remove(key);
         self.tags.remove(&peer.tag);
         // Its reads still waiting in storage would only be answered to nobody.
-        self.actions.push(Action::ForgetReads(peer.tag));
+        self.actions.push_back(Action::ForgetReads(peer.tag));
         if peer.is_seed {
             self.picker.seed(false);
         } else {

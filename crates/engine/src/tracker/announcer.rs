@@ -12,9 +12,10 @@ use tokio::task::JoinHandle;
 
 use super::tiers::Tier;
 use super::{AnnounceRequest, AnnounceResponse, Event, HttpTracker, TrackerError, UdpTracker};
+use crate::TorrentId;
 use crate::alert::Alert;
 use crate::conf::TrackerConf;
-use crate::torrent::Torrent;
+use crate::core::AnnounceState;
 
 /// How often an idle tier re-checks whether its torrent needs peers.
 const RECHECK: Duration = Duration::from_secs(5);
@@ -29,12 +30,24 @@ pub(crate) struct Clients {
     pub(crate) conf: TrackerConf,
 }
 
+/// What the announce tasks need from their torrent.
+pub(crate) trait Swarm {
+    fn announce_state(&self) -> AnnounceState;
+    /// Peers a tracker gave.
+    fn add_peers(self: &Rc<Self>, peers: Vec<SocketAddr>);
+    fn post(&self, alert: Alert);
+    fn id(&self) -> TorrentId;
+    fn signals(&self) -> Rc<Signals>;
+    fn span(&self) -> tracing::Span;
+}
+
 impl Clients {
-    pub(crate) fn new(conf: &TrackerConf) -> Result<Self, TrackerError> {
+    /// The clients, with `key` sent in every announce.
+    pub(crate) fn new(conf: &TrackerConf, key: u32) -> Result<Self, TrackerError> {
         Ok(Self {
             http: HttpTracker::new(conf)?,
             udp: UdpTracker::new(conf),
-            key: fastrand::u32(..),
+            key,
             conf: conf.clone(),
         })
     }
@@ -74,16 +87,19 @@ impl Signals {
     }
 }
 
-/// Starts one announce task per tier of the torrent's trackers.
-pub(crate) fn start(torrent: &Rc<Torrent>, clients: &Rc<Clients>) -> Vec<JoinHandle<()>> {
+/// Starts one announce task per tier of the torrent's trackers (`lists`, tiers shuffled with
+/// `seed`).
+pub(crate) fn start<S: Swarm + 'static>(
+    torrent: &Rc<S>,
+    clients: &Rc<Clients>,
+    lists: Vec<Vec<String>>,
+    finished: bool,
+    seed: u64,
+) -> Vec<JoinHandle<()>> {
     if !clients.conf.enabled {
         return Vec::new();
     }
-    let (lists, finished) = {
-        let core = torrent.core();
-        (core.metainfo.trackers(), core.is_finished())
-    };
-    let mut rng = fastrand::Rng::new();
+    let mut rng = fastrand::Rng::with_seed(seed);
     Tier::from_lists(lists, finished, &clients.conf, &mut rng)
         .into_iter()
         .map(|tier| {
@@ -93,8 +109,8 @@ pub(crate) fn start(torrent: &Rc<Torrent>, clients: &Rc<Clients>) -> Vec<JoinHan
         .collect()
 }
 
-async fn run_tier(torrent: Rc<Torrent>, clients: Rc<Clients>, mut tier: Tier) {
-    let signals = torrent.tracker_signals();
+async fn run_tier<S: Swarm>(torrent: Rc<S>, clients: Rc<Clients>, mut tier: Tier) {
+    let signals = torrent.signals();
     loop {
         let changed = signals.changed.notified();
         tokio::pin!(changed);
@@ -139,25 +155,28 @@ async fn stopped(signals: &Signals) {
 }
 
 /// Whether the torrent is finished, and whether it wants more peers.
-fn needs(torrent: &Torrent, conf: &TrackerConf) -> (bool, bool) {
-    let core = torrent.core();
-    let finished = core.is_finished() || core.seed_only;
+fn needs<S: Swarm>(torrent: &Rc<S>, conf: &TrackerConf) -> (bool, bool) {
+    let state = torrent.announce_state();
     (
-        finished,
-        !finished && !core.paused && core.peers.len() < conf.want_peers,
+        state.finished,
+        !state.finished && !state.paused && state.peers < conf.want_peers,
     )
 }
 
-fn request(torrent: &Torrent, clients: &Clients, event: Event, tier: &Tier) -> AnnounceRequest {
-    let core = torrent.core();
-    let left = if core.seed_only { 0 } else { core.stats_left() };
+fn request<S: Swarm>(
+    torrent: &Rc<S>,
+    clients: &Clients,
+    event: Event,
+    tier: &Tier,
+) -> AnnounceRequest {
+    let state = torrent.announce_state();
     AnnounceRequest {
-        info_hash: core.info_hash,
-        peer_id: core.our_id,
-        port: core.listen_port,
-        uploaded: core.uploaded.total(),
-        downloaded: core.downloaded.total(),
-        left,
+        info_hash: state.info_hash,
+        peer_id: state.peer_id,
+        port: state.port,
+        uploaded: state.uploaded,
+        downloaded: state.downloaded,
+        left: state.left,
         event,
         numwant: if event == Event::Stopped {
             0
@@ -170,7 +189,12 @@ fn request(torrent: &Torrent, clients: &Clients, event: Event, tier: &Tier) -> A
 }
 
 /// Tries the tier's trackers in order until one answers.
-async fn announce_round(torrent: &Rc<Torrent>, clients: &Clients, tier: &mut Tier, finished: bool) {
+async fn announce_round<S: Swarm>(
+    torrent: &Rc<S>,
+    clients: &Clients,
+    tier: &mut Tier,
+    finished: bool,
+) {
     let event = tier.event(finished);
     let request = request(torrent, clients, event, tier);
     for index in 0..tier.urls.len() {
@@ -192,7 +216,7 @@ async fn announce_round(torrent: &Rc<Torrent>, clients: &Clients, tier: &mut Tie
             Err(error) => {
                 tracing::info!(%url, %error, "announce failed");
                 torrent.post(Alert::TrackerError {
-                    id: torrent.id,
+                    id: torrent.id(),
                     url,
                     error: error.to_string(),
                 });
@@ -202,8 +226,8 @@ async fn announce_round(torrent: &Rc<Torrent>, clients: &Clients, tier: &mut Tie
     tier.on_failure(Instant::now());
 }
 
-fn on_reply(torrent: &Rc<Torrent>, url: &str, reply: AnnounceResponse) {
-    let port = torrent.core().listen_port;
+fn on_reply<S: Swarm>(torrent: &Rc<S>, url: &str, reply: AnnounceResponse) {
+    let port = torrent.announce_state().port;
     let peers: Vec<SocketAddr> = reply
         .peers
         .into_iter()
@@ -212,20 +236,20 @@ fn on_reply(torrent: &Rc<Torrent>, url: &str, reply: AnnounceResponse) {
     tracing::debug!(%url, peers = peers.len(), interval = ?reply.interval, "tracker answered");
     if let Some(message) = reply.warning {
         torrent.post(Alert::TrackerWarning {
-            id: torrent.id,
+            id: torrent.id(),
             url: url.to_owned(),
             message,
         });
     }
     torrent.post(Alert::TrackerReply {
-        id: torrent.id,
+        id: torrent.id(),
         url: url.to_owned(),
         peers: peers.len(),
         seeders: reply.complete,
         leechers: reply.incomplete,
     });
     if !peers.is_empty() {
-        torrent.with_core(|core| core.add_peers(&peers, Instant::now()));
+        torrent.add_peers(peers);
     }
 }
 
@@ -234,7 +258,7 @@ fn is_us(addr: SocketAddr, port: u16) -> bool {
     addr.port() == port && (addr.ip().is_loopback() || addr.ip().is_unspecified())
 }
 
-async fn announce_stopped(torrent: &Rc<Torrent>, clients: &Clients, tier: &Tier) {
+async fn announce_stopped<S: Swarm>(torrent: &Rc<S>, clients: &Clients, tier: &Tier) {
     let Some(url) = tier.urls.first() else {
         return;
     };

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use cratetorrent_metainfo::PieceIndex;
 use cratetorrent_wire::{BLOCK_SIZE, Block, BlockInfo, Geometry, Message};
 
-use crate::core::{Action, BanKey, Core, PeerKey};
+use super::{Action, BanKey, Core, PeerKey};
 use crate::peer::{Outstanding, Peer};
 
 /// Block state: 0 = free, 1..RECEIVED = requested from that many peers.
@@ -175,7 +175,7 @@ impl Core {
             need -= self.request_from_partials(key, need, true, now);
         }
         if need < before {
-            self.actions.push(Action::Wake(key));
+            self.actions.push_back(Action::Wake(key));
         }
     }
 
@@ -310,7 +310,7 @@ impl Core {
         if download.received as usize == download.states.len() {
             self.partials.retain(|&p| p != info.piece);
         }
-        self.actions.push(Action::Write {
+        self.actions.push_back(Action::Write {
             piece: info.piece,
             offset: info.offset,
             data: block.data,
@@ -348,7 +348,7 @@ impl Core {
                 peer.requests.remove(position);
                 peer.withdrawn.push_bounded(block, memory);
                 peer.outbox.push(&Message::Cancel(block));
-                self.actions.push(Action::Wake(key));
+                self.actions.push_back(Action::Wake(key));
             }
         }
     }
@@ -370,7 +370,7 @@ impl Core {
             self.free_block(request.block);
         }
         if send_cancels && !requests.is_empty() {
-            self.actions.push(Action::Wake(key));
+            self.actions.push_back(Action::Wake(key));
         }
         // Reuse the allocation.
         let mut requests = requests;
@@ -468,7 +468,7 @@ impl Core {
         tracing::debug!(addr = %peer.addr, skipped = skipped.len(), "requests skipped; peer snubbed");
         peer.snubbed = true;
         peer.slow_start = false;
-        self.actions.push(Action::Wake(key));
+        self.actions.push_back(Action::Wake(key));
         for block in skipped {
             self.free_block(block);
         }

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use cratetorrent_storage::{PeerTag, StorageError};
 use cratetorrent_wire::{BLOCK_SIZE, BlockInfo, Message};
 
+use super::{Action, Core, PeerKey};
 use crate::choker::{Candidate, rechoke};
-use crate::core::{Action, Core, PeerKey};
 
 impl Core {
     pub(crate) fn on_interested(&mut self, key: PeerKey) {
@@ -66,7 +66,7 @@ impl Core {
                 break;
             };
             peer.reading.insert(block);
-            self.actions.push(Action::Read {
+            self.actions.push_back(Action::Read {
                 block,
                 token: peer.tag,
             });
@@ -93,18 +93,18 @@ impl Core {
                 peer.outbox.push_block(block.piece, block.offset, data);
                 peer.uploaded.add(len);
                 self.uploaded.add(len);
-                self.actions.push(Action::Wake(key));
+                self.actions.push_back(Action::Wake(key));
             }
             Ok(_) => {}
             Err(error) => {
                 tracing::warn!(%error, ?block, "reading a block to upload failed");
-                self.actions.push(Action::Alert(crate::Alert::TorrentError {
+                self.alerts.push_back(crate::Alert::TorrentError {
                     id: self.id,
                     error: crate::TorrentError::Read {
                         piece: block.piece,
                         source: error,
                     },
-                }));
+                });
                 self.disconnect(key, "could not read the requested block");
                 return;
             }
@@ -159,7 +159,7 @@ impl Core {
         peer.am_choking = false;
         peer.dropped_requests = 0;
         peer.outbox.push(&Message::Unchoke);
-        self.actions.push(Action::Wake(key));
+        self.actions.push_back(Action::Wake(key));
     }
 
     fn choke(&mut self, key: PeerKey) {
@@ -168,7 +168,7 @@ impl Core {
         peer.incoming.clear();
         peer.reading.clear();
         peer.outbox.push(&Message::Choke);
-        self.actions.push(Action::Wake(key));
+        self.actions.push_back(Action::Wake(key));
     }
 
     /// Revisits who is unchoked (every 10 s, and when the optimistic slot rotates).

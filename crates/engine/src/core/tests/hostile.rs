@@ -217,10 +217,10 @@ fn smart_ban_finds_the_peer_whose_block_differed() {
     core.actions.clear();
     core.on_block_hashes(0, Ok(vec![[1; 20], [2; 20], [3; 20], [4; 20]]), now);
     let banned: Vec<SocketAddr> = core
-        .actions
+        .alerts
         .iter()
         .filter_map(|a| match a {
-            Action::Alert(Alert::PeerBanned { addr, .. }) => Some(*addr),
+            Alert::PeerBanned { addr, .. } => Some(*addr),
             _ => None,
         })
         .collect();

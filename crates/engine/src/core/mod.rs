@@ -5,7 +5,7 @@
 //! The download side (picking, pipelining, end-game, timeouts) is in `download.rs`, the upload
 //! side (serving requests, choking) in `upload.rs`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -13,14 +13,13 @@ use bytes::Bytes;
 use cratetorrent_metainfo::{InfoHash, Metainfo, PieceIndex};
 use cratetorrent_storage::{PeerTag, StorageError};
 use cratetorrent_wire::{
-    Bitfield, BlockInfo, EXTENDED_HANDSHAKE_ID, ExtendedHandshake, Extension, Extensions, Geometry,
-    Message, PeerId,
+    Bitfield, EXTENDED_HANDSHAKE_ID, ExtendedHandshake, Extension, Extensions, Geometry, Message,
+    PeerId,
 };
 use slab::Slab;
 
 use crate::alert::{Alert, PeerStats, TorrentState, TorrentStats};
 use crate::conf::TorrentConf;
-use crate::download::PieceDownload;
 use crate::peer::Peer;
 use crate::picker::Picker;
 use crate::rate::RateMeter;
@@ -28,9 +27,16 @@ use crate::smart_ban::{Outcome, SmartBans};
 use crate::{TorrentError, TorrentId};
 
 mod disk_results;
+mod door;
+mod download;
 mod known;
 mod lifecycle;
+#[cfg(test)]
+mod tests;
+mod upload;
 
+pub(crate) use door::{Action, AnnounceState, Command, Handled, Input, Reject};
+use download::PieceDownload;
 use known::{Dial, KnownPeers};
 
 /// Index of a connected peer in its torrent.
@@ -44,50 +50,6 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(120);
 const RECHOKE_INTERVAL: Duration = Duration::from_secs(10);
 /// A connection shorter than this counts as a failure for reconnection back-off.
 const SHORT_CONNECTION: Duration = Duration::from_secs(30);
-
-/// Something for the I/O shell to do.
-#[derive(Debug)]
-pub(crate) enum Action {
-    /// The peer's outbox has frames: wake its writer.
-    Wake(PeerKey),
-    /// Queue a received block for writing and hashing.
-    Write {
-        piece: PieceIndex,
-        offset: u32,
-        data: Bytes,
-        tag: PeerTag,
-    },
-    /// Read a block to upload; the answer comes back with `token`.
-    Read { block: BlockInfo, token: PeerTag },
-    /// Hash every block of the piece as it is on disk (evidence for a smart ban); the answer
-    /// comes back through [`Core::on_block_hashes`].
-    HashBlocks(PieceIndex),
-    /// The peer with this token is gone: drop its reads still waiting in storage.
-    ForgetReads(PeerTag),
-    /// Close the connection (its reader then reports [`Core::on_closed`]).
-    Disconnect(PeerKey),
-    /// Dial a peer.
-    Connect(SocketAddr),
-    /// Tell the user.
-    Alert(Alert),
-}
-
-/// Why a handshaken connection was not taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum Reject {
-    #[error("peer is banned")]
-    Banned,
-    #[error("already connected to this peer")]
-    Duplicate,
-    #[error("connected to ourselves")]
-    OurselvesAgain,
-    #[error("connection limit reached")]
-    TooMany,
-    #[error("connection limit for this IP reached")]
-    TooManyFromIp,
-    #[error("torrent is paused")]
-    Paused,
-}
 
 /// Whom a ban applies to: an IPv4 address, an IPv6 host's /64 (hosts pick any address in
 /// theirs), or on loopback (where every test peer shares one address) the peer id.
@@ -137,49 +99,53 @@ pub(crate) fn limited_ip(addr: SocketAddr) -> Option<IpAddr> {
 
 /// One torrent's state machine.
 pub(crate) struct Core {
-    pub(crate) id: TorrentId,
-    pub(crate) metainfo: Metainfo,
-    pub(crate) info_hash: InfoHash,
-    pub(crate) our_id: PeerId,
-    pub(crate) listen_port: u16,
-    pub(crate) geometry: Geometry,
-    pub(crate) conf: TorrentConf,
+    id: TorrentId,
+    metainfo: Metainfo,
+    info_hash: InfoHash,
+    our_id: PeerId,
+    listen_port: u16,
+    geometry: Geometry,
+    conf: TorrentConf,
     /// `Mode::Seed`: upload only, never request.
-    pub(crate) seed_only: bool,
-    pub(crate) paused: bool,
+    seed_only: bool,
+    paused: bool,
 
-    pub(crate) have: Bitfield,
+    have: Bitfield,
     /// Wanted pieces not yet verified.
-    pub(crate) wanted_missing: u32,
-    pub(crate) picker: Picker,
-    pub(crate) downloads: HashMap<PieceIndex, PieceDownload>,
+    wanted_missing: u32,
+    picker: Picker,
+    downloads: HashMap<PieceIndex, PieceDownload>,
     /// Pieces in progress with blocks still to receive, oldest first.
-    pub(crate) partials: Vec<PieceIndex>,
+    partials: Vec<PieceIndex>,
     /// Pieces that failed with blocks from several peers: the next attempt comes from one peer
     /// only, so a second failure identifies the culprit.
-    pub(crate) parole: HashSet<PieceIndex>,
+    parole: HashSet<PieceIndex>,
     smart_bans: SmartBans,
 
-    pub(crate) peers: Slab<Peer>,
-    pub(crate) tags: HashMap<PeerTag, PeerKey>,
+    peers: Slab<Peer>,
+    tags: HashMap<PeerTag, PeerKey>,
     next_tag: PeerTag,
     known: KnownPeers,
     /// Connected peers per IP (loopback not counted), for `max_connections_per_ip`.
     ip_peers: HashMap<IpAddr, usize>,
     strikes: HashMap<BanKey, u32>,
-    pub(crate) banned: HashSet<BanKey>,
-    pub(crate) optimistic: Option<PeerKey>,
+    banned: HashSet<BanKey>,
+    optimistic: Option<PeerKey>,
     last_rechoke: Instant,
     last_optimistic: Instant,
     last_tick: Instant,
     completed_alerted: bool,
 
-    pub(crate) downloaded: RateMeter,
-    pub(crate) uploaded: RateMeter,
-    pub(crate) wasted: u64,
-    pub(crate) hash_failures: u32,
-    pub(crate) rng: fastrand::Rng,
-    pub(crate) actions: Vec<Action>,
+    downloaded: RateMeter,
+    uploaded: RateMeter,
+    wasted: u64,
+    hash_failures: u32,
+    rng: fastrand::Rng,
+    /// The storage is full: the shell reads nothing from peers until it has room.
+    disk_full: bool,
+    last_stats: Instant,
+    actions: VecDeque<Action>,
+    alerts: VecDeque<Alert>,
 }
 
 /// What a new torrent starts from.
@@ -191,6 +157,8 @@ pub(crate) struct CoreInit {
     pub(crate) conf: TorrentConf,
     pub(crate) seed_only: bool,
     pub(crate) have: Bitfield,
+    /// Seeds every random choice the core makes (picking ties, optimistic unchokes).
+    pub(crate) seed: u64,
 }
 
 impl Core {
@@ -234,9 +202,33 @@ impl Core {
             uploaded: RateMeter::default(),
             wasted: 0,
             hash_failures: 0,
-            rng: fastrand::Rng::new(),
-            actions: Vec::new(),
+            rng: fastrand::Rng::with_seed(init.seed),
+            disk_full: false,
+            last_stats: now,
+            actions: VecDeque::new(),
+            alerts: VecDeque::new(),
         }
+    }
+
+    pub(crate) fn id(&self) -> TorrentId {
+        self.id
+    }
+
+    pub(crate) fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    pub(crate) fn metainfo(&self) -> &Metainfo {
+        &self.metainfo
+    }
+
+    pub(crate) fn conf(&self) -> &TorrentConf {
+        &self.conf
+    }
+
+    /// A seed for the torrent's tracker order, from its own randomness.
+    pub(crate) fn tracker_seed(&mut self) -> u64 {
+        self.rng.u64(..)
     }
 
     /// Every wanted piece is verified.
@@ -251,7 +243,7 @@ impl Core {
     // ---- messages ----
 
     /// A message arrived from a peer.
-    pub(crate) fn on_message(&mut self, key: PeerKey, message: Message, now: Instant) {
+    fn on_message(&mut self, key: PeerKey, message: Message, now: Instant) {
         let Some(peer) = self.peers.get_mut(key) else {
             return;
         };
@@ -405,7 +397,7 @@ impl Core {
         } else {
             &Message::NotInterested
         });
-        self.actions.push(Action::Wake(key));
+        self.actions.push_back(Action::Wake(key));
         if interested {
             self.fill_requests(key, now);
         }
@@ -414,7 +406,7 @@ impl Core {
     // ---- time ----
 
     /// Once a second: rates, timeouts, keep-alives, choking, reconnections.
-    pub(crate) fn tick(&mut self, now: Instant) {
+    fn tick(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last_tick);
         self.last_tick = now;
         self.downloaded.tick(elapsed);
@@ -443,7 +435,7 @@ impl Core {
             {
                 peer.outbox.push(&Message::KeepAlive);
                 peer.last_sent = now;
-                self.actions.push(Action::Wake(key));
+                self.actions.push_back(Action::Wake(key));
             }
             self.check_request_timeout(key, now);
         }
@@ -462,7 +454,7 @@ impl Core {
 
     /// Bytes of the wanted pieces still missing (linear in the piece count: for stats and
     /// announces, not the hot path).
-    pub(crate) fn stats_left(&self) -> u64 {
+    fn stats_left(&self) -> u64 {
         (0..self.geometry.piece_count())
             .filter(|&p| self.wants(p))
             .map(|p| u64::from(self.geometry.piece_len(p).unwrap_or(0)))
@@ -514,6 +506,37 @@ impl Core {
                     peer_interested: p.peer_interested,
                 })
                 .collect(),
+        }
+    }
+}
+
+impl Core {
+    /// Adds this torrent's share to `counters`.
+    pub(crate) fn add_counters(&self, counters: &mut crate::EngineCounters) {
+        for (_, peer) in &self.peers {
+            counters.send_buffered += (peer.outbox.len() + peer.writing) as u64;
+            counters.requests_queued += peer.incoming.len();
+            counters.reads_in_flight += peer.reading.len();
+            counters.requests_outstanding += peer.requests.len();
+        }
+        counters.banned += self.banned.len();
+    }
+}
+
+impl Core {
+    /// Panics if the core holds more than its limits allow (for fuzzing and the simulator).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn check_bounds(&self) {
+        // A dial we started may still complete when incoming peers filled the table meanwhile.
+        assert!(self.peers.len() <= self.conf.max_connections + 1);
+        for (_, peer) in &self.peers {
+            assert!(peer.requests.len() <= self.conf.max_out_requests);
+            assert!(peer.incoming.len() <= self.conf.max_in_requests);
+            assert!(peer.reading.len() <= self.conf.max_in_requests);
+            assert!(peer.withdrawn.len() <= 2 * self.conf.max_out_requests);
+            // Control messages (at most a bitfield and one `have` per piece) ride above the
+            // watermark that gates block reads.
+            assert!(peer.outbox.len() <= self.conf.send_watermark + 64 * 1024);
         }
     }
 }

@@ -50,6 +50,7 @@ fn core_of(metainfo: Metainfo, have: Bitfield, seed_only: bool, conf: TorrentCon
             conf,
             seed_only,
             have,
+            seed: 1,
         },
         Instant::now(),
     )
@@ -248,9 +249,9 @@ fn a_peer_alone_in_two_failed_pieces_is_banned() {
         core.on_hash_failed(piece, now);
     }
     assert!(
-        core.actions
+        core.alerts
             .iter()
-            .any(|a| matches!(a, Action::Alert(Alert::PeerBanned { .. })))
+            .any(|a| matches!(a, Alert::PeerBanned { .. }))
     );
     assert!(core.peers[key].closing);
 }
@@ -271,9 +272,9 @@ fn verified_pieces_are_announced_and_interest_ends_with_the_last_one() {
     );
     core.on_piece_verified(1, now);
     assert!(
-        core.actions
+        core.alerts
             .iter()
-            .any(|a| matches!(a, Action::Alert(Alert::TorrentComplete(_))))
+            .any(|a| matches!(a, Alert::TorrentComplete(_)))
     );
     assert!(
         core.peers[seed].closing,
