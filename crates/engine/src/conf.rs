@@ -98,6 +98,11 @@ pub struct TorrentConf {
     /// Strikes before a peer is banned: a piece that fails its hash with every block from one
     /// peer gives it two (a piece shared by several peers is retried from one peer instead).
     pub max_strikes: u32,
+    /// Whom a seeding torrent's upload slots go to (default: those we upload to fastest).
+    pub seed_choking: SeedChoking,
+    /// Seeding in turn, a peer keeps its slot until it has been sent this many pieces' worth
+    /// since it was unchoked (libtorrent's `seeding_piece_quota`, default 20).
+    pub seeding_piece_quota: u32,
     /// Download pieces in order instead of rarest first.
     pub sequential: bool,
     /// Download limit for this torrent, bytes per second (0 = none).
@@ -113,7 +118,7 @@ impl Default for TorrentConf {
             max_connections_per_ip: 1,
             max_peer_failures: 8,
             unchoke_slots: 8,
-            request_queue_time: Duration::from_secs(3),
+            request_queue_time: Duration::from_secs(1),
             max_out_requests: 500,
             max_in_requests: 2000,
             send_watermark: 4 << 20,
@@ -123,11 +128,27 @@ impl Default for TorrentConf {
             stats_interval: Duration::from_secs(1),
             tick_interval: Duration::from_secs(1),
             max_strikes: 3,
+            seed_choking: SeedChoking::FastestUpload,
+            seeding_piece_quota: 20,
             sequential: false,
             download_rate_limit: 0,
             upload_rate_limit: 0,
         }
     }
+}
+
+/// Whom a seed unchokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SeedChoking {
+    /// Every interested peer in turn: a peer keeps its slot for
+    /// [`TorrentConf::seeding_piece_quota`] pieces, then those unchoked longest ago come
+    /// first (libtorrent's `round_robin`). A seed's upload is spread evenly over the swarm.
+    RoundRobin,
+    /// The peers we upload to fastest (libtorrent's `fastest_upload`): the default, since a
+    /// first seed that feeds the fastest peers gets a whole copy into the swarm soonest.
+    #[default]
+    FastestUpload,
 }
 
 /// How the engine talks to trackers.

@@ -80,12 +80,15 @@ mod peer;
 mod picker;
 mod rate;
 mod session;
+#[cfg(any(test, feature = "sim"))]
+#[doc(hidden)]
+pub mod sim;
 mod smart_ban;
 mod torrent;
 pub mod tracker;
 
 pub use alert::{Alert, Alerts, PeerStats, TorrentState, TorrentStats};
-pub use conf::{Conf, TorrentConf, TrackerConf};
+pub use conf::{Conf, SeedChoking, TorrentConf, TrackerConf};
 pub use counters::EngineCounters;
 pub use error::{EngineError, TorrentError};
 pub use handle::{EngineHandle, Mode, RateLimits, TorrentParams};

@@ -1,8 +1,15 @@
-//! What waits to be written to one peer's socket, in order.
+//! What waits to be written to one peer's socket.
 //!
-//! Control messages are encoded back to back into one growing buffer; a block goes out as its
-//! 13-byte header in that buffer followed by the block's own `Bytes` (a slice of the disk cache),
-//! so the writer hands the kernel a vector of frames and payload is never copied.
+//! Two lanes. Control messages (`have`, choking, interest, requests, cancels, extended
+//! messages) are encoded back to back into one growing buffer and go out first, at the next
+//! write, in the order they were queued. Blocks go out after them in order, each as its 13-byte
+//! header followed by the block's own `Bytes` (a slice of the disk cache), so the writer hands
+//! the kernel a vector of frames and payload is never copied. Without the control lane a `have`
+//! or a request would wait behind every block already queued for the peer (up to
+//! `send_watermark`, seconds on a slow link): peers would learn late what we have, and
+//! re-request from the seed what others already hold. Only the order between a control
+//! message and blocks changes, which no message depends on (a block after a `choke` is still
+//! one the peer asked for).
 
 use std::collections::VecDeque;
 
@@ -15,28 +22,27 @@ const SCRATCH_CAPACITY: usize = 16 * 1024;
 /// A peer's queue of frames to send.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
-    pending: BytesMut,
-    /// Frames, each marked whether it is block payload.
-    frames: VecDeque<(Bytes, bool)>,
+    control: BytesMut,
+    headers: BytesMut,
+    /// Each block's header and payload.
+    blocks: VecDeque<(Bytes, Bytes)>,
     bytes: usize,
 }
 
 impl Outbox {
-    /// Appends a message that carries no block.
+    /// Queues a message that carries no block.
     pub(crate) fn push(&mut self, message: &Message) {
-        self.reserve(message.encoded_len());
-        message.encode(&mut self.pending);
+        reserve(&mut self.control, message.encoded_len());
+        message.encode(&mut self.control);
         self.bytes += message.encoded_len();
     }
 
-    /// Appends a `piece` message without copying `data`.
+    /// Queues a `piece` message without copying `data`.
     pub(crate) fn push_block(&mut self, piece: PieceIndex, offset: u32, data: Bytes) {
-        self.reserve(cratetorrent_wire::PIECE_HEADER_LEN);
+        reserve(&mut self.headers, cratetorrent_wire::PIECE_HEADER_LEN);
         let len = data.len();
-        encode_piece_header(piece, offset, len as u32, &mut self.pending);
-        self.frames
-            .push_back((self.pending.split().freeze(), false));
-        self.frames.push_back((data, true));
+        encode_piece_header(piece, offset, len as u32, &mut self.headers);
+        self.blocks.push_back((self.headers.split().freeze(), data));
         self.bytes += cratetorrent_wire::PIECE_HEADER_LEN + len;
     }
 
@@ -49,29 +55,36 @@ impl Outbox {
         self.bytes == 0
     }
 
-    /// Moves up to `max_frames` queued frames into `out`; returns the block payload bytes among
-    /// them.
+    /// Moves queued frames into `out`: the control messages as one frame, then whole blocks
+    /// (two frames each) while they fit in `max_frames` (at least one block when there is no
+    /// control frame). Returns the block payload bytes among them.
     pub(crate) fn take(&mut self, out: &mut Vec<Bytes>, max_frames: usize) -> u64 {
-        if !self.pending.is_empty() {
-            self.frames
-                .push_back((self.pending.split().freeze(), false));
+        let mut frames = 0;
+        if !self.control.is_empty() {
+            let control = self.control.split().freeze();
+            self.bytes -= control.len();
+            out.push(control);
+            frames += 1;
         }
-        let count = self.frames.len().min(max_frames);
         let mut payload = 0;
-        for (frame, is_payload) in self.frames.drain(..count) {
-            self.bytes -= frame.len();
-            if is_payload {
-                payload += frame.len() as u64;
+        while let Some((header, data)) = self.blocks.front() {
+            if frames > 0 && frames + 2 > max_frames {
+                break;
             }
-            out.push(frame);
+            self.bytes -= header.len() + data.len();
+            payload += data.len() as u64;
+            out.push(header.clone());
+            out.push(data.clone());
+            self.blocks.pop_front();
+            frames += 2;
         }
         payload
     }
+}
 
-    fn reserve(&mut self, additional: usize) {
-        if self.pending.capacity() - self.pending.len() < additional {
-            self.pending.reserve(additional.max(SCRATCH_CAPACITY));
-        }
+fn reserve(buf: &mut BytesMut, additional: usize) {
+    if buf.capacity() - buf.len() < additional {
+        buf.reserve(additional.max(SCRATCH_CAPACITY));
     }
 }
 
@@ -81,7 +94,7 @@ mod tests {
     use bytes::Buf;
 
     #[test]
-    fn frames_keep_message_order_and_payload_is_not_copied() {
+    fn control_goes_first_and_payload_is_not_copied() {
         let mut outbox = Outbox::default();
         outbox.push(&Message::Unchoke);
         let data = Bytes::from(vec![9u8; 100]);
@@ -93,7 +106,7 @@ mod tests {
         assert!(outbox.is_empty());
         assert_eq!(frames.len(), 3);
         assert_eq!(
-            frames[1].as_ptr(),
+            frames[2].as_ptr(),
             data.as_ptr(),
             "payload is the same memory"
         );
@@ -102,7 +115,37 @@ mod tests {
             wire.extend_from_slice(frame.chunk());
         }
         assert_eq!(&wire[..5], &[0, 0, 0, 1, 1]);
-        assert_eq!(&wire[5..18], &[0, 0, 0, 109, 7, 0, 0, 0, 3, 0, 0, 0, 0]);
-        assert_eq!(&wire[118..], &[0, 0, 0, 5, 4, 0, 0, 0, 3]);
+        assert_eq!(&wire[5..14], &[0, 0, 0, 5, 4, 0, 0, 0, 3]);
+        assert_eq!(&wire[14..27], &[0, 0, 0, 109, 7, 0, 0, 0, 3, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_have_overtakes_queued_blocks_but_never_splits_one() {
+        let mut outbox = Outbox::default();
+        for offset in 0..4 {
+            outbox.push_block(0, offset * 16384, Bytes::from(vec![1u8; 16384]));
+        }
+        let mut frames = Vec::new();
+        assert_eq!(
+            outbox.take(&mut frames, 3),
+            16384,
+            "one whole block fits in 3 frames"
+        );
+        outbox.push(&Message::Have(7));
+        frames.clear();
+        assert_eq!(outbox.take(&mut frames, 4), 16384);
+        assert_eq!(
+            frames.len(),
+            3,
+            "the have, then one block (two would need 5 frames)"
+        );
+        assert_eq!(frames[0].len(), 9);
+        frames.clear();
+        assert_eq!(
+            outbox.take(&mut frames, 1),
+            16384,
+            "a block goes even past the frame cap"
+        );
+        assert_eq!(frames.len(), 2);
     }
 }

@@ -76,6 +76,12 @@ pub(crate) struct Peer {
     pub(crate) got_first_message: bool,
 
     pub(crate) am_choking: bool,
+    /// When we last unchoked it, and what we had uploaded to it then (for seeding in turn).
+    pub(crate) last_unchoke: Option<Instant>,
+    pub(crate) uploaded_at_unchoke: u64,
+    /// What we had received from and sent to it at the previous rechoke.
+    pub(crate) downloaded_at_rechoke: u64,
+    pub(crate) uploaded_at_rechoke: u64,
     pub(crate) am_interested: bool,
     pub(crate) peer_choking: bool,
     pub(crate) peer_interested: bool,
@@ -138,6 +144,10 @@ impl Peer {
             interesting: 0,
             got_first_message: false,
             am_choking: true,
+            last_unchoke: None,
+            uploaded_at_unchoke: 0,
+            downloaded_at_rechoke: 0,
+            uploaded_at_rechoke: 0,
             am_interested: false,
             peer_choking: true,
             peer_interested: false,

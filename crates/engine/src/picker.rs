@@ -62,7 +62,7 @@ impl Picker {
     }
 
     /// Number of connected peers that have `piece`.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn availability(&self, piece: PieceIndex) -> u32 {
         self.availability
             .get(piece as usize)

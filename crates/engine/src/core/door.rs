@@ -65,7 +65,6 @@ pub(crate) enum Command {
 
 /// What [`Core::handle`] says at once (everything else comes out of the polls).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
 pub(crate) enum Handled {
     Done,
     Admitted(PeerKey),

@@ -271,7 +271,7 @@ impl Core {
                 peer.peer_choking = false;
                 self.fill_requests(key, now);
             }
-            Message::Interested => self.on_interested(key),
+            Message::Interested => self.on_interested(key, now),
             Message::NotInterested => peer.peer_interested = false,
             Message::Have(piece) => self.on_have(key, piece, now),
             Message::Bitfield(payload) if first => self.on_bitfield(key, &payload, now),
@@ -327,14 +327,14 @@ impl Core {
         if peer.is_seed || !peer.bitfield.set(piece) {
             return;
         }
+        self.picker.increment(piece);
         if peer.bitfield.is_full() {
+            // From now on it counts as a seed, not piece by piece.
             peer.is_seed = true;
             let bitfield = std::mem::replace(&mut peer.bitfield, Bitfield::new(0));
             self.picker.add_bitfield(&bitfield, false);
             self.picker.seed(true);
             self.peers[key].bitfield = bitfield;
-        } else {
-            self.picker.increment(piece);
         }
         if wanted {
             self.peers[key].interesting += 1;
@@ -446,7 +446,7 @@ impl Core {
                 self.last_optimistic = now;
             }
             self.last_rechoke = now;
-            self.rechoke(rotate);
+            self.rechoke(rotate, now);
         }
         self.fill_all(now);
         self.connect_more(now);
@@ -525,7 +525,7 @@ impl Core {
 
 impl Core {
     /// Panics if the core holds more than its limits allow (for fuzzing and the simulator).
-    #[cfg(any(test, feature = "fuzzing"))]
+    #[cfg(any(test, feature = "fuzzing", feature = "sim"))]
     pub(crate) fn check_bounds(&self) {
         // A dial we started may still complete when incoming peers filled the table meanwhile.
         assert!(self.peers.len() <= self.conf.max_connections + 1);
@@ -537,6 +537,25 @@ impl Core {
             // Control messages (at most a bitfield and one `have` per piece) ride above the
             // watermark that gates block reads.
             assert!(peer.outbox.len() <= self.conf.send_watermark + 64 * 1024);
+        }
+    }
+}
+
+impl Core {
+    /// Panics unless each piece's availability is the number of connected peers that have it.
+    #[cfg(any(test, feature = "sim"))]
+    pub(crate) fn check_availability(&self) {
+        for piece in 0..self.geometry.piece_count() {
+            let holders = self
+                .peers
+                .iter()
+                .filter(|(_, peer)| peer.is_seed || peer.bitfield.get(piece))
+                .count();
+            assert_eq!(
+                self.picker.availability(piece) as usize,
+                holders,
+                "availability of piece {piece}"
+            );
         }
     }
 }

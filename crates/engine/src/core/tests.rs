@@ -131,6 +131,23 @@ fn pipeline_fills_and_refills_with_each_block() {
 }
 
 #[test]
+fn a_peer_completed_by_haves_counts_as_one_seed() {
+    // Found by the swarm simulator: the `have` that completed a peer's bitfield was taken off
+    // the piece's availability without having been added.
+    let mut core = core(4, Bitfield::new(4), false);
+    let partial = connect(&mut core, 1);
+    let now = Instant::now();
+    core.on_message(partial, Message::Have(3), now);
+    let haves = connect(&mut core, 2);
+    for piece in 0..4 {
+        core.on_message(haves, Message::Have(piece), now);
+    }
+    assert_eq!(core.picker.availability(3), 2);
+    assert_eq!(core.picker.availability(0), 1);
+    core.check_availability();
+}
+
+#[test]
 fn a_deep_pipeline_refills_in_batches() {
     let mut core = core(64, Bitfield::new(64), false);
     let key = full_seed_peer(&mut core, 1);

@@ -8,17 +8,17 @@ use cratetorrent_storage::{PeerTag, StorageError};
 use cratetorrent_wire::{BLOCK_SIZE, BlockInfo, Message};
 
 use super::{Action, Core, PeerKey};
-use crate::choker::{Candidate, rechoke};
+use crate::choker::{Candidate, Ranking, rechoke};
 
 impl Core {
-    pub(crate) fn on_interested(&mut self, key: PeerKey) {
+    pub(crate) fn on_interested(&mut self, key: PeerKey, now: Instant) {
         let slots = self.conf.unchoke_slots;
         let unchoked = self.peers.iter().filter(|(_, p)| !p.am_choking).count();
         let peer = &mut self.peers[key];
         peer.peer_interested = true;
         // Don't make a newcomer wait for the next rechoke when a slot is free.
         if peer.am_choking && (slots == 0 || unchoked < slots) {
-            self.unchoke(key);
+            self.unchoke(key, now);
         }
     }
 
@@ -154,9 +154,11 @@ impl Core {
         }
     }
 
-    pub(crate) fn unchoke(&mut self, key: PeerKey) {
+    pub(crate) fn unchoke(&mut self, key: PeerKey, now: Instant) {
         let peer = &mut self.peers[key];
         peer.am_choking = false;
+        peer.last_unchoke = Some(now);
+        peer.uploaded_at_unchoke = peer.uploaded.total();
         peer.dropped_requests = 0;
         peer.outbox.push(&Message::Unchoke);
         self.actions.push_back(Action::Wake(key));
@@ -172,23 +174,40 @@ impl Core {
     }
 
     /// Revisits who is unchoked (every 10 s, and when the optimistic slot rotates).
-    pub(crate) fn rechoke(&mut self, rotate: bool) {
+    pub(crate) fn rechoke(&mut self, rotate: bool, now: Instant) {
+        let quota =
+            u64::from(self.conf.seeding_piece_quota) * u64::from(self.metainfo.piece_length());
+        // Peers are ranked by what moved in the last round (since the previous rechoke), as
+        // libtorrent does: a 10 s window is steadier than the rate meters' few seconds, so a
+        // peer that sends in bursts is not ranked by where the burst happened to fall.
         let candidates: Vec<Candidate> = self
             .peers
-            .iter()
+            .iter_mut()
             .filter(|(_, p)| !p.closing)
-            .map(|(key, p)| Candidate {
-                key,
-                interested: p.peer_interested,
-                download_rate: p.downloaded.rate(),
-                upload_rate: p.uploaded.rate(),
+            .map(|(key, p)| {
+                let (down, up) = (p.downloaded.total(), p.uploaded.total());
+                let candidate = Candidate {
+                    key,
+                    interested: p.peer_interested,
+                    download_rate: down - p.downloaded_at_rechoke,
+                    upload_rate: up - p.uploaded_at_rechoke,
+                    in_quota: !p.am_choking && up - p.uploaded_at_unchoke < quota,
+                    last_unchoke: p.last_unchoke,
+                };
+                p.downloaded_at_rechoke = down;
+                p.uploaded_at_rechoke = up;
+                candidate
             })
             .collect();
-        let seeding = self.is_finished();
+        let ranking = if self.is_finished() {
+            Ranking::Seeding(self.conf.seed_choking)
+        } else {
+            Ranking::Downloading
+        };
         let (unchoked, optimistic) = rechoke(
             &candidates,
             self.conf.unchoke_slots,
-            seeding,
+            ranking,
             self.optimistic,
             rotate,
             &mut self.rng,
@@ -198,7 +217,7 @@ impl Core {
             let should = unchoked.contains(&candidate.key);
             let choking = self.peers[candidate.key].am_choking;
             if should && choking {
-                self.unchoke(candidate.key);
+                self.unchoke(candidate.key, now);
             } else if !should && !choking {
                 self.choke(candidate.key);
             }
