@@ -17,6 +17,8 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+echo "==> no import cycles between modules"
+python3 scripts/import-cycles.py
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy"

@@ -71,12 +71,14 @@ mod core;
 mod counters;
 pub mod engine;
 mod error;
+mod extensions;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
 mod outbox;
 mod peer;
+mod peer_addr;
 mod picker;
 mod rate;
 mod session;

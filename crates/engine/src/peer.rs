@@ -8,6 +8,7 @@ use cratetorrent_storage::PeerTag;
 use cratetorrent_wire::{Bitfield, BlockInfo, Extensions, PeerId};
 
 use crate::block_queue::BlockQueue;
+use crate::extensions::PeerExtensions;
 use crate::outbox::Outbox;
 use crate::rate::RateMeter;
 
@@ -66,6 +67,8 @@ pub(crate) struct Peer {
     pub(crate) outgoing: bool,
     pub(crate) extensions: Extensions,
     pub(crate) client: Option<String>,
+    /// The ids it assigned to the BEP 10 extensions we speak.
+    pub(crate) ext: PeerExtensions,
 
     pub(crate) bitfield: Bitfield,
     /// The peer has every piece (counted in the picker's seed count, not per piece).
@@ -139,6 +142,7 @@ impl Peer {
             outgoing,
             extensions,
             client: id.client().map(|c| format!("{} {}", c.name, c.version)),
+            ext: PeerExtensions::default(),
             bitfield: Bitfield::new(piece_count),
             is_seed: false,
             interesting: 0,

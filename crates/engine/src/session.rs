@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use cratetorrent_metainfo::InfoHash;
 
 use crate::conf::Conf;
-use crate::core::limited_ip;
+use crate::peer_addr::limited_ip;
 use crate::rate::TokenBucket;
 use crate::{TorrentError, TorrentId};
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use cratetorrent_metainfo::PieceIndex;
 
-use crate::core::BanKey;
+use crate::peer_addr::BanKey;
 
 /// Blocks whose evidence is kept at once, over every recorded piece (about 2 MiB).
 const MAX_RECORDED_BLOCKS: usize = 32 * 1024;

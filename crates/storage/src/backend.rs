@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
 
@@ -65,4 +66,18 @@ pub(crate) fn capped(bufs: &[Bytes], max: Option<usize>) -> impl Iterator<Item =
         room -= take;
         (take > 0).then(|| &buf[..take])
     })
+}
+
+/// Wakes the disk thread at most once per drain of its queue.
+pub(crate) struct Doorbell {
+    pub(crate) rung: AtomicBool,
+    pub(crate) wake: Arc<dyn Wake>,
+}
+
+impl Doorbell {
+    pub(crate) fn ring(&self) {
+        if !self.rung.swap(true, Ordering::AcqRel) {
+            self.wake.wake();
+        }
+    }
 }

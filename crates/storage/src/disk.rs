@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use bytes::Bytes;
 use cratetorrent_metainfo::PieceIndex;
 use cratetorrent_wire::{BLOCK_SIZE, Bitfield, BlockInfo};
 
-use crate::backend::{Backend, Completion, Op, OpKind, Wake};
+use crate::backend::{Backend, Completion, Doorbell, Op, OpKind};
 use crate::beneath::Beneath;
 use crate::file_cache::FileCache;
 use crate::hasher::{Attempt, HashJob, Hashers};
@@ -59,20 +59,6 @@ pub(crate) enum Command {
     Shutdown {
         done: Sender<Result<(), StorageError>>,
     },
-}
-
-/// Wakes the disk thread at most once per drain of its queue.
-pub(crate) struct Doorbell {
-    pub(crate) rung: AtomicBool,
-    pub(crate) wake: Arc<dyn Wake>,
-}
-
-impl Doorbell {
-    pub(crate) fn ring(&self) {
-        if !self.rung.swap(true, Ordering::AcqRel) {
-            self.wake.wake();
-        }
-    }
 }
 
 pub(crate) struct PieceProgress {

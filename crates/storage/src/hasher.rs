@@ -448,7 +448,7 @@ fn ready_len(state: &PieceHash) -> u64 {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
     use std::sync::Mutex;
 
@@ -457,19 +457,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::memory::MemoryGauge;
-
-    /// Deterministic pseudo-random bytes (xorshift).
-    pub(crate) fn payload(len: usize, seed: u64) -> Vec<u8> {
-        let mut seed = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
-        (0..len)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect()
-    }
+    use crate::sha1x16::tests::payload;
 
     fn metainfo(payload: &[u8], piece_length: usize) -> Metainfo {
         let hashes: Vec<u8> = payload

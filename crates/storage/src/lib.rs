@@ -84,8 +84,9 @@ pub use memory::SharedBuffer;
 pub use resume::{CheckProgress, verify};
 
 use crate::backend::Backend;
+use crate::backend::Doorbell;
 use crate::beneath::{Access, Beneath};
-use crate::disk::{Command, Disk, Doorbell};
+use crate::disk::{Command, Disk};
 use crate::file_cache::FileCache;
 use crate::hasher::Hashers;
 use crate::memory::{HeldBlock, MemoryGauge};

@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use cratetorrent_metainfo::PieceIndex;
 use cratetorrent_wire::{BLOCK_SIZE, BlockInfo};
 
-use crate::disk::Doorbell;
+use crate::backend::Doorbell;
 
 /// Spare window buffers kept for reuse (reading into warm pages instead of faulting in new ones).
 const POOL_SIZE: usize = 16;

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use cratetorrent_metainfo::PieceIndex;
 use cratetorrent_wire::{BLOCK_SIZE, Block, BlockInfo, Geometry, Message};
 
-use super::{Action, BanKey, Core, PeerKey};
+use super::{Action, Core, PeerKey};
 use crate::peer::{Outstanding, Peer};
+use crate::peer_addr::BanKey;
 
 /// Block state: 0 = free, 1..RECEIVED = requested from that many peers.
 const RECEIVED: u8 = u8::MAX;
@@ -351,6 +352,34 @@ impl Core {
                 self.actions.push_back(Action::Wake(key));
             }
         }
+    }
+
+    /// Cancels the peer's requests for blocks of `piece` and gives them back to the pool.
+    pub(crate) fn withdraw_piece(&mut self, key: PeerKey, piece: PieceIndex, now: Instant) {
+        let memory = WITHDRAWN_MEMORY * self.conf.max_out_requests;
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        let mut withdrawn = Vec::new();
+        peer.requests.retain(|request| {
+            let keep = request.block.piece != piece;
+            if !keep {
+                withdrawn.push(request.block);
+            }
+            keep
+        });
+        if withdrawn.is_empty() {
+            return;
+        }
+        for &block in &withdrawn {
+            peer.withdrawn.push_bounded(block, memory);
+            peer.outbox.push(&Message::Cancel(block));
+        }
+        self.actions.push_back(Action::Wake(key));
+        for block in withdrawn {
+            self.free_block(block);
+        }
+        self.fill_requests(key, now);
     }
 
     /// Gives a peer's outstanding requests back to the pool (on choke, timeout or disconnect).

@@ -117,6 +117,7 @@ impl Core {
         let peer = &mut self.peers[key];
         if common.contains(Extension::ExtensionProtocol) {
             let handshake = ExtendedHandshake {
+                extensions: crate::extensions::our_map(),
                 client: Some(format!("cratetorrent {}", env!("CARGO_PKG_VERSION"))),
                 listen_port: Some(self.listen_port).filter(|&p| p != 0),
                 request_queue: u32::try_from(self.conf.max_in_requests).ok(),

@@ -6,7 +6,7 @@
 //! side (serving requests, choking) in `upload.rs`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,7 +20,9 @@ use slab::Slab;
 
 use crate::alert::{Alert, PeerStats, TorrentState, TorrentStats};
 use crate::conf::TorrentConf;
+use crate::extensions::{self, ExtMessage, PeerExtensions};
 use crate::peer::Peer;
+use crate::peer_addr::{BanKey, canonical, limited_ip};
 use crate::picker::Picker;
 use crate::rate::RateMeter;
 use crate::smart_ban::{Outcome, SmartBans};
@@ -50,52 +52,6 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(120);
 const RECHOKE_INTERVAL: Duration = Duration::from_secs(10);
 /// A connection shorter than this counts as a failure for reconnection back-off.
 const SHORT_CONNECTION: Duration = Duration::from_secs(30);
-
-/// Whom a ban applies to: an IPv4 address, an IPv6 host's /64 (hosts pick any address in
-/// theirs), or on loopback (where every test peer shares one address) the peer id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum BanKey {
-    V4(Ipv4Addr),
-    /// The upper 64 bits of the address.
-    V6Net(u64),
-    Id(PeerId),
-}
-
-impl BanKey {
-    pub(crate) fn of(addr: SocketAddr, id: PeerId) -> Self {
-        Self::of_ip(addr.ip()).unwrap_or(Self::Id(id))
-    }
-
-    /// The key of an address, `None` on loopback (where bans go by peer id).
-    pub(crate) fn of_ip(ip: IpAddr) -> Option<Self> {
-        match ip.to_canonical() {
-            ip if ip.is_loopback() => None,
-            IpAddr::V4(v4) => Some(Self::V4(v4)),
-            IpAddr::V6(v6) => Some(Self::V6Net((v6.to_bits() >> 64) as u64)),
-        }
-    }
-}
-
-/// `addr` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what a dual-stack listener
-/// reports for IPv4 peers) as the IPv4 address, so that one host compares equal however it
-/// reached us.
-pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
-}
-
-/// The address that the per-IP limits count `addr` under: an IPv4 address, or an IPv6
-/// address's /64; `None` on loopback, which is exempt (local test swarms put every peer on
-/// 127.0.0.1).
-pub(crate) fn limited_ip(addr: SocketAddr) -> Option<IpAddr> {
-    match addr.ip().to_canonical() {
-        ip if ip.is_loopback() => None,
-        IpAddr::V4(v4) => Some(IpAddr::V4(v4)),
-        // One host has a whole /64 to rotate through: it counts as one address.
-        IpAddr::V6(v6) => Some(IpAddr::V6(std::net::Ipv6Addr::from_bits(
-            v6.to_bits() & !u128::from(u64::MAX),
-        ))),
-    }
-}
 
 /// One torrent's state machine.
 pub(crate) struct Core {
@@ -284,6 +240,14 @@ impl Core {
                     self.disconnect(key, "extended message without BEP 10");
                 } else if id == EXTENDED_HANDSHAKE_ID {
                     self.on_extended_handshake(key, &payload);
+                } else {
+                    match extensions::decode(id, &payload) {
+                        Some(Ok(ExtMessage::DontHave(piece))) => {
+                            self.on_dont_have(key, piece, now);
+                        }
+                        Some(Err(error)) => self.disconnect(key, &error.to_string()),
+                        None => {}
+                    }
                 }
             }
             Message::SuggestPiece(_)
@@ -306,15 +270,45 @@ impl Core {
                 if let Some(reqq) = handshake.request_queue {
                     peer.peer_reqq = (reqq as usize).clamp(1, max);
                 }
-                if let Some(client) = handshake.client {
+                if let Some(client) = &handshake.client {
                     peer.client = Some(client.chars().take(64).collect());
                 }
+                peer.ext = PeerExtensions::from_handshake(&handshake);
             }
             Err(error) => {
                 tracing::debug!(%error, "bad extended handshake");
                 self.disconnect(key, "malformed extended handshake");
             }
         }
+    }
+
+    /// BEP 54: the peer no longer has `piece`.
+    fn on_dont_have(&mut self, key: PeerKey, piece: PieceIndex, now: Instant) {
+        if piece >= self.geometry.piece_count() {
+            self.disconnect(key, "lt_donthave for a piece past the end");
+            return;
+        }
+        let wanted = self.wants(piece);
+        let peer = &mut self.peers[key];
+        if peer.is_seed {
+            // It counted as a seed; from now on it counts piece by piece.
+            peer.is_seed = false;
+            self.picker.seed(false);
+            let bitfield = std::mem::replace(&mut peer.bitfield, Bitfield::new(0));
+            self.picker.add_bitfield(&bitfield, true);
+            self.peers[key].bitfield = bitfield;
+        }
+        let peer = &mut self.peers[key];
+        if !peer.bitfield.clear(piece) {
+            return;
+        }
+        self.picker.decrement(piece);
+        if wanted {
+            peer.interesting = peer.interesting.saturating_sub(1);
+            self.update_interest(key, now);
+        }
+        // Whatever we asked of it for that piece will not come.
+        self.withdraw_piece(key, piece, now);
     }
 
     fn on_have(&mut self, key: PeerKey, piece: PieceIndex, now: Instant) {

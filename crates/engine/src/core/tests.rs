@@ -319,3 +319,4 @@ fn file_priorities_decide_interest() {
 mod hostile;
 
 mod addresses;
+mod extensions;

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cratetorrent_metainfo::{Metainfo, TorrentBuilder};
 
-use super::{Command, Disk, Doorbell};
+use super::{Command, Disk};
 use crate::backend::Backend;
+use crate::backend::Doorbell;
 use crate::beneath::Beneath;
 use crate::file_cache::FileCache;
 use crate::hasher::Hashers;

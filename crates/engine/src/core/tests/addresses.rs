@@ -6,7 +6,8 @@
 use std::collections::HashSet;
 
 use super::*;
-use crate::core::{BanKey, Reject};
+use crate::core::Reject;
+use crate::peer_addr::BanKey;
 
 fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()

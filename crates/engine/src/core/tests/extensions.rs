@@ -1,0 +1,70 @@
+//! BEP 10 extensions through the core: the registry's ids, and what each extension does.
+
+use super::*;
+
+#[test]
+fn lt_donthave_takes_a_piece_off_a_peer_and_withdraws_our_requests_for_it() {
+    let mut core = core(4, Bitfield::new(4), false);
+    let now = Instant::now();
+    let addr: SocketAddr = "10.0.0.9:6881".parse().unwrap();
+    let id = PeerId::new([9; 20]);
+    let key = core
+        .on_handshake(addr, id, crate::core::our_extensions(), true, now)
+        .unwrap();
+    core.on_message(
+        key,
+        Message::Bitfield(Bytes::copy_from_slice(Bitfield::full(4).as_bytes())),
+        now,
+    );
+    core.on_message(key, Message::Unchoke, now);
+    let asked = requests(&sent(&mut core, key));
+    let piece = asked[0].piece;
+    let ours = crate::extensions::our_map()["lt_donthave"];
+    let donthave = |payload: &[u8]| Message::Extended {
+        id: ours,
+        payload: Bytes::copy_from_slice(payload),
+    };
+    core.on_message(
+        key,
+        Message::Extended {
+            id: 200,
+            payload: Bytes::new(),
+        },
+        now,
+    );
+    assert!(
+        core.is_open(key),
+        "an extension id we never assigned is ignored"
+    );
+    core.on_message(key, donthave(&piece.to_be_bytes()), now);
+    assert_eq!(core.picker.availability(piece), 0);
+    let other = (piece + 1) % 4;
+    assert_eq!(core.picker.availability(other), 1, "a seed until then");
+    assert!(
+        core.peers[key]
+            .requests
+            .iter()
+            .all(|r| r.block.piece != piece),
+        "our requests for it are withdrawn"
+    );
+    assert!(
+        sent(&mut core, key)
+            .iter()
+            .any(|m| matches!(m, Message::Cancel(b) if b.piece == piece))
+    );
+    core.check_availability();
+    core.on_message(key, donthave(&99u32.to_be_bytes()), now);
+    assert!(!core.is_open(key), "a piece past the end");
+    let other: SocketAddr = "10.0.0.8:6881".parse().unwrap();
+    let key = core
+        .on_handshake(
+            other,
+            PeerId::new([8; 20]),
+            crate::core::our_extensions(),
+            true,
+            now,
+        )
+        .unwrap();
+    core.on_message(key, donthave(b"abc"), now);
+    assert!(!core.is_open(key), "a malformed payload");
+}

@@ -1,0 +1,141 @@
+//! The BEP 10 extensions we speak, as a registry: the message id we assign each one (sent in
+//! our extended handshake's `m`), the ids each peer assigned (from its handshake), and one
+//! module per extension that owns its message format. The core hands [`decode`] an extended
+//! message and acts on the typed [`ExtMessage`] it gets back; an id we never assigned is
+//! ignored, as BEP 10 asks. A new extension is a module here, a variant of [`Ext`] and of
+//! [`ExtMessage`], and the core's reaction to it.
+
+use std::collections::BTreeMap;
+
+use cratetorrent_metainfo::PieceIndex;
+use cratetorrent_wire::ExtendedHandshake;
+#[cfg(test)]
+use cratetorrent_wire::Message;
+
+mod donthave;
+
+/// An extension we speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ext {
+    /// BEP 54 `lt_donthave`: the peer no longer has a piece.
+    DontHave,
+}
+
+impl Ext {
+    const ALL: [Ext; 1] = [Ext::DontHave];
+
+    fn name(self) -> &'static str {
+        match self {
+            Ext::DontHave => donthave::NAME,
+        }
+    }
+
+    /// The id peers use to send it to us (1-based: 0 is the extended handshake).
+    fn our_id(self) -> u8 {
+        match self {
+            Ext::DontHave => 1,
+        }
+    }
+
+    fn of_our_id(id: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|ext| ext.our_id() == id)
+    }
+}
+
+/// A decoded extension message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ExtMessage {
+    DontHave(PieceIndex),
+}
+
+/// An extension message that does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed {0} message")]
+pub(crate) struct ExtError(&'static str);
+
+/// The `m` dictionary of our extended handshake.
+pub(crate) fn our_map() -> BTreeMap<String, u8> {
+    Ext::ALL
+        .into_iter()
+        .map(|ext| (ext.name().to_owned(), ext.our_id()))
+        .collect()
+}
+
+/// Decodes extended message `id` (not 0) sent to us: `None` for an id we never assigned.
+pub(crate) fn decode(id: u8, payload: &[u8]) -> Option<Result<ExtMessage, ExtError>> {
+    let ext = Ext::of_our_id(id)?;
+    Some(match ext {
+        Ext::DontHave => donthave::decode(payload)
+            .map(ExtMessage::DontHave)
+            .ok_or(ExtError(donthave::NAME)),
+    })
+}
+
+/// The ids a peer assigned to the extensions we speak (absent or 0: it does not want them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PeerExtensions {
+    ids: [Option<u8>; Ext::ALL.len()],
+}
+
+impl PeerExtensions {
+    pub(crate) fn from_handshake(handshake: &ExtendedHandshake) -> Self {
+        let mut ids = [None; Ext::ALL.len()];
+        for (slot, ext) in ids.iter_mut().zip(Ext::ALL) {
+            *slot = handshake
+                .extensions
+                .get(ext.name())
+                .copied()
+                .filter(|&id| id != 0);
+        }
+        Self { ids }
+    }
+
+    // Sending: nothing we speak is sent yet (we never lose a verified piece); the tests
+    // check that ids go both ways.
+    #[cfg(test)]
+    fn id(&self, ext: Ext) -> Option<u8> {
+        Ext::ALL
+            .iter()
+            .position(|&e| e == ext)
+            .and_then(|index| self.ids[index])
+    }
+
+    /// The message that sends `message` to this peer, if it speaks the extension.
+    #[cfg(test)]
+    pub(crate) fn encode(&self, message: &ExtMessage) -> Option<Message> {
+        let (ext, payload) = match message {
+            ExtMessage::DontHave(piece) => (Ext::DontHave, donthave::encode(*piece)),
+        };
+        Some(Message::Extended {
+            id: self.id(ext)?,
+            payload: bytes::Bytes::from(payload),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn ids_go_both_ways_and_unknown_ones_are_ignored() {
+        let ours = our_map();
+        assert_eq!(ours.get("lt_donthave"), Some(&1));
+        let theirs = ExtendedHandshake {
+            extensions: [("lt_donthave".to_string(), 7), ("ut_pex".to_string(), 1)].into(),
+            ..ExtendedHandshake::default()
+        };
+        let peer = PeerExtensions::from_handshake(&theirs);
+        let Some(Message::Extended { id, payload }) = peer.encode(&ExtMessage::DontHave(9)) else {
+            panic!("the peer speaks lt_donthave");
+        };
+        assert_eq!(id, 7, "sent with the peer's id");
+        assert_eq!(decode(1, &payload), Some(Ok(ExtMessage::DontHave(9))));
+        assert_eq!(decode(42, &payload), None, "an id we never assigned");
+        let silent = PeerExtensions::from_handshake(&ExtendedHandshake::default());
+        assert_eq!(silent.encode(&ExtMessage::DontHave(9)), None);
+        assert_eq!(decode(1, b"abc"), Some(Err(ExtError("lt_donthave"))));
+    }
+}
