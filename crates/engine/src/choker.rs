@@ -5,15 +5,12 @@
 //! until it has had its quota of pieces since it was unchoked, then the peers unchoked longest
 //! ago come first, so a seed spreads its upload over the whole swarm instead of feeding the
 //! same few peers; or, as libtorrent's `fastest_upload`, the peers we upload to fastest keep
-//! theirs. In every case one more slot is optimistic: it rotates every [`OPTIMISTIC_ROTATION`]
+//! theirs. In every case one more slot is optimistic: it rotates every `optimistic_unchoke_interval` (30 s)
 //! among the interested peers that are choked, so newcomers get a chance to prove themselves.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::conf::SeedChoking;
-
-/// How often the optimistic unchoke moves to another peer.
-pub(crate) const OPTIMISTIC_ROTATION: Duration = Duration::from_secs(30);
 
 /// What the choker needs to know about one peer.
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +117,7 @@ mod tests {
     #[test]
     fn seeding_in_turn_keeps_peers_within_their_quota_then_rotates_to_the_longest_waiting() {
         let start = Instant::now();
-        let at = |s: u64| Some(start + Duration::from_secs(s));
+        let at = |s: u64| Some(start + std::time::Duration::from_secs(s));
         let mut peers: Vec<_> = (0..6).map(|k| candidate(k, true, 0, 1000)).collect();
         // 0 and 1 are unchoked: 0 within its quota, 1 past it; 2 and 3 were unchoked long
         // ago, 4 never, 5 recently.

@@ -22,6 +22,13 @@ pub struct Conf {
     pub max_connections: usize,
     /// Outgoing connections still connecting, across all torrents.
     pub max_half_open: usize,
+    /// How long an incoming connection may take to send its handshake (default 10 s).
+    pub handshake_timeout: Duration,
+    /// Incoming connections allowed in their handshake at once (default 64): more are closed.
+    pub max_handshaking: usize,
+    /// Of those, from one IP address or IPv6 /64, loopback exempt (default 4), so that one host
+    /// cannot hold every slot and shut other peers out of every torrent.
+    pub max_handshaking_per_ip: usize,
     /// Download limit across all torrents, bytes per second (0 = none).
     pub download_rate_limit: u64,
     /// Upload limit across all torrents, bytes per second (0 = none).
@@ -47,6 +54,9 @@ impl Conf {
             peer_id: PeerId::generate(),
             max_connections: 500,
             max_half_open: 32,
+            handshake_timeout: Duration::from_secs(10),
+            max_handshaking: 64,
+            max_handshaking_per_ip: 4,
             download_rate_limit: 0,
             upload_rate_limit: 0,
             torrent: TorrentConf::default(),
@@ -67,18 +77,40 @@ pub struct TorrentConf {
     /// that one host cannot take every slot (libtorrent allows 1); 0 = no limit. Loopback
     /// addresses are exempt: a local swarm puts every peer on 127.0.0.1.
     pub max_connections_per_ip: usize,
+    /// Peer addresses kept per torrent for dialling (default 2,000); when full, the least
+    /// useful idle address makes room.
+    pub max_known_peers: usize,
+    /// A connection that ends sooner than this counts as a failure of its address for the
+    /// reconnection back-off (default 30 s).
+    pub short_connection: Duration,
     /// Consecutive failures (dial refused or timed out, handshake rejected, connection closed
-    /// within 30 s) after which a peer address is forgotten until a tracker gives it again;
+    /// within `short_connection`) after which a peer address is forgotten until a tracker gives it again;
     /// 0 = never. With the back-off (1 s doubling to 5 min) 8 failures take about 4 minutes.
     pub max_peer_failures: u32,
     /// Upload slots (the last one is the optimistic unchoke); 0 unchokes every interested peer
     /// (libtorrent's `unchoke_slots_limit = -1`, as in its `high_performance_seed`).
     pub unchoke_slots: usize,
+    /// How often who is unchoked is revisited (default 10 s).
+    pub rechoke_interval: Duration,
+    /// How long the optimistic unchoke stays with one peer (default 30 s).
+    pub optimistic_unchoke_interval: Duration,
     /// How much time's worth of data to keep requested from a peer (libtorrent's
     /// `request_queue_time`).
     pub request_queue_time: Duration,
     /// Most requests outstanding to one peer.
     pub max_out_requests: usize,
+    /// Requests outstanding to a new peer before slow start grows the queue (default 4).
+    pub initial_request_queue: usize,
+    /// The bounds of a request's timeout, which follows the peer's block round trips (mean + 4
+    /// deviations; default 3 s to 30 s). A peer that lets one pass is snubbed.
+    pub min_request_timeout: Duration,
+    /// See `min_request_timeout`.
+    pub max_request_timeout: Duration,
+    /// In end-game, how many peers one block may be requested from at once (default 2).
+    pub max_end_game_requests: u8,
+    /// Blocks a peer may send that we never asked for (nor withdrew) before it is dropped
+    /// (default 64: a megabyte of slack for clients that send what they guess we want).
+    pub max_unasked_blocks: usize,
     /// Most requests from one peer we queue (advertised as `reqq`).
     pub max_in_requests: usize,
     /// Bytes read for a peer and not yet on its socket before we stop reading more for it.
@@ -87,6 +119,8 @@ pub struct TorrentConf {
     pub connect_timeout: Duration,
     /// A peer that sends nothing (not even a keep-alive) for this long is dropped.
     pub idle_timeout: Duration,
+    /// A keep-alive goes to a peer we have sent nothing for this long (default 120 s).
+    pub keep_alive_interval: Duration,
     /// A peer whose socket takes none of our data for this long while data waits for it is
     /// dropped (default 60 s): it would keep that data and the read buffers behind it.
     pub send_timeout: Duration,
@@ -116,14 +150,24 @@ impl Default for TorrentConf {
         Self {
             max_connections: 100,
             max_connections_per_ip: 1,
+            max_known_peers: 2000,
+            short_connection: Duration::from_secs(30),
             max_peer_failures: 8,
             unchoke_slots: 8,
+            rechoke_interval: Duration::from_secs(10),
+            optimistic_unchoke_interval: Duration::from_secs(30),
             request_queue_time: Duration::from_secs(1),
             max_out_requests: 500,
+            initial_request_queue: 4,
+            min_request_timeout: Duration::from_secs(3),
+            max_request_timeout: Duration::from_secs(30),
+            max_end_game_requests: 2,
+            max_unasked_blocks: 64,
             max_in_requests: 2000,
             send_watermark: 4 << 20,
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
+            keep_alive_interval: Duration::from_secs(120),
             send_timeout: Duration::from_secs(60),
             stats_interval: Duration::from_secs(1),
             tick_interval: Duration::from_secs(1),

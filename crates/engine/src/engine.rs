@@ -24,9 +24,6 @@ use crate::session::{HandshakeTicket, Session};
 use crate::torrent::{Shared, Torrent};
 use crate::{TorrentError, TorrentId};
 
-/// How long an incoming connection may take to send its handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Starts an engine on its own thread (with its own tokio-uring runtime) and returns a handle
 /// to it and the stream of its alerts. Works from any context, async or not.
 pub fn spawn(conf: Conf) -> Result<(EngineHandle, Alerts), EngineError> {
@@ -431,7 +428,7 @@ async fn incoming(engine: Rc<Engine>, stream: TcpStream, addr: SocketAddr) {
     // A tokio-uring socket is closed only once its pending read completes, so a timed-out
     // handshake must shut the socket down: dropping it would leave the slowloris connected.
     let handshake = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
+        engine.conf.handshake_timeout,
         connection::read_handshake(&stream, &mut buf),
     )
     .await;

@@ -14,11 +14,8 @@ use crate::rate::RateMeter;
 
 /// Requests a peer that never told us its `reqq` is assumed to accept.
 pub(crate) const DEFAULT_PEER_REQQ: usize = 250;
-/// Queue depth a new peer starts with, before slow start grows it.
+/// Queue depth a new peer starts with (the core sets its `initial_request_queue`).
 const INITIAL_QUEUE: usize = 4;
-/// Bounds of the request timeout derived from block round trips.
-const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
-const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One request we sent and have not been answered yet.
 #[derive(Debug, Clone, Copy)]
@@ -48,13 +45,13 @@ impl RoundTrip {
         self.samples = self.samples.saturating_add(1);
     }
 
-    /// `mean + 4 · deviation`, clamped.
-    pub(crate) fn timeout(&self) -> Duration {
+    /// `mean + 4 · deviation`, between `min` and `max` (half of `max` before any sample).
+    pub(crate) fn timeout(&self, min: Duration, max: Duration) -> Duration {
+        let max = max.max(min);
         if self.samples == 0 {
-            return MAX_REQUEST_TIMEOUT / 2;
+            return (max / 2).max(min);
         }
-        Duration::from_secs_f64(self.mean + 4.0 * self.deviation)
-            .clamp(MIN_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT)
+        Duration::from_secs_f64(self.mean + 4.0 * self.deviation).clamp(min, max)
     }
 }
 
@@ -225,6 +222,9 @@ impl Peer {
 mod tests {
     use super::*;
 
+    const MIN: Duration = Duration::from_secs(3);
+    const MAX: Duration = Duration::from_secs(30);
+
     fn peer() -> Peer {
         Peer::new(
             "127.0.0.1:1".parse().expect("addr"),
@@ -263,14 +263,14 @@ mod tests {
     #[test]
     fn request_timeout_follows_round_trips() {
         let mut rtt = RoundTrip::default();
-        assert_eq!(rtt.timeout(), Duration::from_secs(15));
+        assert_eq!(rtt.timeout(MIN, MAX), Duration::from_secs(15));
         for _ in 0..20 {
             rtt.sample(Duration::from_millis(10));
         }
-        assert_eq!(rtt.timeout(), MIN_REQUEST_TIMEOUT);
+        assert_eq!(rtt.timeout(MIN, MAX), MIN);
         for _ in 0..50 {
             rtt.sample(Duration::from_secs(8));
         }
-        assert!(rtt.timeout() >= Duration::from_secs(8));
+        assert!(rtt.timeout(MIN, MAX) >= Duration::from_secs(8));
     }
 }

@@ -14,12 +14,6 @@ use crate::peer_addr::limited_ip;
 use crate::rate::TokenBucket;
 use crate::{TorrentError, TorrentId};
 
-/// Incoming connections allowed in their handshake at once.
-const MAX_HANDSHAKING: usize = 64;
-/// Of those, from one IP address (loopback exempt), so that one host cannot hold every slot
-/// and keep other peers from reaching any torrent.
-const MAX_HANDSHAKING_PER_IP: usize = 4;
-
 /// An incoming connection's place among those handshaking; give it back with
 /// [`Session::end_handshake`].
 #[derive(Debug)]
@@ -39,7 +33,9 @@ pub(crate) struct Session {
     /// connecting, so this is bounded by the torrents' connection limits).
     dials: VecDeque<(TorrentId, SocketAddr)>,
     handshaking: usize,
-    /// At most `MAX_HANDSHAKING` entries: one is removed when its count drops to zero.
+    max_handshaking: usize,
+    max_handshaking_per_ip: usize,
+    /// At most `max_handshaking` entries: one is removed when its count drops to zero.
     handshaking_per_ip: HashMap<IpAddr, usize>,
     download: TokenBucket,
     upload: TokenBucket,
@@ -60,6 +56,8 @@ impl Session {
             half_open: 0,
             dials: VecDeque::new(),
             handshaking: 0,
+            max_handshaking: conf.max_handshaking,
+            max_handshaking_per_ip: conf.max_handshaking_per_ip,
             handshaking_per_ip: HashMap::new(),
             download: TokenBucket::new(conf.download_rate_limit, now),
             upload: TokenBucket::new(conf.upload_rate_limit, now),
@@ -121,13 +119,13 @@ impl Session {
     /// A place for an incoming connection to handshake in, unless too many are (in all, or
     /// from its IP, loopback exempt); slow handshakes (slowloris) cannot pile up past this.
     pub(crate) fn begin_handshake(&mut self, addr: SocketAddr) -> Option<HandshakeTicket> {
-        if self.handshaking >= MAX_HANDSHAKING {
+        if self.handshaking >= self.max_handshaking {
             return None;
         }
         let ip = limited_ip(addr);
         if let Some(ip) = ip {
             let count = self.handshaking_per_ip.entry(ip).or_insert(0);
-            if *count >= MAX_HANDSHAKING_PER_IP {
+            if *count >= self.max_handshaking_per_ip {
                 return None;
             }
             *count += 1;
@@ -199,6 +197,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    const MAX_HANDSHAKING: usize = 64;
+    const MAX_HANDSHAKING_PER_IP: usize = 4;
 
     fn session() -> Session {
         let mut conf = Conf::new("/nonexistent");

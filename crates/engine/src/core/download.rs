@@ -18,11 +18,6 @@ use crate::peer_addr::BanKey;
 
 /// Block state: 0 = free, 1..RECEIVED = requested from that many peers.
 const RECEIVED: u8 = u8::MAX;
-/// End-game never asks more than this many peers for one block.
-const MAX_DUPLICATES: u8 = 2;
-/// Blocks a peer may send that we never requested (nor withdrew) before it is disconnected:
-/// 1 MiB of slack for clients that send what they guess we want. They are never used.
-const MAX_UNASKED_BLOCKS: usize = 64;
 /// Withdrawn requests remembered per peer, as a multiple of the most we keep outstanding.
 const WITHDRAWN_MEMORY: usize = 2;
 /// The shortest a request may wait while later ones are answered before it counts as skipped.
@@ -76,19 +71,27 @@ impl PieceDownload {
     }
 }
 
-/// Requests up to `need` blocks of `piece` from `peer`: free ones, or in end-game (`asked` holds
-/// what the peer has outstanding) ones requested once elsewhere; returns how many.
+/// End-game: what the peer has outstanding, and how many peers one block may be asked of.
+struct EndGame<'a> {
+    asked: &'a HashSet<BlockInfo>,
+    max_requests: u8,
+}
+
+/// Requests up to `need` blocks of `piece` from `peer`: free ones, or in end-game ones
+/// requested elsewhere (fewer than `max_requests` times, and not of this peer); returns how many.
 fn request_blocks(
     peer: &mut Peer,
     download: &mut PieceDownload,
     geometry: &Geometry,
     piece: PieceIndex,
     need: usize,
-    asked: Option<&HashSet<BlockInfo>>,
+    end_game: Option<&EndGame<'_>>,
     now: Instant,
 ) -> usize {
     let mut sent = 0;
-    let end_game = asked.is_some();
+    let asked = end_game.map(|e| e.asked);
+    let max_duplicates = end_game.map_or(1, |e| e.max_requests.max(1));
+    let end_game = end_game.is_some();
     let start = if end_game { 0 } else { download.first_free };
     for (index, state) in download.states.iter_mut().enumerate().skip(start) {
         if sent == need {
@@ -98,7 +101,7 @@ fn request_blocks(
             download.first_free += 1;
         }
         let eligible = if end_game {
-            (1..MAX_DUPLICATES).contains(state)
+            (1..max_duplicates).contains(state)
         } else {
             *state == 0
         };
@@ -203,6 +206,11 @@ impl Core {
         // whole pipeline for every block considered.
         let asked: Option<HashSet<BlockInfo>> =
             end_game.then(|| self.peers[key].requests.iter().map(|r| r.block).collect());
+        let max_requests = self.conf.max_end_game_requests;
+        let game = asked.as_ref().map(|asked| EndGame {
+            asked,
+            max_requests,
+        });
         for i in 0..self.partials.len() {
             if sent == need {
                 break;
@@ -232,7 +240,7 @@ impl Core {
                 &self.geometry,
                 piece,
                 need - sent,
-                asked.as_ref(),
+                game.as_ref(),
                 now,
             );
         }
@@ -271,7 +279,7 @@ impl Core {
             // into pieces others are fetching, failing them with blame spread over everyone.
             peer.unasked += 1;
             self.wasted += len;
-            if peer.unasked > MAX_UNASKED_BLOCKS {
+            if peer.unasked > self.conf.max_unasked_blocks {
                 // A megabyte of blocks nobody asked for is an attack (spraying junk into
                 // pieces), not a guess at what we want: it may not come back.
                 let ban_key = BanKey::of(peer.addr, peer.id);
@@ -466,7 +474,9 @@ impl Core {
         let Some(oldest) = peer.requests.front() else {
             return;
         };
-        let timeout = peer.round_trip.timeout();
+        let timeout = peer
+            .round_trip
+            .timeout(self.conf.min_request_timeout, self.conf.max_request_timeout);
         if now.saturating_duration_since(oldest.sent) > timeout
             && now.saturating_duration_since(peer.last_block) > timeout
         {

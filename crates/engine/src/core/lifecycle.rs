@@ -113,6 +113,7 @@ impl Core {
             now,
         );
         let key = self.peers.insert(peer);
+        self.peers[key].queue_target = self.conf.initial_request_queue.max(1);
         self.tags.insert(tag, key);
         let peer = &mut self.peers[key];
         if common.contains(Extension::ExtensionProtocol) {
@@ -214,7 +215,8 @@ impl Core {
             }
         }
         if peer.outgoing {
-            let short = now.saturating_duration_since(peer.connected_at) < SHORT_CONNECTION;
+            let short =
+                now.saturating_duration_since(peer.connected_at) < self.conf.short_connection;
             self.known.update(peer.addr, |known| {
                 known.dial = Dial::Idle;
                 known.seed = peer.is_seed;

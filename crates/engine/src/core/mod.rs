@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use cratetorrent_metainfo::{InfoHash, Metainfo, PieceIndex};
@@ -43,15 +43,6 @@ use known::{Dial, KnownPeers};
 
 /// Index of a connected peer in its torrent.
 pub(crate) type PeerKey = usize;
-
-/// Known peer addresses kept for reconnection, at most.
-const MAX_KNOWN_PEERS: usize = 2000;
-/// Keep-alive after this long without sending anything.
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(120);
-/// Choking decisions are revisited this often.
-const RECHOKE_INTERVAL: Duration = Duration::from_secs(10);
-/// A connection shorter than this counts as a failure for reconnection back-off.
-const SHORT_CONNECTION: Duration = Duration::from_secs(30);
 
 /// One torrent's state machine.
 pub(crate) struct Core {
@@ -124,6 +115,7 @@ impl Core {
         let picker = Picker::new(piece_count, &init.have);
         let wanted_missing = piece_count - init.have.count_ones();
         let max_failures = init.conf.max_peer_failures;
+        let max_known = init.conf.max_known_peers;
         Self {
             id: init.id,
             info_hash: init.metainfo.info_hash(),
@@ -144,7 +136,7 @@ impl Core {
             peers: Slab::new(),
             tags: HashMap::new(),
             next_tag: 1,
-            known: KnownPeers::new(MAX_KNOWN_PEERS, max_failures),
+            known: KnownPeers::new(max_known, max_failures),
             ip_peers: HashMap::new(),
             strikes: HashMap::new(),
             banned: HashSet::new(),
@@ -424,7 +416,7 @@ impl Core {
             let Some(peer) = self.peers.get_mut(key) else {
                 continue;
             };
-            if now.saturating_duration_since(peer.last_sent) > KEEP_ALIVE_INTERVAL
+            if now.saturating_duration_since(peer.last_sent) > self.conf.keep_alive_interval
                 && peer.outbox.is_empty()
             {
                 peer.outbox.push(&Message::KeepAlive);
@@ -434,8 +426,9 @@ impl Core {
             self.check_request_timeout(key, now);
         }
         let rotate = now.saturating_duration_since(self.last_optimistic)
-            >= crate::choker::OPTIMISTIC_ROTATION;
-        if rotate || now.saturating_duration_since(self.last_rechoke) >= RECHOKE_INTERVAL {
+            >= self.conf.optimistic_unchoke_interval;
+        if rotate || now.saturating_duration_since(self.last_rechoke) >= self.conf.rechoke_interval
+        {
             if rotate {
                 self.last_optimistic = now;
             }

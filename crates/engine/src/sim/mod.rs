@@ -12,8 +12,7 @@
 //! the cores' choices) comes from one seed: the same seed gives the same run, event for event
 //! ([`Sim::trace_hash`]).
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -27,11 +26,13 @@ use crate::alert::Alert;
 use crate::core::{Action, Command, Handled, Input, PeerKey};
 
 mod host;
+mod queue;
 #[cfg(test)]
 mod tests;
 
 use host::Host;
 pub use host::{HostSpec, Link};
+use queue::{Event, Queue, Scheduled};
 
 /// Frames taken from a peer's outbox at once (a block is two): at most 32 KiB, so that peers share
 /// an uplink in small turns (as per-flow fair queueing would) and a request is never stuck
@@ -56,67 +57,6 @@ struct Connection {
     last_delivery: [Instant; 2],
 }
 
-#[derive(Debug)]
-enum Event {
-    Timeout(HostId),
-    /// A batch is on the wire: the sender's uplink is free again.
-    Sent {
-        host: HostId,
-        key: PeerKey,
-        bytes: usize,
-    },
-    Deliver {
-        link: LinkId,
-        side: usize,
-        frames: Vec<Bytes>,
-    },
-    /// A dial reaches its target.
-    Dial {
-        from: HostId,
-        to: HostId,
-    },
-    DialFailed {
-        host: HostId,
-        addr: SocketAddr,
-    },
-    Storage {
-        host: HostId,
-        event: StorageEvent,
-    },
-    Closed {
-        host: HostId,
-        key: PeerKey,
-    },
-    Join(HostId),
-    Leave(HostId),
-}
-
-struct Scheduled {
-    at: Instant,
-    seq: u64,
-    /// The host's generation the event was made in (stale events of a host that left are
-    /// dropped).
-    generation: u32,
-    event: Event,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
 /// A simulated swarm of one torrent.
 pub struct Sim {
     metainfo: Metainfo,
@@ -125,8 +65,7 @@ pub struct Sim {
     by_addr: HashMap<SocketAddr, HostId>,
     links: BTreeMap<LinkId, Connection>,
     next_link: LinkId,
-    queue: BinaryHeap<Reverse<Scheduled>>,
-    seq: u64,
+    queue: Queue,
     start: Instant,
     now: Instant,
     rng: fastrand::Rng,
@@ -150,8 +89,7 @@ impl Sim {
             by_addr: HashMap::new(),
             links: BTreeMap::new(),
             next_link: 0,
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: Queue::default(),
             start,
             now: start,
             rng: fastrand::Rng::with_seed(seed),
@@ -304,13 +242,7 @@ impl Sim {
     /// Runs until `duration` of simulated time has passed (or nothing is left to do).
     pub fn run_for(&mut self, duration: Duration) {
         let end = self.now + duration;
-        while let Some(Reverse(next)) = self.queue.peek() {
-            if next.at > end {
-                break;
-            }
-            let Some(Reverse(scheduled)) = self.queue.pop() else {
-                break;
-            };
+        while let Some(scheduled) = self.queue.pop_until(end) {
             self.now = scheduled.at;
             self.dispatch(scheduled);
         }
@@ -327,13 +259,7 @@ impl Sim {
             | Event::Dial { from: host, .. } => self.hosts[*host].generation,
             Event::Deliver { .. } | Event::Join(_) | Event::Leave(_) => 0,
         };
-        self.seq += 1;
-        self.queue.push(Reverse(Scheduled {
-            at,
-            seq: self.seq,
-            generation,
-            event,
-        }));
+        self.queue.push(at, generation, event);
     }
 
     fn dispatch(&mut self, scheduled: Scheduled) {
