@@ -39,6 +39,9 @@ pub struct Conf {
     pub storage: StorageConfig,
     /// Tracker settings.
     pub tracker: TrackerConf,
+    /// The system interface the network runs on (default: io_uring when the kernel allows it,
+    /// else epoll with one warning).
+    pub io_backend: IoBackend,
     /// Seeds every random choice the engine makes (each torrent's piece picking and choking,
     /// tracker order, the tracker `key`), so that a run can be replayed; `None` (the default)
     /// seeds from the operating system.
@@ -62,6 +65,7 @@ impl Conf {
             torrent: TorrentConf::default(),
             storage: StorageConfig::default(),
             tracker: TrackerConf::default(),
+            io_backend: IoBackend::Auto,
             rng_seed: None,
         }
     }
@@ -179,6 +183,20 @@ impl Default for TorrentConf {
             upload_rate_limit: 0,
         }
     }
+}
+
+/// The system interface the engine's sockets use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum IoBackend {
+    /// io_uring when a ring can be created, else epoll (one warning): containers under Docker's
+    /// default seccomp profile and kernels with `kernel.io_uring_disabled` refuse io_uring.
+    #[default]
+    Auto,
+    /// io_uring or nothing: `engine::spawn` fails with `EngineError::Runtime` without it.
+    IoUring,
+    /// epoll (tokio's sockets), even where io_uring works.
+    Epoll,
 }
 
 /// Whom a seed unchokes.

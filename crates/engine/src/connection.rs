@@ -1,11 +1,11 @@
-//! Sockets: the handshake, and the two tasks that move one peer's bytes (io_uring reads and
-//! vectored writes through tokio-uring).
+//! A peer's byte stream: the handshake, and the two tasks that move one peer's bytes (reads
+//! into recycled chunks, vectored writes), on whichever socket interface `net` runs.
 //!
 //! Each connection has exactly one reader, which owns the connection's lifetime: tokio-uring
 //! reads must never be raced against timers (a dropped read still consumes bytes in the
 //! kernel), so the reader is stopped by shutting the socket down, never by cancelling it.
 
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -13,11 +13,10 @@ use bytes::{Buf, Bytes, BytesMut};
 use cratetorrent_metainfo::InfoHash;
 use cratetorrent_wire::{Decoder, HANDSHAKE_LEN, Handshake, PeerId, WireError};
 use tokio::sync::Notify;
-use tokio_uring::buf::BoundedBuf;
-use tokio_uring::net::TcpStream;
 
 use crate::chunk_pool::{self, ChunkCharge};
 use crate::core::{PeerKey, our_extensions};
+use crate::net::{Net, PeerStream};
 
 /// Read again only with at least this much room.
 const MIN_READ_ROOM: usize = 32 * 1024;
@@ -60,7 +59,7 @@ pub(crate) enum HandshakeError {
 
 /// Sends our handshake for `info_hash`.
 pub(crate) async fn send_handshake(
-    stream: &TcpStream,
+    stream: &PeerStream,
     info_hash: InfoHash,
     peer_id: PeerId,
 ) -> Result<(), HandshakeError> {
@@ -71,14 +70,13 @@ pub(crate) async fn send_handshake(
         peer_id,
     }
     .encode(&mut buf);
-    let (result, _) = stream.write_all(buf).await;
-    result?;
+    stream.write_all(buf).await?;
     Ok(())
 }
 
 /// Reads the peer's handshake; bytes after it stay in `buf`.
 pub(crate) async fn read_handshake(
-    stream: &TcpStream,
+    stream: &PeerStream,
     buf: &mut BytesMut,
 ) -> Result<Handshake, HandshakeError> {
     loop {
@@ -95,7 +93,7 @@ pub(crate) async fn read_handshake(
 
 /// Reads into `buf`, with room for at least `want` more bytes (the rest of a partial message).
 async fn read_more(
-    stream: &TcpStream,
+    stream: &PeerStream,
     buf: &mut BytesMut,
     want: usize,
 ) -> Result<usize, HandshakeError> {
@@ -104,17 +102,13 @@ async fn read_more(
     read_into(stream, buf, room).await
 }
 
-/// One io_uring read of at most `len` bytes into `buf`'s spare capacity (which must hold them).
+/// One read of at most `len` bytes into `buf`'s spare capacity (which must hold them).
 async fn read_into(
-    stream: &TcpStream,
+    stream: &PeerStream,
     buf: &mut BytesMut,
     len: usize,
 ) -> Result<usize, HandshakeError> {
-    let owned = std::mem::take(buf);
-    let start = owned.len();
-    let (result, slice) = stream.read(owned.slice(start..start + len)).await;
-    *buf = slice.into_inner();
-    match result? {
+    match stream.read_into(buf, len).await? {
         0 => Err(HandshakeError::Closed),
         n => Ok(n),
     }
@@ -125,11 +119,11 @@ async fn read_into(
 pub(crate) async fn run_peer<H: PeerHost + 'static>(
     torrent: Rc<H>,
     key: PeerKey,
-    stream: Rc<TcpStream>,
+    stream: Rc<PeerStream>,
     writer_wake: Rc<Notify>,
     mut buf: BytesMut,
 ) {
-    let writer = tokio_uring::spawn(write_loop(
+    let writer = tokio::task::spawn_local(write_loop(
         torrent.clone(),
         key,
         stream.clone(),
@@ -137,7 +131,7 @@ pub(crate) async fn run_peer<H: PeerHost + 'static>(
     ));
     let reason = read_loop(&torrent, key, &stream, &mut buf).await;
     tracing::debug!(%reason, "connection ended");
-    let _ = stream.shutdown(Shutdown::Both);
+    let _ = stream.shutdown();
     torrent.closed(key);
     writer_wake.notify_one();
     let _ = writer.await;
@@ -146,7 +140,7 @@ pub(crate) async fn run_peer<H: PeerHost + 'static>(
 async fn read_loop<H: PeerHost>(
     torrent: &Rc<H>,
     key: PeerKey,
-    stream: &TcpStream,
+    stream: &PeerStream,
     buf: &mut BytesMut,
 ) -> String {
     let decoder = Decoder::default();
@@ -171,7 +165,7 @@ async fn read_loop<H: PeerHost>(
 async fn write_loop<H: PeerHost>(
     torrent: Rc<H>,
     key: PeerKey,
-    stream: Rc<TcpStream>,
+    stream: Rc<PeerStream>,
     wake: Rc<Notify>,
 ) {
     let mut frames: Vec<Bytes> = Vec::with_capacity(MAX_FRAMES_PER_WRITE);
@@ -194,7 +188,7 @@ async fn write_loop<H: PeerHost>(
         let total: usize = frames.iter().map(Bytes::len).sum();
         if let Err(error) = write_frames(&stream, &mut frames, || progress(Instant::now())).await {
             tracing::debug!(%error, "write failed");
-            let _ = stream.shutdown(Shutdown::Both);
+            let _ = stream.shutdown();
             return;
         }
         torrent.sent(key, total);
@@ -204,7 +198,7 @@ async fn write_loop<H: PeerHost>(
 /// Writes every frame, resubmitting after short writes (each of which is `progress`: the peer
 /// is reading, however slowly); `frames` comes back empty.
 async fn write_frames(
-    stream: &TcpStream,
+    stream: &PeerStream,
     frames: &mut Vec<Bytes>,
     progress: impl Fn(),
 ) -> std::io::Result<()> {
@@ -240,16 +234,16 @@ async fn write_frames(
 /// Dials `addr` and exchanges handshakes within `timeout`.
 pub(crate) async fn connect(
     addr: SocketAddr,
+    net: Net,
     info_hash: InfoHash,
     our_id: PeerId,
     timeout: Duration,
-) -> Result<(TcpStream, Handshake, BytesMut), HandshakeError> {
+) -> Result<(PeerStream, Handshake, BytesMut), HandshakeError> {
     let timed_out = || HandshakeError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
     let deadline = tokio::time::Instant::now() + timeout;
-    let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
+    let stream = tokio::time::timeout_at(deadline, PeerStream::connect(addr, net))
         .await
         .map_err(|_| timed_out())??;
-    let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(HANDSHAKE_LEN);
     let exchange = async {
         send_handshake(&stream, info_hash, our_id).await?;
@@ -260,7 +254,7 @@ pub(crate) async fn connect(
     let handshake = match tokio::time::timeout_at(deadline, exchange).await {
         Ok(result) => result?,
         Err(_) => {
-            let _ = stream.shutdown(Shutdown::Both);
+            let _ = stream.shutdown();
             return Err(timed_out());
         }
     };

@@ -11,15 +11,16 @@ use bytes::BytesMut;
 use cratetorrent_metainfo::InfoHash;
 use cratetorrent_storage::{Layout, Storage};
 use tokio::sync::{Notify, mpsc, oneshot};
-use tokio_uring::net::{TcpListener, TcpStream};
 
 use crate::alert::{Alert, AlertSender, Alerts};
 use crate::conf::Conf;
+use crate::conf::IoBackend;
 use crate::connection;
 use crate::core::{self, Core, CoreInit};
 use crate::counters::EngineCounters;
 use crate::error::EngineError;
 use crate::handle::{COMMAND_QUEUE, Command, EngineHandle, Mode, TorrentParams};
+use crate::net::{Listener, Net, PeerStream};
 use crate::session::{HandshakeTicket, Session};
 use crate::torrent::{Shared, Torrent};
 use crate::{TorrentError, TorrentId};
@@ -42,21 +43,50 @@ pub fn spawn(conf: Conf) -> Result<(EngineHandle, Alerts), EngineError> {
     let alerts = AlertSender::default();
     let receiver = alerts.receiver();
     // The runtime is built on its thread (it is not `Send`); whether that worked comes back here
-    // so that a kernel or sandbox without io_uring is an error from `spawn`, not a dead engine.
+    // so that a runtime that cannot start is an error from `spawn`, not a dead engine.
     let (started, runtime_result) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("ct-net".into())
         .spawn(move || {
-            let runtime = match tokio_uring::Runtime::new(&tokio_uring::builder()) {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    let _ = started.send(Err(error));
-                    return;
+            let closer = alerts.clone();
+            let backend = conf.io_backend;
+            let uring = match backend {
+                IoBackend::Epoll => None,
+                IoBackend::Auto | IoBackend::IoUring => {
+                    match tokio_uring::Runtime::new(&tokio_uring::builder()) {
+                        Ok(runtime) => Some(runtime),
+                        Err(error) if backend == IoBackend::Auto => {
+                            tracing::warn!(%error, "io_uring unavailable; the network runs on epoll");
+                            None
+                        }
+                        Err(error) => {
+                            let _ = started.send(Err(error));
+                            return;
+                        }
+                    }
                 }
             };
-            let _ = started.send(Ok(()));
-            let closer = alerts.clone();
-            runtime.block_on(run(conf, listener, listen_addr, inbox, alerts));
+            if let Some(runtime) = uring {
+                let _ = started.send(Ok(()));
+                runtime.block_on(run(conf, listener, listen_addr, inbox, alerts, Net::Uring));
+            } else {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = started.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(()));
+                let local = tokio::task::LocalSet::new();
+                local.block_on(
+                    &runtime,
+                    run(conf, listener, listen_addr, inbox, alerts, Net::Epoll),
+                );
+            }
             closer.close();
         })
         .map_err(EngineError::Spawn)?;
@@ -85,7 +115,9 @@ async fn run(
     listen_addr: SocketAddr,
     mut inbox: mpsc::Receiver<Command>,
     alerts: AlertSender,
+    net: Net,
 ) {
+    tracing::info!(?net, "engine started");
     let mut session = Session::new(&conf, Instant::now());
     let tracker_key = session.torrent_seed() as u32;
     let shared = Rc::new(Shared {
@@ -100,6 +132,7 @@ async fn run(
                 None
             }
         },
+        net,
     });
     let engine = Rc::new(Engine {
         conf,
@@ -109,7 +142,7 @@ async fn run(
         checking: RefCell::new(HashMap::new()),
         closing: Cell::new(false),
     });
-    tokio_uring::spawn(accept_loop(engine.clone(), TcpListener::from_std(listener)));
+    listen(&engine, listener);
     let reply = loop {
         match inbox.recv().await {
             Some(Command::Shutdown { reply }) => break Some(reply),
@@ -182,7 +215,7 @@ impl Engine {
                 self.shared.torrents.borrow_mut().remove(&id);
                 self.by_hash.borrow_mut().remove(&torrent.info_hash);
                 (self.shared.session.borrow_mut()).release_info_hash(torrent.info_hash);
-                tokio_uring::spawn(remove(self.clone(), torrent, delete_files));
+                tokio::task::spawn_local(remove(self.clone(), torrent, delete_files));
             }
             Command::Add { .. } | Command::Shutdown { .. } | Command::Counters { .. } => {}
         }
@@ -214,7 +247,7 @@ impl Engine {
             return;
         }
         self.checking.borrow_mut().insert(id, Vec::new());
-        tokio_uring::spawn(start_torrent(self.clone(), id, params));
+        tokio::task::spawn_local(start_torrent(self.clone(), id, params));
     }
 
     /// Frees the info-hash and root `id` took, once nothing of it is open or being deleted.
@@ -336,9 +369,7 @@ async fn start_torrent(engine: Rc<Engine>, id: TorrentId, params: TorrentParams)
     }
     if let Some(addr) = listen_addr {
         match std::net::TcpListener::bind(addr) {
-            Ok(listener) => {
-                tokio_uring::spawn(accept_loop(engine.clone(), TcpListener::from_std(listener)));
-            }
+            Ok(listener) => listen(&engine, listener),
             Err(error) => engine.shared.alerts.post(Alert::TorrentError {
                 id,
                 error: TorrentError::Listen {
@@ -372,14 +403,24 @@ async fn remove(engine: Rc<Engine>, torrent: Rc<Torrent>, delete: bool) {
     engine.shared.alerts.post(Alert::TorrentRemoved(id));
 }
 
-async fn accept_loop(engine: Rc<Engine>, listener: TcpListener) {
+/// Accepts connections on `listener` for as long as the engine runs.
+fn listen(engine: &Rc<Engine>, listener: std::net::TcpListener) {
+    match Listener::from_std(listener, engine.shared.net) {
+        Ok(listener) => {
+            tokio::task::spawn_local(accept_loop(engine.clone(), listener));
+        }
+        Err(error) => tracing::error!(%error, "cannot listen"),
+    }
+}
+
+async fn accept_loop(engine: Rc<Engine>, listener: Listener) {
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
                 if engine.closing.get() {
                     return;
                 }
-                tokio_uring::spawn(incoming(engine.clone(), stream, addr));
+                tokio::task::spawn_local(incoming(engine.clone(), stream, addr));
             }
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -414,7 +455,7 @@ impl Drop for HandshakeSlot {
     }
 }
 
-async fn incoming(engine: Rc<Engine>, stream: TcpStream, addr: SocketAddr) {
+async fn incoming(engine: Rc<Engine>, stream: PeerStream, addr: SocketAddr) {
     if !engine.shared.session.borrow().has_room() {
         return;
     }
@@ -423,7 +464,7 @@ async fn incoming(engine: Rc<Engine>, stream: TcpStream, addr: SocketAddr) {
         tracing::debug!(%addr, "too many incoming handshakes; refused");
         return;
     };
-    let _ = stream.set_nodelay(true);
+    stream.set_nodelay();
     let mut buf = BytesMut::new();
     // A tokio-uring socket is closed only once its pending read completes, so a timed-out
     // handshake must shut the socket down: dropping it would leave the slowloris connected.
@@ -440,7 +481,7 @@ async fn incoming(engine: Rc<Engine>, stream: TcpStream, addr: SocketAddr) {
         }
         Err(_) => {
             tracing::debug!(%addr, "incoming handshake timed out");
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+            let _ = stream.shutdown();
             return;
         }
     };

@@ -76,6 +76,7 @@ mod extensions;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
+mod net;
 mod outbox;
 mod peer;
 mod peer_addr;
@@ -90,7 +91,7 @@ mod torrent;
 pub mod tracker;
 
 pub use alert::{Alert, Alerts, PeerStats, TorrentState, TorrentStats};
-pub use conf::{Conf, SeedChoking, TorrentConf, TrackerConf};
+pub use conf::{Conf, IoBackend, SeedChoking, TorrentConf, TrackerConf};
 pub use counters::EngineCounters;
 pub use error::{EngineError, TorrentError};
 pub use handle::{EngineHandle, Mode, RateLimits, TorrentParams};

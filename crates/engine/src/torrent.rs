@@ -15,13 +15,13 @@ use cratetorrent_metainfo::InfoHash;
 use cratetorrent_storage::{Storage, StorageEvent, WriteStatus};
 use cratetorrent_wire::{Handshake, PeerId};
 use tokio::sync::Notify;
-use tokio_uring::net::TcpStream;
 
 use crate::TorrentId;
 use crate::alert::{Alert, AlertSender};
 use crate::chunk_pool::ChunkCharge;
 use crate::connection::{self, MAX_FRAMES_PER_WRITE, PeerHost};
 use crate::core::{Action, AnnounceState, Command, Core, Handled, Input, PeerKey};
+use crate::net::{Net, PeerStream};
 use crate::rate::TokenBucket;
 use crate::session::Session;
 use crate::tracker::announcer::{self, Clients, Signals, Swarm};
@@ -36,13 +36,15 @@ pub(crate) struct Shared {
     pub(crate) torrents: RefCell<HashMap<TorrentId, Rc<Torrent>>>,
     /// Tracker clients; `None` when they could not be set up (the error was logged).
     pub(crate) trackers: Option<Rc<Clients>>,
+    /// The socket interface the engine runs on.
+    pub(crate) net: Net,
 }
 
 impl Shared {
     /// Starts dialling `addr` for `torrent` now, or when a half-open slot frees up.
     fn dial(&self, torrent: &Rc<Torrent>, addr: SocketAddr) {
         if self.session.borrow_mut().dial(torrent.id, addr) {
-            tokio_uring::spawn(dial(torrent.clone(), addr));
+            tokio::task::spawn_local(dial(torrent.clone(), addr));
         }
     }
 
@@ -55,7 +57,7 @@ impl Shared {
             let torrent = self.torrents.borrow().get(&id).cloned();
             match torrent {
                 Some(torrent) if !torrent.is_closed() => {
-                    tokio_uring::spawn(dial(torrent, addr));
+                    tokio::task::spawn_local(dial(torrent, addr));
                     return;
                 }
                 _ => {}
@@ -65,7 +67,7 @@ impl Shared {
 }
 
 struct Conn {
-    stream: Rc<TcpStream>,
+    stream: Rc<PeerStream>,
     writer: Rc<Notify>,
 }
 
@@ -122,11 +124,11 @@ impl Torrent {
             announcers: RefCell::new(Vec::new()),
         });
         let span = torrent.span();
-        tokio_uring::spawn(tracing::Instrument::instrument(
+        tokio::task::spawn_local(tracing::Instrument::instrument(
             timer_loop(torrent.clone()),
             span.clone(),
         ));
-        tokio_uring::spawn(tracing::Instrument::instrument(
+        tokio::task::spawn_local(tracing::Instrument::instrument(
             storage_loop(torrent.clone(), events, storage_wake),
             span,
         ));
@@ -249,7 +251,7 @@ impl Torrent {
             }
             Action::Disconnect(key) => {
                 if let Some(conn) = self.conns.borrow().get(&key) {
-                    let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+                    let _ = conn.stream.shutdown();
                 }
             }
             Action::Connect(addr) => self.shared.dial(self, addr),
@@ -260,7 +262,7 @@ impl Torrent {
     /// A handshaken connection for this torrent: register it and start its tasks.
     pub(crate) fn attach(
         self: &Rc<Self>,
-        stream: TcpStream,
+        stream: PeerStream,
         addr: SocketAddr,
         handshake: &Handshake,
         buf: BytesMut,
@@ -302,7 +304,7 @@ impl Torrent {
         // The greeting queued by the handshake is waiting: make sure the writer sees it.
         writer.notify_one();
         let span = tracing::debug_span!(parent: &self.span(), "peer", %addr);
-        tokio_uring::spawn(tracing::Instrument::instrument(
+        tokio::task::spawn_local(tracing::Instrument::instrument(
             connection::run_peer(self.clone(), key, stream, writer, buf),
             span,
         ));
@@ -469,7 +471,8 @@ async fn dial(torrent: Rc<Torrent>, addr: SocketAddr) {
     if !torrent.is_closed() {
         let (info_hash, our_id) = (torrent.info_hash, torrent.shared.our_id);
         let span = tracing::debug_span!(parent: &torrent.span(), "dial", %addr);
-        let attempt = connection::connect(addr, info_hash, our_id, torrent.connect_timeout);
+        let net = torrent.shared.net;
+        let attempt = connection::connect(addr, net, info_hash, our_id, torrent.connect_timeout);
         match tracing::Instrument::instrument(attempt, span).await {
             Ok((stream, handshake, buf)) => torrent.attach(stream, addr, &handshake, buf, true),
             Err(error) => {

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use cratetorrent::IoBackend;
 use cratetorrent::prelude::*;
 
 mod common;
@@ -26,6 +27,33 @@ async fn seed_to_leech_single_file() {
     assert_eq!(stats.pieces_had, stats.piece_count);
     assert_eq!(stats.bytes_left, 0);
     assert!(stats.downloaded >= payload.metainfo.total_length());
+    leech.shutdown().await.unwrap();
+    seed.shutdown().await.unwrap();
+    assert_same_files(&payload.metainfo, payload.dir.path(), dir.path());
+}
+
+#[tokio::test]
+async fn engines_forced_onto_epoll_trade_like_io_uring_ones() {
+    let payload = payload("epoll.bin", &[("", 8 * 1024 * 1024 + 777)], 256 * 1024);
+    let epoll = |dir: &std::path::Path| {
+        let mut conf = conf(dir);
+        conf.io_backend = IoBackend::Epoll;
+        engine::spawn(conf).unwrap()
+    };
+    let (seed, _seed_alerts) = epoll(payload.dir.path());
+    seed.create_torrent(params(&payload.metainfo, Mode::Seed))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (leech, mut alerts) = epoll(dir.path());
+    let id = leech
+        .create_torrent(params(
+            &payload.metainfo,
+            Mode::Download {
+                seeds: vec![seed.listen_addr()],
+            },
+        ))
+        .unwrap();
+    wait_complete(&mut alerts, id, TIMEOUT).await;
     leech.shutdown().await.unwrap();
     seed.shutdown().await.unwrap();
     assert_same_files(&payload.metainfo, payload.dir.path(), dir.path());

@@ -104,7 +104,7 @@ pub(crate) fn start<S: Swarm + 'static>(
         .into_iter()
         .map(|tier| {
             let task = run_tier(torrent.clone(), clients.clone(), tier);
-            tokio_uring::spawn(tracing::Instrument::instrument(task, torrent.span()))
+            tokio::task::spawn_local(tracing::Instrument::instrument(task, torrent.span()))
         })
         .collect()
 }
