@@ -23,9 +23,10 @@ pub enum EngineError {
     /// The engine thread could not be started.
     #[error("cannot start the engine thread")]
     Spawn(#[source] std::io::Error),
-    /// The io_uring runtime could not be created (io_uring disabled by the kernel or a seccomp
-    /// profile, or `RLIMIT_MEMLOCK` too low).
-    #[error("cannot start the io_uring runtime")]
+    /// The network's runtime could not be created: with `IoBackend::IoUring`, io_uring is
+    /// disabled by the kernel or a seccomp profile, or `RLIMIT_MEMLOCK` is too low (`Auto`
+    /// falls back to epoll instead).
+    #[error("cannot start the network runtime")]
     Runtime(#[source] std::io::Error),
     /// The engine has shut down (or its thread died).
     #[error("the engine has shut down")]
