@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgAction, Parser, Subcommand};
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 use crate::progress::Style;
 
@@ -38,6 +38,18 @@ struct Cli {
     /// More log output on stderr (-v: info, -vv: debug).
     #[arg(short, long, global = true, action = ArgAction::Count)]
     verbose: u8,
+    /// The system interface the network runs on: auto (io_uring, or epoll where the kernel or
+    /// a container refuses it), io-uring or epoll.
+    #[arg(long, global = true, value_enum, default_value_t = Backend::Auto, value_name = "KIND")]
+    io_backend: Backend,
+}
+
+/// `--io-backend`.
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    Auto,
+    IoUring,
+    Epoll,
 }
 
 #[derive(Subcommand)]
@@ -179,6 +191,11 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.quiet, cli.verbose);
+    session::set_io_backend(match cli.io_backend {
+        Backend::Auto => cratetorrent::IoBackend::Auto,
+        Backend::IoUring => cratetorrent::IoBackend::IoUring,
+        Backend::Epoll => cratetorrent::IoBackend::Epoll,
+    });
     let style = |json: bool| {
         if json {
             Style::Json

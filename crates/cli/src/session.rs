@@ -67,10 +67,18 @@ fn priorities(metainfo: &Metainfo, only: &[usize]) -> Result<Option<Vec<u8>>> {
 }
 
 /// Starts an engine on `listen`, or on the default port with fallbacks to any free port.
+/// The `--io-backend` every engine of this process runs on.
+static IO_BACKEND: std::sync::OnceLock<cratetorrent::IoBackend> = std::sync::OnceLock::new();
+
+pub(crate) fn set_io_backend(backend: cratetorrent::IoBackend) {
+    let _ = IO_BACKEND.set(backend);
+}
+
 pub(crate) fn spawn_engine(
     mut conf: Conf,
     listen: Option<SocketAddr>,
 ) -> Result<(EngineHandle, Alerts)> {
+    conf.io_backend = IO_BACKEND.get().copied().unwrap_or_default();
     let candidates = match listen {
         Some(addr) => vec![addr],
         None => vec![

@@ -63,6 +63,18 @@ fn the_demo_swarm_runs_on_epoll_where_io_uring_is_refused() {
         2,
         "{stderr}"
     );
+    // Asked for io_uring alone, it says why it cannot run, in one line.
+    let child = sandboxed(&["--io-backend", "io-uring", "demo", "--size", "16M", "-q"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = output_within(child);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot start the network runtime"),
+        "{stderr}"
+    );
 }
 
 /// A payload and its torrent in `dir`.
@@ -192,4 +204,22 @@ fn libtorrent_and_we_trade_both_ways_where_io_uring_is_refused() {
     let _ = seeder.wait();
     assert!(finished, "libtorrent did not complete from our seed");
     assert!(std::fs::read(theirs.join("payload.bin")).unwrap() == expected);
+}
+
+#[test]
+fn the_network_can_be_forced_onto_epoll() {
+    let child = Command::new(env!("CARGO_BIN_EXE_cratetorrent"))
+        .args(["--io-backend", "epoll", "demo", "--size", "16M", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = output_within(child);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("\"verified\":true"), "{stdout}");
+    assert!(
+        !stderr.contains("io_uring unavailable"),
+        "forced, not a fallback: {stderr}"
+    );
 }
