@@ -44,10 +44,10 @@ fn output_within(child: Child) -> Output {
     output
 }
 
-#[test]
-#[ignore = "needs reference peers"]
-fn the_demo_swarm_runs_on_epoll_where_io_uring_is_refused() {
-    let child = sandboxed(&["demo", "--size", "64M", "--json"])
+/// Runs `command` (a demo with `--json`), checks that it verified its download, and returns
+/// its stderr.
+fn demo_verifies(mut command: Command) -> String {
+    let child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -56,6 +56,13 @@ fn the_demo_swarm_runs_on_epoll_where_io_uring_is_refused() {
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("\"verified\":true"), "{stdout}");
+    stderr
+}
+
+#[test]
+#[ignore = "needs reference peers"]
+fn the_demo_swarm_runs_on_epoll_where_io_uring_is_refused() {
+    let stderr = demo_verifies(sandboxed(&["demo", "--size", "64M", "--json"]));
     // The filter took: each engine (the demo runs a seeder's and a downloader's) saw io_uring
     // refused and said so once.
     assert_eq!(
@@ -208,16 +215,9 @@ fn libtorrent_and_we_trade_both_ways_where_io_uring_is_refused() {
 
 #[test]
 fn the_network_can_be_forced_onto_epoll() {
-    let child = Command::new(env!("CARGO_BIN_EXE_cratetorrent"))
-        .args(["--io-backend", "epoll", "demo", "--size", "16M", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = output_within(child);
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("\"verified\":true"), "{stdout}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cratetorrent"));
+    command.args(["--io-backend", "epoll", "demo", "--size", "16M", "--json"]);
+    let stderr = demo_verifies(command);
     assert!(
         !stderr.contains("io_uring unavailable"),
         "forced, not a fallback: {stderr}"
