@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use cratetorrent_metainfo::InfoHash;
 use cratetorrent_storage::{Layout, Storage};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -102,8 +101,6 @@ struct Engine {
     conf: Conf,
     shared: Rc<Shared>,
     listen_port: u16,
-    /// Running torrents' ids by info-hash, for incoming connections.
-    by_hash: RefCell<HashMap<InfoHash, TorrentId>>,
     /// Torrents whose data is being checked, with commands that arrived meanwhile.
     checking: RefCell<HashMap<TorrentId, Vec<Command>>>,
     closing: Cell<bool>,
@@ -138,7 +135,6 @@ async fn run(
         conf,
         shared,
         listen_port: listen_addr.port(),
-        by_hash: RefCell::new(HashMap::new()),
         checking: RefCell::new(HashMap::new()),
         closing: Cell::new(false),
     });
@@ -213,8 +209,9 @@ impl Engine {
             }
             Command::Remove { delete_files, .. } => {
                 self.shared.torrents.borrow_mut().remove(&id);
-                self.by_hash.borrow_mut().remove(&torrent.info_hash);
-                (self.shared.session.borrow_mut()).release_info_hash(torrent.info_hash);
+                let mut session = self.shared.session.borrow_mut();
+                session.release_info_hash(torrent.info_hash);
+                drop(session);
                 tokio::task::spawn_local(remove(self.clone(), torrent, delete_files));
             }
             Command::Add { .. } | Command::Shutdown { .. } | Command::Counters { .. } => {}
@@ -353,8 +350,7 @@ async fn start_torrent(engine: Rc<Engine>, id: TorrentId, params: TorrentParams)
         .torrents
         .borrow_mut()
         .insert(id, torrent.clone());
-    engine.by_hash.borrow_mut().insert(info_hash, id);
-    tracing::info!(%id, %info_hash, pieces_had, piece_count, backend = "io_uring", "torrent started");
+    tracing::info!(%id, %info_hash, pieces_had, piece_count, net = ?engine.shared.net, "torrent started");
     engine.shared.alerts.post(Alert::TorrentStarted {
         id,
         pieces_had,
@@ -486,7 +482,12 @@ async fn incoming(engine: Rc<Engine>, stream: PeerStream, addr: SocketAddr) {
         }
     };
     let torrent = {
-        let id = engine.by_hash.borrow().get(&handshake.info_hash).copied();
+        // A torrent still checking its data has an id but no running `Torrent`: not yet.
+        let id = engine
+            .shared
+            .session
+            .borrow()
+            .torrent_of(handshake.info_hash);
         id.and_then(|id| engine.shared.torrents.borrow().get(&id).cloned())
     };
     let Some(torrent) = torrent else {

@@ -87,6 +87,11 @@ impl Session {
         Ok(())
     }
 
+    /// The torrent added with `info_hash` (checking or running).
+    pub(crate) fn torrent_of(&self, info_hash: InfoHash) -> Option<TorrentId> {
+        self.info_hashes.get(&info_hash).copied()
+    }
+
     /// The torrent no longer takes peers for `info_hash` (it is being removed).
     pub(crate) fn release_info_hash(&mut self, info_hash: InfoHash) {
         self.info_hashes.remove(&info_hash);

@@ -15,6 +15,9 @@ use cratetorrent_wire::{BlockInfo, Decoder, Extensions, PeerId};
 use super::{Core, PeerKey};
 use crate::alert::Alert;
 
+/// The shortest time between two timeouts.
+const MIN_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Something that happened, for the core to act on.
 #[derive(Debug)]
 pub(crate) enum Input<'a> {
@@ -230,9 +233,10 @@ impl Core {
         self.alerts.pop_front()
     }
 
-    /// When to give the core [`Input::Timeout`].
+    /// When to give the core [`Input::Timeout`] (a zero `tick_interval` is taken as 10 ms,
+    /// so the shell's timer cannot spin).
     pub(crate) fn poll_timeout(&self) -> Instant {
-        self.last_tick + self.conf.tick_interval
+        self.last_tick + self.conf.tick_interval.max(MIN_TICK)
     }
 
     /// Moves up to `max_frames` of the peer's queued frames into `frames` (to be written in

@@ -364,57 +364,50 @@ impl Core {
 
     /// Cancels the peer's requests for blocks of `piece` and gives them back to the pool.
     pub(crate) fn withdraw_piece(&mut self, key: PeerKey, piece: PieceIndex, now: Instant) {
-        let memory = WITHDRAWN_MEMORY * self.conf.max_out_requests;
-        let Some(peer) = self.peers.get_mut(key) else {
-            return;
-        };
-        let mut withdrawn = Vec::new();
-        peer.requests.retain(|request| {
-            let keep = request.block.piece != piece;
-            if !keep {
-                withdrawn.push(request.block);
-            }
-            keep
-        });
-        if withdrawn.is_empty() {
-            return;
+        if self.give_back(key, |block| block.piece == piece, true) {
+            self.fill_requests(key, now);
         }
-        for &block in &withdrawn {
-            peer.withdrawn.push_bounded(block, memory);
-            peer.outbox.push(&Message::Cancel(block));
-        }
-        self.actions.push_back(Action::Wake(key));
-        for block in withdrawn {
-            self.free_block(block);
-        }
-        self.fill_requests(key, now);
     }
 
     /// Gives a peer's outstanding requests back to the pool (on choke, timeout or disconnect).
     pub(crate) fn release_requests(&mut self, key: PeerKey, send_cancels: bool) {
-        let Some(peer) = self.peers.get_mut(key) else {
-            return;
-        };
-        let requests = std::mem::take(&mut peer.requests);
+        self.give_back(key, |_| true, send_cancels);
+    }
+
+    /// Takes the peer's requests for the blocks `which` picks, remembers them as withdrawn
+    /// (their blocks may still come), optionally cancels them, and frees their blocks; returns
+    /// whether there were any.
+    fn give_back(
+        &mut self,
+        key: PeerKey,
+        which: impl Fn(&BlockInfo) -> bool,
+        send_cancels: bool,
+    ) -> bool {
         let memory = WITHDRAWN_MEMORY * self.conf.max_out_requests;
-        for request in &requests {
-            peer.withdrawn.push_bounded(request.block, memory);
+        let Some(peer) = self.peers.get_mut(key) else {
+            return false;
+        };
+        let mut given = Vec::new();
+        peer.requests.retain(|request| {
+            let give = which(&request.block);
+            if give {
+                given.push(request.block);
+            }
+            !give
+        });
+        for &block in &given {
+            peer.withdrawn.push_bounded(block, memory);
             if send_cancels {
-                peer.outbox.push(&Message::Cancel(request.block));
+                peer.outbox.push(&Message::Cancel(block));
             }
         }
-        for request in &requests {
-            self.free_block(request.block);
-        }
-        if send_cancels && !requests.is_empty() {
+        if send_cancels && !given.is_empty() {
             self.actions.push_back(Action::Wake(key));
         }
-        // Reuse the allocation.
-        let mut requests = requests;
-        requests.clear();
-        if let Some(peer) = self.peers.get_mut(key) {
-            peer.requests = requests;
+        for &block in &given {
+            self.free_block(block);
         }
+        !given.is_empty()
     }
 
     /// A request given back: its block is free again (and the piece back in the picker if
