@@ -19,13 +19,22 @@ use cratetorrent_wire::{Message, encode_piece_header};
 
 const SCRATCH_CAPACITY: usize = 16 * 1024;
 
+/// A `piece` message waiting: which block, its header and its payload.
+#[derive(Debug)]
+struct QueuedBlock {
+    piece: PieceIndex,
+    offset: u32,
+    header: Bytes,
+    data: Bytes,
+}
+
 /// A peer's queue of frames to send.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     control: BytesMut,
     headers: BytesMut,
     /// Each block's header and payload.
-    blocks: VecDeque<(Bytes, Bytes)>,
+    blocks: VecDeque<QueuedBlock>,
     bytes: usize,
 }
 
@@ -42,8 +51,25 @@ impl Outbox {
         reserve(&mut self.headers, cratetorrent_wire::PIECE_HEADER_LEN);
         let len = data.len();
         encode_piece_header(piece, offset, len as u32, &mut self.headers);
-        self.blocks.push_back((self.headers.split().freeze(), data));
+        self.blocks.push_back(QueuedBlock {
+            piece,
+            offset,
+            header: self.headers.split().freeze(),
+            data,
+        });
         self.bytes += cratetorrent_wire::PIECE_HEADER_LEN + len;
+    }
+
+    /// Drops a queued block the peer cancelled before it went out; returns its payload length
+    /// if it was still queued. Linear in the blocks queued, which `send_watermark` bounds.
+    pub(crate) fn cancel_block(&mut self, piece: PieceIndex, offset: u32) -> Option<u64> {
+        let i = self
+            .blocks
+            .iter()
+            .position(|b| b.piece == piece && b.offset == offset)?;
+        let block = self.blocks.remove(i)?;
+        self.bytes -= block.header.len() + block.data.len();
+        Some(block.data.len() as u64)
     }
 
     /// Bytes queued and not yet taken by the writer.
@@ -67,15 +93,14 @@ impl Outbox {
             frames += 1;
         }
         let mut payload = 0;
-        while let Some((header, data)) = self.blocks.front() {
-            if frames > 0 && frames + 2 > max_frames {
+        while frames == 0 || frames + 2 <= max_frames {
+            let Some(block) = self.blocks.pop_front() else {
                 break;
-            }
-            self.bytes -= header.len() + data.len();
-            payload += data.len() as u64;
-            out.push(header.clone());
-            out.push(data.clone());
-            self.blocks.pop_front();
+            };
+            self.bytes -= block.header.len() + block.data.len();
+            payload += block.data.len() as u64;
+            out.push(block.header);
+            out.push(block.data);
             frames += 2;
         }
         payload
@@ -117,6 +142,26 @@ mod tests {
         assert_eq!(&wire[..5], &[0, 0, 0, 1, 1]);
         assert_eq!(&wire[5..14], &[0, 0, 0, 5, 4, 0, 0, 0, 3]);
         assert_eq!(&wire[14..27], &[0, 0, 0, 109, 7, 0, 0, 0, 3, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_cancelled_block_still_queued_never_goes_out() {
+        let mut outbox = Outbox::default();
+        for offset in 0..3 {
+            outbox.push_block(5, offset * 16384, Bytes::from(vec![1u8; 16384]));
+        }
+        assert_eq!(outbox.cancel_block(5, 16384), Some(16384));
+        assert_eq!(outbox.cancel_block(5, 16384), None, "already gone");
+        assert_eq!(outbox.cancel_block(6, 0), None, "never queued");
+        assert_eq!(outbox.len(), 2 * (13 + 16384));
+        let mut frames = Vec::new();
+        assert_eq!(outbox.take(&mut frames, 512), 2 * 16384);
+        assert_eq!(
+            &frames[2][9..13],
+            &[0, 0, 0x80, 0],
+            "the third block follows the first"
+        );
+        assert!(outbox.is_empty());
     }
 
     #[test]

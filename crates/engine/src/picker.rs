@@ -69,6 +69,11 @@ impl Picker {
             .map_or(0, |a| a + self.seeds)
     }
 
+    /// Number of connected peers that have `piece`, seeds not counted.
+    pub(crate) fn availability_without_seeds(&self, piece: PieceIndex) -> u32 {
+        self.availability.get(piece as usize).copied().unwrap_or(0)
+    }
+
     /// A peer announced `piece`.
     pub(crate) fn increment(&mut self, piece: PieceIndex) {
         if let Some(a) = self.availability.get_mut(piece as usize) {
@@ -151,6 +156,22 @@ impl Picker {
         None
     }
 
+    /// Where `piece` would stand in the pick order if it were pickable (lower goes first):
+    /// priority, then availability. `None` for a piece not wanted.
+    pub(crate) fn rank(&self, piece: PieceIndex) -> Option<u32> {
+        let i = piece as usize;
+        let priority = *self.priority.get(i)?;
+        (priority != 0).then(|| rank_of(priority, self.availability[i]))
+    }
+
+    /// The rank of the first piece `pick_rarest` would consider for a peer with `has`.
+    pub(crate) fn best_rank(&self, has: impl Fn(PieceIndex) -> bool) -> Option<u32> {
+        self.buckets
+            .iter()
+            .find(|(_, bucket)| bucket.iter().any(|&p| has(p)))
+            .map(|(&key, _)| key)
+    }
+
     /// Lowest-index wanted piece that the peer has (sequential mode).
     pub(crate) fn pick_sequential(
         &mut self,
@@ -169,8 +190,7 @@ impl Picker {
         if priority == 0 || self.taken.get(piece) {
             return NOT_PICKABLE;
         }
-        (u32::from(MAX_PRIORITY - priority) << AVAILABILITY_BITS)
-            | self.availability[i].min(AVAILABILITY_CAP)
+        rank_of(priority, self.availability[i])
     }
 
     fn refresh(&mut self, piece: PieceIndex) {
@@ -204,6 +224,10 @@ impl Picker {
             self.buckets.remove(&key);
         }
     }
+}
+
+fn rank_of(priority: u8, availability: u32) -> u32 {
+    (u32::from(MAX_PRIORITY - priority) << AVAILABILITY_BITS) | availability.min(AVAILABILITY_CAP)
 }
 
 #[cfg(test)]
@@ -262,6 +286,20 @@ mod tests {
             .filter_map(|_| picker.pick_rarest(|_| true, &mut rng))
             .collect();
         assert!(picks.len() > 10, "only {} distinct picks", picks.len());
+    }
+
+    #[test]
+    fn ranks_compare_pieces_in_progress_with_the_rarest_pickable() {
+        let mut picker = Picker::new(3, &Bitfield::new(3));
+        picker.increment(1);
+        picker.increment(2);
+        picker.take(0);
+        // Piece 0 is in progress and rarer than anything pickable; 1 and 2 tie.
+        assert!(picker.rank(0) < picker.best_rank(|_| true));
+        assert_eq!(picker.rank(1), picker.best_rank(|_| true));
+        assert_eq!(picker.best_rank(|p| p == 0), None);
+        picker.set_priority(2, 0);
+        assert_eq!(picker.rank(2), None);
     }
 
     #[test]

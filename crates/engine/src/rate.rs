@@ -17,6 +17,12 @@ impl RateMeter {
         self.since_tick += bytes;
     }
 
+    /// Uncounts `bytes` counted but never transferred after all.
+    pub(crate) fn take_back(&mut self, bytes: u64) {
+        self.total = self.total.saturating_sub(bytes);
+        self.since_tick = self.since_tick.saturating_sub(bytes);
+    }
+
     /// Folds the bytes since the last tick into the rate; `elapsed` is the tick's length.
     pub(crate) fn tick(&mut self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64().max(1e-3);

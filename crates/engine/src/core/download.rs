@@ -71,6 +71,18 @@ impl PieceDownload {
     }
 }
 
+/// Which pieces in progress a peer's pipeline may be refilled from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Partials {
+    /// Free blocks of pieces ranked (by priority, then rarity) no later than the rarest
+    /// piece the peer could start instead (any, when it could start none).
+    RankedUpTo(Option<u32>),
+    /// Free blocks of any piece.
+    Any,
+    /// Blocks others are still fetching too.
+    EndGame,
+}
+
 /// End-game: what the peer has outstanding, and how many peers one block may be asked of.
 struct EndGame<'a> {
     asked: &'a HashSet<BlockInfo>,
@@ -154,7 +166,18 @@ impl Core {
             return;
         }
         let before = need;
-        need -= self.request_from_partials(key, need, false, now);
+        // Pieces in progress go first, unless this peer has a rarer piece to start: blocks of
+        // a piece others already hold, asked of the only peer with a rare one (the first seed,
+        // typically), are that peer's upload spent on a copy the swarm did not need. With more
+        // pieces in progress than 1.5 per peer, finishing them wins again (as in libtorrent),
+        // so they do not pile up.
+        let crowded = self.partials.len() > self.peers.len() * 3 / 2;
+        let cutoff = if self.conf.sequential || self.partials.is_empty() || crowded {
+            None
+        } else {
+            self.picker.best_rank(|p| peer.has_piece(p))
+        };
+        need -= self.request_from_partials(key, need, Partials::RankedUpTo(cutoff), now);
         while need > 0 {
             let Some(piece) = self.pick_piece(key) else {
                 break;
@@ -175,8 +198,11 @@ impl Core {
             self.downloads.insert(piece, download);
             self.partials.push(piece);
         }
+        if need > 0 && cutoff.is_some() {
+            need -= self.request_from_partials(key, need, Partials::Any, now);
+        }
         if need > 0 && !self.picker.has_pickable() {
-            need -= self.request_from_partials(key, need, true, now);
+            need -= self.request_from_partials(key, need, Partials::EndGame, now);
         }
         if need < before {
             self.actions.push_back(Action::Wake(key));
@@ -197,9 +223,14 @@ impl Core {
         &mut self,
         key: PeerKey,
         need: usize,
-        end_game: bool,
+        which: Partials,
         now: Instant,
     ) -> usize {
+        let end_game = which == Partials::EndGame;
+        let max_rank = match which {
+            Partials::RankedUpTo(Some(rank)) => rank,
+            _ => u32::MAX,
+        };
         let mut sent = 0;
         let own_tag = self.peers[key].tag;
         // End-game skips blocks this peer already has outstanding: a set, not a scan of its
@@ -221,6 +252,9 @@ impl Core {
             };
             let peer = &self.peers[key];
             if !peer.has_piece(piece) || (!end_game && download.free == 0) {
+                continue;
+            }
+            if max_rank != u32::MAX && self.picker.rank(piece).is_none_or(|rank| rank > max_rank) {
                 continue;
             }
             if download.owner != own_tag {
@@ -360,6 +394,32 @@ impl Core {
                 self.actions.push_back(Action::Wake(key));
             }
         }
+    }
+
+    /// A peer announced `piece`. When it is the first peer besides seeds to have it and the
+    /// piece is in progress here, what we still await of it from seeds moves to that peer: two
+    /// leechers that picked the same piece nobody had would otherwise both take it whole from
+    /// the seed, whose upload is the swarm's scarcest. The seed drops what we cancel before it
+    /// goes out.
+    pub(crate) fn on_piece_found(&mut self, holder: PeerKey, piece: PieceIndex, now: Instant) {
+        if self.picker.availability_without_seeds(piece) != 1
+            || !self.downloads.contains_key(&piece)
+            || self.peers.get(holder).is_none_or(|p| p.peer_choking)
+        {
+            return;
+        }
+        let seeds: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(key, p)| {
+                *key != holder && p.is_seed && p.requests.iter().any(|r| r.block.piece == piece)
+            })
+            .map(|(key, _)| key)
+            .collect();
+        for seed in seeds {
+            self.withdraw_piece(seed, piece, now);
+        }
+        self.fill_requests(holder, now);
     }
 
     /// Cancels the peer's requests for blocks of `piece` and gives them back to the pool.

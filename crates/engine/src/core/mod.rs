@@ -326,6 +326,7 @@ impl Core {
             self.peers[key].interesting += 1;
             self.update_interest(key, now);
         }
+        self.on_piece_found(key, piece, now);
     }
 
     fn on_bitfield(&mut self, key: PeerKey, payload: &[u8], now: Instant) {

@@ -47,9 +47,16 @@ impl Core {
 
     pub(crate) fn on_cancel(&mut self, key: PeerKey, block: BlockInfo) {
         let peer = &mut self.peers[key];
-        // A read in flight that is forgotten has its result dropped.
-        if !peer.incoming.remove(&block) {
-            peer.reading.remove(&block);
+        // A read in flight that is forgotten has its result dropped; a block read and still
+        // queued is not sent (a leecher that found the piece nearer cancels what it asked of
+        // us, and our upload goes to what it still needs).
+        if peer.incoming.remove(&block) || peer.reading.remove(&block) {
+            return;
+        }
+        if let Some(len) = peer.outbox.cancel_block(block.piece, block.offset) {
+            // Counted as uploaded when queued; it never will be.
+            peer.uploaded.take_back(len);
+            self.uploaded.take_back(len);
         }
     }
 
@@ -190,8 +197,8 @@ impl Core {
                     key,
                     interested: p.peer_interested,
                     download_rate: down - p.downloaded_at_rechoke,
-                    upload_rate: up - p.uploaded_at_rechoke,
-                    in_quota: !p.am_choking && up - p.uploaded_at_unchoke < quota,
+                    upload_rate: up.saturating_sub(p.uploaded_at_rechoke),
+                    in_quota: !p.am_choking && up.saturating_sub(p.uploaded_at_unchoke) < quota,
                     last_unchoke: p.last_unchoke,
                 };
                 p.downloaded_at_rechoke = down;
