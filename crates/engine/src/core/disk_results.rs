@@ -4,14 +4,20 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::*;
+use cratetorrent_metainfo::PieceIndex;
+use cratetorrent_storage::StorageError;
+use cratetorrent_wire::Message;
+
+use super::{Action, Core, PeerKey};
+use crate::TorrentError;
+use crate::alert::Alert;
+use crate::peer_addr::BanKey;
+use crate::smart_ban::Outcome;
 
 impl Core {
     /// A piece was written and its hash matched.
     pub(crate) fn on_piece_verified(&mut self, piece: PieceIndex, now: Instant) {
-        self.downloads.remove(&piece);
-        self.partials.retain(|&p| p != piece);
-        self.parole.remove(&piece);
+        self.in_progress.finish(piece);
         let wanted = self.wants(piece);
         if !self.have.set(piece) {
             return;
@@ -23,7 +29,7 @@ impl Core {
         if wanted {
             self.wanted_missing = self.wanted_missing.saturating_sub(1);
         }
-        let keys: Vec<PeerKey> = self.peers.iter().map(|(k, _)| k).collect();
+        let keys = self.peers.keys();
         for &key in &keys {
             let peer = &mut self.peers[key];
             if peer.has_piece(piece) {
@@ -54,21 +60,18 @@ impl Core {
     pub(crate) fn on_hash_failed(&mut self, piece: PieceIndex, now: Instant) {
         self.hash_failures += 1;
         self.wasted += u64::from(self.geometry.piece_len(piece).unwrap_or(0));
-        let Some(download) = self.downloads.remove(&piece) else {
+        let Some(download) = self.in_progress.remove(piece) else {
             return;
         };
-        self.partials.retain(|&p| p != piece);
-        if let [culprit] = download.contributors[..] {
-            let strikes = self.strikes.entry(culprit).or_insert(0);
-            *strikes += 2;
-            if *strikes >= self.conf.max_strikes {
+        if let [culprit] = download.contributors()[..] {
+            if self.bans.strike(culprit) {
                 self.ban(culprit, "sending corrupt data");
             }
         } else {
             // Blaming everyone would eventually ban honest peers that shared a piece with a
             // bad one; instead the retry comes from a single peer, and what each peer sent is
             // kept on record (smart ban) until the good data shows who differed.
-            self.parole.insert(piece);
+            self.in_progress.put_on_parole(piece);
             if self.smart_bans.on_failed(piece, download.senders()) {
                 // Fetched again once the failed data is on record, so no new block can be
                 // written over it first.
@@ -92,7 +95,7 @@ impl Core {
             .ok();
         match self.smart_bans.on_hashes(piece, hashes) {
             Outcome::Recorded => {
-                if !self.have.get(piece) && !self.downloads.contains_key(&piece) {
+                if !self.have.get(piece) && !self.in_progress.contains(piece) {
                     self.picker.restore(piece);
                 }
                 self.fill_all(now);
@@ -109,7 +112,7 @@ impl Core {
 
     /// Bans `key` for `offence` and drops its connections.
     pub(crate) fn ban(&mut self, key: BanKey, offence: &'static str) {
-        if !self.banned.insert(key) {
+        if !self.bans.insert(key) {
             return;
         }
         let matching: Vec<(PeerKey, SocketAddr)> = self
@@ -136,8 +139,7 @@ impl Core {
         now: Instant,
     ) {
         for &piece in pieces {
-            if self.downloads.remove(&piece).is_some() {
-                self.partials.retain(|&p| p != piece);
+            if self.in_progress.remove(piece).is_some() {
                 self.picker.restore(piece);
             }
         }
@@ -184,7 +186,7 @@ impl Core {
         self.wanted_missing = (0..self.geometry.piece_count())
             .filter(|&p| self.wants(p))
             .count() as u32;
-        let keys: Vec<PeerKey> = self.peers.iter().map(|(k, _)| k).collect();
+        let keys = self.peers.keys();
         for key in keys {
             let peer = &self.peers[key];
             let interesting = (0..self.geometry.piece_count())

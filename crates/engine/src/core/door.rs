@@ -15,9 +15,6 @@ use cratetorrent_wire::{BlockInfo, Decoder, Extensions, PeerId};
 use super::{Core, PeerKey};
 use crate::alert::Alert;
 
-/// The shortest time between two timeouts.
-const MIN_TICK: std::time::Duration = std::time::Duration::from_millis(10);
-
 /// Something that happened, for the core to act on.
 #[derive(Debug)]
 pub(crate) enum Input<'a> {
@@ -215,11 +212,27 @@ impl Core {
     }
 
     fn on_timeout(&mut self, now: Instant) {
-        self.tick(now);
-        if now.saturating_duration_since(self.last_stats) >= self.conf.stats_interval {
-            self.last_stats = now;
+        let due = self.timers.fire(now, &self.conf);
+        if let Some(elapsed) = due.tick {
+            self.tick(elapsed, now);
+        }
+        if due.rechoke {
+            self.rechoke(due.rotate, now);
+        }
+        if due.stats {
             let stats = self.stats();
             self.alerts.push_back(Alert::TorrentStats(Box::new(stats)));
+        }
+    }
+
+    /// The tick at `now` whether or not it is due, with whatever else is (for tests that step
+    /// the clock by hand).
+    #[cfg(test)]
+    pub(crate) fn tick_at(&mut self, now: Instant) {
+        let due = self.timers.fire(now, &self.conf);
+        self.tick(due.tick.unwrap_or_default(), now);
+        if due.rechoke {
+            self.rechoke(due.rotate, now);
         }
     }
 
@@ -233,10 +246,10 @@ impl Core {
         self.alerts.pop_front()
     }
 
-    /// When to give the core [`Input::Timeout`] (a zero `tick_interval` is taken as 10 ms,
-    /// so the shell's timer cannot spin).
+    /// When to give the core [`Input::Timeout`]: the earliest of its timers' deadlines (no
+    /// input brings one forward, so the shell may sleep until it).
     pub(crate) fn poll_timeout(&self) -> Instant {
-        self.last_tick + self.conf.tick_interval.max(MIN_TICK)
+        self.timers.next(&self.conf)
     }
 
     /// Moves up to `max_frames` of the peer's queued frames into `frames` (to be written in

@@ -10,66 +10,20 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use cratetorrent_metainfo::PieceIndex;
-use cratetorrent_wire::{BLOCK_SIZE, Block, BlockInfo, Geometry, Message};
+use cratetorrent_wire::{BLOCK_SIZE, Block, BlockInfo, Message};
 
+use super::in_progress::{Arrival, EndGame};
 use super::{Action, Core, PeerKey};
-use crate::peer::{Outstanding, Peer};
 use crate::peer_addr::BanKey;
 
-/// Block state: 0 = free, 1..RECEIVED = requested from that many peers.
-const RECEIVED: u8 = u8::MAX;
 /// Withdrawn requests remembered per peer, as a multiple of the most we keep outstanding.
 const WITHDRAWN_MEMORY: usize = 2;
 /// The shortest a request may wait while later ones are answered before it counts as skipped.
 const MIN_SKIP_TIMEOUT: Duration = Duration::from_secs(10);
-/// `PieceDownload::senders` of a block nobody has sent.
-const NO_SENDER: u16 = u16::MAX;
 /// A pipeline is refilled once this fraction of it (1/n) is free...
 const REFILL_FRACTION: usize = 8;
 /// ...or this many requests, whichever is fewer.
 const MAX_REFILL_BATCH: usize = 16;
-
-/// A piece being downloaded.
-#[derive(Debug)]
-pub(crate) struct PieceDownload {
-    states: Vec<u8>,
-    /// No block before this index is free: where the next scan for free blocks starts.
-    first_free: usize,
-    free: u32,
-    received: u32,
-    /// The peer that started it (by tag).
-    owner: u64,
-    /// Who sent its blocks, for blame if it fails its hash.
-    pub(crate) contributors: Vec<BanKey>,
-    /// Per block, the index in `contributors` of its sender, for a smart ban.
-    senders: Vec<u16>,
-}
-
-impl PieceDownload {
-    fn new(blocks: u32, owner: u64) -> Self {
-        Self {
-            states: vec![0; blocks as usize],
-            first_free: 0,
-            free: blocks,
-            received: 0,
-            owner,
-            contributors: Vec::new(),
-            senders: vec![NO_SENDER; blocks as usize],
-        }
-    }
-
-    /// Who sent each block (`None` for a block never received).
-    pub(crate) fn senders(&self) -> Vec<Option<BanKey>> {
-        self.senders
-            .iter()
-            .map(|&sender| self.contributors.get(usize::from(sender)).copied())
-            .collect()
-    }
-
-    fn is_untouched(&self) -> bool {
-        self.received == 0 && self.free as usize == self.states.len()
-    }
-}
 
 /// Which pieces in progress a peer's pipeline may be refilled from.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -83,67 +37,10 @@ enum Partials {
     EndGame,
 }
 
-/// End-game: what the peer has outstanding, and how many peers one block may be asked of.
-struct EndGame<'a> {
-    asked: &'a HashSet<BlockInfo>,
-    max_requests: u8,
-}
-
-/// Requests up to `need` blocks of `piece` from `peer`: free ones, or in end-game ones
-/// requested elsewhere (fewer than `max_requests` times, and not of this peer); returns how many.
-fn request_blocks(
-    peer: &mut Peer,
-    download: &mut PieceDownload,
-    geometry: &Geometry,
-    piece: PieceIndex,
-    need: usize,
-    end_game: Option<&EndGame<'_>>,
-    now: Instant,
-) -> usize {
-    let mut sent = 0;
-    let asked = end_game.map(|e| e.asked);
-    let max_duplicates = end_game.map_or(1, |e| e.max_requests.max(1));
-    let end_game = end_game.is_some();
-    let start = if end_game { 0 } else { download.first_free };
-    for (index, state) in download.states.iter_mut().enumerate().skip(start) {
-        if sent == need {
-            break;
-        }
-        if !end_game && *state != 0 && index == download.first_free {
-            download.first_free += 1;
-        }
-        let eligible = if end_game {
-            (1..max_duplicates).contains(state)
-        } else {
-            *state == 0
-        };
-        if !eligible {
-            continue;
-        }
-        let Some(block) = geometry.block(piece, index as u32) else {
-            continue;
-        };
-        if asked.is_some_and(|asked| asked.contains(&block)) {
-            continue;
-        }
-        if *state == 0 {
-            download.free -= 1;
-            if index == download.first_free {
-                download.first_free += 1;
-            }
-        }
-        *state += 1;
-        peer.requests.push_back(Outstanding { block, sent: now });
-        peer.outbox.push(&Message::Request(block));
-        sent += 1;
-    }
-    sent
-}
-
 impl Core {
     /// Tops up the pipelines of every peer.
     pub(crate) fn fill_all(&mut self, now: Instant) {
-        let keys: Vec<PeerKey> = self.peers.iter().map(|(k, _)| k).collect();
+        let keys = self.peers.keys();
         for key in keys {
             self.fill_requests(key, now);
         }
@@ -171,8 +68,9 @@ impl Core {
         // typically), are that peer's upload spent on a copy the swarm did not need. With more
         // pieces in progress than 1.5 per peer, finishing them wins again (as in libtorrent),
         // so they do not pile up.
-        let crowded = self.partials.len() > self.peers.len() * 3 / 2;
-        let cutoff = if self.conf.sequential || self.partials.is_empty() || crowded {
+        let partials = self.in_progress.partial_count();
+        let crowded = partials > self.peers.len() * 3 / 2;
+        let cutoff = if self.conf.sequential || partials == 0 || crowded {
             None
         } else {
             self.picker.best_rank(|p| peer.has_piece(p))
@@ -184,19 +82,9 @@ impl Core {
             };
             self.picker.take(piece);
             let blocks = self.geometry.block_count(piece).unwrap_or(0);
-            let tag = self.peers[key].tag;
-            let mut download = PieceDownload::new(blocks, tag);
-            need -= request_blocks(
-                &mut self.peers[key],
-                &mut download,
-                &self.geometry,
-                piece,
-                need,
-                None,
-                now,
-            );
-            self.downloads.insert(piece, download);
-            self.partials.push(piece);
+            let peer = &mut self.peers[key];
+            let download = self.in_progress.start(piece, blocks, peer.tag);
+            need -= download.request(peer, &self.geometry, piece, need, None, now);
         }
         if need > 0 && cutoff.is_some() {
             need -= self.request_from_partials(key, need, Partials::Any, now);
@@ -242,35 +130,37 @@ impl Core {
             asked,
             max_requests,
         });
-        for i in 0..self.partials.len() {
+        for i in 0..self.in_progress.partial_count() {
             if sent == need {
                 break;
             }
-            let piece = self.partials[i];
-            let Some(download) = self.downloads.get(&piece) else {
+            let Some(piece) = self.in_progress.partial(i) else {
+                break;
+            };
+            let Some(download) = self.in_progress.get(piece) else {
                 continue;
             };
             let peer = &self.peers[key];
-            if !peer.has_piece(piece) || (!end_game && download.free == 0) {
+            if !peer.has_piece(piece) || (!end_game && !download.has_free()) {
                 continue;
             }
             if max_rank != u32::MAX && self.picker.rank(piece).is_none_or(|rank| rank > max_rank) {
                 continue;
             }
-            if download.owner != own_tag {
-                if self.parole.contains(&piece) && self.tags.contains_key(&download.owner) {
+            let owner = download.owner();
+            if owner != own_tag {
+                if self.in_progress.on_parole(piece) && self.peers.by_tag(owner).is_some() {
                     continue;
                 }
-                if !end_game && self.is_fast(download.owner) {
+                if !end_game && self.is_fast(owner) {
                     continue;
                 }
             }
-            let Some(download) = self.downloads.get_mut(&piece) else {
+            let Some(download) = self.in_progress.get_mut(piece) else {
                 continue;
             };
-            sent += request_blocks(
+            sent += download.request(
                 &mut self.peers[key],
-                download,
                 &self.geometry,
                 piece,
                 need - sent,
@@ -283,7 +173,7 @@ impl Core {
 
     /// Whether the peer with `tag` downloads a whole piece within the request queue time.
     fn is_fast(&self, tag: u64) -> bool {
-        let Some(peer) = self.tags.get(&tag).and_then(|&k| self.peers.get(k)) else {
+        let Some(peer) = self.peers.by_tag(tag).and_then(|k| self.peers.get(k)) else {
             return false;
         };
         let piece_length = f64::from(self.metainfo.piece_length());
@@ -325,33 +215,19 @@ impl Core {
         let (tag, ban_key) = (peer.tag, BanKey::of(peer.addr, peer.id));
         let index = info.offset / BLOCK_SIZE;
         let valid = self.geometry.block(info.piece, index) == Some(info);
-        let Some(download) = self.downloads.get_mut(&info.piece).filter(|_| valid) else {
+        let Some(download) = self.in_progress.get_mut(info.piece).filter(|_| valid) else {
             // Not in progress (already had, or cancelled and then done): wasted, not wrong.
             self.wasted += len;
             self.fill_requests(key, now);
             return;
         };
-        let state = download.states[index as usize];
-        if state == RECEIVED {
+        let Arrival::Fresh { asked, complete } = download.receive(index as usize, ban_key) else {
             self.wasted += len;
             self.fill_requests(key, now);
             return;
-        }
-        if state == 0 {
-            download.free -= 1;
-        }
-        download.states[index as usize] = RECEIVED;
-        download.received += 1;
-        let sender = match download.contributors.iter().position(|&c| c == ban_key) {
-            Some(sender) => sender,
-            None => {
-                download.contributors.push(ban_key);
-                download.contributors.len() - 1
-            }
         };
-        download.senders[index as usize] = u16::try_from(sender).unwrap_or(NO_SENDER);
-        if download.received as usize == download.states.len() {
-            self.partials.retain(|&p| p != info.piece);
+        if complete {
+            self.in_progress.all_received(info.piece);
         }
         self.actions.push_back(Action::Write {
             piece: info.piece,
@@ -359,7 +235,7 @@ impl Core {
             data: block.data,
             tag,
         });
-        if state > 1 || (state == 1 && !self.picker.has_pickable()) {
+        if asked > 1 || (asked == 1 && !self.picker.has_pickable()) {
             self.cancel_elsewhere(key, info);
         }
         self.refill_after_block(key, now);
@@ -383,7 +259,7 @@ impl Core {
     /// End-game: the block came from `from`; withdraw it from everyone else.
     fn cancel_elsewhere(&mut self, from: PeerKey, block: cratetorrent_wire::BlockInfo) {
         let memory = WITHDRAWN_MEMORY * self.conf.max_out_requests;
-        for (key, peer) in &mut self.peers {
+        for (key, peer) in self.peers.iter_mut() {
             if key == from {
                 continue;
             }
@@ -403,7 +279,7 @@ impl Core {
     /// goes out.
     pub(crate) fn on_piece_found(&mut self, holder: PeerKey, piece: PieceIndex, now: Instant) {
         if self.picker.availability_without_seeds(piece) != 1
-            || !self.downloads.contains_key(&piece)
+            || !self.in_progress.contains(piece)
             || self.peers.get(holder).is_none_or(|p| p.peer_choking)
         {
             return;
@@ -473,49 +349,17 @@ impl Core {
     /// A request given back: its block is free again (and the piece back in the picker if
     /// nothing of it remains).
     fn free_block(&mut self, block: BlockInfo) {
-        let piece = block.piece;
-        let Some(download) = self.downloads.get_mut(&piece) else {
-            return;
-        };
-        let index = (block.offset / BLOCK_SIZE) as usize;
-        let Some(state) = download.states.get_mut(index) else {
-            return;
-        };
-        if (1..RECEIVED).contains(state) {
-            *state -= 1;
-            if *state == 0 {
-                download.free += 1;
-                download.first_free = download.first_free.min(index);
-            }
-        }
-        if download.is_untouched() {
-            self.downloads.remove(&piece);
-            self.partials.retain(|&p| p != piece);
-            self.picker.restore(piece);
+        if self.in_progress.release(block) {
+            self.picker.restore(block.piece);
         }
     }
 
     /// The storage gave up blocks that waited behind a missing one (they held its memory at
     /// the cap): they are free to be requested again.
     pub(crate) fn on_blocks_dropped(&mut self, piece: PieceIndex, offsets: &[u32]) {
-        let Some(download) = self.downloads.get_mut(&piece) else {
-            return;
-        };
-        for &offset in offsets {
-            let index = (offset / BLOCK_SIZE) as usize;
-            if download.states.get(index) == Some(&RECEIVED) {
-                download.states[index] = 0;
-                download.senders[index] = NO_SENDER;
-                download.free += 1;
-                download.received -= 1;
-                download.first_free = download.first_free.min(index);
-            }
-        }
-        if download.free > 0 && !self.partials.contains(&piece) {
-            self.partials.push(piece);
-        }
         // Peers take them at their next refill or the tick: storage gives up many pieces at
         // once, and a walk over every peer per piece would be quadratic.
+        self.in_progress.unreceive(piece, offsets);
     }
 
     /// A peer that has not sent a requested block for longer than its timeout is snubbed: its

@@ -4,7 +4,15 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::*;
+use bytes::Bytes;
+use cratetorrent_wire::{
+    EXTENDED_HANDSHAKE_ID, ExtendedHandshake, Extension, Extensions, Message, PeerId,
+};
+
+use super::known::Dial;
+use super::{Action, Core, PeerKey, Reject, our_extensions};
+use crate::peer::Peer;
+use crate::peer_addr::{BanKey, canonical, limited_ip};
 
 impl Core {
     /// Adds addresses to dial (duplicates and banned ones are ignored; when the list is full
@@ -12,7 +20,7 @@ impl Core {
     pub(crate) fn add_peers(&mut self, addrs: &[SocketAddr], now: Instant) {
         for &addr in addrs {
             let addr = canonical(addr);
-            let banned = BanKey::of_ip(addr.ip()).is_some_and(|key| self.banned.contains(&key));
+            let banned = self.bans.contains_ip(addr.ip());
             if !banned && !self.known.insert(addr, now) {
                 break;
             }
@@ -52,11 +60,11 @@ impl Core {
         let Some(ip) = limited_ip(addr) else {
             return true;
         };
-        if BanKey::of_ip(ip).is_some_and(|key| self.banned.contains(&key)) {
+        if self.bans.contains_ip(ip) {
             return false;
         }
         let limit = self.conf.max_connections_per_ip;
-        let taken = self.ip_peers.get(&ip).copied().unwrap_or(0) + self.known.dialling(ip) as usize;
+        let taken = self.peers.count_from(ip) + self.known.dialling(ip) as usize;
         limit == 0 || taken < limit
     }
 
@@ -97,25 +105,13 @@ impl Core {
             });
         }
         result?;
-        if let Some(ip) = limited_ip(addr) {
-            *self.ip_peers.entry(ip).or_insert(0) += 1;
-        }
-        let tag = self.next_tag;
-        self.next_tag += 1;
         let common = extensions.common(&our_extensions());
-        let peer = Peer::new(
-            addr,
-            id,
-            tag,
-            outgoing,
-            common,
-            self.geometry.piece_count(),
-            now,
-        );
-        let key = self.peers.insert(peer);
-        self.peers[key].queue_target = self.conf.initial_request_queue.max(1);
-        self.tags.insert(tag, key);
+        let pieces = self.geometry.piece_count();
+        let key = self
+            .peers
+            .insert(|tag| Peer::new(addr, id, tag, outgoing, common, pieces, now));
         let peer = &mut self.peers[key];
+        peer.queue_target = self.conf.initial_request_queue.max(1);
         if common.contains(Extension::ExtensionProtocol) {
             let handshake = ExtendedHandshake {
                 extensions: crate::extensions::our_map(),
@@ -148,7 +144,7 @@ impl Core {
         if id == self.our_id {
             return Err(Reject::OurselvesAgain);
         }
-        if self.banned.contains(&BanKey::of(addr, id)) {
+        if self.bans.contains(&BanKey::of(addr, id)) {
             return Err(Reject::Banned);
         }
         if self
@@ -160,7 +156,7 @@ impl Core {
         }
         if let Some(ip) = limited_ip(addr) {
             let limit = self.conf.max_connections_per_ip;
-            if limit > 0 && self.ip_peers.get(&ip).copied().unwrap_or(0) >= limit {
+            if limit > 0 && self.peers.count_from(ip) >= limit {
                 return Err(Reject::TooManyFromIp);
             }
         }
@@ -194,8 +190,9 @@ impl Core {
             return;
         }
         self.release_requests(key, false);
-        let peer = self.peers.remove(key);
-        self.tags.remove(&peer.tag);
+        let Some(peer) = self.peers.remove(key) else {
+            return;
+        };
         // Its reads still waiting in storage would only be answered to nobody.
         self.actions.push_back(Action::ForgetReads(peer.tag));
         if peer.is_seed {
@@ -205,14 +202,6 @@ impl Core {
         }
         if self.optimistic == Some(key) {
             self.optimistic = None;
-        }
-        if let Some(ip) = limited_ip(peer.addr)
-            && let Some(count) = self.ip_peers.get_mut(&ip)
-        {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                self.ip_peers.remove(&ip);
-            }
         }
         if peer.outgoing {
             let short =
@@ -234,7 +223,7 @@ impl Core {
     pub(crate) fn set_paused(&mut self, paused: bool, now: Instant) {
         self.paused = paused;
         if paused {
-            let keys: Vec<PeerKey> = self.peers.iter().map(|(k, _)| k).collect();
+            let keys = self.peers.keys();
             for key in keys {
                 self.disconnect(key, "paused");
             }

@@ -5,41 +5,42 @@
 //! The download side (picking, pipelining, end-game, timeouts) is in `download.rs`, the upload
 //! side (serving requests, choking) in `upload.rs`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::IpAddr;
+use std::collections::VecDeque;
 use std::time::Instant;
 
-use bytes::Bytes;
 use cratetorrent_metainfo::{InfoHash, Metainfo, PieceIndex};
-use cratetorrent_storage::{PeerTag, StorageError};
 use cratetorrent_wire::{
     Bitfield, EXTENDED_HANDSHAKE_ID, ExtendedHandshake, Extension, Extensions, Geometry, Message,
     PeerId,
 };
-use slab::Slab;
 
+use crate::TorrentId;
 use crate::alert::{Alert, PeerStats, TorrentState, TorrentStats};
 use crate::conf::TorrentConf;
 use crate::extensions::{self, ExtMessage, PeerExtensions};
-use crate::peer::Peer;
-use crate::peer_addr::{BanKey, canonical, limited_ip};
 use crate::picker::Picker;
 use crate::rate::RateMeter;
-use crate::smart_ban::{Outcome, SmartBans};
-use crate::{TorrentError, TorrentId};
+use crate::smart_ban::SmartBans;
 
+mod bans;
 mod disk_results;
 mod door;
 mod download;
+mod in_progress;
 mod known;
 mod lifecycle;
+mod peers;
 #[cfg(test)]
 mod tests;
+mod timers;
 mod upload;
 
+use bans::Bans;
 pub(crate) use door::{Action, AnnounceState, Command, Handled, Input, Reject};
-use download::PieceDownload;
-use known::{Dial, KnownPeers};
+use in_progress::InProgress;
+use known::KnownPeers;
+use peers::PeerTable;
+use timers::Timers;
 
 /// Index of a connected peer in its torrent.
 pub(crate) type PeerKey = usize;
@@ -61,26 +62,14 @@ pub(crate) struct Core {
     /// Wanted pieces not yet verified.
     wanted_missing: u32,
     picker: Picker,
-    downloads: HashMap<PieceIndex, PieceDownload>,
-    /// Pieces in progress with blocks still to receive, oldest first.
-    partials: Vec<PieceIndex>,
-    /// Pieces that failed with blocks from several peers: the next attempt comes from one peer
-    /// only, so a second failure identifies the culprit.
-    parole: HashSet<PieceIndex>,
+    in_progress: InProgress,
     smart_bans: SmartBans,
 
-    peers: Slab<Peer>,
-    tags: HashMap<PeerTag, PeerKey>,
-    next_tag: PeerTag,
+    peers: PeerTable,
     known: KnownPeers,
-    /// Connected peers per IP (loopback not counted), for `max_connections_per_ip`.
-    ip_peers: HashMap<IpAddr, usize>,
-    strikes: HashMap<BanKey, u32>,
-    banned: HashSet<BanKey>,
+    bans: Bans,
     optimistic: Option<PeerKey>,
-    last_rechoke: Instant,
-    last_optimistic: Instant,
-    last_tick: Instant,
+    timers: Timers,
     completed_alerted: bool,
 
     downloaded: RateMeter,
@@ -90,7 +79,6 @@ pub(crate) struct Core {
     rng: fastrand::Rng,
     /// The storage is full: the shell reads nothing from peers until it has room.
     disk_full: bool,
-    last_stats: Instant,
     actions: VecDeque<Action>,
     alerts: VecDeque<Alert>,
 }
@@ -116,6 +104,7 @@ impl Core {
         let wanted_missing = piece_count - init.have.count_ones();
         let max_failures = init.conf.max_peer_failures;
         let max_known = init.conf.max_known_peers;
+        let max_strikes = init.conf.max_strikes;
         Self {
             id: init.id,
             info_hash: init.metainfo.info_hash(),
@@ -129,21 +118,13 @@ impl Core {
             have: init.have,
             wanted_missing,
             picker,
-            downloads: HashMap::new(),
-            partials: Vec::new(),
-            parole: HashSet::new(),
+            in_progress: InProgress::default(),
             smart_bans: SmartBans::default(),
-            peers: Slab::new(),
-            tags: HashMap::new(),
-            next_tag: 1,
+            peers: PeerTable::new(),
             known: KnownPeers::new(max_known, max_failures),
-            ip_peers: HashMap::new(),
-            strikes: HashMap::new(),
-            banned: HashSet::new(),
+            bans: Bans::new(max_strikes),
             optimistic: None,
-            last_rechoke: now,
-            last_optimistic: now,
-            last_tick: now,
+            timers: Timers::new(now),
             // A torrent that starts complete has nothing to announce.
             completed_alerted: wanted_missing == 0,
             downloaded: RateMeter::default(),
@@ -152,7 +133,6 @@ impl Core {
             hash_failures: 0,
             rng: fastrand::Rng::with_seed(init.seed),
             disk_full: false,
-            last_stats: now,
             actions: VecDeque::new(),
             alerts: VecDeque::new(),
         }
@@ -393,13 +373,12 @@ impl Core {
     // ---- time ----
 
     /// Once a second: rates, timeouts, keep-alives, choking, reconnections.
-    fn tick(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.last_tick);
-        self.last_tick = now;
+    /// The periodic look at rates and every peer's deadlines.
+    fn tick(&mut self, elapsed: std::time::Duration, now: Instant) {
         self.downloaded.tick(elapsed);
         self.uploaded.tick(elapsed);
         let block_len = cratetorrent_wire::BLOCK_SIZE;
-        let keys: Vec<PeerKey> = self.peers.iter().map(|(k, _)| k).collect();
+        let keys = self.peers.keys();
         for &key in &keys {
             let peer = &mut self.peers[key];
             peer.downloaded.tick(elapsed);
@@ -425,16 +404,6 @@ impl Core {
                 self.actions.push_back(Action::Wake(key));
             }
             self.check_request_timeout(key, now);
-        }
-        let rotate = now.saturating_duration_since(self.last_optimistic)
-            >= self.conf.optimistic_unchoke_interval;
-        if rotate || now.saturating_duration_since(self.last_rechoke) >= self.conf.rechoke_interval
-        {
-            if rotate {
-                self.last_optimistic = now;
-            }
-            self.last_rechoke = now;
-            self.rechoke(rotate, now);
         }
         self.fill_all(now);
         self.connect_more(now);
@@ -501,13 +470,13 @@ impl Core {
 impl Core {
     /// Adds this torrent's share to `counters`.
     pub(crate) fn add_counters(&self, counters: &mut crate::EngineCounters) {
-        for (_, peer) in &self.peers {
+        for (_, peer) in self.peers.iter() {
             counters.send_buffered += (peer.outbox.len() + peer.writing) as u64;
             counters.requests_queued += peer.incoming.len();
             counters.reads_in_flight += peer.reading.len();
             counters.requests_outstanding += peer.requests.len();
         }
-        counters.banned += self.banned.len();
+        counters.banned += self.bans.len();
     }
 }
 
@@ -517,7 +486,7 @@ impl Core {
     pub(crate) fn check_bounds(&self) {
         // A dial we started may still complete when incoming peers filled the table meanwhile.
         assert!(self.peers.len() <= self.conf.max_connections + 1);
-        for (_, peer) in &self.peers {
+        for (_, peer) in self.peers.iter() {
             assert!(peer.requests.len() <= self.conf.max_out_requests);
             assert!(peer.incoming.len() <= self.conf.max_in_requests);
             assert!(peer.reading.len() <= self.conf.max_in_requests);

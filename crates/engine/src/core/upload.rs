@@ -87,7 +87,7 @@ impl Core {
         block: BlockInfo,
         result: Result<Bytes, StorageError>,
     ) {
-        let Some(&key) = self.tags.get(&token) else {
+        let Some(key) = self.peers.by_tag(token) else {
             return;
         };
         let peer = &mut self.peers[key];

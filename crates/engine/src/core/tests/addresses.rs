@@ -176,7 +176,7 @@ fn a_flood_of_dead_addresses_does_not_shut_out_later_peers() {
             break;
         }
         now += Duration::from_secs(10);
-        core.tick(now);
+        core.tick_at(now);
     }
     assert_eq!(reached.len(), good.len(), "good peers dialled: {reached:?}");
 }
@@ -194,7 +194,7 @@ fn an_address_that_keeps_failing_is_forgotten() {
             core.on_connect_failed(dead, now);
         }
         now += Duration::from_secs(300);
-        core.tick(now);
+        core.tick_at(now);
     }
     assert_eq!(attempts, TorrentConf::default().max_peer_failures);
     // Forgotten, not banned: a tracker may hand it out again.
@@ -238,7 +238,7 @@ fn eviction_never_drops_a_connected_or_connecting_peer() {
     let mut reached = HashSet::new();
     for _ in 0..50 {
         now += Duration::from_secs(10);
-        core.tick(now);
+        core.tick_at(now);
         for dialled in dials(&mut core) {
             if dialled == connected || dialled == connecting {
                 reached.insert(dialled);
