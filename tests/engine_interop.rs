@@ -132,6 +132,28 @@ async fn we_seed_libtorrent_downloads() {
 
 #[tokio::test]
 #[ignore = "needs reference peers"]
+async fn libtorrent_fetches_metadata_and_data_from_our_seed_by_magnet() {
+    // 24 MiB in 16 KiB pieces: 30 KiB of info dictionary, two metadata pieces.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big.bin"), pseudo_random(24 << 20, 5)).unwrap();
+    for source in [finish_source(dir, "big.bin".into(), 16 * 1024), tree()] {
+        let seed = we_seed(&source, Vec::new());
+        let leech_dir = tempfile::tempdir().unwrap();
+        // The magnet names no tracker: the seed is given as a peer (`x.pe`) and dialled too.
+        let magnet = format!(
+            "magnet:?xt=urn:btih:{}&x.pe={}",
+            source.metainfo.info_hash(),
+            seed.listen_addr()
+        );
+        let leecher = LibtorrentLeecher::start(&magnet, leech_dir.path(), &[seed.listen_addr()]);
+        leecher.wait_done(TIMEOUT);
+        seed.shutdown().await.unwrap();
+        assert_same(&source, leech_dir.path());
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
 async fn transmission_seeds_we_download() {
     let source = single_file(8 << 20);
     let mut transmission = Transmission::start();

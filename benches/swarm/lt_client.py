@@ -45,8 +45,12 @@ def session(ip):
 
 
 def add(ses, torrent, save_path):
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(torrent)
+    # TORRENT is a .torrent path or a magnet link (BEP 9: the metadata comes from peers).
+    if torrent.startswith("magnet:"):
+        params = lt.parse_magnet_uri(torrent)
+    else:
+        params = lt.add_torrent_params()
+        params.ti = lt.torrent_info(torrent)
     params.save_path = save_path
     flags = params.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
     params.flags = (flags | lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd

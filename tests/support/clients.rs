@@ -1,6 +1,7 @@
 //! Reference BitTorrent clients driven on loopback: a libtorrent leecher, a Transmission daemon
 //! and aria2. Each is stopped by its PID when dropped, and every wait has a timeout.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -42,8 +43,9 @@ pub struct LibtorrentLeecher {
 }
 
 impl LibtorrentLeecher {
-    /// Starts downloading `torrent` into `save_path`, dialling `peers`.
-    pub fn start(torrent: &Path, save_path: &Path, peers: &[SocketAddr]) -> Self {
+    /// Starts downloading `torrent` (a `.torrent` path or a magnet link) into `save_path`,
+    /// dialling `peers`.
+    pub fn start(torrent: impl AsRef<OsStr>, save_path: &Path, peers: &[SocketAddr]) -> Self {
         let mut child = Command::new("/usr/bin/python3")
             .arg(support_dir().join("lt_leech.py"))
             .arg(torrent)

@@ -1,6 +1,6 @@
 """Download a torrent with libtorrent on loopback, from the given peers.
 
-usage: lt_leech.py TORRENT SAVE_PATH [HOST:PORT ...]
+usage: lt_leech.py TORRENT|MAGNET SAVE_PATH [HOST:PORT ...]
 Prints `READY <port>` once the torrent is added (so peers may also dial it), connects to each
 HOST:PORT, prints `DONE` and exits 0 when the download is complete and verified. Exits 1 after
 120 s without completing, or when stdin closes. Run with /usr/bin/python3.

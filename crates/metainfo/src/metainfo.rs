@@ -96,9 +96,42 @@ impl Metainfo {
         let parsed = parse_info(info_dict, limits)?;
         let info_span = info.span();
         let pieces = parsed.pieces.start - info_span.start..parsed.pieces.end - info_span.start;
-        Ok(Self {
-            info_hash: InfoHash::of_info(info.raw()),
-            info_bytes: Bytes::copy_from_slice(info.raw()),
+        Ok(Self::assemble(info.raw(), pieces, parsed, top))
+    }
+
+    /// Builds a torrent from an `info` dictionary fetched by its info-hash (BEP 9, after a
+    /// magnet link) and the trackers (tiers) and web seeds the link named. The dictionary is
+    /// validated exactly as in a `.torrent` file; the caller checks its hash.
+    pub fn from_info(
+        info: &[u8],
+        trackers: Vec<Vec<String>>,
+        web_seeds: Vec<String>,
+        limits: &Limits,
+    ) -> Result<Self, MetainfoError> {
+        let value = bencode::decode_with(
+            info,
+            &DecodeOptions {
+                max_depth: limits.max_depth,
+            },
+        )?;
+        let info_dict = value.as_dict().ok_or(invalid("info", "not a dictionary"))?;
+        let parsed = parse_info(info_dict, limits)?;
+        let top = TopLevel {
+            announce_list: trackers
+                .into_iter()
+                .filter(|tier| !tier.is_empty())
+                .collect(),
+            url_list: web_seeds,
+            ..TopLevel::default()
+        };
+        Ok(Self::assemble(info, parsed.pieces.clone(), parsed, top))
+    }
+
+    /// The torrent of the exact `info` bytes (whose `pieces` string is at `pieces` in them).
+    fn assemble(info: &[u8], pieces: Range<usize>, parsed: ParsedInfo, top: TopLevel) -> Self {
+        Self {
+            info_hash: InfoHash::of_info(info),
+            info_bytes: Bytes::copy_from_slice(info),
             pieces,
             name: parsed.name,
             piece_length: parsed.piece_length,
@@ -115,7 +148,35 @@ impl Metainfo {
             creation_date: top.creation_date,
             comment: top.comment,
             created_by: top.created_by,
-        })
+        }
+    }
+
+    /// The torrent as a `.torrent` file: its exact `info` dictionary (so the info-hash is the
+    /// same), trackers, web seeds and descriptive fields.
+    pub fn to_torrent_bytes(&self) -> Vec<u8> {
+        use crate::bencode::{DictBuilder, Encode, Raw};
+        let mut dict = DictBuilder::new();
+        dict.insert("info", Raw(&self.info_bytes));
+        let tiers = self.trackers();
+        if let Some(first) = tiers.first().and_then(|tier| tier.first()) {
+            dict.insert("announce", first.as_str());
+        }
+        if tiers.len() > 1 || tiers.first().is_some_and(|tier| tier.len() > 1) {
+            dict.insert("announce-list", &tiers);
+        }
+        if !self.url_list.is_empty() {
+            dict.insert("url-list", &self.url_list);
+        }
+        if let Some(date) = self.creation_date {
+            dict.insert("creation date", date);
+        }
+        if let Some(comment) = &self.comment {
+            dict.insert("comment", comment.as_str());
+        }
+        if let Some(created_by) = &self.created_by {
+            dict.insert("created by", created_by.as_str());
+        }
+        dict.to_bencode()
     }
 
     /// SHA-1 of the exact bytes of the `info` dictionary as it appears in the file.

@@ -341,3 +341,43 @@ fn creation_follows_file_symlinks_when_asked() {
     assert_eq!(names, ["a.txt", "b.txt"]);
     assert_eq!(parsed.total_length(), 6 + 17);
 }
+
+#[test]
+fn an_info_dictionary_fetched_by_magnet_becomes_the_same_torrent() {
+    let dir = tempfile::tempdir().unwrap();
+    let payload = dir.path().join("tree");
+    std::fs::create_dir(&payload).unwrap();
+    std::fs::write(payload.join("a"), vec![1u8; 70_000]).unwrap();
+    std::fs::write(payload.join("b"), vec![2u8; 5]).unwrap();
+    let bytes = TorrentBuilder::new(&payload)
+        .piece_length(16384)
+        .build()
+        .unwrap();
+    let original = Metainfo::from_bytes(&bytes).unwrap();
+    let trackers = vec![
+        vec!["http://a/announce".to_string()],
+        vec!["udp://b:80".to_string(), "udp://c:80".to_string()],
+        vec![],
+    ];
+    let fetched = Metainfo::from_info(
+        original.info_bytes(),
+        trackers.clone(),
+        vec!["http://w/".to_string()],
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(fetched.info_hash(), original.info_hash());
+    assert_eq!(fetched.piece_count(), original.piece_count());
+    assert_eq!(fetched.piece_hash(4), original.piece_hash(4));
+    assert_eq!(fetched.files(), original.files());
+    assert_eq!(fetched.trackers(), trackers[..2], "empty tiers dropped");
+    // Saved as a .torrent, it parses back to the same torrent.
+    let saved = Metainfo::from_bytes(&fetched.to_torrent_bytes()).unwrap();
+    assert_eq!(saved.info_hash(), original.info_hash());
+    assert_eq!(saved.trackers(), trackers[..2]);
+    assert_eq!(saved.url_list(), ["http://w/"]);
+    // Validated as strictly as a file: a bad dictionary is an error, not a torrent.
+    for bad in [&b"de"[..], b"d4:name1:ae", b"li1ee", b"d4:name"] {
+        assert!(Metainfo::from_info(bad, Vec::new(), Vec::new(), &Default::default()).is_err());
+    }
+}

@@ -64,6 +64,16 @@ impl Geometry {
         })
     }
 
+    /// No pieces at all: the layout of a torrent whose metadata is not known yet (every block
+    /// is out of range).
+    pub const fn empty() -> Self {
+        Self {
+            piece_length: 0,
+            total_length: 0,
+            piece_count: 0,
+        }
+    }
+
     /// The layout of a parsed torrent.
     pub fn of(metainfo: &Metainfo) -> Self {
         Self {

@@ -11,7 +11,7 @@
 //! - Strict lengths: a message over the limit ([`DEFAULT_MAX_MESSAGE_LEN`]) or with a length
 //!   impossible for its id is an error before anything is buffered for it.
 //! - [`PeerId`] generation (BEP 20) and client recognition; [`Bitfield`]; block [`Geometry`];
-//!   the BEP 10 [`ExtendedHandshake`].
+//!   the BEP 10 [`ExtendedHandshake`]; BEP 9 metadata exchange messages ([`MetadataMessage`]).
 //! - With the `tokio-codec` feature, `PeerCodec`: a tokio-util `Decoder`/`Encoder`.
 //!
 //! ```
@@ -51,6 +51,7 @@ mod message;
 mod peer_id;
 #[cfg(feature = "tokio-codec")]
 mod tokio_codec;
+mod ut_metadata;
 
 pub use bitfield::Bitfield;
 pub use block::{BLOCK_SIZE, BlockError, BlockInfo, Geometry};
@@ -63,5 +64,8 @@ pub use message::{Block, Message, PIECE_HEADER_LEN, encode_piece_header};
 pub use peer_id::{Client, PeerId};
 #[cfg(feature = "tokio-codec")]
 pub use tokio_codec::{CodecError, PeerCodec};
+pub use ut_metadata::{
+    METADATA_PIECE_LEN, MetadataMessage, UT_METADATA, metadata_piece_count, metadata_piece_len,
+};
 
 pub use cratetorrent_metainfo::{InfoHash, PieceIndex};

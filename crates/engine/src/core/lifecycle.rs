@@ -113,14 +113,15 @@ impl Core {
         let peer = &mut self.peers[key];
         peer.queue_target = self.conf.initial_request_queue.max(1);
         if common.contains(Extension::ExtensionProtocol) {
+            let private = self.metainfo.is_private();
             let handshake = ExtendedHandshake {
-                extensions: crate::extensions::our_map(),
+                extensions: crate::extensions::our_map(private),
+                metadata_size: (!private).then(|| self.metainfo.info_bytes().len() as u64),
                 client: Some(format!("cratetorrent {}", env!("CARGO_PKG_VERSION"))),
                 listen_port: Some(self.listen_port).filter(|&p| p != 0),
                 request_queue: u32::try_from(self.conf.max_in_requests).ok(),
                 your_ip: Some(addr.ip()),
                 upload_only: self.seed_only || self.wanted_missing == 0,
-                ..ExtendedHandshake::default()
             };
             peer.outbox.push(&Message::Extended {
                 id: EXTENDED_HANDSHAKE_ID,

@@ -29,6 +29,7 @@ mod download;
 mod in_progress;
 mod known;
 mod lifecycle;
+mod metadata;
 mod peers;
 #[cfg(test)]
 mod tests;
@@ -216,6 +217,9 @@ impl Core {
                     match extensions::decode(id, &payload) {
                         Some(Ok(ExtMessage::DontHave(piece))) => {
                             self.on_dont_have(key, piece, now);
+                        }
+                        Some(Ok(ExtMessage::Metadata(message))) => {
+                            self.on_metadata_message(key, message);
                         }
                         Some(Err(error)) => self.disconnect(key, &error.to_string()),
                         None => {}

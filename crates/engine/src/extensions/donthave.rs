@@ -9,7 +9,6 @@ pub(super) fn decode(payload: &[u8]) -> Option<PieceIndex> {
     <[u8; 4]>::try_from(payload).ok().map(u32::from_be_bytes)
 }
 
-#[cfg(test)]
-pub(super) fn encode(piece: PieceIndex) -> Vec<u8> {
-    piece.to_be_bytes().to_vec()
+pub(super) fn encode(piece: PieceIndex) -> bytes::Bytes {
+    bytes::Bytes::copy_from_slice(&piece.to_be_bytes())
 }

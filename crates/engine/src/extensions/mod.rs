@@ -7,26 +7,29 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use cratetorrent_metainfo::PieceIndex;
-use cratetorrent_wire::ExtendedHandshake;
-#[cfg(test)]
-use cratetorrent_wire::Message;
+use cratetorrent_wire::{ExtendedHandshake, Message, MetadataMessage};
 
 mod donthave;
+pub(crate) mod metadata;
 
 /// An extension we speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ext {
     /// BEP 54 `lt_donthave`: the peer no longer has a piece.
     DontHave,
+    /// BEP 9 `ut_metadata`: the info dictionary, piece by piece.
+    Metadata,
 }
 
 impl Ext {
-    const ALL: [Ext; 1] = [Ext::DontHave];
+    const ALL: [Ext; 2] = [Ext::DontHave, Ext::Metadata];
 
     fn name(self) -> &'static str {
         match self {
             Ext::DontHave => donthave::NAME,
+            Ext::Metadata => metadata::NAME,
         }
     }
 
@@ -34,6 +37,7 @@ impl Ext {
     fn our_id(self) -> u8 {
         match self {
             Ext::DontHave => 1,
+            Ext::Metadata => 2,
         }
     }
 
@@ -46,6 +50,7 @@ impl Ext {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ExtMessage {
     DontHave(PieceIndex),
+    Metadata(MetadataMessage),
 }
 
 /// An extension message that does not parse.
@@ -53,21 +58,28 @@ pub(crate) enum ExtMessage {
 #[error("malformed {0} message")]
 pub(crate) struct ExtError(&'static str);
 
-/// The `m` dictionary of our extended handshake.
-pub(crate) fn our_map() -> BTreeMap<String, u8> {
+/// The `m` dictionary of our extended handshake. A private torrent's metadata is not handed
+/// out (BEP 27: it is found only through its tracker), as libtorrent does.
+pub(crate) fn our_map(private: bool) -> BTreeMap<String, u8> {
     Ext::ALL
         .into_iter()
+        .filter(|&ext| !(private && ext == Ext::Metadata))
         .map(|ext| (ext.name().to_owned(), ext.our_id()))
         .collect()
 }
 
-/// Decodes extended message `id` (not 0) sent to us: `None` for an id we never assigned.
-pub(crate) fn decode(id: u8, payload: &[u8]) -> Option<Result<ExtMessage, ExtError>> {
+/// Decodes extended message `id` (not 0) sent to us: `None` for an id we never assigned, or a
+/// message its extension says to ignore.
+pub(crate) fn decode(id: u8, payload: &Bytes) -> Option<Result<ExtMessage, ExtError>> {
     let ext = Ext::of_our_id(id)?;
     Some(match ext {
         Ext::DontHave => donthave::decode(payload)
             .map(ExtMessage::DontHave)
             .ok_or(ExtError(donthave::NAME)),
+        Ext::Metadata => match MetadataMessage::decode(payload) {
+            Ok(message) => Ok(ExtMessage::Metadata(message?)),
+            Err(_) => Err(ExtError(metadata::NAME)),
+        },
     })
 }
 
@@ -90,9 +102,6 @@ impl PeerExtensions {
         Self { ids }
     }
 
-    // Sending: nothing we speak is sent yet (we never lose a verified piece); the tests
-    // check that ids go both ways.
-    #[cfg(test)]
     fn id(&self, ext: Ext) -> Option<u8> {
         Ext::ALL
             .iter()
@@ -101,14 +110,14 @@ impl PeerExtensions {
     }
 
     /// The message that sends `message` to this peer, if it speaks the extension.
-    #[cfg(test)]
     pub(crate) fn encode(&self, message: &ExtMessage) -> Option<Message> {
         let (ext, payload) = match message {
             ExtMessage::DontHave(piece) => (Ext::DontHave, donthave::encode(*piece)),
+            ExtMessage::Metadata(message) => (Ext::Metadata, message.encode()),
         };
         Some(Message::Extended {
             id: self.id(ext)?,
-            payload: bytes::Bytes::from(payload),
+            payload,
         })
     }
 }
@@ -121,8 +130,10 @@ mod tests {
 
     #[test]
     fn ids_go_both_ways_and_unknown_ones_are_ignored() {
-        let ours = our_map();
+        let ours = our_map(false);
         assert_eq!(ours.get("lt_donthave"), Some(&1));
+        assert_eq!(ours.get("ut_metadata"), Some(&2));
+        assert_eq!(our_map(true).get("ut_metadata"), None, "private");
         let theirs = ExtendedHandshake {
             extensions: [("lt_donthave".to_string(), 7), ("ut_pex".to_string(), 1)].into(),
             ..ExtendedHandshake::default()
@@ -133,9 +144,25 @@ mod tests {
         };
         assert_eq!(id, 7, "sent with the peer's id");
         assert_eq!(decode(1, &payload), Some(Ok(ExtMessage::DontHave(9))));
+        let request = MetadataMessage::Request { piece: 4 }.encode();
+        assert_eq!(
+            decode(2, &request),
+            Some(Ok(ExtMessage::Metadata(MetadataMessage::Request {
+                piece: 4
+            })))
+        );
+        let unknown_type = Bytes::from_static(b"d8:msg_typei7e5:piecei0ee");
+        assert_eq!(decode(2, &unknown_type), None, "ignored, as BEP 9 asks");
         assert_eq!(decode(42, &payload), None, "an id we never assigned");
         let silent = PeerExtensions::from_handshake(&ExtendedHandshake::default());
         assert_eq!(silent.encode(&ExtMessage::DontHave(9)), None);
-        assert_eq!(decode(1, b"abc"), Some(Err(ExtError("lt_donthave"))));
+        assert_eq!(
+            decode(1, &Bytes::from_static(b"abc")),
+            Some(Err(ExtError("lt_donthave")))
+        );
+        assert_eq!(
+            decode(2, &Bytes::from_static(b"abc")),
+            Some(Err(ExtError("ut_metadata")))
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! BEP 10 extensions through the core: the registry's ids, and what each extension does.
 
 use super::*;
+use cratetorrent_wire::{ExtendedHandshake, MetadataMessage};
 
 #[test]
 fn lt_donthave_takes_a_piece_off_a_peer_and_withdraws_our_requests_for_it() {
@@ -19,7 +20,7 @@ fn lt_donthave_takes_a_piece_off_a_peer_and_withdraws_our_requests_for_it() {
     core.on_message(key, Message::Unchoke, now);
     let asked = requests(&sent(&mut core, key));
     let piece = asked[0].piece;
-    let ours = crate::extensions::our_map()["lt_donthave"];
+    let ours = crate::extensions::our_map(false)["lt_donthave"];
     let donthave = |payload: &[u8]| Message::Extended {
         id: ours,
         payload: Bytes::copy_from_slice(payload),
@@ -67,4 +68,76 @@ fn lt_donthave_takes_a_piece_off_a_peer_and_withdraws_our_requests_for_it() {
         .unwrap();
     core.on_message(key, donthave(b"abc"), now);
     assert!(!core.is_open(key), "a malformed payload");
+}
+
+#[test]
+fn ut_metadata_requests_are_answered_with_views_of_the_info_dictionary() {
+    let mut core = core(4, Bitfield::full(4), false);
+    let now = Instant::now();
+    let addr: SocketAddr = "10.0.0.9:6881".parse().unwrap();
+    let key = core
+        .on_handshake(
+            addr,
+            PeerId::new([9; 20]),
+            crate::core::our_extensions(),
+            false,
+            now,
+        )
+        .unwrap();
+    let info = core.metainfo.info_bytes().clone();
+    let greeting = sent(&mut core, key);
+    let Some(Message::Extended { payload, .. }) = greeting
+        .iter()
+        .find(|m| matches!(m, Message::Extended { id: 0, .. }))
+    else {
+        panic!("no extended handshake in {greeting:?}");
+    };
+    let ours = ExtendedHandshake::decode(payload).unwrap();
+    assert_eq!(ours.metadata_size, Some(info.len() as u64));
+    let theirs = ExtendedHandshake {
+        extensions: [("ut_metadata".to_string(), 5)].into(),
+        ..ExtendedHandshake::default()
+    };
+    core.on_message(
+        key,
+        Message::Extended {
+            id: 0,
+            payload: theirs.encode(),
+        },
+        now,
+    );
+    let ask = |piece| Message::Extended {
+        id: ours.extensions["ut_metadata"],
+        payload: MetadataMessage::Request { piece }.encode(),
+    };
+    core.on_message(key, ask(0), now);
+    core.on_message(key, ask(1), now);
+    let answers: Vec<MetadataMessage> = sent(&mut core, key)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Extended { id: 5, payload } => MetadataMessage::decode(&payload).unwrap(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            MetadataMessage::Data {
+                piece: 0,
+                total_size: info.len() as u64,
+                data: info.clone(),
+            },
+            MetadataMessage::Reject { piece: 1 },
+        ],
+        "the whole (small) dictionary, then past its end"
+    );
+    core.on_message(
+        key,
+        Message::Extended {
+            id: ours.extensions["ut_metadata"],
+            payload: Bytes::from_static(b"d8:msg_typei0ee"),
+        },
+        now,
+    );
+    assert!(!core.is_open(key), "a malformed request");
 }
