@@ -154,6 +154,32 @@ async fn libtorrent_fetches_metadata_and_data_from_our_seed_by_magnet() {
 
 #[tokio::test]
 #[ignore = "needs reference peers"]
+async fn we_fetch_metadata_and_data_from_libtorrent_by_magnet() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big.bin"), pseudo_random(24 << 20, 6)).unwrap();
+    for source in [finish_source(dir, "big.bin".into(), 16 * 1024), tree()] {
+        let seeder = LibtorrentSeeder::start(&source.torrent, source.dir.path());
+        let magnet = format!(
+            "magnet:?xt=urn:btih:{}&x.pe={}",
+            source.metainfo.info_hash(),
+            localhost(seeder.port)
+        );
+        let leech_dir = tempfile::tempdir().unwrap();
+        let (engine, mut alerts) = engine::spawn(loopback_conf(leech_dir.path())).unwrap();
+        let id = engine
+            .create_torrent(TorrentParams::new(
+                Magnet::parse(&magnet).unwrap(),
+                Mode::Download { seeds: Vec::new() },
+            ))
+            .unwrap();
+        wait_complete(&mut alerts, id).await;
+        engine.shutdown().await.unwrap();
+        assert_same(&source, leech_dir.path());
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
 async fn transmission_seeds_we_download() {
     let source = single_file(8 << 20);
     let mut transmission = Transmission::start();

@@ -210,7 +210,7 @@ pub fn params(
     mode: cratetorrent::Mode,
 ) -> cratetorrent::TorrentParams {
     cratetorrent::TorrentParams {
-        metainfo: metainfo.clone(),
+        source: metainfo.clone().into(),
         listen_addr: None,
         mode,
         conf: None,

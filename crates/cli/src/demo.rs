@@ -264,7 +264,7 @@ async fn swarm(
 
 fn params(metainfo: &Metainfo, mode: Mode) -> TorrentParams {
     TorrentParams {
-        metainfo: metainfo.clone(),
+        source: metainfo.clone().into(),
         listen_addr: None,
         mode,
         conf: None,

@@ -13,8 +13,15 @@ pub(crate) fn load(path: &str) -> Result<Metainfo> {
     Metainfo::from_bytes(&bytes).map_err(|e| CliError::with(path, &e))
 }
 
+/// Whether `source` is a magnet link rather than a path (the scheme is case-insensitive).
+pub(crate) fn is_magnet(source: &str) -> bool {
+    source
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("magnet:"))
+}
+
 pub(crate) fn run(source: &str, as_json: bool) -> Result<()> {
-    if source.starts_with("magnet:") {
+    if is_magnet(source) {
         return magnet(source, as_json);
     }
     let torrent = load(source)?;

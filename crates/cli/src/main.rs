@@ -57,7 +57,8 @@ enum Command {
     /// Download a torrent, verify it, and exit 0 when complete (or keep seeding with --seed).
     /// Rerun in the same directory to resume without downloading verified pieces again.
     Download {
-        /// The .torrent file.
+        /// The .torrent file, or a magnet link (its metadata is fetched from peers: those it
+        /// names with x.pe, its trackers', and --peer).
         torrent: String,
         /// The directory to download into (the torrent's file or folder goes inside).
         #[arg(short, long, default_value = ".")]
@@ -89,6 +90,9 @@ enum Command {
         /// Download pieces in order (for playing while downloading).
         #[arg(long)]
         sequential: bool,
+        /// With a magnet link: write its metadata to FILE as a .torrent once verified.
+        #[arg(long, value_name = "FILE")]
+        save_torrent: Option<PathBuf>,
         /// Print one JSON stats object per second instead of a progress bar.
         #[arg(long)]
         json: bool,
@@ -255,6 +259,7 @@ fn main() -> ExitCode {
             upload_slots,
             only,
             sequential,
+            save_torrent,
             json,
         } => session::run(
             session::SessionArgs {
@@ -270,6 +275,7 @@ fn main() -> ExitCode {
                 upload_slots,
                 only,
                 sequential,
+                save_torrent,
             },
             style(json),
         ),
@@ -327,6 +333,7 @@ fn seed(
             upload_slots,
             only: Vec::new(),
             sequential: false,
+            save_torrent: None,
         },
         style,
     )

@@ -114,6 +114,26 @@ impl Reporter {
         }
     }
 
+    /// A milestone with figures: a line for people, an event with `extra` merged in for JSON.
+    pub(crate) fn event(&mut self, kind: &str, line: &str, extra: serde_json::Value) {
+        match self.style {
+            Style::Quiet => {}
+            Style::Json => {
+                let mut object = json!({ "event": kind, "message": line });
+                if let (Some(object), serde_json::Value::Object(extra)) =
+                    (object.as_object_mut(), extra)
+                {
+                    object.extend(extra);
+                }
+                self.json(object);
+            }
+            Style::Human => match &self.bar {
+                Some(bar) => bar.println(escape(line)),
+                None => eprintln!("{}", escape(line)),
+            },
+        }
+    }
+
     /// The final line of a transfer.
     pub(crate) fn done(&mut self, kind: &str, line: &str, extra: serde_json::Value) {
         if let Some(bar) = self.bar.take() {
@@ -160,6 +180,7 @@ fn fraction(stats: &TorrentStats) -> f64 {
 
 fn state_name(state: TorrentState) -> &'static str {
     match state {
+        TorrentState::Metadata => "metadata",
         TorrentState::Checking => "checking",
         TorrentState::Downloading => "downloading",
         TorrentState::Seeding => "seeding",

@@ -35,16 +35,31 @@ pub(crate) struct SessionArgs {
     pub(crate) upload_slots: Option<usize>,
     pub(crate) only: Vec<usize>,
     pub(crate) sequential: bool,
+    /// `download --save-torrent`: where a magnet link's metadata is written once verified.
+    pub(crate) save_torrent: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: SessionArgs, style: Style) -> Result<ExitCode> {
-    let metainfo = crate::info::load(&args.torrent)?;
-    let priorities = priorities(&metainfo, &args.only)?;
+    let (source, priorities) = if crate::info::is_magnet(&args.torrent) {
+        let magnet = Magnet::parse(&args.torrent)
+            .map_err(|e| CliError::with("not a usable magnet link", &e))?;
+        if !args.only.is_empty() {
+            return Err(CliError::new(
+                "--only needs the torrent's file list: with a magnet link, save its metadata \
+                 with --save-torrent FILE and download FILE with --only",
+            ));
+        }
+        (TorrentSource::Magnet(magnet), None)
+    } else {
+        let metainfo = crate::info::load(&args.torrent)?;
+        let priorities = priorities(&metainfo, &args.only)?;
+        (TorrentSource::Metainfo(metainfo), priorities)
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::with("cannot start the runtime", &e))?;
-    runtime.block_on(session(args, metainfo, priorities, style))
+    runtime.block_on(session(args, source, priorities, style))
 }
 
 /// File priorities for `--only` (0 = skip), checked against the torrent's files.
@@ -132,7 +147,7 @@ enum End {
 
 async fn session(
     args: SessionArgs,
-    metainfo: Metainfo,
+    source: TorrentSource,
     priorities: Option<Vec<u8>>,
     style: Style,
 ) -> Result<ExitCode> {
@@ -156,11 +171,21 @@ async fn session(
             seeds: args.peers.clone(),
         }
     };
-    let name = metainfo.name().to_owned();
-    let total = metainfo.total_length();
+    // A magnet link's torrent is named by its `dn` (or hash) until its metadata comes.
+    let (mut name, mut total) = match &source {
+        TorrentSource::Metainfo(metainfo) => (metainfo.name().to_owned(), metainfo.total_length()),
+        TorrentSource::Magnet(magnet) => (
+            magnet.display_name.clone().unwrap_or_else(|| {
+                magnet
+                    .info_hash
+                    .map_or_else(String::new, |hash| hash.to_hex())
+            }),
+            0,
+        ),
+    };
     let id = engine
         .create_torrent(TorrentParams {
-            metainfo,
+            source,
             listen_addr: None,
             mode,
             conf: None,
@@ -213,6 +238,34 @@ async fn session(
                 }
             }
             Alert::TorrentStats(stats) => reporter.stats(&stats),
+            Alert::MetadataReceived { metainfo, .. } => {
+                name = metainfo.name().to_owned();
+                total = metainfo.total_length();
+                let seconds = reporter.elapsed();
+                reporter.event(
+                    "metadata",
+                    &format!(
+                        "{name}: metadata received in {seconds:.1} s ({} in {} pieces)",
+                        format_bytes(total),
+                        metainfo.piece_count()
+                    ),
+                    json!({
+                        "info_hash": metainfo.info_hash().to_hex(),
+                        "name": name,
+                        "total_length": total,
+                        "num_pieces": metainfo.piece_count(),
+                        "seconds": seconds,
+                    }),
+                );
+                if let Some(path) = &args.save_torrent
+                    && let Err(error) = std::fs::write(path, metainfo.to_torrent_bytes())
+                {
+                    break End::Failed(CliError::with(
+                        format!("cannot save the metadata to {}", path.display()),
+                        &error,
+                    ));
+                }
+            }
             Alert::TorrentComplete(_) => {
                 if args.keep_seeding {
                     seeding = true;

@@ -486,3 +486,49 @@ fn progress_output_escapes_the_torrent_name() {
         "{summary:?}"
     );
 }
+
+#[test]
+fn a_magnet_link_downloads_and_its_metadata_is_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, torrent) = make_torrent(dir.path(), "clip.bin", 2_000_000, "16K");
+    let info = run(&["info", torrent.to_str().unwrap(), "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let hash = info["info_hash"].as_str().unwrap().to_owned();
+    let (_seeder, addr) = seed(&torrent, &data, &[]);
+    let out_dir = dir.path().join("out");
+    let saved = dir.path().join("saved.torrent");
+    let magnet = format!("magnet:?xt=urn:btih:{hash}&dn=clip&x.pe={addr}");
+    let download = run(&[
+        "download",
+        &magnet,
+        "-o",
+        out_dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--save-torrent",
+        saved.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        download.status.code(),
+        Some(0),
+        "{}",
+        text(&download.stderr)
+    );
+    let stdout = text(&download.stdout);
+    let metadata = stdout
+        .lines()
+        .find(|l| l.contains(r#""event":"metadata""#))
+        .unwrap_or_else(|| panic!("no metadata event in {stdout}"));
+    assert_eq!(json_field(metadata, "total_length"), 2_000_000);
+    assert_eq!(json_field(metadata, "num_pieces"), 123);
+    assert!(metadata.contains(&hash) && metadata.contains(r#""name":"clip.bin""#));
+    assert!(std::fs::read(out_dir.join("clip.bin")).unwrap() == std::fs::read(&data).unwrap());
+    // The saved metadata is the same torrent: it verifies the download.
+    let verify = run(&["verify", saved.to_str().unwrap(), out_dir.to_str().unwrap()]);
+    assert_eq!(text(&verify.stdout).trim(), "123/123 pieces ok");
+    // --only cannot be honoured before the file list is known.
+    let only = run(&["download", &magnet, "--only", "0"]);
+    assert_eq!(only.status.code(), Some(1));
+    assert!(text(&only.stderr).contains("--save-torrent"));
+}

@@ -85,7 +85,7 @@ fn loopback(c: &mut Criterion) {
     conf.tracker.enabled = false;
     let (seed, mut seed_alerts) = engine::spawn(conf).unwrap();
     seed.create_torrent(TorrentParams {
-        metainfo: metainfo.clone(),
+        source: metainfo.clone().into(),
         listen_addr: None,
         mode: Mode::Seed,
         conf: None,
@@ -111,7 +111,7 @@ fn loopback(c: &mut Criterion) {
             let (leech, mut alerts) = engine::spawn(conf).unwrap();
             let id = leech
                 .create_torrent(TorrentParams {
-                    metainfo: metainfo.clone(),
+                    source: metainfo.clone().into(),
                     listen_addr: None,
                     mode: Mode::Download {
                         seeds: vec![seed.listen_addr()],

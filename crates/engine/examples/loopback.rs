@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     conf.listen_addr = "127.0.0.1:0".parse()?;
     let (seed, mut seed_alerts) = engine::spawn(conf)?;
     seed.create_torrent(TorrentParams {
-        metainfo: metainfo.clone(),
+        source: metainfo.clone().into(),
         listen_addr: None,
         mode: Mode::Seed,
         conf: None,
@@ -52,7 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (leech, mut alerts) = engine::spawn(conf)?;
     let start = Instant::now();
     let id = leech.create_torrent(TorrentParams {
-        metainfo,
+        source: metainfo.into(),
         listen_addr: None,
         mode: Mode::Download {
             seeds: vec![seed.listen_addr()],

@@ -3,7 +3,8 @@
 //! Stats are coalesced: only the latest per torrent is kept until read. Other alerts are queued
 //! up to [`MAX_QUEUED`]; past that, errors are merged per torrent (the latest kept, with a count)
 //! and bans and tracker alerts are dropped (they are logged too), so the queue stays bounded even if nobody reads
-//! it. Started, complete and removed alerts are always kept: there is one per torrent command.
+//! it. Started, metadata, complete and removed alerts are always kept: there is one per torrent
+//! command.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -27,6 +28,15 @@ pub enum Alert {
         pieces_had: u32,
         /// Pieces in the torrent.
         piece_count: u32,
+    },
+    /// The metadata of a torrent added by magnet link arrived and hashes to its info-hash; its
+    /// files are opened next ([`Alert::TorrentStarted`] follows).
+    MetadataReceived {
+        /// The torrent.
+        id: TorrentId,
+        /// The metadata (with the magnet link's trackers and web seeds), e.g. to save as a
+        /// `.torrent` ([`Metainfo::to_torrent_bytes`](cratetorrent_metainfo::Metainfo::to_torrent_bytes)).
+        metainfo: Box<cratetorrent_metainfo::Metainfo>,
     },
     /// Periodic statistics (only the latest per torrent is kept until read).
     TorrentStats(Box<TorrentStats>),
@@ -86,6 +96,8 @@ pub enum Alert {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TorrentState {
+    /// Fetching the metadata from peers (a torrent added by magnet link).
+    Metadata,
     /// Checking existing data.
     Checking,
     /// Downloading.

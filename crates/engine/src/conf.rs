@@ -119,6 +119,12 @@ pub struct TorrentConf {
     pub max_in_requests: usize,
     /// Bytes read for a peer and not yet on its socket before we stop reading more for it.
     pub send_watermark: usize,
+    /// Largest info dictionary fetched for a magnet link (default 16 MiB, bytes): peers
+    /// announcing a larger `metadata_size` are not asked.
+    pub max_metadata_size: u64,
+    /// How long a peer may take to answer a metadata request before it is asked no more and
+    /// the piece goes to another (default 5 s).
+    pub metadata_request_timeout: Duration,
     /// How long an outgoing connection may take to connect and handshake.
     pub connect_timeout: Duration,
     /// A peer that sends nothing (not even a keep-alive) for this long is dropped.
@@ -169,6 +175,8 @@ impl Default for TorrentConf {
             max_unasked_blocks: 64,
             max_in_requests: 2000,
             send_watermark: 4 << 20,
+            max_metadata_size: 16 << 20,
+            metadata_request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             keep_alive_interval: Duration::from_secs(120),

@@ -64,6 +64,13 @@ pub enum TorrentError {
         /// The torrent using it.
         other: TorrentId,
     },
+    /// The metadata fetched for a magnet link hashes to its info-hash but is not a valid
+    /// torrent: there is nothing to download.
+    #[error("the metadata is not a valid torrent: {0}")]
+    Metadata(#[source] cratetorrent_metainfo::MetainfoError),
+    /// A magnet link without a v1 (`btih`) info-hash: v2-only links are not supported yet.
+    #[error("the magnet link has no v1 info-hash (btih)")]
+    MagnetWithoutV1,
     /// The torrent's files could not be opened or checked.
     #[error("opening storage: {0}")]
     Open(#[source] StorageError),
@@ -120,7 +127,11 @@ impl TorrentError {
             | Self::Remove(error)
             | Self::Delete(error) => Some(error),
             Self::Merged { latest, .. } => latest.storage(),
-            Self::Duplicate(_) | Self::SameRoot { .. } | Self::Listen { .. } => None,
+            Self::Duplicate(_)
+            | Self::SameRoot { .. }
+            | Self::Listen { .. }
+            | Self::Metadata(_)
+            | Self::MagnetWithoutV1 => None,
         }
     }
 

@@ -20,7 +20,7 @@ use cratetorrent_wire::Geometry;
 
 use crate::TorrentId;
 use crate::conf::TorrentConf;
-use crate::core::{Action, Command, Core, CoreInit, Handled, Input, PeerKey};
+use crate::core::{Action, Command, Core, CoreInit, Handled, Input, PeerKey, Source};
 
 const PIECE: u32 = 32 * 1024;
 const PIECES: u32 = 5;
@@ -85,7 +85,7 @@ pub fn run_session(data: &[u8]) {
     let mut core = Core::new(
         CoreInit {
             id: TorrentId(1),
-            metainfo,
+            source: Source::Metainfo(Box::new(metainfo)),
             our_id: PeerId::new([0; 20]),
             listen_port: 6881,
             conf,

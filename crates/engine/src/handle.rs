@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use cratetorrent_metainfo::Metainfo;
+use cratetorrent_metainfo::{InfoHash, Magnet, Metainfo};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::TorrentId;
@@ -30,11 +30,44 @@ pub enum Mode {
     Seed,
 }
 
+/// What a torrent is added from.
+#[derive(Debug, Clone)]
+pub enum TorrentSource {
+    /// A parsed `.torrent`.
+    Metainfo(Metainfo),
+    /// A magnet link: the metadata is fetched from peers (BEP 9) — those it names (`x.pe`),
+    /// its trackers' (`tr`), and any given with the torrent — then the download starts on the
+    /// same connections.
+    Magnet(Magnet),
+}
+
+impl TorrentSource {
+    /// The v1 info-hash (`None` for a magnet link without one).
+    pub fn info_hash(&self) -> Option<InfoHash> {
+        match self {
+            Self::Metainfo(metainfo) => Some(metainfo.info_hash()),
+            Self::Magnet(magnet) => magnet.info_hash,
+        }
+    }
+}
+
+impl From<Metainfo> for TorrentSource {
+    fn from(metainfo: Metainfo) -> Self {
+        Self::Metainfo(metainfo)
+    }
+}
+
+impl From<Magnet> for TorrentSource {
+    fn from(magnet: Magnet) -> Self {
+        Self::Magnet(magnet)
+    }
+}
+
 /// A torrent to add.
 #[derive(Debug, Clone)]
 pub struct TorrentParams {
-    /// The parsed `.torrent`.
-    pub metainfo: Metainfo,
+    /// A `.torrent` or a magnet link (`Metainfo` and `Magnet` convert into it).
+    pub source: TorrentSource,
     /// An extra address to listen on for this torrent (the engine's own listener always
     /// accepts it too).
     pub listen_addr: Option<SocketAddr>,
@@ -42,6 +75,19 @@ pub struct TorrentParams {
     pub mode: Mode,
     /// Settings; `None` takes the engine's [`Conf::torrent`](crate::Conf::torrent).
     pub conf: Option<TorrentConf>,
+}
+
+impl TorrentParams {
+    /// A torrent from `source` (a [`Metainfo`] or a [`Magnet`]) in `mode`, with the engine's
+    /// listener and settings.
+    pub fn new(source: impl Into<TorrentSource>, mode: Mode) -> Self {
+        Self {
+            source: source.into(),
+            listen_addr: None,
+            mode,
+            conf: None,
+        }
+    }
 }
 
 /// Rate limits in bytes per second; 0 means unlimited.

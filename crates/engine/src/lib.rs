@@ -23,7 +23,7 @@
 //! conf.listen_addr = "127.0.0.1:0".parse()?;
 //! let (seeder, _seeder_alerts) = engine::spawn(conf)?;
 //! seeder.create_torrent(TorrentParams {
-//!     metainfo: metainfo.clone(),
+//!     source: metainfo.clone().into(),
 //!     listen_addr: None,
 //!     mode: Mode::Seed,
 //!     conf: None,
@@ -35,7 +35,7 @@
 //! conf.listen_addr = "127.0.0.1:0".parse()?;
 //! let (leecher, mut alerts) = engine::spawn(conf)?;
 //! let id = leecher.create_torrent(TorrentParams {
-//!     metainfo,
+//!     source: metainfo.into(),
 //!     listen_addr: None,
 //!     mode: Mode::Download { seeds: vec![seeder.listen_addr()] },
 //!     conf: None,
@@ -63,6 +63,7 @@
 
 mod alert;
 mod block_queue;
+mod blocking;
 mod choker;
 mod chunk_pool;
 mod conf;
@@ -94,7 +95,7 @@ pub use alert::{Alert, Alerts, PeerStats, TorrentState, TorrentStats};
 pub use conf::{Conf, IoBackend, SeedChoking, TorrentConf, TrackerConf};
 pub use counters::EngineCounters;
 pub use error::{EngineError, TorrentError};
-pub use handle::{EngineHandle, Mode, RateLimits, TorrentParams};
+pub use handle::{EngineHandle, Mode, RateLimits, TorrentParams, TorrentSource};
 
 /// Identifies a torrent in an engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -111,8 +112,8 @@ pub mod prelude {
     pub use crate::engine;
     pub use crate::{
         Alert, Alerts, Conf, EngineError, EngineHandle, Mode, RateLimits, TorrentConf, TorrentId,
-        TorrentParams, TorrentState, TorrentStats,
+        TorrentParams, TorrentSource, TorrentState, TorrentStats,
     };
-    pub use cratetorrent_metainfo::Metainfo;
+    pub use cratetorrent_metainfo::{Magnet, Metainfo};
     pub use futures::StreamExt;
 }

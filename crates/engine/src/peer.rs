@@ -4,6 +4,8 @@ use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use cratetorrent_metainfo::PieceIndex;
 use cratetorrent_storage::PeerTag;
 use cratetorrent_wire::{Bitfield, BlockInfo, Extensions, PeerId};
 
@@ -16,6 +18,40 @@ use crate::rate::RateMeter;
 pub(crate) const DEFAULT_PEER_REQQ: usize = 250;
 /// Queue depth a new peer starts with (the core sets its `initial_request_queue`).
 const INITIAL_QUEUE: usize = 4;
+
+/// What a peer said of its pieces before we had the metadata to read it (a torrent added by
+/// magnet link): replayed once the metadata is verified.
+#[derive(Debug, Default)]
+pub(crate) struct EarlyPieces {
+    pub(crate) bitfield: Option<Bytes>,
+    pub(crate) haves: Vec<PieceIndex>,
+}
+
+/// `have`s kept per peer before the metadata; later ones are dropped (they only make the
+/// peer look poorer until its next bitfield or `have`).
+const MAX_EARLY_HAVES: usize = 65_536;
+
+impl EarlyPieces {
+    /// Keeps a `bitfield` or `have` to replay once the metadata is known.
+    pub(crate) fn keep(&mut self, message: cratetorrent_wire::Message) {
+        match message {
+            cratetorrent_wire::Message::Bitfield(payload) => self.bitfield = Some(payload),
+            cratetorrent_wire::Message::Have(piece) if self.haves.len() < MAX_EARLY_HAVES => {
+                self.haves.push(piece);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The peer's side of the BEP 9 metadata exchange, while we fetch the metadata.
+#[derive(Debug, Default)]
+pub(crate) struct MetadataPeer {
+    /// `metadata_size` from its extended handshake.
+    pub(crate) size: Option<u64>,
+    /// It rejected a request or let one time out: it is asked no more.
+    pub(crate) refused: bool,
+}
 
 /// One request we sent and have not been answered yet.
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +102,8 @@ pub(crate) struct Peer {
     pub(crate) client: Option<String>,
     /// The ids it assigned to the BEP 10 extensions we speak.
     pub(crate) ext: PeerExtensions,
+    pub(crate) early: EarlyPieces,
+    pub(crate) metadata: MetadataPeer,
 
     pub(crate) bitfield: Bitfield,
     /// The peer has every piece (counted in the picker's seed count, not per piece).
@@ -140,6 +178,8 @@ impl Peer {
             extensions,
             client: id.client().map(|c| format!("{} {}", c.name, c.version)),
             ext: PeerExtensions::default(),
+            early: EarlyPieces::default(),
+            metadata: MetadataPeer::default(),
             bitfield: Bitfield::new(piece_count),
             is_seed: false,
             interesting: 0,

@@ -69,22 +69,33 @@ impl Session {
         }
     }
 
-    /// Takes `info_hash` and `root` for torrent `id`, unless another torrent has either.
+    /// Takes `info_hash` and `root` (`None` until a magnet link's metadata names it) for
+    /// torrent `id`, unless another torrent has either.
     pub(crate) fn add_torrent(
         &mut self,
         id: TorrentId,
         info_hash: InfoHash,
-        root: String,
+        root: Option<String>,
     ) -> Result<(), TorrentError> {
         if self.info_hashes.contains_key(&info_hash) {
             return Err(TorrentError::Duplicate(info_hash));
         }
-        if let Some(&other) = self.roots.get(&root) {
-            return Err(TorrentError::SameRoot { root, other });
+        if let Some(root) = root {
+            self.take_root(id, root)?;
         }
         self.info_hashes.insert(info_hash, id);
-        self.roots.insert(root, id);
         Ok(())
+    }
+
+    /// Takes `root` in the download directory for torrent `id`, unless another has it.
+    pub(crate) fn take_root(&mut self, id: TorrentId, root: String) -> Result<(), TorrentError> {
+        match self.roots.get(&root) {
+            Some(&other) if other != id => Err(TorrentError::SameRoot { root, other }),
+            _ => {
+                self.roots.insert(root, id);
+                Ok(())
+            }
+        }
     }
 
     /// The torrent added with `info_hash` (checking or running).
@@ -197,6 +208,17 @@ impl Session {
     }
 }
 
+/// The name a torrent takes in the download directory: the first component of its paths (the
+/// torrent's name, checked by the metainfo parser).
+pub(crate) fn root_of(metainfo: &cratetorrent_metainfo::Metainfo) -> String {
+    metainfo
+        .files()
+        .first()
+        .and_then(|file| file.components().first())
+        .cloned()
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -268,17 +290,27 @@ mod tests {
     fn an_info_hash_or_a_root_is_taken_once() {
         let mut session = session();
         let hash = InfoHash::new([1; 20]);
-        session.add_torrent(TorrentId(1), hash, "a".into()).unwrap();
+        let root = |name: &str| Some(name.to_string());
+        session.add_torrent(TorrentId(1), hash, root("a")).unwrap();
         assert!(matches!(
-            session.add_torrent(TorrentId(2), hash, "b".into()),
+            session.add_torrent(TorrentId(2), hash, root("b")),
             Err(TorrentError::Duplicate(_))
         ));
         assert!(matches!(
-            session.add_torrent(TorrentId(2), InfoHash::new([2; 20]), "a".into()),
+            session.add_torrent(TorrentId(2), InfoHash::new([2; 20]), root("a")),
             Err(TorrentError::SameRoot { .. })
         ));
+        // A magnet link's root is taken once its metadata names it.
+        session
+            .add_torrent(TorrentId(3), InfoHash::new([3; 20]), None)
+            .unwrap();
+        assert!(matches!(
+            session.take_root(TorrentId(3), "a".into()),
+            Err(TorrentError::SameRoot { .. })
+        ));
+        session.take_root(TorrentId(3), "c".into()).unwrap();
         session.remove_torrent(TorrentId(1));
-        session.add_torrent(TorrentId(2), hash, "a".into()).unwrap();
+        session.add_torrent(TorrentId(2), hash, root("a")).unwrap();
     }
 
     #[test]

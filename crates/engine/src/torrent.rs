@@ -5,19 +5,21 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use cratetorrent_metainfo::InfoHash;
-use cratetorrent_storage::{Storage, StorageEvent, WriteStatus};
+use cratetorrent_metainfo::{InfoHash, Metainfo};
+use cratetorrent_storage::{Storage, StorageConfig, StorageError, StorageEvent, WriteStatus};
 use cratetorrent_wire::{Handshake, PeerId};
 use tokio::sync::Notify;
 
 use crate::TorrentId;
 use crate::alert::{Alert, AlertSender};
+use crate::blocking::blocking;
 use crate::chunk_pool::ChunkCharge;
 use crate::connection::{self, MAX_FRAMES_PER_WRITE, PeerHost};
 use crate::core::{Action, AnnounceState, Command, Core, Handled, Input, PeerKey};
@@ -38,7 +40,14 @@ pub(crate) struct Shared {
     pub(crate) trackers: Option<Rc<Clients>>,
     /// The socket interface the engine runs on.
     pub(crate) net: Net,
+    /// Where torrents' files go, and how their storage runs (for a magnet link's torrent,
+    /// whose storage opens once its metadata is here).
+    pub(crate) download_dir: PathBuf,
+    pub(crate) storage_conf: StorageConfig,
 }
+
+/// An open storage with its event channel and the doorbell that rings when events wait.
+pub(crate) type OpenStorage = (Storage, Receiver<StorageEvent>, Arc<Notify>);
 
 impl Shared {
     /// Starts dialling `addr` for `torrent` now, or when a half-open slot frees up.
@@ -95,13 +104,9 @@ pub(crate) struct Torrent {
 }
 
 impl Torrent {
-    pub(crate) fn start(
-        core: Core,
-        storage: Storage,
-        events: Receiver<StorageEvent>,
-        storage_wake: Arc<Notify>,
-        shared: Rc<Shared>,
-    ) -> Rc<Self> {
+    /// Starts the torrent's tasks; `storage` is `None` for a magnet link's torrent until its
+    /// metadata is here.
+    pub(crate) fn start(core: Core, storage: Option<OpenStorage>, shared: Rc<Shared>) -> Rc<Self> {
         let conf = core.conf();
         let now = Instant::now();
         let torrent = Rc::new(Self {
@@ -112,7 +117,7 @@ impl Torrent {
             connect_timeout: conf.connect_timeout,
             span: tracing::info_span!("torrent", id = %core.id(), info_hash = %core.info_hash()),
             core: RefCell::new(core),
-            storage: RefCell::new(Some(storage)),
+            storage: RefCell::new(None),
             conns: RefCell::new(HashMap::new()),
             spare: RefCell::default(),
             receiving: RefCell::new(None),
@@ -123,24 +128,18 @@ impl Torrent {
             tracker_signals: Rc::default(),
             announcers: RefCell::new(Vec::new()),
         });
-        let span = torrent.span();
         tokio::task::spawn_local(tracing::Instrument::instrument(
             timer_loop(torrent.clone()),
-            span.clone(),
+            torrent.span(),
         ));
-        tokio::task::spawn_local(tracing::Instrument::instrument(
-            storage_loop(torrent.clone(), events, storage_wake),
-            span,
-        ));
+        if let Some(storage) = storage {
+            torrent.attach_storage(storage);
+        }
         if let Some(clients) = &torrent.shared.trackers {
             let (lists, finished, seed) = {
                 let mut core = torrent.core.borrow_mut();
                 let state = core.announce_state();
-                (
-                    core.metainfo().trackers(),
-                    state.finished,
-                    core.tracker_seed(),
-                )
+                (core.trackers(), state.finished, core.tracker_seed())
             };
             *torrent.announcers.borrow_mut() =
                 announcer::start(&torrent, clients, lists, finished, seed);
@@ -256,7 +255,22 @@ impl Torrent {
             }
             Action::Connect(addr) => self.shared.dial(self, addr),
             Action::ResumeReading => self.disk_ready.notify_waiters(),
+            Action::MetadataReady(metainfo) => {
+                tokio::task::spawn_local(tracing::Instrument::instrument(
+                    open_storage(self.clone(), *metainfo),
+                    self.span(),
+                ));
+            }
         }
+    }
+
+    /// Takes the open storage and starts handing its events to the core.
+    fn attach_storage(self: &Rc<Self>, (storage, events, wake): OpenStorage) {
+        *self.storage.borrow_mut() = Some(storage);
+        tokio::task::spawn_local(tracing::Instrument::instrument(
+            storage_loop(self.clone(), events, wake),
+            self.span(),
+        ));
     }
 
     /// A handshaken connection for this torrent: register it and start its tasks.
@@ -382,8 +396,9 @@ impl Torrent {
         self.core.borrow().stats()
     }
 
-    pub(crate) fn metainfo(&self) -> cratetorrent_metainfo::Metainfo {
-        self.core.borrow().metainfo().clone()
+    /// The metadata (`None` while a magnet link's is fetched).
+    pub(crate) fn metainfo(&self) -> Option<Metainfo> {
+        self.core.borrow().metainfo().cloned()
     }
 }
 
@@ -482,6 +497,65 @@ async fn dial(torrent: Rc<Torrent>, addr: SocketAddr) {
         }
     }
     torrent.shared.dial_ended();
+}
+
+/// Opens (and checks) a torrent's files on a blocking thread, with the doorbell its storage
+/// rings when it has events.
+pub(crate) async fn open_files(
+    shared: &Shared,
+    metainfo: Metainfo,
+) -> Option<Result<OpenStorage, StorageError>> {
+    let wake = Arc::new(Notify::new());
+    let (dir, conf, doorbell) = (
+        shared.download_dir.clone(),
+        shared.storage_conf.clone(),
+        wake.clone(),
+    );
+    let opened =
+        blocking(move || Storage::open(&metainfo, &dir, conf, move || doorbell.notify_one())).await;
+    Some(opened?.map(|(storage, events)| (storage, events, wake)))
+}
+
+/// Opens the storage of a torrent whose metadata came by magnet link, then lets it download.
+async fn open_storage(torrent: Rc<Torrent>, metainfo: Metainfo) {
+    let id = torrent.id;
+    let root = crate::session::root_of(&metainfo);
+    let taken = torrent.shared.session.borrow_mut().take_root(id, root);
+    if let Err(error) = taken {
+        torrent
+            .shared
+            .alerts
+            .post(Alert::TorrentError { id, error });
+        torrent.command(Command::Pause);
+        return;
+    }
+    match open_files(&torrent.shared, metainfo).await {
+        Some(Ok(opened)) => {
+            if torrent.is_closed() {
+                // Removed or shut down meanwhile: nobody else will close it.
+                let storage = opened.0;
+                let _ = blocking(move || storage.shutdown()).await;
+                return;
+            }
+            let have = opened.0.have().clone();
+            let (pieces_had, piece_count) = (have.count_ones(), have.len());
+            torrent.attach_storage(opened);
+            torrent.shared.alerts.post(Alert::TorrentStarted {
+                id,
+                pieces_had,
+                piece_count,
+            });
+            let _ = torrent.handle(Input::StorageReady(have));
+        }
+        Some(Err(error)) => {
+            let error = crate::TorrentError::Open(error);
+            torrent
+                .shared
+                .alerts
+                .post(Alert::TorrentError { id, error });
+        }
+        None => {}
+    }
 }
 
 /// Gives the core its timeouts when it asks for them.

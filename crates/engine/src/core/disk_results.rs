@@ -163,9 +163,14 @@ impl Core {
 
     /// Sets file priorities (0 = skip); missing entries keep the default.
     pub(crate) fn set_file_priorities(&mut self, priorities: &[u8], now: Instant) {
-        let piece_length = u64::from(self.metainfo.piece_length());
+        let Some(metainfo) = &self.metainfo else {
+            // The files are not known yet (a magnet link's metadata is being fetched).
+            self.pending_priorities = Some(priorities.to_vec());
+            return;
+        };
+        let piece_length = u64::from(metainfo.piece_length());
         let mut piece_priority = vec![0u8; self.geometry.piece_count() as usize];
-        for (index, file) in self.metainfo.files().iter().enumerate() {
+        for (index, file) in metainfo.files().iter().enumerate() {
             if file.length() == 0 || file.is_padding() {
                 continue;
             }

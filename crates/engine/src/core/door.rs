@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use cratetorrent_metainfo::{InfoHash, PieceIndex};
+use cratetorrent_metainfo::{InfoHash, Metainfo, PieceIndex};
 use cratetorrent_storage::{PeerTag, StorageEvent};
-use cratetorrent_wire::{BlockInfo, Decoder, Extensions, PeerId};
+use cratetorrent_wire::{Bitfield, BlockInfo, Decoder, Extensions, PeerId};
 
 use super::{Core, PeerKey};
 use crate::alert::Alert;
@@ -46,6 +46,9 @@ pub(crate) enum Input<'a> {
     /// The storage holds as many received blocks as it may: stop reading from peers until
     /// [`StorageEvent::MemoryAvailable`].
     DiskFull,
+    /// The storage of a torrent whose metadata came by magnet link (after
+    /// [`Action::MetadataReady`]) is open, with these pieces already on disk.
+    StorageReady(Bitfield),
     /// The time from [`Core::poll_timeout`] has come.
     Timeout,
     /// The user asked for something.
@@ -96,6 +99,9 @@ pub(crate) enum Action {
     Connect(SocketAddr),
     /// The storage has room again: readers waiting after [`Input::DiskFull`] may go on.
     ResumeReading,
+    /// A magnet link's metadata is verified: open the torrent's storage, then report
+    /// [`Input::StorageReady`].
+    MetadataReady(Box<Metainfo>),
 }
 
 /// Why a handshaken connection was not taken.
@@ -153,6 +159,7 @@ impl Core {
             Input::Storage(event) => self.on_storage(event, now),
             Input::DiskFull => self.disk_full = true,
             Input::Timeout => self.on_timeout(now),
+            Input::StorageReady(have) => self.on_storage_ready(have, now),
             Input::Command(command) => match command {
                 Command::Pause => self.set_paused(true, now),
                 Command::Resume => self.set_paused(false, now),
@@ -295,7 +302,14 @@ impl Core {
             port: self.listen_port,
             uploaded: self.uploaded.total(),
             downloaded: self.downloaded.total(),
-            left: if self.seed_only { 0 } else { self.stats_left() },
+            // Unknown before the metadata, but not zero: trackers give seeds to leechers.
+            left: if self.seed_only {
+                0
+            } else if self.metainfo.is_none() {
+                u64::from(cratetorrent_wire::METADATA_PIECE_LEN)
+            } else {
+                self.stats_left()
+            },
             finished,
             paused: self.paused,
             peers: self.peers.len(),

@@ -48,7 +48,7 @@ impl Core {
 
     /// Tops up one peer's pipeline to its target depth.
     pub(crate) fn fill_requests(&mut self, key: PeerKey, now: Instant) {
-        if self.seed_only || self.paused {
+        if self.seed_only || self.paused || !self.storage_ready {
             return;
         }
         let Some(peer) = self.peers.get(key) else {
@@ -176,7 +176,7 @@ impl Core {
         let Some(peer) = self.peers.by_tag(tag).and_then(|k| self.peers.get(k)) else {
             return false;
         };
-        let piece_length = f64::from(self.metainfo.piece_length());
+        let piece_length = f64::from(self.geometry.piece_len(0).unwrap_or(0));
         !peer.snubbed
             && !peer.peer_choking
             && peer.downloaded.rate() as f64 * self.conf.request_queue_time.as_secs_f64()

@@ -5,9 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cratetorrent_wire::{
-    EXTENDED_HANDSHAKE_ID, ExtendedHandshake, Extension, Extensions, Message, PeerId,
-};
+use cratetorrent_wire::{EXTENDED_HANDSHAKE_ID, Extension, Extensions, Message, PeerId};
 
 use super::known::Dial;
 use super::{Action, Core, PeerKey, Reject, our_extensions};
@@ -110,19 +108,12 @@ impl Core {
         let key = self
             .peers
             .insert(|tag| Peer::new(addr, id, tag, outgoing, common, pieces, now));
+        let handshake = common
+            .contains(Extension::ExtensionProtocol)
+            .then(|| self.extended_handshake(addr.ip()));
         let peer = &mut self.peers[key];
         peer.queue_target = self.conf.initial_request_queue.max(1);
-        if common.contains(Extension::ExtensionProtocol) {
-            let private = self.metainfo.is_private();
-            let handshake = ExtendedHandshake {
-                extensions: crate::extensions::our_map(private),
-                metadata_size: (!private).then(|| self.metainfo.info_bytes().len() as u64),
-                client: Some(format!("cratetorrent {}", env!("CARGO_PKG_VERSION"))),
-                listen_port: Some(self.listen_port).filter(|&p| p != 0),
-                request_queue: u32::try_from(self.conf.max_in_requests).ok(),
-                your_ip: Some(addr.ip()),
-                upload_only: self.seed_only || self.wanted_missing == 0,
-            };
+        if let Some(handshake) = handshake {
             peer.outbox.push(&Message::Extended {
                 id: EXTENDED_HANDSHAKE_ID,
                 payload: handshake.encode(),
@@ -194,6 +185,7 @@ impl Core {
         let Some(peer) = self.peers.remove(key) else {
             return;
         };
+        self.forget_metadata_peer(key, now);
         // Its reads still waiting in storage would only be answered to nobody.
         self.actions.push_back(Action::ForgetReads(peer.tag));
         if peer.is_seed {

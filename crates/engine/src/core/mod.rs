@@ -30,6 +30,7 @@ mod in_progress;
 mod known;
 mod lifecycle;
 mod metadata;
+mod metadata_fetch;
 mod peers;
 #[cfg(test)]
 mod tests;
@@ -40,6 +41,7 @@ use bans::Bans;
 pub(crate) use door::{Action, AnnounceState, Command, Handled, Input, Reject};
 use in_progress::InProgress;
 use known::KnownPeers;
+use metadata_fetch::MetadataFetch;
 use peers::PeerTable;
 use timers::Timers;
 
@@ -49,11 +51,20 @@ pub(crate) type PeerKey = usize;
 /// One torrent's state machine.
 pub(crate) struct Core {
     id: TorrentId,
-    metainfo: Metainfo,
+    metainfo: Option<Metainfo>,
     info_hash: InfoHash,
     our_id: PeerId,
     listen_port: u16,
     geometry: Geometry,
+    /// While the metadata of a torrent added by magnet link is fetched: the link's parts and
+    /// the fetch. `metainfo` is `None` until it is verified.
+    magnet: Option<MagnetSource>,
+    fetch: Option<MetadataFetch>,
+    /// The storage is open (at once for a `.torrent`, after the metadata for a magnet link):
+    /// nothing is requested before.
+    storage_ready: bool,
+    /// File priorities asked for before the metadata came, applied once it does.
+    pending_priorities: Option<Vec<u8>>,
     conf: TorrentConf,
     /// `Mode::Seed`: upload only, never request.
     seed_only: bool,
@@ -84,10 +95,27 @@ pub(crate) struct Core {
     alerts: VecDeque<Alert>,
 }
 
+/// Where a torrent's metadata comes from.
+pub(crate) enum Source {
+    /// A `.torrent`.
+    Metainfo(Box<Metainfo>),
+    /// A magnet link: the metadata is fetched from peers (BEP 9).
+    Magnet(MagnetSource),
+}
+
+/// What a core needs of a magnet link.
+#[derive(Debug, Clone)]
+pub(crate) struct MagnetSource {
+    pub(crate) info_hash: InfoHash,
+    /// Tracker tiers.
+    pub(crate) trackers: Vec<Vec<String>>,
+    pub(crate) web_seeds: Vec<String>,
+}
+
 /// What a new torrent starts from.
 pub(crate) struct CoreInit {
     pub(crate) id: TorrentId,
-    pub(crate) metainfo: Metainfo,
+    pub(crate) source: Source,
     pub(crate) our_id: PeerId,
     pub(crate) listen_port: u16,
     pub(crate) conf: TorrentConf,
@@ -99,17 +127,34 @@ pub(crate) struct CoreInit {
 
 impl Core {
     pub(crate) fn new(init: CoreInit, now: Instant) -> Self {
-        let geometry = Geometry::of(&init.metainfo);
+        let (metainfo, magnet) = match init.source {
+            Source::Metainfo(metainfo) => (Some(*metainfo), None),
+            Source::Magnet(magnet) => (None, Some(magnet)),
+        };
+        let info_hash = match (&metainfo, &magnet) {
+            (Some(metainfo), _) => metainfo.info_hash(),
+            (None, Some(magnet)) => magnet.info_hash,
+            (None, None) => InfoHash::new([0; 20]),
+        };
+        let fetch = magnet
+            .as_ref()
+            .map(|m| MetadataFetch::new(m.info_hash, init.conf.max_metadata_size));
+        let geometry = metainfo.as_ref().map_or(Geometry::empty(), Geometry::of);
         let piece_count = geometry.piece_count();
         let picker = Picker::new(piece_count, &init.have);
         let wanted_missing = piece_count - init.have.count_ones();
         let max_failures = init.conf.max_peer_failures;
         let max_known = init.conf.max_known_peers;
         let max_strikes = init.conf.max_strikes;
+        let starts_complete = metainfo.is_some() && wanted_missing == 0;
         Self {
             id: init.id,
-            info_hash: init.metainfo.info_hash(),
-            metainfo: init.metainfo,
+            info_hash,
+            storage_ready: metainfo.is_some(),
+            metainfo,
+            magnet,
+            fetch,
+            pending_priorities: None,
             our_id: init.our_id,
             listen_port: init.listen_port,
             geometry,
@@ -127,7 +172,7 @@ impl Core {
             optimistic: None,
             timers: Timers::new(now),
             // A torrent that starts complete has nothing to announce.
-            completed_alerted: wanted_missing == 0,
+            completed_alerted: starts_complete,
             downloaded: RateMeter::default(),
             uploaded: RateMeter::default(),
             wasted: 0,
@@ -147,8 +192,18 @@ impl Core {
         self.info_hash
     }
 
-    pub(crate) fn metainfo(&self) -> &Metainfo {
-        &self.metainfo
+    /// The torrent's metadata (`None` while a magnet link's is fetched).
+    pub(crate) fn metainfo(&self) -> Option<&Metainfo> {
+        self.metainfo.as_ref()
+    }
+
+    /// The tracker tiers: the metadata's, or the magnet link's until it comes.
+    pub(crate) fn trackers(&self) -> Vec<Vec<String>> {
+        match (&self.metainfo, &self.magnet) {
+            (Some(metainfo), _) => metainfo.trackers(),
+            (None, Some(magnet)) => magnet.trackers.clone(),
+            (None, None) => Vec::new(),
+        }
     }
 
     pub(crate) fn conf(&self) -> &TorrentConf {
@@ -162,7 +217,7 @@ impl Core {
 
     /// Every wanted piece is verified.
     pub(crate) fn is_finished(&self) -> bool {
-        self.wanted_missing == 0
+        self.metainfo.is_some() && self.wanted_missing == 0
     }
 
     fn wants(&self, piece: PieceIndex) -> bool {
@@ -181,6 +236,11 @@ impl Core {
         }
         peer.last_received = now;
         tracing::trace!(?message, "received");
+        if self.fetch.is_some() && matches!(message, Message::Bitfield(_) | Message::Have(_)) {
+            // Not readable before the metadata says how many pieces there are.
+            peer.early.keep(message);
+            return;
+        }
         // BEP 3 wants the bitfield first, but aria2 sends `have`s first and its bitfield later:
         // a late bitfield is merged like a batch of `have`s.
         let first = !peer.got_first_message;
@@ -212,14 +272,14 @@ impl Core {
                 if !peer.extensions.contains(Extension::ExtensionProtocol) {
                     self.disconnect(key, "extended message without BEP 10");
                 } else if id == EXTENDED_HANDSHAKE_ID {
-                    self.on_extended_handshake(key, &payload);
+                    self.on_extended_handshake(key, &payload, now);
                 } else {
                     match extensions::decode(id, &payload) {
                         Some(Ok(ExtMessage::DontHave(piece))) => {
                             self.on_dont_have(key, piece, now);
                         }
                         Some(Ok(ExtMessage::Metadata(message))) => {
-                            self.on_metadata_message(key, message);
+                            self.on_metadata_message(key, message, now);
                         }
                         Some(Err(error)) => self.disconnect(key, &error.to_string()),
                         None => {}
@@ -236,7 +296,7 @@ impl Core {
         }
     }
 
-    fn on_extended_handshake(&mut self, key: PeerKey, payload: &[u8]) {
+    fn on_extended_handshake(&mut self, key: PeerKey, payload: &[u8], now: Instant) {
         let max = self.conf.max_out_requests;
         let Some(peer) = self.peers.get_mut(key) else {
             return;
@@ -250,6 +310,8 @@ impl Core {
                     peer.client = Some(client.chars().take(64).collect());
                 }
                 peer.ext = PeerExtensions::from_handshake(&handshake);
+                peer.metadata.size = handshake.metadata_size;
+                self.request_metadata(key, now);
             }
             Err(error) => {
                 tracing::debug!(%error, "bad extended handshake");
@@ -409,6 +471,7 @@ impl Core {
             }
             self.check_request_timeout(key, now);
         }
+        self.expire_metadata_requests(now);
         self.fill_all(now);
         self.connect_more(now);
     }
@@ -426,6 +489,8 @@ impl Core {
     pub(crate) fn stats(&self) -> TorrentStats {
         let state = if self.paused {
             TorrentState::Paused
+        } else if self.metainfo.is_none() {
+            TorrentState::Metadata
         } else if self.is_finished() {
             TorrentState::Seeding
         } else {

@@ -13,7 +13,7 @@ use cratetorrent_wire::{Bitfield, Block, BlockInfo, Decoder, Extensions, Message
 use crate::TorrentId;
 use crate::alert::Alert;
 use crate::conf::TorrentConf;
-use crate::core::{Action, Core, CoreInit, PeerKey};
+use crate::core::{Action, Core, CoreInit, PeerKey, Source};
 
 const PIECE: u32 = 64 * 1024;
 
@@ -44,7 +44,7 @@ fn core_of(metainfo: Metainfo, have: Bitfield, seed_only: bool, conf: TorrentCon
     Core::new(
         CoreInit {
             id: TorrentId(1),
-            metainfo,
+            source: Source::Metainfo(Box::new(metainfo)),
             our_id: PeerId::new([0; 20]),
             listen_port: 6881,
             conf,
@@ -320,3 +320,4 @@ mod hostile;
 
 mod addresses;
 mod extensions;
+mod magnet;

@@ -182,8 +182,8 @@ impl Core {
 
     /// Revisits who is unchoked (every 10 s, and when the optimistic slot rotates).
     pub(crate) fn rechoke(&mut self, rotate: bool, now: Instant) {
-        let quota =
-            u64::from(self.conf.seeding_piece_quota) * u64::from(self.metainfo.piece_length());
+        let quota = u64::from(self.conf.seeding_piece_quota)
+            * u64::from(self.geometry.piece_len(0).unwrap_or(0));
         // Peers are ranked by what moved in the last round (since the previous rechoke), as
         // libtorrent does: a 10 s window is steadier than the rate meters' few seconds, so a
         // peer that sends in bursts is not ranked by where the burst happened to fall.

@@ -102,6 +102,11 @@ impl PeerExtensions {
         Self { ids }
     }
 
+    /// Whether the peer assigned `ext` an id (it wants those messages).
+    pub(crate) fn speaks(&self, ext: Ext) -> bool {
+        self.id(ext).is_some()
+    }
+
     fn id(&self, ext: Ext) -> Option<u8> {
         Ext::ALL
             .iter()

@@ -11,7 +11,7 @@ use cratetorrent_wire::{Bitfield, Geometry, PeerId};
 use super::LinkId;
 use crate::TorrentId;
 use crate::conf::TorrentConf;
-use crate::core::{Core, CoreInit, PeerKey};
+use crate::core::{Core, CoreInit, PeerKey, Source};
 
 /// A host's access link; `delay` is one way, to the core of the network (a path between two
 /// hosts takes the sum of theirs).
@@ -153,7 +153,7 @@ impl Host {
         self.core = Some(Core::new(
             CoreInit {
                 id: TorrentId(1),
-                metainfo: metainfo.clone(),
+                source: Source::Metainfo(Box::new(metainfo.clone())),
                 our_id: self.id,
                 listen_port: self.addr.port(),
                 conf,

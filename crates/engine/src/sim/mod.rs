@@ -418,7 +418,7 @@ impl Sim {
                 };
                 self.schedule(now + DISK_DELAY, Event::Storage { host, event });
             }
-            Action::ForgetReads(_) | Action::ResumeReading => {}
+            Action::ForgetReads(_) | Action::ResumeReading | Action::MetadataReady(_) => {}
             Action::Disconnect(key) => {
                 if let Some(&link) = self.hosts[host].links.get(&key) {
                     self.close_link(link, host);

@@ -78,7 +78,7 @@ pub fn conf(download_dir: &Path) -> Conf {
 
 pub fn params(metainfo: &Metainfo, mode: Mode) -> TorrentParams {
     TorrentParams {
-        metainfo: metainfo.clone(),
+        source: metainfo.clone().into(),
         listen_addr: None,
         mode,
         conf: None,

@@ -84,7 +84,7 @@ fn ut_metadata_requests_are_answered_with_views_of_the_info_dictionary() {
             now,
         )
         .unwrap();
-    let info = core.metainfo.info_bytes().clone();
+    let info = core.metainfo.as_ref().unwrap().info_bytes().clone();
     let greeting = sent(&mut core, key);
     let Some(Message::Extended { payload, .. }) = greeting
         .iter()

@@ -4,23 +4,25 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use cratetorrent_storage::{Layout, Storage};
-use tokio::sync::{Notify, mpsc, oneshot};
+use cratetorrent_storage::Layout;
+use tokio::sync::mpsc;
+
+mod startup;
 
 use crate::alert::{Alert, AlertSender, Alerts};
+use crate::blocking::blocking;
 use crate::conf::Conf;
 use crate::conf::IoBackend;
 use crate::connection;
-use crate::core::{self, Core, CoreInit};
+use crate::core;
 use crate::counters::EngineCounters;
 use crate::error::EngineError;
-use crate::handle::{COMMAND_QUEUE, Command, EngineHandle, Mode, TorrentParams};
+use crate::handle::{COMMAND_QUEUE, Command, EngineHandle, TorrentParams, TorrentSource};
 use crate::net::{Listener, Net, PeerStream};
-use crate::session::{HandshakeTicket, Session};
+use crate::session::{HandshakeTicket, Session, root_of};
 use crate::torrent::{Shared, Torrent};
 use crate::{TorrentError, TorrentId};
 
@@ -130,6 +132,8 @@ async fn run(
             }
         },
         net,
+        download_dir: conf.download_dir.clone(),
+        storage_conf: conf.storage.clone(),
     });
     let engine = Rc::new(Engine {
         conf,
@@ -151,18 +155,6 @@ async fn run(
     if let Some(reply) = reply {
         let _ = reply.send(result);
     }
-}
-
-/// Runs `f` on a thread of its own (for blocking storage calls) and waits for it.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    let (done, result) = oneshot::channel();
-    std::thread::Builder::new()
-        .name("ct-blocking".into())
-        .spawn(move || {
-            let _ = done.send(f());
-        })
-        .ok()?;
-    result.await.ok()
 }
 
 impl Engine {
@@ -232,8 +224,16 @@ impl Engine {
     }
 
     fn add(self: &Rc<Self>, id: TorrentId, params: TorrentParams) {
-        let info_hash = params.metainfo.info_hash();
-        let root = root_of(&params.metainfo);
+        let Some(info_hash) = params.source.info_hash() else {
+            let error = TorrentError::MagnetWithoutV1;
+            self.shared.alerts.post(Alert::TorrentError { id, error });
+            return;
+        };
+        // A magnet link's root is known with its metadata, and taken then.
+        let root = match &params.source {
+            TorrentSource::Metainfo(metainfo) => Some(root_of(metainfo)),
+            TorrentSource::Magnet(_) => None,
+        };
         let added = self
             .shared
             .session
@@ -243,8 +243,13 @@ impl Engine {
             self.shared.alerts.post(Alert::TorrentError { id, error });
             return;
         }
+        if matches!(params.source, TorrentSource::Magnet(_)) {
+            // Nothing to open or check yet: it runs at once, and takes commands at once.
+            startup::start_magnet(self, id, params);
+            return;
+        }
         self.checking.borrow_mut().insert(id, Vec::new());
-        tokio::task::spawn_local(start_torrent(self.clone(), id, params));
+        tokio::task::spawn_local(startup::start_torrent(self.clone(), id, params));
     }
 
     /// Frees the info-hash and root `id` took, once nothing of it is open or being deleted.
@@ -282,101 +287,6 @@ impl Engine {
     }
 }
 
-async fn start_torrent(engine: Rc<Engine>, id: TorrentId, params: TorrentParams) {
-    let TorrentParams {
-        metainfo,
-        listen_addr,
-        mode,
-        conf,
-    } = params;
-    let conf = conf.unwrap_or_else(|| engine.conf.torrent.clone());
-    let wake = Arc::new(Notify::new());
-    let opened = {
-        let (metainfo, dir, storage_conf, wake) = (
-            metainfo.clone(),
-            engine.conf.download_dir.clone(),
-            engine.conf.storage.clone(),
-            wake.clone(),
-        );
-        blocking(move || Storage::open(&metainfo, &dir, storage_conf, move || wake.notify_one()))
-            .await
-    };
-    let deferred = engine.checking.borrow_mut().remove(&id).unwrap_or_default();
-    let (storage, events) = match opened {
-        Some(Ok(opened)) => opened,
-        Some(Err(error)) => {
-            engine.release(id);
-            engine.shared.alerts.post(Alert::TorrentError {
-                id,
-                error: TorrentError::Open(error),
-            });
-            return;
-        }
-        None => {
-            engine.release(id);
-            return;
-        }
-    };
-    let removed = deferred.iter().any(|c| matches!(c, Command::Remove { .. }));
-    if engine.closing.get() || removed {
-        let _ = blocking(move || storage.shutdown()).await;
-        engine.release(id);
-        return;
-    }
-    let have = storage.have().clone();
-    let (seed_only, peers) = match mode {
-        Mode::Seed => (true, Vec::new()),
-        Mode::Download { seeds } => (false, seeds),
-    };
-    let piece_count = metainfo.piece_count();
-    let pieces_had = have.count_ones();
-    let info_hash = metainfo.info_hash();
-    let core = Core::new(
-        CoreInit {
-            id,
-            metainfo,
-            our_id: engine.shared.our_id,
-            listen_port: engine.listen_port,
-            conf,
-            seed_only,
-            have,
-            seed: engine.shared.session.borrow_mut().torrent_seed(),
-        },
-        Instant::now(),
-    );
-    let torrent = Torrent::start(core, storage, events, wake, engine.shared.clone());
-    engine
-        .shared
-        .torrents
-        .borrow_mut()
-        .insert(id, torrent.clone());
-    tracing::info!(%id, %info_hash, pieces_had, piece_count, net = ?engine.shared.net, "torrent started");
-    engine.shared.alerts.post(Alert::TorrentStarted {
-        id,
-        pieces_had,
-        piece_count,
-    });
-    if pieces_had == piece_count && !seed_only {
-        engine.shared.alerts.post(Alert::TorrentComplete(id));
-    }
-    torrent.command(core::Command::AddPeers(peers));
-    for command in deferred {
-        engine.handle(command);
-    }
-    if let Some(addr) = listen_addr {
-        match std::net::TcpListener::bind(addr) {
-            Ok(listener) => listen(&engine, listener),
-            Err(error) => engine.shared.alerts.post(Alert::TorrentError {
-                id,
-                error: TorrentError::Listen {
-                    addr,
-                    source: std::sync::Arc::new(error),
-                },
-            }),
-        }
-    }
-}
-
 async fn remove(engine: Rc<Engine>, torrent: Rc<Torrent>, delete: bool) {
     let id = torrent.id;
     let metainfo = torrent.metainfo();
@@ -384,7 +294,7 @@ async fn remove(engine: Rc<Engine>, torrent: Rc<Torrent>, delete: bool) {
     if let Some(storage) = torrent.close().await {
         let result = blocking(move || {
             storage.shutdown().map_err(TorrentError::Remove)?;
-            if delete {
+            if delete && let Some(metainfo) = metainfo {
                 cratetorrent_storage::delete_files(&Layout::new(&metainfo, &dir))
                     .map_err(TorrentError::Delete)?;
             }
@@ -500,15 +410,4 @@ async fn incoming(engine: Rc<Engine>, stream: PeerStream, addr: SocketAddr) {
     {
         torrent.attach(stream, addr, &handshake, buf, false);
     }
-}
-
-/// The name a torrent takes in the download directory: the first component of its paths (the
-/// torrent's name, checked by the metainfo parser).
-fn root_of(metainfo: &cratetorrent_metainfo::Metainfo) -> String {
-    metainfo
-        .files()
-        .first()
-        .and_then(|file| file.components().first())
-        .cloned()
-        .unwrap_or_default()
 }
