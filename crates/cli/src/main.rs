@@ -93,6 +93,9 @@ enum Command {
         /// With a magnet link: write its metadata to FILE as a .torrent once verified.
         #[arg(long, value_name = "FILE")]
         save_torrent: Option<PathBuf>,
+        /// Do not exchange peers with peers (BEP 11 PEX; never done for private torrents).
+        #[arg(long)]
+        no_pex: bool,
         /// Print one JSON stats object per second instead of a progress bar.
         #[arg(long)]
         json: bool,
@@ -115,6 +118,9 @@ enum Command {
         /// Peers uploaded to at once (default 8; 0 = every interested peer).
         #[arg(long, value_name = "N")]
         upload_slots: Option<usize>,
+        /// Do not exchange peers with peers (BEP 11 PEX; never done for private torrents).
+        #[arg(long)]
+        no_pex: bool,
         /// Print one JSON stats object per second instead of a progress bar.
         #[arg(long)]
         json: bool,
@@ -260,6 +266,7 @@ fn main() -> ExitCode {
             only,
             sequential,
             save_torrent,
+            no_pex,
             json,
         } => session::run(
             session::SessionArgs {
@@ -276,6 +283,7 @@ fn main() -> ExitCode {
                 only,
                 sequential,
                 save_torrent,
+                no_pex,
             },
             style(json),
         ),
@@ -286,12 +294,13 @@ fn main() -> ExitCode {
             peers,
             upload_limit,
             upload_slots,
+            no_pex,
             json,
         } => seed(
             torrent,
             &path,
             (listen, peers),
-            (upload_limit, upload_slots),
+            (upload_limit, upload_slots, no_pex),
             style(json),
         ),
         Command::Demo {
@@ -314,7 +323,7 @@ fn seed(
     torrent: String,
     path: &std::path::Path,
     (listen, peers): (Option<SocketAddr>, Vec<SocketAddr>),
-    (upload_limit, upload_slots): (Option<u64>, Option<usize>),
+    (upload_limit, upload_slots, no_pex): (Option<u64>, Option<usize>, bool),
     style: Style,
 ) -> error::Result<ExitCode> {
     let metainfo = info::load(&torrent)?;
@@ -334,6 +343,7 @@ fn seed(
             only: Vec::new(),
             sequential: false,
             save_torrent: None,
+            no_pex,
         },
         style,
     )

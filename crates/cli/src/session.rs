@@ -37,6 +37,8 @@ pub(crate) struct SessionArgs {
     pub(crate) sequential: bool,
     /// `download --save-torrent`: where a magnet link's metadata is written once verified.
     pub(crate) save_torrent: Option<PathBuf>,
+    /// `--no-pex`: no BEP 11 peer exchange.
+    pub(crate) no_pex: bool,
 }
 
 pub(crate) fn run(args: SessionArgs, style: Style) -> Result<ExitCode> {
@@ -160,6 +162,7 @@ async fn session(
         conf.max_connections = conf.max_connections.max(max);
     }
     conf.torrent.sequential = args.sequential;
+    conf.torrent.pex = !args.no_pex;
     if let Some(slots) = args.upload_slots {
         conf.torrent.unchoke_slots = slots;
     }

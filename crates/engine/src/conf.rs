@@ -119,6 +119,11 @@ pub struct TorrentConf {
     pub max_in_requests: usize,
     /// Bytes read for a peer and not yet on its socket before we stop reading more for it.
     pub send_watermark: usize,
+    /// Exchange peers with peers (BEP 11 `ut_pex`; never for a private torrent). Default on.
+    pub pex: bool,
+    /// How often each peer is told whom we connected to and dropped since (default 60 s, as
+    /// libtorrent and BEP 11; peers drop senders that go faster).
+    pub pex_interval: Duration,
     /// Largest info dictionary fetched for a magnet link (default 16 MiB, bytes): peers
     /// announcing a larger `metadata_size` are not asked.
     pub max_metadata_size: u64,
@@ -175,6 +180,8 @@ impl Default for TorrentConf {
             max_unasked_blocks: 64,
             max_in_requests: 2000,
             send_watermark: 4 << 20,
+            pex: true,
+            pex_interval: Duration::from_secs(60),
             max_metadata_size: 16 << 20,
             metadata_request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),

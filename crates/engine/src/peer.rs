@@ -44,6 +44,16 @@ impl EarlyPieces {
     }
 }
 
+/// Our BEP 11 peer exchange with the peer.
+#[derive(Debug, Default)]
+pub(crate) struct PexPeer {
+    /// When its last PEX message came.
+    pub(crate) received_at: Option<Instant>,
+    /// When we last sent one, and the peers it has been told of (and not dropped since).
+    pub(crate) sent_at: Option<Instant>,
+    pub(crate) told: HashSet<SocketAddr>,
+}
+
 /// The peer's side of the BEP 9 metadata exchange, while we fetch the metadata.
 #[derive(Debug, Default)]
 pub(crate) struct MetadataPeer {
@@ -104,6 +114,9 @@ pub(crate) struct Peer {
     pub(crate) ext: PeerExtensions,
     pub(crate) early: EarlyPieces,
     pub(crate) metadata: MetadataPeer,
+    /// `p` from its extended handshake: where it accepts connections.
+    pub(crate) listen_port: Option<u16>,
+    pub(crate) pex: PexPeer,
 
     pub(crate) bitfield: Bitfield,
     /// The peer has every piece (counted in the picker's seed count, not per piece).
@@ -180,6 +193,8 @@ impl Peer {
             ext: PeerExtensions::default(),
             early: EarlyPieces::default(),
             metadata: MetadataPeer::default(),
+            listen_port: None,
+            pex: PexPeer::default(),
             bitfield: Bitfield::new(piece_count),
             is_seed: false,
             interesting: 0,

@@ -51,3 +51,13 @@ pub(crate) fn limited_ip(addr: SocketAddr) -> Option<IpAddr> {
         ))),
     }
 }
+
+/// Whether an address someone gave us (a tracker, a peer's PEX) can be a peer: port 0,
+/// unspecified (`0.0.0.0`, `::`), multicast and broadcast addresses cannot, and dialling them
+/// would only waste a connection slot (or reach every host of a segment), IPv4-mapped forms
+/// included.
+pub(crate) fn can_dial(addr: SocketAddr) -> bool {
+    let ip = addr.ip().to_canonical();
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    addr.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast
+}

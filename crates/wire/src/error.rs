@@ -39,6 +39,9 @@ pub enum WireError {
     /// A BEP 10 extended handshake that is not a valid bencoded dictionary.
     #[error("invalid extended handshake: {0}")]
     ExtendedHandshake(&'static str),
+    /// A BEP 11 `ut_pex` message that does not parse.
+    #[error("invalid ut_pex message: {0}")]
+    Pex(&'static str),
     /// A BEP 9 `ut_metadata` message that does not parse.
     #[error("invalid ut_metadata message: {0}")]
     Metadata(&'static str),

@@ -11,7 +11,7 @@
 //! - Strict lengths: a message over the limit ([`DEFAULT_MAX_MESSAGE_LEN`]) or with a length
 //!   impossible for its id is an error before anything is buffered for it.
 //! - [`PeerId`] generation (BEP 20) and client recognition; [`Bitfield`]; block [`Geometry`];
-//!   the BEP 10 [`ExtendedHandshake`]; BEP 9 metadata exchange messages ([`MetadataMessage`]).
+//!   the BEP 10 [`ExtendedHandshake`]; BEP 9 metadata exchange messages ([`MetadataMessage`]); BEP 11 peer exchange ([`PexMessage`]).
 //! - With the `tokio-codec` feature, `PeerCodec`: a tokio-util `Decoder`/`Encoder`.
 //!
 //! ```
@@ -52,6 +52,7 @@ mod peer_id;
 #[cfg(feature = "tokio-codec")]
 mod tokio_codec;
 mod ut_metadata;
+mod ut_pex;
 
 pub use bitfield::Bitfield;
 pub use block::{BLOCK_SIZE, BlockError, BlockInfo, Geometry};
@@ -67,5 +68,6 @@ pub use tokio_codec::{CodecError, PeerCodec};
 pub use ut_metadata::{
     METADATA_PIECE_LEN, MetadataMessage, UT_METADATA, metadata_piece_count, metadata_piece_len,
 };
+pub use ut_pex::{PexFlags, PexMessage, UT_PEX};
 
 pub use cratetorrent_metainfo::{InfoHash, PieceIndex};

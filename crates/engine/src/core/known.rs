@@ -62,6 +62,12 @@ pub(super) struct KnownPeers {
 }
 
 impl KnownPeers {
+    /// Addresses known.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.peers.len()
+    }
+
     /// At most `capacity` addresses; an address is forgotten after `max_failures` consecutive
     /// failures (0: never).
     pub(super) fn new(capacity: usize, max_failures: u32) -> Self {

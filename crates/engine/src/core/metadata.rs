@@ -253,7 +253,7 @@ impl Core {
     pub(super) fn extended_handshake(&self, ip: IpAddr) -> ExtendedHandshake {
         let private = self.metainfo.as_ref().is_some_and(Metainfo::is_private);
         ExtendedHandshake {
-            extensions: crate::extensions::our_map(private),
+            extensions: crate::extensions::our_map(private, self.conf.pex),
             metadata_size: self
                 .metainfo
                 .as_ref()

@@ -32,6 +32,7 @@ mod lifecycle;
 mod metadata;
 mod metadata_fetch;
 mod peers;
+mod pex;
 #[cfg(test)]
 mod tests;
 mod timers;
@@ -281,6 +282,7 @@ impl Core {
                         Some(Ok(ExtMessage::Metadata(message))) => {
                             self.on_metadata_message(key, message, now);
                         }
+                        Some(Ok(ExtMessage::Pex(message))) => self.on_pex(key, message, now),
                         Some(Err(error)) => self.disconnect(key, &error.to_string()),
                         None => {}
                     }
@@ -311,6 +313,7 @@ impl Core {
                 }
                 peer.ext = PeerExtensions::from_handshake(&handshake);
                 peer.metadata.size = handshake.metadata_size;
+                peer.listen_port = handshake.listen_port.filter(|&port| port != 0);
                 self.request_metadata(key, now);
             }
             Err(error) => {
@@ -472,6 +475,7 @@ impl Core {
             self.check_request_timeout(key, now);
         }
         self.expire_metadata_requests(now);
+        self.send_pex(now);
         self.fill_all(now);
         self.connect_more(now);
     }

@@ -80,6 +80,36 @@ fn sent(core: &mut Core, key: PeerKey) -> Vec<Message> {
     std::iter::from_fn(|| decoder.decode(&mut wire).unwrap()).collect()
 }
 
+/// Peer `n` at `addr` speaking BEP 10, connected (`outgoing`: by us) and past its extended
+/// handshake `theirs`.
+fn extended_peer(
+    core: &mut Core,
+    n: u8,
+    addr: SocketAddr,
+    outgoing: bool,
+    theirs: &cratetorrent_wire::ExtendedHandshake,
+    now: Instant,
+) -> PeerKey {
+    let key = core
+        .on_handshake(
+            addr,
+            PeerId::new([n; 20]),
+            crate::core::our_extensions(),
+            outgoing,
+            now,
+        )
+        .unwrap();
+    core.on_message(
+        key,
+        Message::Extended {
+            id: 0,
+            payload: theirs.encode(),
+        },
+        now,
+    );
+    key
+}
+
 fn requests(messages: &[Message]) -> Vec<BlockInfo> {
     messages
         .iter()
@@ -321,3 +351,4 @@ mod hostile;
 mod addresses;
 mod extensions;
 mod magnet;
+mod pex;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use cratetorrent_metainfo::PieceIndex;
-use cratetorrent_wire::{ExtendedHandshake, Message, MetadataMessage};
+use cratetorrent_wire::{ExtendedHandshake, Message, MetadataMessage, PexMessage, UT_PEX};
 
 mod donthave;
 pub(crate) mod metadata;
@@ -21,15 +21,18 @@ pub(crate) enum Ext {
     DontHave,
     /// BEP 9 `ut_metadata`: the info dictionary, piece by piece.
     Metadata,
+    /// BEP 11 `ut_pex`: the peers a peer is connected to.
+    Pex,
 }
 
 impl Ext {
-    const ALL: [Ext; 2] = [Ext::DontHave, Ext::Metadata];
+    const ALL: [Ext; 3] = [Ext::DontHave, Ext::Metadata, Ext::Pex];
 
     fn name(self) -> &'static str {
         match self {
             Ext::DontHave => donthave::NAME,
             Ext::Metadata => metadata::NAME,
+            Ext::Pex => UT_PEX,
         }
     }
 
@@ -38,6 +41,7 @@ impl Ext {
         match self {
             Ext::DontHave => 1,
             Ext::Metadata => 2,
+            Ext::Pex => 3,
         }
     }
 
@@ -51,6 +55,7 @@ impl Ext {
 pub(crate) enum ExtMessage {
     DontHave(PieceIndex),
     Metadata(MetadataMessage),
+    Pex(PexMessage),
 }
 
 /// An extension message that does not parse.
@@ -59,11 +64,16 @@ pub(crate) enum ExtMessage {
 pub(crate) struct ExtError(&'static str);
 
 /// The `m` dictionary of our extended handshake. A private torrent's metadata is not handed
-/// out (BEP 27: it is found only through its tracker), as libtorrent does.
-pub(crate) fn our_map(private: bool) -> BTreeMap<String, u8> {
+/// out and its peers are not exchanged (BEP 27: it is found only through its tracker), as
+/// libtorrent does; PEX may also be turned off.
+pub(crate) fn our_map(private: bool, pex: bool) -> BTreeMap<String, u8> {
     Ext::ALL
         .into_iter()
-        .filter(|&ext| !(private && ext == Ext::Metadata))
+        .filter(|&ext| match ext {
+            Ext::Metadata => !private,
+            Ext::Pex => !private && pex,
+            Ext::DontHave => true,
+        })
         .map(|ext| (ext.name().to_owned(), ext.our_id()))
         .collect()
 }
@@ -80,6 +90,9 @@ pub(crate) fn decode(id: u8, payload: &Bytes) -> Option<Result<ExtMessage, ExtEr
             Ok(message) => Ok(ExtMessage::Metadata(message?)),
             Err(_) => Err(ExtError(metadata::NAME)),
         },
+        Ext::Pex => PexMessage::decode(payload)
+            .map(ExtMessage::Pex)
+            .map_err(|_| ExtError(UT_PEX)),
     })
 }
 
@@ -119,6 +132,7 @@ impl PeerExtensions {
         let (ext, payload) = match message {
             ExtMessage::DontHave(piece) => (Ext::DontHave, donthave::encode(*piece)),
             ExtMessage::Metadata(message) => (Ext::Metadata, message.encode()),
+            ExtMessage::Pex(message) => (Ext::Pex, message.encode()),
         };
         Some(Message::Extended {
             id: self.id(ext)?,
@@ -135,10 +149,13 @@ mod tests {
 
     #[test]
     fn ids_go_both_ways_and_unknown_ones_are_ignored() {
-        let ours = our_map(false);
+        let ours = our_map(false, true);
         assert_eq!(ours.get("lt_donthave"), Some(&1));
         assert_eq!(ours.get("ut_metadata"), Some(&2));
-        assert_eq!(our_map(true).get("ut_metadata"), None, "private");
+        assert_eq!(ours.get("ut_pex"), Some(&3));
+        assert_eq!(our_map(true, true).get("ut_metadata"), None, "private");
+        assert_eq!(our_map(true, true).get("ut_pex"), None, "private");
+        assert_eq!(our_map(false, false).get("ut_pex"), None, "turned off");
         let theirs = ExtendedHandshake {
             extensions: [("lt_donthave".to_string(), 7), ("ut_pex".to_string(), 1)].into(),
             ..ExtendedHandshake::default()

@@ -9,6 +9,7 @@ use super::{
     AnnounceRequest, AnnounceResponse, DEFAULT_INTERVAL, MAX_PEERS_PER_RESPONSE, ScrapeStats,
     TrackerError, clamp_interval,
 };
+use crate::peer_addr::can_dial;
 
 /// Bytes left as they are in query values: RFC 3986 unreserved characters.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
@@ -203,15 +204,6 @@ pub(crate) fn compact_peers(bytes: &[u8], stride: usize, out: &mut Vec<SocketAdd
             out.push(addr);
         }
     }
-}
-
-/// Whether a tracker-given address can be a peer: port 0, unspecified (`0.0.0.0`, `::`),
-/// multicast and broadcast addresses cannot, and dialling them would only waste a
-/// connection slot (or reach every host of a segment), IPv4-mapped forms included.
-pub(crate) fn can_dial(addr: SocketAddr) -> bool {
-    let ip = addr.ip().to_canonical();
-    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
-    addr.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast
 }
 
 fn dict_peer(entry: Value<'_>) -> Option<SocketAddr> {

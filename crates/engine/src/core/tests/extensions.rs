@@ -20,7 +20,7 @@ fn lt_donthave_takes_a_piece_off_a_peer_and_withdraws_our_requests_for_it() {
     core.on_message(key, Message::Unchoke, now);
     let asked = requests(&sent(&mut core, key));
     let piece = asked[0].piece;
-    let ours = crate::extensions::our_map(false)["lt_donthave"];
+    let ours = crate::extensions::our_map(false, true)["lt_donthave"];
     let donthave = |payload: &[u8]| Message::Extended {
         id: ours,
         payload: Bytes::copy_from_slice(payload),

@@ -28,29 +28,12 @@ fn magnet_core(info_hash: cratetorrent_metainfo::InfoHash) -> Core {
 /// A peer speaking BEP 10 that announces ut_metadata (as id 3) and `size`.
 fn metadata_peer(core: &mut Core, n: u8, size: u64, now: Instant) -> PeerKey {
     let addr: SocketAddr = format!("10.0.0.{n}:6881").parse().unwrap();
-    let key = core
-        .on_handshake(
-            addr,
-            PeerId::new([n; 20]),
-            crate::core::our_extensions(),
-            true,
-            now,
-        )
-        .unwrap();
     let theirs = ExtendedHandshake {
         extensions: [("ut_metadata".to_string(), 3)].into(),
         metadata_size: Some(size),
         ..ExtendedHandshake::default()
     };
-    core.on_message(
-        key,
-        Message::Extended {
-            id: 0,
-            payload: theirs.encode(),
-        },
-        now,
-    );
-    key
+    extended_peer(core, n, addr, true, &theirs, now)
 }
 
 /// The ut_metadata requests in what the core sent the peer.
@@ -68,7 +51,7 @@ fn metadata_requests(core: &mut Core, key: PeerKey) -> Vec<u32> {
 }
 
 fn data(piece: u32, info: &Bytes, data: Bytes) -> Message {
-    let ours = crate::extensions::our_map(false)["ut_metadata"];
+    let ours = crate::extensions::our_map(false, true)["ut_metadata"];
     Message::Extended {
         id: ours,
         payload: MetadataMessage::Data {
