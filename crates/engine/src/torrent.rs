@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use cratetorrent_metainfo::{InfoHash, Metainfo};
-use cratetorrent_storage::{Storage, StorageConfig, StorageError, StorageEvent, WriteStatus};
+use cratetorrent_storage::{
+    Storage, StorageConfig, StorageError, StorageEvent, WriteStatus, save_metadata,
+};
 use cratetorrent_wire::{Handshake, PeerId};
 use tokio::sync::Notify;
 
@@ -528,6 +530,20 @@ async fn open_storage(torrent: Rc<Torrent>, metainfo: Metainfo) {
             .post(Alert::TorrentError { id, error });
         torrent.command(Command::Pause);
         return;
+    }
+    // Kept for a restart, which then need not fetch it again.
+    let (dir, info_hash, bytes) = (
+        torrent.shared.download_dir.clone(),
+        metainfo.info_hash(),
+        metainfo.to_torrent_bytes(),
+    );
+    if let Some(Err(error)) = blocking(move || save_metadata(&dir, info_hash, &bytes)).await {
+        tracing::warn!(%error, "cannot save the metadata");
+        let error = crate::TorrentError::ResumeSave(error);
+        torrent
+            .shared
+            .alerts
+            .post(Alert::TorrentError { id, error });
     }
     match open_files(&torrent.shared, metainfo).await {
         Some(Ok(opened)) => {

@@ -78,7 +78,13 @@ async fn a_magnet_link_without_peers_waits_for_them_and_can_be_removed() {
             Mode::Download { seeds: Vec::new() },
         ))
         .unwrap();
-    let stats = leech.stats(id).await.unwrap();
+    // Running once the download directory has been looked at for saved metadata.
+    let stats = loop {
+        if let Ok(stats) = leech.stats(id).await {
+            break stats;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(stats.state, TorrentState::Metadata);
     assert_eq!(stats.piece_count, 0);
     // A peer given later serves it.
@@ -93,4 +99,54 @@ async fn a_magnet_link_without_peers_waits_for_them_and_can_be_removed() {
     assert!(!dir.path().join("lonely.bin").exists(), "its file deleted");
     leech.shutdown().await.unwrap();
     seed.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_restart_finds_the_metadata_it_fetched_and_needs_no_peer() {
+    let payload = payload("again.bin", &[("", 300_000)], 16 * 1024);
+    let (seed, _seed_alerts, _) = seeder(&payload);
+    let magnet = format!(
+        "magnet:?xt=urn:btih:{}&x.pe={}",
+        payload.metainfo.info_hash(),
+        seed.listen_addr()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let download = Mode::Download { seeds: Vec::new() };
+    let (leech, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
+    let id = leech
+        .create_torrent(TorrentParams::new(
+            Magnet::parse(&magnet).unwrap(),
+            download.clone(),
+        ))
+        .unwrap();
+    wait_complete(&mut alerts, id, TIMEOUT).await;
+    leech.shutdown().await.unwrap();
+    seed.shutdown().await.unwrap();
+    // The seed is gone: the metadata can only come from the download directory.
+    let (leech, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
+    let id = leech
+        .create_torrent(TorrentParams::new(
+            Magnet::parse(&magnet).unwrap(),
+            download,
+        ))
+        .unwrap();
+    let first = wait_for(&mut alerts, TIMEOUT, |a| {
+        matches!(
+            a,
+            Alert::TorrentStarted { .. } | Alert::MetadataReceived { .. }
+        )
+    })
+    .await;
+    let Alert::TorrentStarted {
+        pieces_had,
+        piece_count,
+        ..
+    } = first
+    else {
+        panic!("fetched again: {first:?}");
+    };
+    assert_eq!((pieces_had, piece_count), (19, 19), "all verified on disk");
+    wait_complete(&mut alerts, id, TIMEOUT).await;
+    leech.shutdown().await.unwrap();
+    assert_same_files(&payload.metainfo, payload.dir.path(), dir.path());
 }

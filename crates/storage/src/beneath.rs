@@ -11,6 +11,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
+use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,11 +88,6 @@ impl Beneath {
         self
     }
 
-    /// The download directory.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Opens the file at `rel` (relative to the download directory) as `access` says; it must
     /// be a regular file.
     pub(crate) fn open_file(&self, rel: &Path, access: Access) -> Result<File, StorageError> {
@@ -134,6 +130,51 @@ impl Beneath {
             )),
             _ => self.walk(components(rel).ok_or_else(|| self.not_a_file(rel))?, create),
         }
+    }
+
+    /// Replaces (or creates) the file `name` in the directory `dir` (created if missing) with
+    /// `bytes`, atomically: a temporary file, synced, renamed over the old one, and the directory
+    /// synced. Every step is relative to the directory's descriptor and follows no link; on an
+    /// error the old file stays as it was.
+    pub(crate) fn replace_file(
+        &self,
+        dir: &Path,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(), StorageError> {
+        let dir_path = self.path.join(dir);
+        let path = dir_path.join(name);
+        let fd = self.open_dir(dir, true)?;
+        let temp_name = format!("{name}.tmp");
+        let temp = dir_path.join(&temp_name);
+        let io = |e: Errno, op| StorageError::from_io(e.into(), &temp, op);
+        // A temporary file left by a crash goes first; unlinkat removes a link, never its target.
+        match rustix::fs::unlinkat(&fd, &temp_name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(io(e, "remove stale")),
+        }
+        let written = rustix::fs::openat(
+            &fd,
+            &temp_name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o666),
+        )
+        .map_err(|e| io(e, "create"))
+        .and_then(|created| {
+            let mut file = File::from(created);
+            file.write_all(bytes)
+                .map_err(|e| StorageError::from_io(e, &temp, "write"))?;
+            file.sync_all()
+                .map_err(|e| StorageError::from_io(e, &temp, "sync"))
+        });
+        if let Err(error) = written {
+            // A half-written temporary file would only hold space a full disk needs back.
+            let _ = rustix::fs::unlinkat(&fd, &temp_name, AtFlags::empty());
+            return Err(error);
+        }
+        rustix::fs::renameat(&fd, &temp_name, &fd, name)
+            .map_err(|e| StorageError::from_io(e.into(), &path, "rename"))?;
+        rustix::fs::fsync(&fd).map_err(|e| StorageError::from_io(e.into(), &dir_path, "sync"))
     }
 
     /// The metadata of the entry at `rel`, not following it if it is a link.

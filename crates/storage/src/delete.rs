@@ -1,4 +1,5 @@
-//! Deleting a removed torrent's files, the directories they leave empty, and its resume data,
+//! Deleting a removed torrent's files, the directories they leave empty, and its resume data
+//! (and saved metadata),
 //! without following links (see [`crate::beneath`]).
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ pub fn delete_files(layout: &Layout) -> Result<(), StorageError> {
     }
     let resume = Path::new(RESUME_DIR).join(layout.resume_path().file_name().unwrap_or_default());
     let _ = root.remove_file(&resume);
+    crate::saved_metadata::remove(&root, layout.metainfo().info_hash());
     root.remove_empty_dir(Path::new(RESUME_DIR));
     first_error.map_or(Ok(()), Err)
 }

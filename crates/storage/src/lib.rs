@@ -60,6 +60,7 @@ mod memory;
 mod piece_check;
 mod read_cache;
 mod resume;
+mod saved_metadata;
 mod sha1x16;
 mod sync_backend;
 mod uring_backend;
@@ -82,6 +83,7 @@ pub use error::StorageError;
 pub use layout::Layout;
 pub use memory::SharedBuffer;
 pub use resume::{CheckProgress, verify};
+pub use saved_metadata::{load_metadata, save_metadata};
 
 use crate::backend::Backend;
 use crate::backend::Doorbell;

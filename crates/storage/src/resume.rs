@@ -1,14 +1,12 @@
 //! Resume: fast-resume data saved atomically after a sync, and the check of existing data.
 
-use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Component, Path};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use cratetorrent_metainfo::bencode::{self, DictBuilder, Encode};
 use cratetorrent_wire::Bitfield;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-use rustix::io::Errno;
+use rustix::fs::FileType;
 
 use crate::StorageError;
 use crate::beneath::{Access, Beneath, is_not_found};
@@ -52,9 +50,6 @@ pub(crate) fn save(
     have: &Bitfield,
     untrusted: &std::collections::HashSet<usize>,
 ) -> Result<(), StorageError> {
-    let path = layout.resume_path();
-    let dir_path = root.path().join(RESUME_DIR);
-    let dir = root.open_dir(Path::new(RESUME_DIR), true)?;
     let files: Vec<DictBuilder> = layout
         .files
         .iter()
@@ -76,39 +71,11 @@ pub(crate) fn save(
     dict.insert("info-hash", &layout.metainfo().info_hash().as_bytes()[..])
         .insert("pieces", have.as_bytes())
         .insert("files", files);
-    let name = layout.resume_name();
-    let temp_name = format!("{name}.tmp");
-    let temp = path.with_extension("resume.tmp");
-    let io = |e: Errno, op| StorageError::from_io(e.into(), &temp, op);
-    // A temporary file left by a crash goes first; unlinkat removes a link, never its target.
-    match rustix::fs::unlinkat(&dir, &temp_name, AtFlags::empty()) {
-        Ok(()) | Err(Errno::NOENT) => {}
-        Err(e) => return Err(io(e, "remove stale")),
-    }
-    let written = rustix::fs::openat(
-        &dir,
-        &temp_name,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o666),
+    root.replace_file(
+        Path::new(RESUME_DIR),
+        &layout.resume_name(),
+        &dict.to_bencode(),
     )
-    .map_err(|e| io(e, "create"))
-    .and_then(|fd| {
-        let mut file = File::from(fd);
-        file.write_all(&dict.to_bencode())
-            .map_err(|e| StorageError::from_io(e, &temp, "write"))?;
-        file.sync_all()
-            .map_err(|e| StorageError::from_io(e, &temp, "sync"))
-    });
-    if let Err(error) = written {
-        // A half-written temporary file would only hold space a full disk needs back; the
-        // previous resume data stays as it was.
-        let _ = rustix::fs::unlinkat(&dir, &temp_name, AtFlags::empty());
-        return Err(error);
-    }
-    rustix::fs::renameat(&dir, &temp_name, &dir, &name)
-        .map_err(|e| StorageError::from_io(e.into(), &path, "rename"))?;
-    rustix::fs::fsync(&dir).map_err(|e| StorageError::from_io(e.into(), &dir_path, "sync"))?;
-    Ok(())
 }
 
 /// Resume data as saved: the pieces had and each file's stamp.

@@ -243,13 +243,12 @@ impl Engine {
             self.shared.alerts.post(Alert::TorrentError { id, error });
             return;
         }
-        if matches!(params.source, TorrentSource::Magnet(_)) {
-            // Nothing to open or check yet: it runs at once, and takes commands at once.
-            startup::start_magnet(self, id, params);
-            return;
-        }
         self.checking.borrow_mut().insert(id, Vec::new());
-        tokio::task::spawn_local(startup::start_torrent(self.clone(), id, params));
+        if matches!(params.source, TorrentSource::Magnet(_)) {
+            tokio::task::spawn_local(startup::start_magnet(self.clone(), id, params));
+        } else {
+            tokio::task::spawn_local(startup::start_torrent(self.clone(), id, params));
+        }
     }
 
     /// Frees the info-hash and root `id` took, once nothing of it is open or being deleted.

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
+use cratetorrent_metainfo::Metainfo;
+use cratetorrent_storage::load_metadata;
 use cratetorrent_wire::Bitfield;
 
 use super::{Engine, listen};
@@ -95,12 +97,13 @@ pub(super) async fn start_torrent(engine: Rc<Engine>, id: TorrentId, params: Tor
     run_torrent(&engine, source, Some((storage, events, wake)), started);
 }
 
-/// Runs a torrent added by magnet link at once: nothing is on disk before its metadata.
-pub(super) fn start_magnet(engine: &Rc<Engine>, id: TorrentId, params: TorrentParams) {
+/// Starts a torrent added by magnet link: from its metadata saved by an earlier run if there
+/// is any (then as a `.torrent`), else at once with nothing on disk until the metadata comes.
+pub(super) async fn start_magnet(engine: Rc<Engine>, id: TorrentId, params: TorrentParams) {
     let TorrentParams {
         source: TorrentSource::Magnet(magnet),
         listen_addr,
-        mode,
+        mut mode,
         conf,
     } = params
     else {
@@ -109,13 +112,44 @@ pub(super) fn start_magnet(engine: &Rc<Engine>, id: TorrentId, params: TorrentPa
     let Some(info_hash) = magnet.info_hash else {
         return;
     };
-    let mut started = Started::new(engine, id, conf, mode, listen_addr);
     // `x.pe` peers given as IP:PORT (host names are not resolved).
-    let named = magnet
+    let named: Vec<SocketAddr> = magnet
         .peers
         .iter()
-        .filter_map(|peer| peer.parse::<SocketAddr>().ok());
-    started.peers.extend(named);
+        .filter_map(|peer| peer.parse().ok())
+        .collect();
+    if let Mode::Download { seeds } = &mut mode {
+        seeds.extend(&named);
+    }
+    let limit = conf
+        .as_ref()
+        .unwrap_or(&engine.conf.torrent)
+        .max_metadata_size
+        .saturating_mul(2);
+    let dir = engine.conf.download_dir.clone();
+    let saved = blocking(move || load_metadata(&dir, info_hash, limit)).await;
+    let saved = match saved {
+        Some(Ok(Some(bytes))) => Metainfo::from_bytes(&bytes)
+            .ok()
+            .filter(|metainfo| metainfo.info_hash() == info_hash),
+        Some(Err(error)) => {
+            tracing::warn!(%error, "cannot read the saved metadata; fetching it again");
+            None
+        }
+        _ => None,
+    };
+    if let Some(metainfo) = saved {
+        tracing::info!(%info_hash, "metadata found from an earlier run");
+        let params = TorrentParams {
+            source: metainfo.into(),
+            listen_addr,
+            mode,
+            conf,
+        };
+        return start_torrent(engine, id, params).await;
+    }
+    let mut started = Started::new(&engine, id, conf, mode, listen_addr);
+    started.deferred = engine.checking.borrow_mut().remove(&id).unwrap_or_default();
     let source = Source::Magnet(MagnetSource {
         info_hash,
         // Every `tr` a tier of its own, as libtorrent does.
@@ -126,7 +160,7 @@ pub(super) fn start_magnet(engine: &Rc<Engine>, id: TorrentId, params: TorrentPa
             .collect(),
         web_seeds: magnet.web_seeds.clone(),
     });
-    run_torrent(engine, source, None, started);
+    run_torrent(&engine, source, None, started);
 }
 
 /// Builds the torrent's core and shell, registers it, and gives it its peers and the
