@@ -80,9 +80,19 @@ pub fn libtorrent_info(torrent: &Path) -> LtTorrent {
 
 /// Creates a v1 torrent of `payload` with libtorrent.
 pub fn libtorrent_create(payload: &Path, out: &Path, piece_length: u32) {
+    lt_create("create", payload, out, piece_length);
+}
+
+/// Writes libtorrent's default torrent of `payload` to `out`: hybrid (v1 and v2 in one info
+/// dictionary), with BEP 47 pad files aligning each file to a piece.
+pub fn libtorrent_create_hybrid(payload: &Path, out: &Path, piece_length: u32) {
+    lt_create("hybrid", payload, out, piece_length);
+}
+
+fn lt_create(kind: &str, payload: &Path, out: &Path, piece_length: u32) {
     run(Command::new("/usr/bin/python3")
         .arg(support_dir().join("lt_torrent.py"))
-        .arg("create")
+        .arg(kind)
         .arg(payload)
         .arg(out)
         .arg(piece_length.to_string()));

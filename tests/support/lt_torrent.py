@@ -2,6 +2,8 @@
 
 usage: lt_torrent.py info TORRENT          -> JSON description on stdout
        lt_torrent.py create PATH OUT PIECE  -> writes a v1 torrent of PATH
+       lt_torrent.py hybrid PATH OUT PIECE  -> writes libtorrent's default: a hybrid v1+v2
+                                              torrent, with BEP 47 pad files between files
 Run with /usr/bin/python3: the bindings exist only for Debian's interpreter.
 """
 import json
@@ -33,10 +35,10 @@ def info(path):
     }))
 
 
-def create(path, out, piece_length):
+def create(path, out, piece_length, flags=lt.create_torrent.v1_only):
     fs = lt.file_storage()
     lt.add_files(fs, path)
-    torrent = lt.create_torrent(fs, int(piece_length), flags=lt.create_torrent.v1_only)
+    torrent = lt.create_torrent(fs, int(piece_length), flags=flags)
     lt.set_piece_hashes(torrent, os.path.dirname(os.path.abspath(path)))
     with open(out, "wb") as f:
         f.write(lt.bencode(torrent.generate()))
@@ -47,5 +49,7 @@ if __name__ == "__main__":
         info(sys.argv[2])
     elif sys.argv[1] == "create":
         create(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif sys.argv[1] == "hybrid":
+        create(sys.argv[2], sys.argv[3], sys.argv[4], flags=0)
     else:
         sys.exit(__doc__)
