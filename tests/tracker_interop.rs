@@ -28,7 +28,9 @@ async fn wait(alerts: &mut Alerts, mut want: impl FnMut(&Alert) -> bool) -> Aler
     }
 }
 
-async fn swarm_through(url: impl Fn(&Opentracker) -> String) {
+/// A seed and a leech of ours meet through opentracker at `url`; the leech is given the
+/// `.torrent`, or with `by_magnet` only a magnet link naming the tracker (`tr`).
+async fn swarm_through(url: impl Fn(&Opentracker) -> String, by_magnet: bool) {
     let source = tempfile::tempdir().unwrap();
     let name = "tracked.bin";
     let payload = pseudo_random(3 * 1024 * 1024 + 1234, 5);
@@ -55,9 +57,15 @@ async fn swarm_through(url: impl Fn(&Opentracker) -> String) {
 
     let dir = tempfile::tempdir().unwrap();
     let (leech, mut alerts) = engine::spawn(loopback_conf(dir.path())).unwrap();
-    let id = leech
-        .create_torrent(params(&metainfo, Mode::Download { seeds: vec![] }))
-        .unwrap();
+    let download = Mode::Download { seeds: vec![] };
+    let id = if by_magnet {
+        let magnet = format!("magnet:?xt=urn:btih:{hash}&tr={}", url(&tracker));
+        let magnet = Magnet::parse(&magnet).unwrap();
+        leech.create_torrent(TorrentParams::new(magnet, download))
+    } else {
+        leech.create_torrent(params(&metainfo, download))
+    }
+    .unwrap();
     let reply = wait(
         &mut alerts,
         |a| matches!(a, Alert::TrackerReply { id: of, .. } if *of == id),
@@ -102,11 +110,17 @@ async fn swarm_through(url: impl Fn(&Opentracker) -> String) {
 #[tokio::test]
 #[ignore = "needs reference peers"]
 async fn two_engines_find_each_other_through_opentracker_over_http() {
-    swarm_through(Opentracker::http_url).await;
+    swarm_through(Opentracker::http_url, false).await;
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn a_magnet_link_finds_its_seed_through_opentracker() {
+    swarm_through(Opentracker::http_url, true).await;
 }
 
 #[tokio::test]
 #[ignore = "needs reference peers"]
 async fn two_engines_find_each_other_through_opentracker_over_udp() {
-    swarm_through(Opentracker::udp_url).await;
+    swarm_through(Opentracker::udp_url, false).await;
 }
