@@ -35,7 +35,11 @@ impl EarlyPieces {
     /// Keeps a `bitfield` or `have` to replay once the metadata is known.
     pub(crate) fn keep(&mut self, message: cratetorrent_wire::Message) {
         match message {
-            cratetorrent_wire::Message::Bitfield(payload) => self.bitfield = Some(payload),
+            // A copy: the payload is a view of the receive buffer, which it would keep
+            // allocated for as long as the metadata takes.
+            cratetorrent_wire::Message::Bitfield(payload) => {
+                self.bitfield = Some(Bytes::copy_from_slice(&payload));
+            }
             cratetorrent_wire::Message::Have(piece) if self.haves.len() < MAX_EARLY_HAVES => {
                 self.haves.push(piece);
             }
