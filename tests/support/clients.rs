@@ -33,11 +33,75 @@ fn lines(child: &mut Child) -> mpsc::Receiver<String> {
     rx
 }
 
-/// A libtorrent leecher (`lt_leech.py`).
-pub struct LibtorrentLeecher {
+/// Waits for the `READY <port>` line a libtorrent script prints once it listens.
+fn ready_port(lines: &mpsc::Receiver<String>, what: &str) -> u16 {
+    let line = lines
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{what} never became ready: {e}"));
+    line.strip_prefix("READY ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output from {what}: {line:?}"))
+}
+
+/// Waits for a line starting with `prefix` and returns the rest of it.
+fn wait_line(
+    lines: &mpsc::Receiver<String>,
+    prefix: &str,
+    timeout: Duration,
+    what: &str,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.starts_with(prefix) => return line[prefix.len()..].trim().into(),
+            Ok(_) => {}
+            Err(e) => panic!("no {prefix:?} from {what}: {e}"),
+        }
+    }
+}
+
+/// A libtorrent script's process (run with Debian's interpreter, which has the bindings),
+/// past its `READY <port>` line; closing stdin asks it to stop, and it is killed on drop.
+struct LibtorrentProcess {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
+    port: u16,
+}
+
+impl LibtorrentProcess {
+    fn spawn<S: AsRef<OsStr>>(script: &str, args: impl IntoIterator<Item = S>) -> Self {
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(support_dir().join(script))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {script}: {e}"));
+        let stdin = child.stdin.take();
+        let lines = lines(&mut child);
+        let port = ready_port(&lines, script);
+        Self {
+            child,
+            stdin,
+            lines,
+            port,
+        }
+    }
+}
+
+impl Drop for LibtorrentProcess {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A libtorrent leecher (`lt_leech.py`).
+pub struct LibtorrentLeecher {
+    process: LibtorrentProcess,
     /// Its listen port.
     pub port: u16,
 }
@@ -46,51 +110,84 @@ impl LibtorrentLeecher {
     /// Starts downloading `torrent` (a `.torrent` path or a magnet link) into `save_path`,
     /// dialling `peers`.
     pub fn start(torrent: impl AsRef<OsStr>, save_path: &Path, peers: &[SocketAddr]) -> Self {
-        let mut child = Command::new("/usr/bin/python3")
-            .arg(support_dir().join("lt_leech.py"))
-            .arg(torrent)
-            .arg(save_path)
-            .args(peers.iter().map(ToString::to_string))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the libtorrent leecher");
-        let stdin = child.stdin.take();
-        let lines = lines(&mut child);
-        let line = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("libtorrent leecher never became ready");
-        let port = line
-            .strip_prefix("READY ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("unexpected leecher output {line:?}"));
-        Self {
-            child,
-            stdin,
-            lines,
-            port,
-        }
+        let mut args = vec![
+            torrent.as_ref().to_owned(),
+            save_path.as_os_str().to_owned(),
+        ];
+        args.extend(peers.iter().map(|p| p.to_string().into()));
+        let process = LibtorrentProcess::spawn("lt_leech.py", args);
+        let port = process.port;
+        Self { process, port }
     }
 
     /// Waits until it reports the download complete.
     pub fn wait_done(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.trim() == "DONE" => return,
-                Ok(_) => {}
-                Err(e) => panic!("libtorrent leecher did not finish: {e}"),
-            }
-        }
+        wait_line(
+            &self.process.lines,
+            "DONE",
+            timeout,
+            "the libtorrent leecher",
+        );
     }
 }
 
-impl Drop for LibtorrentLeecher {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A libtorrent peer that reports its fast-extension message counters (`lt_fast.py`).
+pub struct LibtorrentFast {
+    process: LibtorrentProcess,
+    /// Its listen port.
+    pub port: u16,
+}
+
+impl LibtorrentFast {
+    /// Seeds `torrent` from `save_path` (which holds the payload) with libtorrent settings
+    /// overridden by `settings` (`name=int`).
+    pub fn seed(torrent: &Path, save_path: &Path, settings: &[&str]) -> Self {
+        let args = [
+            OsStr::new("seed"),
+            torrent.as_os_str(),
+            save_path.as_os_str(),
+        ];
+        Self::start(&args, settings)
+    }
+
+    /// Downloads `torrent` into `save_path` from `peer`.
+    pub fn leech(torrent: &Path, save_path: &Path, peer: SocketAddr, settings: &[&str]) -> Self {
+        let peer = peer.to_string();
+        let args = [
+            OsStr::new("leech"),
+            torrent.as_os_str(),
+            save_path.as_os_str(),
+            OsStr::new(&peer),
+        ];
+        Self::start(&args, settings)
+    }
+
+    fn start(args: &[&OsStr], settings: &[&str]) -> Self {
+        let all = args.iter().copied().chain(settings.iter().map(OsStr::new));
+        let process = LibtorrentProcess::spawn("lt_fast.py", all);
+        let port = process.port;
+        Self { process, port }
+    }
+
+    /// Waits until a leecher reports its download complete.
+    pub fn wait_done(&self, timeout: Duration) {
+        wait_line(&self.process.lines, "DONE", timeout, "the libtorrent peer");
+    }
+
+    /// Its counters: `incoming_reject`, `outgoing_have_all`, … (see `lt_fast.py`).
+    pub fn counters(&mut self) -> serde_json::Value {
+        let stdin = self.process.stdin.as_mut().expect("stdin open");
+        stdin
+            .write_all(b"stats\n")
+            .and_then(|()| stdin.flush())
+            .expect("ask libtorrent for its counters");
+        let json = wait_line(
+            &self.process.lines,
+            "STATS ",
+            Duration::from_secs(20),
+            "the libtorrent peer",
+        );
+        serde_json::from_str(&json).expect("counters as JSON")
     }
 }
 

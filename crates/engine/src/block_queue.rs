@@ -56,6 +56,12 @@ impl BlockQueue {
         }
     }
 
+    /// Empties the queue, returning its blocks oldest first.
+    pub(crate) fn take_all(&mut self) -> Vec<BlockInfo> {
+        self.index.clear();
+        std::mem::take(&mut self.order).into_values().collect()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.order.len()
     }

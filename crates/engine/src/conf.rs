@@ -124,6 +124,10 @@ pub struct TorrentConf {
     /// How often each peer is told whom we connected to and dropped since (default 60 s, as
     /// libtorrent and BEP 11; peers drop senders that go faster).
     pub pex_interval: Duration,
+    /// Pieces each peer may download from us while we choke it (the BEP 6 allowed-fast set,
+    /// generated from its address; default 5, as libtorrent): a newcomer gets something to
+    /// trade before its first unchoke. 0 sends none.
+    pub allowed_fast_set_size: usize,
     /// Largest info dictionary fetched for a magnet link (default 16 MiB, bytes): peers
     /// announcing a larger `metadata_size` are not asked.
     pub max_metadata_size: u64,
@@ -182,6 +186,7 @@ impl Default for TorrentConf {
             send_watermark: 4 << 20,
             pex: true,
             pex_interval: Duration::from_secs(60),
+            allowed_fast_set_size: 5,
             max_metadata_size: 16 << 20,
             metadata_request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cratetorrent_metainfo::PieceIndex;
 use cratetorrent_storage::PeerTag;
-use cratetorrent_wire::{Bitfield, BlockInfo, Extensions, PeerId};
+use cratetorrent_wire::{Bitfield, BlockInfo, Extension, Extensions, PeerId};
 
 use crate::block_queue::BlockQueue;
 use crate::extensions::PeerExtensions;
@@ -23,6 +23,8 @@ const INITIAL_QUEUE: usize = 4;
 /// magnet link): replayed once the metadata is verified.
 #[derive(Debug, Default)]
 pub(crate) struct EarlyPieces {
+    /// It sent `have all` (BEP 6).
+    pub(crate) all: bool,
     pub(crate) bitfield: Option<Bytes>,
     pub(crate) haves: Vec<PieceIndex>,
 }
@@ -32,7 +34,8 @@ pub(crate) struct EarlyPieces {
 const MAX_EARLY_HAVES: usize = 65_536;
 
 impl EarlyPieces {
-    /// Keeps a `bitfield` or `have` to replay once the metadata is known.
+    /// Keeps a `bitfield`, `have all` or `have` to replay once the metadata is known
+    /// (`have none` says nothing to keep).
     pub(crate) fn keep(&mut self, message: cratetorrent_wire::Message) {
         match message {
             // A copy: the payload is a view of the receive buffer, which it would keep
@@ -40,6 +43,7 @@ impl EarlyPieces {
             cratetorrent_wire::Message::Bitfield(payload) => {
                 self.bitfield = Some(Bytes::copy_from_slice(&payload));
             }
+            cratetorrent_wire::Message::HaveAll => self.all = true,
             cratetorrent_wire::Message::Have(piece) if self.haves.len() < MAX_EARLY_HAVES => {
                 self.haves.push(piece);
             }
@@ -56,6 +60,34 @@ pub(crate) struct PexPeer {
     /// When we last sent one, and the peers it has been told of (and not dropped since).
     pub(crate) sent_at: Option<Instant>,
     pub(crate) told: HashSet<SocketAddr>,
+}
+
+/// The BEP 6 fast extension with the peer, when both sides announced it.
+#[derive(Debug, Default)]
+pub(crate) struct FastPeer {
+    /// Pieces it lets us request while it chokes us (its `allowed fast`), at most
+    /// [`MAX_ALLOWED_IN`].
+    pub(crate) allowed_in: Vec<PieceIndex>,
+    /// Pieces we let it request while we choke it (the BEP 6 set for its address).
+    pub(crate) allowed_out: Vec<PieceIndex>,
+    /// Blocks we served it while choking it: past a few pieces' worth, the set is spent.
+    pub(crate) served_choked: u32,
+    /// Pieces it suggested, newest last, at most [`MAX_SUGGESTED`].
+    pub(crate) suggested: VecDeque<PieceIndex>,
+    /// Rejects of requests we never made: a peer that keeps sending them is dropped.
+    pub(crate) stray_rejects: usize,
+}
+
+/// `allowed fast` pieces kept per peer (libtorrent sends 5, BEP 6 suggests 10).
+pub(crate) const MAX_ALLOWED_IN: usize = 64;
+/// `suggest piece` hints kept per peer; older ones make room.
+pub(crate) const MAX_SUGGESTED: usize = 16;
+
+impl FastPeer {
+    /// Whether we let the peer have `piece` while choked.
+    pub(crate) fn allows(&self, piece: PieceIndex) -> bool {
+        self.allowed_out.contains(&piece)
+    }
 }
 
 /// The peer's side of the BEP 9 metadata exchange, while we fetch the metadata.
@@ -121,6 +153,7 @@ pub(crate) struct Peer {
     /// `p` from its extended handshake: where it accepts connections.
     pub(crate) listen_port: Option<u16>,
     pub(crate) pex: PexPeer,
+    pub(crate) fast: FastPeer,
 
     pub(crate) bitfield: Bitfield,
     /// The peer has every piece (counted in the picker's seed count, not per piece).
@@ -199,6 +232,7 @@ impl Peer {
             metadata: MetadataPeer::default(),
             listen_port: None,
             pex: PexPeer::default(),
+            fast: FastPeer::default(),
             bitfield: Bitfield::new(piece_count),
             is_seed: false,
             interesting: 0,
@@ -270,6 +304,11 @@ impl Peer {
             let bdp = (rate as f64 * queue_time.as_secs_f64()) / f64::from(block_len);
             self.queue_target = (bdp as usize).clamp(2, max_requests);
         }
+    }
+
+    /// Whether both sides speak the BEP 6 fast extension.
+    pub(crate) fn speaks_fast(&self) -> bool {
+        self.extensions.contains(Extension::Fast)
     }
 
     pub(crate) fn has_piece(&self, piece: u32) -> bool {

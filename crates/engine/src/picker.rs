@@ -140,6 +140,13 @@ impl Picker {
         }
     }
 
+    /// Whether `piece` is wanted, not had and not in progress.
+    pub(crate) fn is_pickable(&self, piece: PieceIndex) -> bool {
+        self.key
+            .get(piece as usize)
+            .is_some_and(|&key| key != NOT_PICKABLE)
+    }
+
     /// Rarest wanted piece that `has` says the peer has; ties are broken at random.
     pub(crate) fn pick_rarest(
         &self,

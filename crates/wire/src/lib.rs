@@ -10,6 +10,7 @@
 //!   and unknown ids as [`Message::Unknown`] rather than an error.
 //! - Strict lengths: a message over the limit ([`DEFAULT_MAX_MESSAGE_LEN`]) or with a length
 //!   impossible for its id is an error before anything is buffered for it.
+//! - The BEP 6 allowed-fast set ([`allowed_fast_set`]).
 //! - [`PeerId`] generation (BEP 20) and client recognition; [`Bitfield`]; block [`Geometry`];
 //!   the BEP 10 [`ExtendedHandshake`]; BEP 9 metadata exchange messages ([`MetadataMessage`]); BEP 11 peer exchange ([`PexMessage`]).
 //! - With the `tokio-codec` feature, `PeerCodec`: a tokio-util `Decoder`/`Encoder`.
@@ -40,6 +41,7 @@
 //! # Ok::<(), cratetorrent_wire::WireError>(())
 //! ```
 
+mod allowed_fast;
 mod bitfield;
 mod block;
 mod decoder;
@@ -54,6 +56,7 @@ mod tokio_codec;
 mod ut_metadata;
 mod ut_pex;
 
+pub use allowed_fast::allowed_fast_set;
 pub use bitfield::Bitfield;
 pub use block::{BLOCK_SIZE, BlockError, BlockInfo, Geometry};
 pub use decoder::{DEFAULT_MAX_MESSAGE_LEN, Decoder};

@@ -54,12 +54,18 @@ impl Core {
         let Some(peer) = self.peers.get(key) else {
             return;
         };
-        if peer.peer_choking || !peer.am_interested || peer.closing {
+        if !peer.am_interested || peer.closing {
             return;
         }
         let target = peer.request_target(self.conf.max_out_requests);
         let mut need = target.saturating_sub(peer.requests.len());
         if need == 0 {
+            return;
+        }
+        if peer.peer_choking {
+            if peer.speaks_fast() && self.request_allowed_fast(key, need, now) > 0 {
+                self.actions.push_back(Action::Wake(key));
+            }
             return;
         }
         let before = need;
@@ -98,6 +104,11 @@ impl Core {
     }
 
     fn pick_piece(&mut self, key: PeerKey) -> Option<PieceIndex> {
+        if !self.conf.sequential
+            && let Some(piece) = self.pick_suggested(key)
+        {
+            return Some(piece);
+        }
         let peer = &self.peers[key];
         let has = |p| peer.has_piece(p);
         if self.conf.sequential {
@@ -348,7 +359,7 @@ impl Core {
 
     /// A request given back: its block is free again (and the piece back in the picker if
     /// nothing of it remains).
-    fn free_block(&mut self, block: BlockInfo) {
+    pub(super) fn free_block(&mut self, block: BlockInfo) {
         if self.in_progress.release(block) {
             self.picker.restore(block.piece);
         }

@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use cratetorrent_wire::{EXTENDED_HANDSHAKE_ID, Extension, Extensions, Message, PeerId};
 
 use super::known::Dial;
@@ -119,12 +118,7 @@ impl Core {
                 payload: handshake.encode(),
             });
         }
-        if self.have.count_ones() > 0 {
-            peer.outbox.push(&Message::Bitfield(Bytes::copy_from_slice(
-                self.have.as_bytes(),
-            )));
-        }
-        self.actions.push_back(Action::Wake(key));
+        self.greet(key);
         tracing::debug!(%addr, outgoing, "peer connected");
         Ok(key)
     }

@@ -204,7 +204,9 @@ impl Core {
                 self.actions.push_back(Action::Wake(key));
             }
             let early = std::mem::take(&mut peer.early);
-            if let Some(bitfield) = early.bitfield {
+            if early.all {
+                self.on_message(key, Message::HaveAll, now);
+            } else if let Some(bitfield) = early.bitfield {
                 self.on_message(key, Message::Bitfield(bitfield), now);
             }
             for piece in early.haves {
@@ -242,6 +244,7 @@ impl Core {
             self.alerts.push_back(Alert::TorrentComplete(self.id));
         }
         for key in self.peers.keys() {
+            self.send_allowed_set(key);
             self.update_interest(key, now);
             self.actions.push_back(Action::Wake(key));
         }

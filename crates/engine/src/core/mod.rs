@@ -26,6 +26,7 @@ mod bans;
 mod disk_results;
 mod door;
 mod download;
+mod fast;
 mod in_progress;
 mod known;
 mod lifecycle;
@@ -237,7 +238,11 @@ impl Core {
         }
         peer.last_received = now;
         tracing::trace!(?message, "received");
-        if self.fetch.is_some() && matches!(message, Message::Bitfield(_) | Message::Have(_)) {
+        let about_pieces = matches!(
+            message,
+            Message::Bitfield(_) | Message::Have(_) | Message::HaveAll | Message::HaveNone
+        );
+        if self.fetch.is_some() && about_pieces {
             // Not readable before the metadata says how many pieces there are.
             peer.early.keep(message);
             return;
@@ -245,17 +250,20 @@ impl Core {
         // BEP 3 wants the bitfield first, but aria2 sends `have`s first and its bitfield later:
         // a late bitfield is merged like a batch of `have`s.
         let first = !peer.got_first_message;
-        if matches!(message, Message::Bitfield(_) | Message::Have(_)) {
+        if about_pieces {
             peer.got_first_message = true;
         }
         match message {
             Message::KeepAlive | Message::Port(_) | Message::Unknown { .. } => {}
             Message::Choke => {
                 peer.peer_choking = true;
-                // Without the fast extension a choke discards every pending request. Other
-                // peers take the freed blocks at their next refill (or the tick), not here: a
-                // 5-byte message must not cost a walk over every peer.
-                self.release_requests(key, false);
+                // Without the fast extension a choke discards every pending request; with it,
+                // the peer rejects those it will not serve (and serves its allowed-fast ones).
+                // Other peers take the freed blocks at their next refill (or the tick), not
+                // here: a 5-byte message must not cost a walk over every peer.
+                if !peer.speaks_fast() {
+                    self.release_requests(key, false);
+                }
             }
             Message::Unchoke => {
                 peer.peer_choking = false;
@@ -293,7 +301,11 @@ impl Core {
             | Message::HaveNone
             | Message::RejectRequest(_)
             | Message::AllowedFast(_) => {
-                self.disconnect(key, "fast extension message without negotiating it");
+                if peer.speaks_fast() {
+                    self.on_fast_message(key, message, first, now);
+                } else {
+                    self.disconnect(key, "fast extension message without negotiating it");
+                }
             }
         }
     }
@@ -379,13 +391,14 @@ impl Core {
     }
 
     fn on_bitfield(&mut self, key: PeerKey, payload: &[u8], now: Instant) {
-        let bitfield = match Bitfield::from_payload(payload, self.geometry.piece_count()) {
-            Ok(bitfield) => bitfield,
-            Err(_) => {
-                self.disconnect(key, "malformed bitfield");
-                return;
-            }
-        };
+        match Bitfield::from_payload(payload, self.geometry.piece_count()) {
+            Ok(bitfield) => self.on_pieces(key, bitfield, now),
+            Err(_) => self.disconnect(key, "malformed bitfield"),
+        }
+    }
+
+    /// The peer's first word on its pieces (a bitfield or `have all`).
+    fn on_pieces(&mut self, key: PeerKey, bitfield: Bitfield, now: Instant) {
         let interesting = if self.seed_only {
             0
         } else {
@@ -592,5 +605,7 @@ impl Core {
 
 /// The extensions we implement and announce.
 pub(crate) fn our_extensions() -> Extensions {
-    Extensions::NONE.with(Extension::ExtensionProtocol)
+    Extensions::NONE
+        .with(Extension::ExtensionProtocol)
+        .with(Extension::Fast)
 }

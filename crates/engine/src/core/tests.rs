@@ -350,5 +350,6 @@ mod hostile;
 
 mod addresses;
 mod extensions;
+mod fast;
 mod magnet;
 mod pex;

@@ -29,17 +29,24 @@ impl Core {
         }
         let max_in = self.conf.max_in_requests;
         let have = self.have.get(block.piece);
+        let choked = self.peers[key].am_choking && !self.allowed_while_choked(key, block.piece);
         let peer = &mut self.peers[key];
-        // Requests while choked, for pieces we lack, or beyond the advertised queue are dropped,
-        // as libtorrent does without the fast extension. A well-behaved peer has at most its
-        // queue in flight when we choke it; one that keeps going is flooding.
+        // Requests while choked (outside the allowed-fast set), for pieces we lack, or beyond
+        // the advertised queue are rejected to a fast peer and dropped silently otherwise, as
+        // libtorrent does. A well-behaved peer has at most its queue in flight when we choke
+        // it; one that keeps going is flooding.
         let duplicate = peer.incoming.contains(&block) || peer.reading.contains(&block);
-        if peer.am_choking || !have || duplicate || peer.incoming.len() >= max_in {
+        if choked || !have || duplicate || peer.incoming.len() >= max_in {
             peer.dropped_requests += 1;
             if peer.dropped_requests > max_in {
                 self.disconnect(key, "request flood");
+            } else if !duplicate {
+                self.reject(key, block);
             }
             return;
+        }
+        if peer.am_choking {
+            peer.fast.served_choked += 1;
         }
         peer.incoming.push(block);
         self.serve(key);
@@ -50,13 +57,16 @@ impl Core {
         // A read in flight that is forgotten has its result dropped; a block read and still
         // queued is not sent (a leecher that found the piece nearer cancels what it asked of
         // us, and our upload goes to what it still needs).
+        // A fast peer hears that the block will not come (BEP 6 answers every request).
         if peer.incoming.remove(&block) || peer.reading.remove(&block) {
+            self.reject(key, block);
             return;
         }
         if let Some(len) = peer.outbox.cancel_block(block.piece, block.offset) {
             // Counted as uploaded when queued; it never will be.
             peer.uploaded.take_back(len);
             self.uploaded.take_back(len);
+            self.reject(key, block);
         }
     }
 
@@ -95,7 +105,9 @@ impl Core {
             return;
         }
         match result {
-            Ok(data) if !peer.am_choking && !peer.closing => {
+            // A block read while the peer was unchoked (or allowed fast) goes out even if it
+            // was choked since: the choke's rejects named only what was not being read.
+            Ok(data) if !peer.closing => {
                 let len = data.len() as u64;
                 peer.outbox.push_block(block.piece, block.offset, data);
                 peer.uploaded.add(len);
@@ -171,13 +183,26 @@ impl Core {
         self.actions.push_back(Action::Wake(key));
     }
 
-    fn choke(&mut self, key: PeerKey) {
+    pub(super) fn choke(&mut self, key: PeerKey) {
         let peer = &mut self.peers[key];
         peer.am_choking = true;
-        peer.incoming.clear();
-        peer.reading.clear();
         peer.outbox.push(&Message::Choke);
         self.actions.push_back(Action::Wake(key));
+        if !peer.speaks_fast() {
+            // Without the fast extension a choke drops every request, on both sides.
+            peer.incoming.clear();
+            peer.reading.clear();
+            return;
+        }
+        // With it, requests in the allowed-fast set stay; the others are rejected. Reads
+        // already started finish and go out: the peer still wants them.
+        for block in peer.incoming.take_all() {
+            if peer.fast.allows(block.piece) {
+                peer.incoming.push(block);
+            } else {
+                peer.outbox.push(&Message::RejectRequest(block));
+            }
+        }
     }
 
     /// Revisits who is unchoked (every 10 s, and when the optimistic slot rotates).

@@ -122,7 +122,7 @@ impl Host {
         id[18] = a;
         id[19] = b;
         Self {
-            addr: SocketAddr::from(([10, 1, a, b], 6881)),
+            addr: SocketAddr::from(([10, a, b, 1], 6881)),
             id: PeerId::new(id),
             spec,
             core: None,
