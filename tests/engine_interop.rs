@@ -101,16 +101,7 @@ async fn we_fetch_by_magnet(source: &Source, peer: SocketAddr) {
 }
 
 async fn wait_complete(alerts: &mut Alerts, id: TorrentId) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        match tokio::time::timeout_at(deadline, alerts.next()).await {
-            Ok(Some(Alert::TorrentComplete(done))) if done == id => return,
-            Ok(Some(Alert::TorrentError { error, .. })) => panic!("{error}"),
-            Ok(Some(_)) => {}
-            Ok(None) => panic!("engine stopped"),
-            Err(_) => panic!("download did not complete within {TIMEOUT:?}"),
-        }
-    }
+    cratetorrent_tests::wait_complete(alerts, id, TIMEOUT).await;
 }
 
 /// Our engine seeding `source`, dialling `peers`.

@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use cratetorrent::SeedChoking;
 use cratetorrent::prelude::*;
-use cratetorrent_metainfo::TorrentBuilder;
 use cratetorrent_tests::clients::LibtorrentFast;
-use cratetorrent_tests::{loopback_conf, params, pseudo_random};
+use cratetorrent_tests::{Payload, loopback_conf, params};
 use tempfile::TempDir;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -20,16 +19,8 @@ const PIECE: u32 = 256 * 1024;
 
 /// `pieces` pieces of payload in a directory, with its `.torrent`.
 fn source(pieces: u32) -> (TempDir, PathBuf, Metainfo) {
-    let dir = tempfile::tempdir().unwrap();
-    let payload = dir.path().join("payload.bin");
-    std::fs::write(&payload, pseudo_random((pieces * PIECE) as usize, 6)).unwrap();
-    let bytes = TorrentBuilder::new(&payload)
-        .piece_length(PIECE)
-        .build()
-        .unwrap();
-    let torrent = dir.path().join("payload.torrent");
-    std::fs::write(&torrent, &bytes).unwrap();
-    (dir, torrent, Metainfo::from_bytes(&bytes).unwrap())
+    let payload = Payload::single_file((pieces * PIECE) as usize, PIECE, 6);
+    (payload.dir, payload.torrent, payload.metainfo)
 }
 
 fn counter(counters: &serde_json::Value, name: &str) -> u64 {

@@ -44,8 +44,9 @@ def session(ip):
     return lt.session(settings)
 
 
-def add(ses, torrent, save_path):
+def add(ses, torrent, save_path, lsd=False):
     # TORRENT is a .torrent path or a magnet link (BEP 9: the metadata comes from peers).
+    # With `lsd`, the torrent may be announced on the local network (the session must enable it).
     if torrent.startswith("magnet:"):
         params = lt.parse_magnet_uri(torrent)
     else:
@@ -53,9 +54,18 @@ def add(ses, torrent, save_path):
         params.ti = lt.torrent_info(torrent)
     params.save_path = save_path
     flags = params.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
-    params.flags = (flags | lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd
-                    | lt.torrent_flags.disable_pex)
+    flags |= lt.torrent_flags.disable_dht | lt.torrent_flags.disable_pex
+    if not lsd:
+        flags |= lt.torrent_flags.disable_lsd
+    params.flags = flags
     return ses.add_torrent(params)
+
+
+def wait_checked(handle):
+    """Returns once libtorrent has checked the torrent's data (peers are dialled only then)."""
+    while handle.status().state in (lt.torrent_status.checking_files,
+                                    lt.torrent_status.checking_resume_data):
+        time.sleep(0.01)
 
 
 def seed(torrent, save_path, ip):
@@ -77,9 +87,7 @@ def leech(torrent, save_path, ip, peers):
     ses = session(ip)
     handle = add(ses, torrent, save_path)
     deadline = time.time() + 600
-    while handle.status().state in (lt.torrent_status.checking_files,
-                                    lt.torrent_status.checking_resume_data):
-        time.sleep(0.01)
+    wait_checked(handle)
     dialled = 0.0
     while time.time() < deadline:
         status = handle.status()

@@ -155,7 +155,9 @@ class Libtorrent(Client):
 
 # The one setting where libtorrent's high_performance_seed() differs from our defaults that
 # matters here: it unchokes every interested peer (unchoke_slots_limit = -1).
-CT_TUNING = ["--upload-slots", "0"]
+# Every engine unchokes all (as libtorrent's high_performance_seed), and none looks for peers on
+# the local network (libtorrent's LSD is off here too).
+CT_TUNING = ["--upload-slots", "0", "--no-lsd"]
 
 
 class Cratetorrent(Client):

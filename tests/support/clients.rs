@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -72,7 +72,21 @@ struct LibtorrentProcess {
 
 impl LibtorrentProcess {
     fn spawn<S: AsRef<OsStr>>(script: &str, args: impl IntoIterator<Item = S>) -> Self {
-        let mut child = Command::new("/usr/bin/python3")
+        Self::spawn_in(None, script, args)
+    }
+
+    /// Inside network namespace `netns`, when given.
+    fn spawn_in<S: AsRef<OsStr>>(
+        netns: Option<&str>,
+        script: &str,
+        args: impl IntoIterator<Item = S>,
+    ) -> Self {
+        let python = "/usr/bin/python3";
+        let mut command = match netns {
+            Some(ns) => crate::netns::NetnsPair::command(ns, python),
+            None => Command::new(python),
+        };
+        let mut child = command
             .arg(support_dir().join(script))
             .args(args)
             .stdin(Stdio::piped())
@@ -128,6 +142,36 @@ impl LibtorrentLeecher {
             timeout,
             "the libtorrent leecher",
         );
+    }
+}
+
+/// A libtorrent peer in a network namespace that finds peers by local service discovery only
+/// (`lt_lsd.py`).
+pub struct LibtorrentLsd {
+    process: LibtorrentProcess,
+    /// Its listen port.
+    pub port: u16,
+}
+
+impl LibtorrentLsd {
+    /// Seeds (`seed`, from `save_path`, which holds the payload) or downloads into `save_path`,
+    /// inside namespace `netns`, listening on `ip`.
+    pub fn start(netns: &str, seed: bool, torrent: &Path, save_path: &Path, ip: IpAddr) -> Self {
+        let ip = ip.to_string();
+        let args = [
+            OsStr::new(if seed { "seed" } else { "leech" }),
+            torrent.as_os_str(),
+            save_path.as_os_str(),
+            OsStr::new(&ip),
+        ];
+        let process = LibtorrentProcess::spawn_in(Some(netns), "lt_lsd.py", args);
+        let port = process.port;
+        Self { process, port }
+    }
+
+    /// Waits until a leecher reports its download complete.
+    pub fn wait_done(&self, timeout: Duration) {
+        wait_line(&self.process.lines, "DONE", timeout, "the libtorrent peer");
     }
 }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: reference tools and payload trees.
 
 pub mod clients;
+pub mod netns;
 pub mod opentracker;
 
 use std::io::{BufRead, BufReader};
@@ -211,6 +212,8 @@ pub fn loopback_conf(dir: &Path) -> cratetorrent::Conf {
         .try_init();
     let mut conf = cratetorrent::Conf::new(dir);
     conf.listen_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    // Engines of other tests on this host would hear each other's multicast announces.
+    conf.lsd = false;
     conf
 }
 
@@ -224,5 +227,60 @@ pub fn params(
         listen_addr: None,
         mode,
         conf: None,
+    }
+}
+
+/// `payload.bin` of pseudo-random bytes in a temporary directory, with its `.torrent` beside it.
+pub struct Payload {
+    pub dir: tempfile::TempDir,
+    /// The `.torrent` file.
+    pub torrent: PathBuf,
+    pub metainfo: cratetorrent_metainfo::Metainfo,
+}
+
+impl Payload {
+    /// `size` bytes from `seed`, in pieces of `piece_length`.
+    pub fn single_file(size: usize, piece_length: u32, seed: u64) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("payload.bin");
+        std::fs::write(&path, pseudo_random(size, seed)).expect("write the payload");
+        let bytes = cratetorrent_metainfo::TorrentBuilder::new(&path)
+            .piece_length(piece_length)
+            .build()
+            .expect("make its torrent");
+        let torrent = dir.path().join("payload.torrent");
+        std::fs::write(&torrent, &bytes).expect("write the torrent");
+        let metainfo = cratetorrent_metainfo::Metainfo::from_bytes(&bytes).expect("parse it back");
+        Self {
+            dir,
+            torrent,
+            metainfo,
+        }
+    }
+
+    /// Whether `dir` holds an identical `payload.bin`.
+    pub fn same_in(&self, dir: &Path) -> bool {
+        let want = std::fs::read(self.dir.path().join("payload.bin")).expect("the source");
+        std::fs::read(dir.join("payload.bin")).is_ok_and(|got| got == want)
+    }
+}
+
+/// Waits for torrent `id`'s `TorrentComplete` alert; a torrent error, the engine stopping or
+/// `timeout` passing fails the test.
+pub async fn wait_complete(
+    alerts: &mut cratetorrent::Alerts,
+    id: cratetorrent::TorrentId,
+    timeout: std::time::Duration,
+) {
+    use futures::StreamExt;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, alerts.next()).await {
+            Ok(Some(cratetorrent::Alert::TorrentComplete(done))) if done == id => return,
+            Ok(Some(cratetorrent::Alert::TorrentError { error, .. })) => panic!("{error}"),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("engine stopped"),
+            Err(_) => panic!("download did not complete within {timeout:?}"),
+        }
     }
 }

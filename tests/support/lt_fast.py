@@ -72,9 +72,7 @@ def main():
                                   | lt.alert.category_t.peer_log_notification)
     session.apply_settings(overrides)
     handle = lt_client.add(session, torrent, save_path)
-    while handle.status().state in (lt.torrent_status.checking_files,
-                                    lt.torrent_status.checking_resume_data):
-        time.sleep(0.05)
+    lt_client.wait_checked(handle)
     if role == "seed" and not handle.status().is_seeding:
         sys.exit("libtorrent has not the whole payload to seed")
     print(f"READY {session.listen_port()}", flush=True)

@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 
-import libtorrent as lt
 
 # One source for the loopback session settings: the benchmark's libtorrent peer.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../benches/swarm"))
@@ -27,8 +26,7 @@ def main():
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
     deadline = time.time() + 120
     # connect_peer is only acted on once the torrent has been checked.
-    while handle.status().state in (lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data):
-        time.sleep(0.05)
+    lt_client.wait_checked(handle)
     connected_at = 0.0
     while not stop.is_set() and time.time() < deadline:
         status = handle.status()

@@ -196,6 +196,7 @@ async fn swarm(
         let listen = SocketAddr::from(([127, 0, 0, host], 0));
         let mut conf = Conf::new(source);
         conf.tracker.enabled = false;
+        conf.lsd = false;
         let (engine, alerts) = crate::session::spawn_engine(conf, Some(listen))?;
         engine
             .create_torrent(params(metainfo, Mode::Seed))
@@ -214,6 +215,7 @@ async fn swarm(
     }
     let mut conf = Conf::new(target);
     conf.tracker.enabled = false;
+    conf.lsd = false;
     let (leech, mut alerts) =
         crate::session::spawn_engine(conf, Some(SocketAddr::from(([127, 0, 0, 1], 0))))?;
     let cpu_before = cpu_seconds();

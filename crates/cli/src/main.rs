@@ -93,9 +93,8 @@ enum Command {
         /// With a magnet link: write its metadata to FILE as a .torrent once verified.
         #[arg(long, value_name = "FILE")]
         save_torrent: Option<PathBuf>,
-        /// Do not exchange peers with peers (BEP 11 PEX; never done for private torrents).
-        #[arg(long)]
-        no_pex: bool,
+        #[command(flatten)]
+        discovery: session::Discovery,
         /// Print one JSON stats object per second instead of a progress bar.
         #[arg(long)]
         json: bool,
@@ -118,9 +117,8 @@ enum Command {
         /// Peers uploaded to at once (default 8; 0 = every interested peer).
         #[arg(long, value_name = "N")]
         upload_slots: Option<usize>,
-        /// Do not exchange peers with peers (BEP 11 PEX; never done for private torrents).
-        #[arg(long)]
-        no_pex: bool,
+        #[command(flatten)]
+        discovery: session::Discovery,
         /// Print one JSON stats object per second instead of a progress bar.
         #[arg(long)]
         json: bool,
@@ -266,7 +264,7 @@ fn main() -> ExitCode {
             only,
             sequential,
             save_torrent,
-            no_pex,
+            discovery,
             json,
         } => session::run(
             session::SessionArgs {
@@ -283,7 +281,7 @@ fn main() -> ExitCode {
                 only,
                 sequential,
                 save_torrent,
-                no_pex,
+                discovery,
             },
             style(json),
         ),
@@ -294,13 +292,13 @@ fn main() -> ExitCode {
             peers,
             upload_limit,
             upload_slots,
-            no_pex,
+            discovery,
             json,
         } => seed(
             torrent,
             &path,
             (listen, peers),
-            (upload_limit, upload_slots, no_pex),
+            (upload_limit, upload_slots, discovery),
             style(json),
         ),
         Command::Demo {
@@ -323,7 +321,7 @@ fn seed(
     torrent: String,
     path: &std::path::Path,
     (listen, peers): (Option<SocketAddr>, Vec<SocketAddr>),
-    (upload_limit, upload_slots, no_pex): (Option<u64>, Option<usize>, bool),
+    (upload_limit, upload_slots, discovery): (Option<u64>, Option<usize>, session::Discovery),
     style: Style,
 ) -> error::Result<ExitCode> {
     let metainfo = info::load(&torrent)?;
@@ -343,7 +341,7 @@ fn seed(
             only: Vec::new(),
             sequential: false,
             save_torrent: None,
-            no_pex,
+            discovery,
         },
         style,
     )

@@ -37,8 +37,19 @@ pub(crate) struct SessionArgs {
     pub(crate) sequential: bool,
     /// `download --save-torrent`: where a magnet link's metadata is written once verified.
     pub(crate) save_torrent: Option<PathBuf>,
-    /// `--no-pex`: no BEP 11 peer exchange.
+    pub(crate) discovery: Discovery,
+}
+
+/// How peers are found besides the tracker and the given ones.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct Discovery {
+    /// Do not exchange peers with peers (BEP 11 PEX; never done for private torrents).
+    #[arg(long)]
     pub(crate) no_pex: bool,
+    /// Do not announce to, nor listen for, peers on the local network (BEP 14 local service
+    /// discovery by multicast; never done for private torrents).
+    #[arg(long)]
+    pub(crate) no_lsd: bool,
 }
 
 pub(crate) fn run(args: SessionArgs, style: Style) -> Result<ExitCode> {
@@ -162,7 +173,8 @@ async fn session(
         conf.max_connections = conf.max_connections.max(max);
     }
     conf.torrent.sequential = args.sequential;
-    conf.torrent.pex = !args.no_pex;
+    conf.torrent.pex = !args.discovery.no_pex;
+    conf.lsd = !args.discovery.no_lsd;
     if let Some(slots) = args.upload_slots {
         conf.torrent.unchoke_slots = slots;
     }

@@ -83,6 +83,7 @@ fn loopback(c: &mut Criterion) {
     let mut conf = Conf::new(seed_dir.path());
     conf.listen_addr = "127.0.0.1:0".parse().unwrap();
     conf.tracker.enabled = false;
+    conf.lsd = false;
     let (seed, mut seed_alerts) = engine::spawn(conf).unwrap();
     seed.create_torrent(TorrentParams {
         source: metainfo.clone().into(),
@@ -108,6 +109,7 @@ fn loopback(c: &mut Criterion) {
             let mut conf = Conf::new(dir.path());
             conf.listen_addr = "127.0.0.1:0".parse().unwrap();
             conf.tracker.enabled = false;
+            conf.lsd = false;
             let (leech, mut alerts) = engine::spawn(conf).unwrap();
             let id = leech
                 .create_torrent(TorrentParams {

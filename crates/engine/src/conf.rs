@@ -33,6 +33,11 @@ pub struct Conf {
     pub download_rate_limit: u64,
     /// Upload limit across all torrents, bytes per second (0 = none).
     pub upload_rate_limit: u64,
+    /// Local service discovery (BEP 14): torrents that are not private are announced to the
+    /// local network by multicast (239.192.152.143:6771 and [ff15::efc0:152:143]:6771, each
+    /// every 5 minutes, at most one datagram a second) and peers announcing them there are
+    /// dialled. Default on, as in libtorrent.
+    pub lsd: bool,
     /// Defaults for each torrent.
     pub torrent: TorrentConf,
     /// Disk settings for each torrent.
@@ -62,6 +67,7 @@ impl Conf {
             max_handshaking_per_ip: 4,
             download_rate_limit: 0,
             upload_rate_limit: 0,
+            lsd: true,
             torrent: TorrentConf::default(),
             storage: StorageConfig::default(),
             tracker: TrackerConf::default(),

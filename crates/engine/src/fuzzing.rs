@@ -261,3 +261,26 @@ fn nth(connections: &mut Slab<Connection>, arg: u8) -> Option<(usize, &mut Conne
     }
     connections.iter_mut().nth(usize::from(arg) % count)
 }
+
+/// One datagram heard on the local service discovery socket (the `lsd_announce` target): it
+/// parses or fails with a typed error; an announce re-encodes to one that parses the same; the
+/// discovery state takes it without panicking and names only our own torrents' peers.
+#[allow(
+    clippy::expect_used,
+    reason = "a fuzz target reports a broken property by panicking"
+)]
+pub fn lsd_announce(data: &[u8]) {
+    use crate::lsd::{Announce, GROUP_V4, Lsd};
+    let now = Instant::now();
+    if let Ok(announce) = Announce::decode(data) {
+        let again = Announce::decode(&announce.encode(GROUP_V4)).expect("our encoding parses");
+        assert_eq!(again, announce);
+    }
+    let ours = cratetorrent_metainfo::InfoHash::new([0xab; 20]);
+    let mut lsd = Lsd::new(6881, 0, Duration::from_secs(300), now);
+    lsd.set_torrents([ours], now);
+    let from = SocketAddr::from(([198, 18, 0, 2], 6771));
+    if let Ok(found) = lsd.on_datagram(from, data, now) {
+        assert!(found.iter().all(|f| f.info_hash == ours));
+    }
+}

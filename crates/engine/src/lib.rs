@@ -77,6 +77,7 @@ mod extensions;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
+mod lsd;
 mod net;
 mod outbox;
 mod peer;

@@ -398,6 +398,11 @@ impl Torrent {
         self.core.borrow().stats()
     }
 
+    /// Whether it may be announced to the local network (BEP 14).
+    pub(crate) fn discoverable(&self) -> bool {
+        self.core.borrow().discoverable()
+    }
+
     /// The metadata (`None` while a magnet link's is fetched).
     pub(crate) fn metainfo(&self) -> Option<Metainfo> {
         self.core.borrow().metainfo().cloned()

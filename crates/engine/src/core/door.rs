@@ -293,6 +293,12 @@ impl Core {
         self.disk_full
     }
 
+    /// Whether the torrent may be announced to the local network (BEP 14): not paused, and not
+    /// private (BEP 27; unknown before a magnet link's metadata, so announced until then).
+    pub(crate) fn discoverable(&self) -> bool {
+        !self.paused && !self.metainfo.as_ref().is_some_and(Metainfo::is_private)
+    }
+
     /// What a tracker announce reports.
     pub(crate) fn announce_state(&self) -> AnnounceState {
         let finished = self.is_finished() || self.seed_only;

@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use cratetorrent_storage::Layout;
 use tokio::sync::mpsc;
 
+mod lsd;
 mod startup;
 
 use crate::alert::{Alert, AlertSender, Alerts};
@@ -143,6 +144,9 @@ async fn run(
         closing: Cell::new(false),
     });
     listen(&engine, listener);
+    if engine.conf.lsd {
+        lsd::start(&engine);
+    }
     let reply = loop {
         match inbox.recv().await {
             Some(Command::Shutdown { reply }) => break Some(reply),

@@ -73,6 +73,8 @@ pub fn payload(name: &str, files: &[(&str, usize)], piece_length: u32) -> Payloa
 pub fn conf(download_dir: &Path) -> Conf {
     let mut conf = Conf::new(download_dir);
     conf.listen_addr = "127.0.0.1:0".parse().unwrap();
+    // Engines of other tests on this host would hear each other's multicast announces.
+    conf.lsd = false;
     conf
 }
 
