@@ -1,6 +1,6 @@
 //! Our engine against real clients on loopback, both directions each: libtorrent,
-//! Transmission and aria2, then all of them in one swarm. Every download is compared byte for
-//! byte with its source.
+//! Transmission and aria2 (and an rtorrent seed, by magnet link), then all of them in one
+//! swarm. Every download is compared byte for byte with its source.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cratetorrent::prelude::*;
 use cratetorrent_metainfo::TorrentBuilder;
-use cratetorrent_tests::clients::{Aria2, LibtorrentLeecher, Transmission};
+use cratetorrent_tests::clients::{Aria2, LibtorrentLeecher, Rtorrent, Transmission};
 use cratetorrent_tests::{
     LibtorrentSeeder, libtorrent_create_hybrid, loopback_conf, params, pseudo_random, write_tree,
 };
@@ -197,6 +197,30 @@ async fn we_fetch_a_libtorrent_hybrid_torrent_with_pad_files_by_magnet() {
     let seeder = LibtorrentSeeder::start(&source.torrent, source.dir.path());
     we_fetch_by_magnet(&source, localhost(seeder.port)).await;
     // (`assert_same` skips pad files; our storage never writes them.)
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn we_fetch_metadata_and_data_from_rtorrent_by_magnet() {
+    // rtorrent loads no torrent without a tracker; this one answers nothing, and is outside
+    // the info dictionary (the magnet link names only the seed).
+    let dir = tempfile::tempdir().unwrap();
+    let name = "payload.bin";
+    std::fs::write(dir.path().join(name), pseudo_random(6 << 20, 17)).unwrap();
+    let bytes = TorrentBuilder::new(dir.path().join(name))
+        .piece_length(256 * 1024)
+        .tracker("http://127.0.0.1:1/announce")
+        .build()
+        .unwrap();
+    let torrent = dir.path().join("payload.torrent");
+    std::fs::write(&torrent, &bytes).unwrap();
+    let source = Source {
+        dir,
+        torrent,
+        metainfo: Metainfo::from_bytes(&bytes).unwrap(),
+    };
+    let rtorrent = Rtorrent::seed(&source.torrent, source.dir.path());
+    we_fetch_by_magnet(&source, rtorrent.addr).await;
 }
 
 #[tokio::test]

@@ -62,6 +62,15 @@ impl Log {
         .clone()
     }
 
+    /// The captured lines that contain `needle`, for a failure's message.
+    fn lines_with(&self, needle: &str) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|line| line.contains(needle))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     fn count(&self, needle: &str) -> usize {
         String::from_utf8_lossy(&self.0.lock().unwrap())
             .matches(needle)
@@ -547,5 +556,7 @@ fn rss() -> u64 {
     kib * 1024
 }
 
+#[path = "hostile_peers/extensions.rs"]
+mod extensions;
 #[path = "hostile_peers/memory.rs"]
 mod memory;

@@ -7,7 +7,9 @@ installed or can be built); then many-peer cases: 8 libtorrent seeders on 127.0.
 leecher, and one seeder -> 20 libtorrent leechers that also trade with each other; Transmission
 -> libtorrent and Transmission -> cratetorrent on the smaller many-peer payload (when
 transmission-daemon exists: it seeds at a few MB/s on loopback, so 1 GiB would take minutes);
-and the leecher's peak RSS on a 4 GiB payload. Runs alternate A B C ... A B C and the
+the leecher's peak RSS on a 4 GiB payload; and libtorrent and cratetorrent each fetching a
+256 MiB torrent by magnet link from a libtorrent seed (time to metadata, to complete; see
+magnet.py). Runs alternate A B C ... A B C and the
 median of each figure is reported: throughput (MB/s, payload / leecher wall time), leecher CPU
 seconds per GiB (user + sys), peak RSS of leecher and seeder, time to first byte on disk.
 
@@ -415,6 +417,9 @@ def main():
     parser.add_argument("--rss-size", default="4G",
                         help="payload of the large-payload RSS check (default 4G)")
     parser.add_argument("--no-rss", action="store_true", help="skip the large-payload RSS check")
+    parser.add_argument("--magnet-size", default="256M", help="payload of the magnet case")
+    parser.add_argument("--no-magnet", action="store_true", help="skip the magnet case")
+    parser.add_argument("--magnet-only", action="store_true", help="run only the magnet case")
     parser.add_argument("--cratetorrent", default=os.path.join(ROOT, "target/release/cratetorrent"))
     parser.add_argument("--rqbit", default=os.path.expanduser("~/.cache/cratetorrent-bench/bin/rqbit"))
     parser.add_argument("--json", default=os.path.join(ROOT, "target/swarm-bench.json"))
@@ -422,7 +427,7 @@ def main():
     args = parser.parse_args()
     if args.quick:
         args.size, args.dirs, args.pieces, args.payloads = "256M", "/dev/shm", "256K", "single"
-        args.many_size, args.rss_size = "64M", "512M"
+        args.many_size, args.rss_size, args.magnet_size = "64M", "512M", "64M"
 
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "cratetorrent-cli"], cwd=ROOT,
                    check=True)
@@ -448,6 +453,11 @@ def main():
 
     size = parse_size(args.size)
     results = []
+    if args.magnet_only:
+        import magnet  # noqa: E402 (it imports this module)
+        results = magnet.bench_magnet(args.dirs.split(",")[0], args.magnet_size, args.runs, ct, lt)
+        report(results, args, skipped)
+        return
     for directory in args.dirs.split(","):
         for kind in args.payloads.split(","):
             for piece in args.pieces.split(","):
@@ -472,6 +482,9 @@ def main():
                                rss_size, 1, ct, [
                                    ("libtorrent -> cratetorrent", [lt], [ct]),
                                    ("cratetorrent -> cratetorrent", [ct], [ct])])
+    if not args.no_magnet:
+        import magnet  # noqa: E402 (it imports this module)
+        results += magnet.bench_magnet(first_dir, args.magnet_size, args.runs, ct, lt)
     report(results, args, skipped)
 
 
@@ -581,7 +594,7 @@ def report(results, args, skipped):
                      f"{fmt(r['leech_cpu_per_gib'], 2)} | {fmt(r['leech_rss_mib'])} | "
                      f"{fmt(r['seed_rss_mib'])} | {fmt(r['first_byte_ms'])} | {r['runs']} |")
     table = "\n".join(lines)
-    special = ("many", "transmission", "RSS")
+    special = ("many", "transmission", "RSS", "magnet")
     configs = sorted({r["config"] for r in results
                       if not any(word in r["config"] for word in special)},
                      key=[r["config"] for r in results].index)
@@ -623,6 +636,8 @@ def report(results, args, skipped):
                        "seeder -> 20 leechers "
                        f"{fmt(many_ratio('cratetorrent -> 20 libtorrent', 'libtorrent -> 20 libtorrent'), 2)}x "
                        "(target >= 1.0)")
+    import magnet  # noqa: E402 (it imports this module)
+    summary += magnet.summary([r for r in results if "magnet" in r["config"]])
     lt_settings = subprocess.run(LT + ["settings"], capture_output=True, text=True).stdout.strip()
     print(table)
     print()

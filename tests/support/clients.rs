@@ -392,7 +392,7 @@ pub struct Aria2 {
 }
 
 impl Aria2 {
-    fn spawn(torrent: &Path, dir: &Path, extra: &[&str]) -> Self {
+    fn spawn(torrent: impl AsRef<OsStr>, dir: &Path, extra: &[&str]) -> Self {
         let port = free_port();
         let mut child = Command::new("aria2c")
             .args([
@@ -431,6 +431,12 @@ impl Aria2 {
         Self::spawn(torrent, dir, &["--seed-time=0"])
     }
 
+    /// Fetches a magnet link's metadata, then its data, into `dir` (the link must name a
+    /// way to peers: a tracker); exits when done.
+    pub fn leech_magnet(magnet: &str, dir: &Path) -> Self {
+        Self::spawn(magnet, dir, &["--seed-time=0"])
+    }
+
     /// Verifies and seeds `torrent` from `dir` for up to 5 minutes.
     pub fn seed(torrent: &Path, dir: &Path) -> Self {
         Self::spawn(torrent, dir, &["--seed-ratio=0.0", "--seed-time=5", "-V"])
@@ -462,5 +468,72 @@ impl Drop for Aria2 {
                 .status();
             let _ = self.exited.recv_timeout(Duration::from_secs(10));
         }
+    }
+}
+
+/// An rtorrent (rakshasa's libtorrent, an independent implementation) seeding one torrent in
+/// daemon mode on 127.0.0.2, until dropped (then killed by its PID).
+pub struct Rtorrent {
+    child: Child,
+    _session: tempfile::TempDir,
+    /// Where it accepts peers.
+    pub addr: SocketAddr,
+}
+
+impl Rtorrent {
+    /// Seeds `torrent` (which must name a tracker: rtorrent refuses torrents without one; it
+    /// need not answer) from `dir`, which holds the payload.
+    pub fn seed(torrent: &Path, dir: &Path) -> Self {
+        let session = tempfile::tempdir().expect("a session directory");
+        let addr = SocketAddr::from(([127, 0, 0, 2], free_port()));
+        let config = session.path().join("rtorrent.rc");
+        let settings = format!(
+            "directory.default.set = {dir}\n\
+             session.path.set = {session}\n\
+             network.bind_address.set = {ip}\n\
+             network.port_range.set = {port}-{port}\n\
+             network.port_random.set = no\n\
+             dht.mode.set = disable\n\
+             protocol.pex.set = no\n\
+             trackers.use_udp.set = no\n\
+             protocol.encryption.set = allow_incoming,try_outgoing,enable_retry\n\
+             system.daemon.set = true\n\
+             load.start_verbose = {torrent}\n",
+            dir = dir.display(),
+            session = session.path().display(),
+            ip = addr.ip(),
+            port = addr.port(),
+            torrent = torrent.display(),
+        );
+        std::fs::write(&config, settings).expect("write rtorrent's settings");
+        let child = Command::new("rtorrent")
+            .arg("-n")
+            .arg("-o")
+            .arg(format!("import={}", config.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rtorrent");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "rtorrent never listened on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            _session: session,
+            addr,
+        }
+    }
+}
+
+impl Drop for Rtorrent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
