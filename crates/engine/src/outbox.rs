@@ -72,6 +72,11 @@ impl Outbox {
         Some(block.data.len() as u64)
     }
 
+    /// Bytes of control messages queued and not yet taken by the writer.
+    pub(crate) fn control_len(&self) -> usize {
+        self.control.len()
+    }
+
     /// Bytes queued and not yet taken by the writer.
     pub(crate) fn len(&self) -> usize {
         self.bytes

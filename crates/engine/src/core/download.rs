@@ -183,7 +183,7 @@ impl Core {
     }
 
     /// Whether the peer with `tag` downloads a whole piece within the request queue time.
-    fn is_fast(&self, tag: u64) -> bool {
+    pub(super) fn is_fast(&self, tag: u64) -> bool {
         let Some(peer) = self.peers.by_tag(tag).and_then(|k| self.peers.get(k)) else {
             return false;
         };

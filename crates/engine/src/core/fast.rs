@@ -17,6 +17,9 @@ use crate::peer::{MAX_ALLOWED_IN, MAX_SUGGESTED};
 /// Blocks served to a choked peer, per allowed piece, before its set counts as spent (a peer
 /// re-requesting the same allowed pieces forever would otherwise get a free upload slot).
 const CHOKED_BLOCKS_PER_ALLOWED_PIECE: u32 = 2;
+/// Control bytes queued for a peer past which it gets no more rejects: one that requests and
+/// cancels without reading what we send would otherwise grow its queue 17 bytes at a time.
+const MAX_REJECT_BACKLOG: usize = 32 * 1024;
 
 impl Core {
     /// A fast-extension message from a peer that negotiated it. `first`: nothing was said of
@@ -111,10 +114,11 @@ impl Core {
     }
 
     /// Answers a request we will not serve: a `reject request` to a fast peer (nothing to
-    /// others, as BEP 3 has it).
+    /// others, as BEP 3 has it), unless it leaves [`MAX_REJECT_BACKLOG`] unread.
     pub(super) fn reject(&mut self, key: PeerKey, block: BlockInfo) {
         if let Some(peer) = self.peers.get_mut(key)
             && peer.speaks_fast()
+            && peer.outbox.control_len() < MAX_REJECT_BACKLOG
         {
             peer.outbox.push(&Message::RejectRequest(block));
             self.actions.push_back(Action::Wake(key));
@@ -131,6 +135,11 @@ impl Core {
         };
         if let Some(position) = peer.requests.iter().position(|r| r.block == block) {
             peer.requests.remove(position);
+            if peer.peer_choking {
+                // Not (or no longer) allowed while choked: asking again would only be
+                // rejected again (libtorrent drops the piece from the set too).
+                peer.fast.allowed_in.retain(|&p| p != block.piece);
+            }
             self.free_block(block);
         } else if !peer.withdrawn.remove(&block) {
             // Neither asked for nor cancelled (or cancelled too long ago to remember).
@@ -211,7 +220,18 @@ impl Core {
             if !self.peers[key].has_piece(piece) || !self.wants(piece) {
                 continue;
             }
-            if !self.in_progress.contains(piece) {
+            if let Some(download) = self.in_progress.get(piece) {
+                // As for any peer: a piece on parole stays with the peer retrying it, and one
+                // a fast peer is fetching is left to it.
+                let owner = download.owner();
+                let theirs = owner != self.peers[key].tag;
+                if theirs
+                    && ((self.in_progress.on_parole(piece) && self.peers.by_tag(owner).is_some())
+                        || self.is_fast(owner))
+                {
+                    continue;
+                }
+            } else {
                 if !self.picker.is_pickable(piece) {
                     continue;
                 }

@@ -267,6 +267,8 @@ impl Core {
             }
             Message::Unchoke => {
                 peer.peer_choking = false;
+                // Rejects of requests it forgot (cancelled long ago) are forgiven each round.
+                peer.fast.stray_rejects = 0;
                 self.fill_requests(key, now);
             }
             Message::Interested => self.on_interested(key, now),

@@ -47,7 +47,8 @@ pub(super) fn start(engine: &Rc<Engine>) {
     tokio::task::spawn_local(announce(engine.clone(), lsd, sockets));
 }
 
-/// A UDP socket on the group's port, a member of the group on the default interface, that
+/// A UDP socket bound to the group itself (so it hears only datagrams sent to the group, not
+/// unicast from anywhere to port 6771), a member of the group on the default interface, that
 /// other sockets on the host may share, and that hears our own announces (other engines on
 /// this host do too).
 fn open(group: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -62,18 +63,14 @@ fn open(group: SocketAddr) -> std::io::Result<UdpSocket> {
     sockopt::set_socket_reuseport(&fd, true)?;
     match group.ip() {
         IpAddr::V4(ip) => {
-            rustix::net::bind(
-                &fd,
-                &SocketAddr::from((Ipv4Addr::UNSPECIFIED, group.port())),
-            )?;
+            rustix::net::bind(&fd, &group)?;
             sockopt::set_ip_add_membership(&fd, &ip, &Ipv4Addr::UNSPECIFIED)?;
             sockopt::set_ip_multicast_ttl(&fd, 1)?;
             sockopt::set_ip_multicast_loop(&fd, true)?;
         }
         IpAddr::V6(ip) => {
             sockopt::set_ipv6_v6only(&fd, true)?;
-            let any = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, group.port()));
-            rustix::net::bind(&fd, &any)?;
+            rustix::net::bind(&fd, &group)?;
             sockopt::set_ipv6_add_membership(&fd, &ip, 0)?;
             sockopt::set_ipv6_multicast_hops(&fd, 1)?;
             sockopt::set_ipv6_multicast_loop(&fd, true)?;

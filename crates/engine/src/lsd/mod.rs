@@ -4,12 +4,12 @@
 //!
 //! Each torrent is announced when it appears and every `interval` (5 minutes, as libtorrent)
 //! after; announces go out at most one datagram per `min_gap` (1 s), each carrying up to 16
-//! info-hashes. A host's announces are heard at most `MAX_HEARD_PER_MINUTE` times a minute;
-//! only info-hashes of our own torrents are taken, and our own datagrams (looped back by the
-//! multicast socket) are known by their cookie.
+//! info-hashes. A host's announces are heard at most `MAX_HEARD_PER_MINUTE` times a minute and
+//! everyone's `MAX_HEARD_TOTAL_PER_MINUTE`; only info-hashes of our own torrents are taken, and
+//! our own datagrams (looped back by the multicast socket) are known by their cookie.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
 use cratetorrent_metainfo::InfoHash;
@@ -28,9 +28,11 @@ pub(crate) const GROUP_V6: SocketAddr = SocketAddr::new(
     6771,
 );
 
-/// Announces taken from one host a minute; more are ignored.
+/// Announces taken from one host (an IPv6 host's whole /64) a minute; more are ignored.
 const MAX_HEARD_PER_MINUTE: u32 = 10;
-/// Hosts whose announces are counted at once; past it, the count starts over.
+/// Announces taken from everyone a minute: hosts that make up addresses share this.
+const MAX_HEARD_TOTAL_PER_MINUTE: u32 = 600;
+/// Hosts whose announces are counted in a minute (more are ignored until the next).
 const MAX_HOSTS: usize = 1024;
 
 /// Local service discovery for one engine.
@@ -42,8 +44,9 @@ pub(crate) struct Lsd {
     /// Each announced torrent and when it is next due.
     torrents: BTreeMap<InfoHash, Instant>,
     next_send: Instant,
-    /// Announces heard per host in the current minute.
+    /// Announces heard per host, and from everyone, in the current minute.
     heard: HashMap<IpAddr, u32>,
+    heard_total: u32,
     window_start: Instant,
 }
 
@@ -65,6 +68,7 @@ impl Lsd {
             torrents: BTreeMap::new(),
             next_send: now,
             heard: HashMap::new(),
+            heard_total: 0,
             window_start: now,
         }
     }
@@ -128,19 +132,30 @@ impl Lsd {
         if announce.cookie.as_deref() == Some(self.cookie.as_str()) {
             return Ok(Vec::new());
         }
-        if now.saturating_duration_since(self.window_start) >= Duration::from_secs(60)
-            || self.heard.len() >= MAX_HOSTS
-        {
+        if now.saturating_duration_since(self.window_start) >= Duration::from_secs(60) {
             self.heard.clear();
+            self.heard_total = 0;
             self.window_start = now;
         }
-        let ip = crate::peer_addr::canonical(from).ip();
-        let heard = self.heard.entry(ip).or_insert(0);
-        *heard += 1;
-        if *heard > MAX_HEARD_PER_MINUTE {
+        let host = crate::peer_addr::limited_ip(from).unwrap_or(from.ip());
+        if self.heard_total >= MAX_HEARD_TOTAL_PER_MINUTE
+            || (self.heard.len() >= MAX_HOSTS && !self.heard.contains_key(&host))
+        {
             return Ok(Vec::new());
         }
-        let peer = SocketAddr::new(ip, announce.port);
+        let heard = self.heard.entry(host).or_insert(0);
+        if *heard >= MAX_HEARD_PER_MINUTE {
+            return Ok(Vec::new());
+        }
+        *heard += 1;
+        self.heard_total += 1;
+        let peer = match from {
+            // A link-local sender is reachable only through the interface it came on.
+            SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_none() => {
+                SocketAddr::V6(SocketAddrV6::new(*v6.ip(), announce.port, 0, v6.scope_id()))
+            }
+            _ => SocketAddr::new(crate::peer_addr::canonical(from).ip(), announce.port),
+        };
         Ok(announce
             .info_hashes
             .into_iter()
@@ -214,5 +229,41 @@ mod tests {
         let later = now + Duration::from_secs(60);
         assert_eq!(lsd.on_datagram(from, &theirs, later).unwrap().len(), 1);
         assert!(lsd.on_datagram(from, b"junk", later).is_err());
+        // Addresses made up inside one /64 are one host; made-up hosts share a total.
+        let mut heard = 0;
+        for i in 0..2000u32 {
+            let v6 = SocketAddr::from((Ipv6Addr::new(0xfd00, 0, 0, 1, 0, 0, 0, i as u16), 6771));
+            heard += lsd.on_datagram(v6, &theirs, later).unwrap().len();
+        }
+        assert_eq!(heard, MAX_HEARD_PER_MINUTE as usize);
+        let mut heard = 0;
+        for i in 0..2000u32 {
+            let [_, _, a, b] = i.to_be_bytes();
+            let v4 = SocketAddr::from(([10, 1, a, b], 6771));
+            heard += lsd.on_datagram(v4, &theirs, later).unwrap().len();
+        }
+        assert_eq!(
+            heard,
+            (MAX_HEARD_TOTAL_PER_MINUTE - MAX_HEARD_PER_MINUTE - 1) as usize
+        );
+    }
+
+    #[test]
+    fn a_link_local_peer_keeps_its_interface() {
+        let now = Instant::now();
+        let mut lsd = Lsd::new(6881, 1, INTERVAL, now);
+        lsd.set_torrents([hash(1)], now);
+        let theirs = Announce {
+            port: 7000,
+            info_hashes: vec![hash(1)],
+            cookie: None,
+        }
+        .encode(GROUP_V6);
+        let from = SocketAddr::V6(SocketAddrV6::new("fe80::2".parse().unwrap(), 6771, 0, 3));
+        let found = lsd.on_datagram(from, &theirs, now).unwrap();
+        assert_eq!(
+            found[0].peer,
+            SocketAddr::V6(SocketAddrV6::new("fe80::2".parse().unwrap(), 7000, 0, 3))
+        );
     }
 }

@@ -261,3 +261,40 @@ fn allowed_fast_pieces_are_fetched_while_choked_and_suggestions_first_when_uncho
     let asked = requests(&sent(&mut core, other));
     assert_eq!(asked.first().map(|b| b.piece), Some(6), "{asked:?}");
 }
+
+#[test]
+fn a_peer_that_requests_and_cancels_without_reading_gets_a_bounded_backlog_of_rejects() {
+    let now = Instant::now();
+    let conf = TorrentConf {
+        send_watermark: 0,
+        ..TorrentConf::default()
+    };
+    let mut core = core_of(metainfo(8), Bitfield::full(8), false, conf);
+    let key = fast_peer(&mut core, 1, now);
+    core.on_message(key, Message::Interested, now);
+    for _ in 0..100_000 {
+        core.on_message(key, Message::Request(request(1)), now);
+        core.on_message(key, Message::Cancel(request(1)), now);
+    }
+    assert!(core.is_open(key));
+    assert!(core.peers[key].outbox.control_len() < 33 * 1024);
+    core.check_bounds();
+}
+
+#[test]
+fn an_allowed_piece_rejected_while_choked_is_not_asked_again() {
+    let now = Instant::now();
+    let mut core = core(8, Bitfield::new(8), false);
+    let key = fast_peer(&mut core, 1, now);
+    core.on_message(key, Message::HaveAll, now);
+    core.on_message(key, Message::AllowedFast(5), now);
+    let asked = requests(&sent(&mut core, key));
+    assert!(!asked.is_empty());
+    core.on_message(key, Message::RejectRequest(asked[0]), now);
+    assert!(core.peers[key].fast.allowed_in.is_empty());
+    core.tick_at(now + Duration::from_secs(1));
+    assert!(
+        !requests(&sent(&mut core, key)).contains(&asked[0]),
+        "not asked again while choked"
+    );
+}
