@@ -86,7 +86,9 @@ async fn our_seed_rejects_what_it_will_not_serve_when_it_chokes_and_libtorrent_c
     conf.torrent.rechoke_interval = Duration::from_secs(1);
     conf.torrent.seed_choking = SeedChoking::RoundRobin;
     conf.torrent.seeding_piece_quota = 1;
-    conf.torrent.upload_rate_limit = 4 << 20;
+    // 8 MiB at 1 MiB/s: each leecher alone would take 8 s, so all three overlap however
+    // slowly they start.
+    conf.torrent.upload_rate_limit = 1 << 20;
     conf.torrent.send_watermark = 64 * 1024;
     let (engine, _alerts) = engine::spawn(conf).unwrap();
     engine

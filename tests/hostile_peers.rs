@@ -95,8 +95,15 @@ impl Attacker {
         }
         .encode(&mut out);
         attacker.stream.write_all(&out).unwrap();
+        // A loaded machine may take longer than the usual 200 ms read timeout to answer.
+        let timeout = attacker.stream.read_timeout().unwrap();
+        attacker
+            .stream
+            .set_read_timeout(Some(HANDSHAKE_DEADLINE))
+            .unwrap();
         let mut theirs = [0u8; HANDSHAKE_LEN];
         attacker.stream.read_exact(&mut theirs).unwrap();
+        attacker.stream.set_read_timeout(timeout).unwrap();
         attacker
     }
 

@@ -5,8 +5,8 @@ usage: lt_client.py seed TORRENT SAVE_PATH LISTEN
        lt_client.py settings            -> the session settings as JSON
 A seeder prints `READY <port>` once it has checked its data, then seeds until stdin closes.
 A leecher dials the given peers, exits 0 once the download is complete and verified, and
-exits 1 after 10 minutes; given a magnet link, it prints `METADATA` once the metadata is
-verified. Run with /usr/bin/python3 (Debian's python3-libtorrent).
+exits 1 after 10 minutes; given a magnet link, it prints `METADATA <s>` once the metadata
+is verified and `COMPLETE <s>` once done (seconds since the torrent was added). Run with /usr/bin/python3 (Debian's python3-libtorrent).
 """
 import json
 import sys
@@ -62,10 +62,13 @@ def add(ses, torrent, save_path, lsd=False):
     return ses.add_torrent(params)
 
 
-def wait_checked(handle):
+def wait_checked(handle, timeout=300):
     """Returns once libtorrent has checked the torrent's data (peers are dialled only then)."""
+    deadline = time.time() + timeout
     while handle.status().state in (lt.torrent_status.checking_files,
                                     lt.torrent_status.checking_resume_data):
+        if time.time() > deadline:
+            sys.exit(f"libtorrent did not check the data within {timeout} s")
         time.sleep(0.01)
 
 
@@ -86,18 +89,23 @@ def seed(torrent, save_path, ip):
 def leech(torrent, save_path, ip, peers):
     peers = [(p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1])) for p in peers]
     ses = session(ip)
+    added = time.time()
     handle = add(ses, torrent, save_path)
     deadline = time.time() + 600
     wait_checked(handle)
     dialled = 0.0
-    # A magnet link's torrent says when its metadata is verified (for the magnet benchmark).
-    told = not torrent.startswith("magnet:")
+    # A magnet link's torrent says when its metadata is verified and when it is complete, in
+    # seconds since it was added (for the magnet benchmark).
+    magnet = torrent.startswith("magnet:")
+    told = not magnet
     while time.time() < deadline:
         status = handle.status()
         if not told and status.has_metadata:
-            print("METADATA", flush=True)
+            print(f"METADATA {time.time() - added:.6f}", flush=True)
             told = True
         if status.is_seeding:
+            if magnet:
+                print(f"COMPLETE {time.time() - added:.6f}", flush=True)
             return
         if status.num_peers < min(len(peers), 8) and time.time() - dialled > 1:
             for peer in peers:

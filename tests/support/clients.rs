@@ -95,13 +95,15 @@ impl LibtorrentProcess {
             .unwrap_or_else(|e| panic!("start {script}: {e}"));
         let stdin = child.stdin.take();
         let lines = lines(&mut child);
-        let port = ready_port(&lines, script);
-        Self {
+        // Owned before the wait, so that a script that never gets ready is killed on drop.
+        let mut process = Self {
             child,
             stdin,
             lines,
-            port,
-        }
+            port: 0,
+        };
+        process.port = ready_port(&process.lines, script);
+        process
     }
 }
 
@@ -515,6 +517,12 @@ impl Rtorrent {
             .stderr(Stdio::null())
             .spawn()
             .expect("start rtorrent");
+        // Owned before the wait, so that an rtorrent that never listens is killed on drop.
+        let rtorrent = Self {
+            child,
+            _session: session,
+            addr,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             assert!(
@@ -523,11 +531,7 @@ impl Rtorrent {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self {
-            child,
-            _session: session,
-            addr,
-        }
+        rtorrent
     }
 }
 

@@ -7,7 +7,7 @@ and prints `DONE` once complete and verified. Each `stats` line on stdin is answ
 `STATS <json>`: how many have-all, have-none, reject, allowed-fast, suggest, choke and unchoke
 messages it received (from its peer log) and sent (from its session counters; libtorrent
 counts few incoming fast messages there). SETTING=INT override libtorrent settings
-(e.g. unchoke_slots_limit=0). Exits when stdin closes, or after 120 s.
+(e.g. unchoke_slots_limit=0). Exits when stdin closes, or after 300 s.
 Run with /usr/bin/python3.
 """
 import json
@@ -84,7 +84,7 @@ def main():
         commands.put(None)
 
     threading.Thread(target=read_stdin, daemon=True).start()
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     incoming = {kind: 0 for kind in KINDS}
     done = False
     connected_at = 0.0

@@ -23,9 +23,36 @@ fn ip(args: &[&str]) {
     assert!(status.success(), "ip {args:?} failed: {status}");
 }
 
+/// `ip netns add` and `del` one at a time: iproute2 mounts `/run/netns` on first use, and two
+/// at once can race there.
+static NETNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Deletes namespaces an earlier test process made and could not remove (it was killed).
+fn remove_stale() {
+    let Ok(list) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&list.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        // ct-<tag>-<pid>-<a|b>
+        let pid = name
+            .strip_prefix("ct-")
+            .and_then(|rest| rest.rsplit('-').nth(1));
+        if let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok())
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
 impl NetnsPair {
-    /// Creates the pair, named after `tag` and this process.
+    /// Creates the pair, named after `tag` (a few letters) and this process.
     pub fn new(tag: &str) -> Self {
+        let _one = NETNS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        remove_stale();
         let id = std::process::id();
         let pair = Self {
             a: format!("ct-{tag}-{id}-a"),
@@ -34,10 +61,8 @@ impl NetnsPair {
             ip_b: Ipv4Addr::new(198, 18, 14, 2),
         };
         // Interface names are at most 15 bytes.
-        let (veth_a, veth_b) = (
-            format!("cta{}", id % 1_000_000),
-            format!("ctb{}", id % 1_000_000),
-        );
+        let short = id % 1_000_000;
+        let (veth_a, veth_b) = (format!("{tag:.4}a{short}"), format!("{tag:.4}b{short}"));
         ip(&["netns", "add", &pair.a]);
         ip(&["netns", "add", &pair.b]);
         ip(&[
@@ -80,6 +105,9 @@ impl NetnsPair {
 
 impl Drop for NetnsPair {
     fn drop(&mut self) {
+        let _one = NETNS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Deleting a namespace deletes its end of the veth pair, and with it the other end.
         for ns in [&self.a, &self.b] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();

@@ -250,6 +250,44 @@ impl fmt::Display for Magnet {
     }
 }
 
+impl Magnet {
+    /// Which of a torrent's `file_count` files the link's `so` selects, in file order (`None`
+    /// without `so`: every file). Indices past the last file are ignored. Linear in the ranges
+    /// and the files, however the ranges overlap.
+    ///
+    /// ```
+    /// use cratetorrent_metainfo::Magnet;
+    ///
+    /// let magnet = Magnet::parse("magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567&so=0,2-3,9")?;
+    /// assert_eq!(magnet.selected_files(4), Some(vec![true, false, true, true]));
+    /// # Ok::<(), cratetorrent_metainfo::MagnetError>(())
+    /// ```
+    pub fn selected_files(&self, file_count: usize) -> Option<Vec<bool>> {
+        if self.select_only.is_empty() {
+            return None;
+        }
+        let last = file_count.checked_sub(1);
+        let mut ranges: Vec<(usize, usize)> = self
+            .select_only
+            .iter()
+            .filter_map(|r| Some((*r.start(), (*r.end()).min(last?))))
+            .filter(|(start, end)| start <= end)
+            .collect();
+        ranges.sort_unstable();
+        let mut selected = vec![false; file_count];
+        // Each file is marked once: a range starts after what earlier ones covered.
+        let mut next = 0;
+        for (start, end) in ranges {
+            let from = start.max(next);
+            if from <= end {
+                selected[from..=end].fill(true);
+                next = end + 1;
+            }
+        }
+        Some(selected)
+    }
+}
+
 impl std::str::FromStr for Magnet {
     type Err = MagnetError;
     fn from_str(uri: &str) -> Result<Self, Self::Err> {
@@ -329,6 +367,35 @@ mod tests {
         assert_eq!(
             Magnet::parse(&format!("{ok}&xt=urn:btih:{other}")),
             Err(MagnetError::ConflictingInfoHashes)
+        );
+    }
+
+    #[test]
+    fn select_only_picks_files_whatever_the_ranges() {
+        let hash = "0123456789abcdef0123456789abcdef01234567";
+        let magnet =
+            |so: &str| Magnet::parse(&format!("magnet:?xt=urn:btih:{hash}&so={so}")).unwrap();
+        assert_eq!(
+            Magnet::parse(&format!("magnet:?xt=urn:btih:{hash}"))
+                .unwrap()
+                .selected_files(3),
+            None
+        );
+        assert_eq!(
+            magnet("1").selected_files(3),
+            Some(vec![false, true, false])
+        );
+        assert_eq!(
+            magnet("2-9,0-1").selected_files(3),
+            Some(vec![true, true, true])
+        );
+        assert_eq!(magnet("5-6").selected_files(3), Some(vec![false; 3]));
+        assert_eq!(magnet("0").selected_files(0), Some(vec![]));
+        // A hostile link of many overlapping ranges costs one pass over the files.
+        let many = vec!["0-18446744073709551615"; 50_000].join(",");
+        assert_eq!(
+            magnet(&many).selected_files(100_000).map(|s| s.len()),
+            Some(100_000)
         );
     }
 }

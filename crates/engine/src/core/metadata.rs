@@ -187,6 +187,15 @@ impl Core {
         self.wanted_missing = pieces;
         self.in_progress = InProgress::default();
         self.metainfo = Some(metainfo.clone());
+        if self.pending_priorities.is_none() {
+            let link = cratetorrent_metainfo::Magnet {
+                select_only: magnet.select_only,
+                ..Default::default()
+            };
+            self.pending_priorities = link
+                .selected_files(metainfo.files().len())
+                .map(|selected| selected.into_iter().map(priority_of).collect());
+        }
         if let Some(priorities) = self.pending_priorities.take() {
             self.set_file_priorities(&priorities, now);
         }
@@ -268,5 +277,14 @@ impl Core {
             your_ip: Some(ip),
             upload_only: self.seed_only || self.is_finished(),
         }
+    }
+}
+
+/// A file's priority when a magnet link's `so` selects it, or not.
+pub(crate) fn priority_of(selected: bool) -> u8 {
+    if selected {
+        crate::picker::DEFAULT_PRIORITY
+    } else {
+        0
     }
 }

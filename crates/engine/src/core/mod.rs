@@ -43,6 +43,7 @@ use bans::Bans;
 pub(crate) use door::{Action, AnnounceState, Command, Handled, Input, Reject};
 use in_progress::InProgress;
 use known::KnownPeers;
+pub(crate) use metadata::priority_of;
 use metadata_fetch::MetadataFetch;
 use peers::PeerTable;
 use timers::Timers;
@@ -112,6 +113,9 @@ pub(crate) struct MagnetSource {
     /// Tracker tiers.
     pub(crate) trackers: Vec<Vec<String>>,
     pub(crate) web_seeds: Vec<String>,
+    /// BEP 53 `so`: the files to download (all when empty), applied once the metadata says
+    /// which files there are, unless file priorities were set meanwhile.
+    pub(crate) select_only: Vec<std::ops::RangeInclusive<usize>>,
 }
 
 /// What a new torrent starts from.

@@ -140,6 +140,13 @@ pub(super) async fn start_magnet(engine: Rc<Engine>, id: TorrentId, params: Torr
     };
     if let Some(metainfo) = saved {
         tracing::info!(%info_hash, "metadata found from an earlier run");
+        if let Some(selected) = magnet.selected_files(metainfo.files().len()) {
+            // Before the user's own commands, which win.
+            let priorities = selected.into_iter().map(core::priority_of).collect();
+            if let Some(deferred) = engine.checking.borrow_mut().get_mut(&id) {
+                deferred.insert(0, Command::FilePriorities { id, priorities });
+            }
+        }
         let params = TorrentParams {
             source: metainfo.into(),
             listen_addr,
@@ -159,6 +166,7 @@ pub(super) async fn start_magnet(engine: Rc<Engine>, id: TorrentId, params: Torr
             .map(|url| vec![url.clone()])
             .collect(),
         web_seeds: magnet.web_seeds.clone(),
+        select_only: magnet.select_only.clone(),
     });
     run_torrent(&engine, source, None, started);
 }

@@ -203,9 +203,9 @@ fn a_choked_fast_peer_is_rejected_except_for_its_allowed_pieces() {
     );
 }
 
-#[test]
-fn our_choke_rejects_what_is_queued_and_a_cancel_is_answered() {
-    let now = Instant::now();
+/// A seed whose send watermark is 0 (requests stay queued, never read), with a fast peer it
+/// unchoked.
+fn seed_with_no_room_to_read(now: Instant) -> (Core, PeerKey) {
     let conf = TorrentConf {
         send_watermark: 0,
         ..TorrentConf::default()
@@ -213,6 +213,13 @@ fn our_choke_rejects_what_is_queued_and_a_cancel_is_answered() {
     let mut core = core_of(metainfo(8), Bitfield::full(8), false, conf);
     let key = fast_peer(&mut core, 1, now);
     core.on_message(key, Message::Interested, now);
+    (core, key)
+}
+
+#[test]
+fn our_choke_rejects_what_is_queued_and_a_cancel_is_answered() {
+    let now = Instant::now();
+    let (mut core, key) = seed_with_no_room_to_read(now);
     sent(&mut core, key);
     // No room to read (watermark 0): the requests stay queued.
     for piece in 0..3 {
@@ -265,13 +272,7 @@ fn allowed_fast_pieces_are_fetched_while_choked_and_suggestions_first_when_uncho
 #[test]
 fn a_peer_that_requests_and_cancels_without_reading_gets_a_bounded_backlog_of_rejects() {
     let now = Instant::now();
-    let conf = TorrentConf {
-        send_watermark: 0,
-        ..TorrentConf::default()
-    };
-    let mut core = core_of(metainfo(8), Bitfield::full(8), false, conf);
-    let key = fast_peer(&mut core, 1, now);
-    core.on_message(key, Message::Interested, now);
+    let (mut core, key) = seed_with_no_room_to_read(now);
     for _ in 0..100_000 {
         core.on_message(key, Message::Request(request(1)), now);
         core.on_message(key, Message::Cancel(request(1)), now);

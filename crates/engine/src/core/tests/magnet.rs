@@ -6,6 +6,14 @@ use crate::core::{Handled, Input, MagnetSource};
 use cratetorrent_wire::{ExtendedHandshake, MetadataMessage};
 
 fn magnet_core(info_hash: cratetorrent_metainfo::InfoHash) -> Core {
+    magnet_core_selecting(info_hash, Vec::new())
+}
+
+/// A magnet link's core whose link has `so` = `select_only`.
+fn magnet_core_selecting(
+    info_hash: cratetorrent_metainfo::InfoHash,
+    select_only: Vec<std::ops::RangeInclusive<usize>>,
+) -> Core {
     Core::new(
         CoreInit {
             id: TorrentId(1),
@@ -13,6 +21,7 @@ fn magnet_core(info_hash: cratetorrent_metainfo::InfoHash) -> Core {
                 info_hash,
                 trackers: vec![vec!["http://t/announce".into()]],
                 web_seeds: Vec::new(),
+                select_only,
             }),
             our_id: PeerId::new([0; 20]),
             listen_port: 6881,
@@ -148,4 +157,32 @@ fn peers_announcing_a_size_over_the_limit_or_another_size_are_not_asked() {
     let after = now + core.conf.metadata_request_timeout + Duration::from_secs(1);
     core.tick_at(after);
     assert_eq!(metadata_requests(&mut core, later), [0]);
+}
+
+#[test]
+fn a_magnet_links_so_selects_the_files_once_the_metadata_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("t");
+    std::fs::create_dir(&root).unwrap();
+    for name in ["a", "b", "c"] {
+        std::fs::write(root.join(name), vec![1u8; PIECE as usize]).unwrap();
+    }
+    let bytes = TorrentBuilder::new(&root)
+        .piece_length(PIECE)
+        .build()
+        .unwrap();
+    let metainfo = Metainfo::from_bytes(&bytes).unwrap();
+    assert_eq!(metainfo.files().len(), 3);
+    let info = metainfo.info_bytes().clone();
+    let mut core = magnet_core_selecting(metainfo.info_hash(), vec![1..=1, 7..=9]);
+    let now = Instant::now();
+    let peer = metadata_peer(&mut core, 1, info.len() as u64, now);
+    assert_eq!(metadata_requests(&mut core, peer), [0]);
+    core.on_message(peer, data(0, &info, info.clone()), now);
+    let priorities: Vec<u8> = (0..3).map(|p| core.picker.priority(p)).collect();
+    assert_eq!(
+        priorities,
+        [0, crate::picker::DEFAULT_PRIORITY, 0],
+        "only file 1"
+    );
 }
