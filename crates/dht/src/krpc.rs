@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use cratetorrent_metainfo::bencode::{self, Dict, DictBuilder, Encode, Value};
 
 /// Largest datagram read (what fits in an Ethernet frame with room to spare).
-pub const MAX_DATAGRAM: usize = 1500;
+pub(crate) const MAX_DATAGRAM: usize = 1500;
 /// Longest transaction id kept (libtorrent sends 2 bytes).
 const MAX_TRANSACTION_ID: usize = 16;
 /// Longest token kept (libtorrent's are 4 bytes, Transmission's 8).
@@ -15,6 +15,19 @@ const MAX_TOKEN: usize = 64;
 const MAX_ERROR_TEXT: usize = 256;
 /// Peers taken from one `values` list (a 1,500-byte datagram holds about 200).
 const MAX_VALUES: usize = 200;
+/// Longest unknown method name kept (for the error that answers it).
+const MAX_METHOD: usize = 32;
+
+/// `raw` as text (invalid UTF-8 replaced), cut to at most `max` bytes at a character boundary.
+fn text_within(raw: &[u8], max: usize) -> String {
+    let mut text = String::from_utf8_lossy(&raw[..raw.len().min(max)]).into_owned();
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text
+}
 
 /// A 160-bit node id (or info-hash, in the same space).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,32 +36,45 @@ pub struct NodeId(pub [u8; 20]);
 /// A node as `find_node`/`get_peers` answers name it: id and address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompactNode {
+    /// Its node id.
     pub id: NodeId,
+    /// Where it answers.
     pub addr: SocketAddr,
 }
 
 /// BEP 32 `want`: which address families' nodes the querier asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Want {
+    /// IPv4 nodes (`nodes`).
     pub n4: bool,
+    /// IPv6 nodes (`nodes6`).
     pub n6: bool,
 }
 
 /// What a query asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Query {
+    /// Is the node there?
     Ping,
+    /// The nodes closest to `target`.
     FindNode {
+        /// The id searched for.
         target: NodeId,
     },
+    /// Peers of a torrent, or the nodes closest to it.
     GetPeers {
+        /// The torrent.
         info_hash: NodeId,
     },
+    /// The querier downloads the torrent and accepts peers.
     AnnouncePeer {
+        /// The torrent.
         info_hash: NodeId,
         /// The port to announce; with `implied_port`, the datagram's source port instead.
         port: u16,
+        /// Take the datagram's source port, not `port`.
         implied_port: bool,
+        /// The token from the responder's earlier `get_peers` answer.
         token: Vec<u8>,
     },
     /// A method we do not know: answered with error 204.
@@ -58,9 +84,13 @@ pub enum Query {
 /// A query with its envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryMessage {
+    /// `t`: the query's, echoed in its answer.
     pub transaction: Vec<u8>,
+    /// The querier's node id.
     pub id: NodeId,
+    /// The method and its arguments.
     pub query: Query,
+    /// BEP 32 `want`.
     pub want: Want,
     /// BEP 43: the querier answers no queries; it must not enter routing tables.
     pub read_only: bool,
@@ -82,13 +112,17 @@ impl QueryMessage {
 /// A response (`y` = `r`); which fields are set depends on the query it answers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Response {
+    /// `t`: the query's, echoed in its answer.
     pub transaction: Vec<u8>,
+    /// The responder's node id.
     pub id: Option<NodeId>,
     /// IPv4 nodes (`nodes`) and IPv6 nodes (`nodes6`).
     pub nodes: Vec<CompactNode>,
+    /// IPv6 nodes (`nodes6`).
     pub nodes6: Vec<CompactNode>,
     /// Peers for `get_peers`.
     pub values: Vec<SocketAddr>,
+    /// For a later `announce_peer` to the responder.
     pub token: Option<Vec<u8>>,
     /// BEP 42: the address the responder saw us at.
     pub ip: Option<SocketAddr>,
@@ -97,16 +131,22 @@ pub struct Response {
 /// An error (`y` = `e`): code and text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorMessage {
+    /// `t`: the query's, echoed in its answer.
     pub transaction: Vec<u8>,
+    /// 201 generic, 202 server, 203 protocol, 204 method unknown.
     pub code: i64,
+    /// The text, cut to 256 bytes.
     pub text: String,
 }
 
 /// One KRPC datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
+    /// `y` = `q`.
     Query(QueryMessage),
+    /// `y` = `r`.
     Response(Response),
+    /// `y` = `e`.
     Error(ErrorMessage),
 }
 
@@ -114,12 +154,16 @@ pub enum Message {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KrpcError {
+    /// Longer than any datagram we read.
     #[error("datagram of {0} bytes is too long")]
     TooLong(usize),
+    /// Not valid bencode.
     #[error("not bencode: {0}")]
     Bencode(String),
+    /// A required field is missing, malformed or out of bounds.
     #[error("missing or malformed field `{0}`")]
     Field(&'static str),
+    /// Not a dictionary, or `y` is none of `q`, `r`, `e`.
     #[error("unknown message type")]
     Type,
 }
@@ -163,7 +207,7 @@ fn compact_addr(raw: &[u8]) -> Option<SocketAddr> {
 }
 
 fn put_compact_addr(out: &mut Vec<u8>, addr: SocketAddr) {
-    match addr.ip().to_canonical() {
+    match addr.ip() {
         IpAddr::V4(ip) => out.extend_from_slice(&ip.octets()),
         IpAddr::V6(ip) => out.extend_from_slice(&ip.octets()),
     }
@@ -174,7 +218,7 @@ fn put_compact_addr(out: &mut Vec<u8>, addr: SocketAddr) {
 /// malformed.
 fn compact_nodes(raw: &[u8], v6: bool, key: &'static str) -> Result<Vec<CompactNode>, KrpcError> {
     let size = if v6 { 38 } else { 26 };
-    if raw.len() % size != 0 {
+    if !raw.len().is_multiple_of(size) {
         return Err(KrpcError::Field(key));
     }
     raw.chunks_exact(size)
@@ -340,7 +384,7 @@ fn decode_query(dict: &Dict<'_>, transaction: Vec<u8>) -> Result<QueryMessage, K
                 token: bounded(bytes(&args, "token")?, MAX_TOKEN, "token")?,
             }
         }
-        other => Query::Unknown(String::from_utf8_lossy(&other[..other.len().min(32)]).into()),
+        other => Query::Unknown(text_within(other, MAX_METHOD)),
     };
     let mut want = Want::default();
     if let Some(list) = args.get(b"want").and_then(|v| v.as_list()) {
@@ -427,7 +471,7 @@ fn decode_error(dict: &Dict<'_>, transaction: Vec<u8>) -> Result<ErrorMessage, K
     let text = items
         .next()
         .and_then(|v| v.as_bytes())
-        .map(|t| String::from_utf8_lossy(&t[..t.len().min(MAX_ERROR_TEXT)]).into_owned())
+        .map(|t| text_within(t, MAX_ERROR_TEXT))
         .unwrap_or_default();
     Ok(ErrorMessage {
         transaction,
