@@ -39,10 +39,21 @@ fn tree() -> Source {
 }
 
 fn finish_source(dir: TempDir, name: String, piece_length: u32) -> Source {
-    let bytes = TorrentBuilder::new(dir.path().join(&name))
-        .piece_length(piece_length)
-        .build()
-        .unwrap();
+    finish_source_announcing(dir, name, piece_length, None)
+}
+
+/// As [`finish_source`], the torrent naming `tracker`.
+fn finish_source_announcing(
+    dir: TempDir,
+    name: String,
+    piece_length: u32,
+    tracker: Option<&str>,
+) -> Source {
+    let mut builder = TorrentBuilder::new(dir.path().join(&name)).piece_length(piece_length);
+    if let Some(url) = tracker {
+        builder = builder.tracker(url);
+    }
+    let bytes = builder.build().unwrap();
     let torrent = dir.path().join(format!("{name}.torrent"));
     std::fs::write(&torrent, &bytes).unwrap();
     let metainfo = Metainfo::from_bytes(&bytes).unwrap();
@@ -205,20 +216,9 @@ async fn we_fetch_metadata_and_data_from_rtorrent_by_magnet() {
     // rtorrent loads no torrent without a tracker; this one answers nothing, and is outside
     // the info dictionary (the magnet link names only the seed).
     let dir = tempfile::tempdir().unwrap();
-    let name = "payload.bin";
-    std::fs::write(dir.path().join(name), pseudo_random(6 << 20, 17)).unwrap();
-    let bytes = TorrentBuilder::new(dir.path().join(name))
-        .piece_length(256 * 1024)
-        .tracker("http://127.0.0.1:1/announce")
-        .build()
-        .unwrap();
-    let torrent = dir.path().join("payload.torrent");
-    std::fs::write(&torrent, &bytes).unwrap();
-    let source = Source {
-        dir,
-        torrent,
-        metainfo: Metainfo::from_bytes(&bytes).unwrap(),
-    };
+    std::fs::write(dir.path().join("payload.bin"), pseudo_random(6 << 20, 17)).unwrap();
+    let tracker = Some("http://127.0.0.1:1/announce");
+    let source = finish_source_announcing(dir, "payload.bin".into(), 256 * 1024, tracker);
     let rtorrent = Rtorrent::seed(&source.torrent, source.dir.path());
     we_fetch_by_magnet(&source, rtorrent.addr).await;
 }

@@ -176,6 +176,13 @@ fn bytes<'a>(dict: &Dict<'a>, key: &'static str) -> Result<&'a [u8], KrpcError> 
     field(dict, key)?.as_bytes().ok_or(KrpcError::Field(key))
 }
 
+/// A byte string that may be absent, but is malformed when present as anything else.
+fn optional_bytes<'a>(dict: &Dict<'a>, key: &'static str) -> Result<Option<&'a [u8]>, KrpcError> {
+    dict.get(key.as_bytes())
+        .map(|value| value.as_bytes().ok_or(KrpcError::Field(key)))
+        .transpose()
+}
+
 fn node_id(dict: &Dict<'_>, key: &'static str) -> Result<NodeId, KrpcError> {
     bytes(dict, key)?
         .try_into()
@@ -412,22 +419,10 @@ fn decode_query(dict: &Dict<'_>, transaction: Vec<u8>) -> Result<QueryMessage, K
 fn decode_response(dict: &Dict<'_>, transaction: Vec<u8>) -> Result<Response, KrpcError> {
     let r = field(dict, "r")?.as_dict().ok_or(KrpcError::Field("r"))?;
     let id = Some(node_id(&r, "id")?);
-    let nodes = match r.get(b"nodes") {
-        Some(v) => compact_nodes(
-            v.as_bytes().ok_or(KrpcError::Field("nodes"))?,
-            false,
-            "nodes",
-        )?,
-        None => Vec::new(),
-    };
-    let nodes6 = match r.get(b"nodes6") {
-        Some(v) => compact_nodes(
-            v.as_bytes().ok_or(KrpcError::Field("nodes6"))?,
-            true,
-            "nodes6",
-        )?,
-        None => Vec::new(),
-    };
+    let nodes = optional_bytes(&r, "nodes")?
+        .map_or(Ok(Vec::new()), |raw| compact_nodes(raw, false, "nodes"))?;
+    let nodes6 = optional_bytes(&r, "nodes6")?
+        .map_or(Ok(Vec::new()), |raw| compact_nodes(raw, true, "nodes6"))?;
     let mut values = Vec::new();
     if let Some(list) = r.get(b"values") {
         let list = list.as_list().ok_or(KrpcError::Field("values"))?;
@@ -438,14 +433,9 @@ fn decode_response(dict: &Dict<'_>, transaction: Vec<u8>) -> Result<Response, Kr
             }
         }
     }
-    let token = match r.get(b"token") {
-        Some(v) => Some(bounded(
-            v.as_bytes().ok_or(KrpcError::Field("token"))?,
-            MAX_TOKEN,
-            "token",
-        )?),
-        None => None,
-    };
+    let token = optional_bytes(&r, "token")?
+        .map(|raw| bounded(raw, MAX_TOKEN, "token"))
+        .transpose()?;
     let ip = dict
         .get(b"ip")
         .and_then(|v| v.as_bytes())

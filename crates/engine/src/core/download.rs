@@ -158,14 +158,8 @@ impl Core {
             if max_rank != u32::MAX && self.picker.rank(piece).is_none_or(|rank| rank > max_rank) {
                 continue;
             }
-            let owner = download.owner();
-            if owner != own_tag {
-                if self.in_progress.on_parole(piece) && self.peers.by_tag(owner).is_some() {
-                    continue;
-                }
-                if !end_game && self.is_fast(owner) {
-                    continue;
-                }
+            if self.kept_by_owner(piece, download.owner(), own_tag, end_game) {
+                continue;
             }
             let Some(download) = self.in_progress.get_mut(piece) else {
                 continue;
@@ -182,8 +176,23 @@ impl Core {
         sent
     }
 
+    /// Whether a piece in progress stays with its `owner` instead of taking requests from the
+    /// peer with `own_tag`: it is on parole with its owner still connected, or (outside
+    /// end-game) its owner is fast enough to finish it alone.
+    pub(super) fn kept_by_owner(
+        &self,
+        piece: PieceIndex,
+        owner: u64,
+        own_tag: u64,
+        end_game: bool,
+    ) -> bool {
+        owner != own_tag
+            && ((self.in_progress.on_parole(piece) && self.peers.by_tag(owner).is_some())
+                || (!end_game && self.is_fast(owner)))
+    }
+
     /// Whether the peer with `tag` downloads a whole piece within the request queue time.
-    pub(super) fn is_fast(&self, tag: u64) -> bool {
+    fn is_fast(&self, tag: u64) -> bool {
         let Some(peer) = self.peers.by_tag(tag).and_then(|k| self.peers.get(k)) else {
             return false;
         };

@@ -211,9 +211,11 @@ impl Core {
         // Pieces we have since are of no more use.
         let have = &self.have;
         peer.fast.allowed_in.retain(|&p| p < pieces && !have.get(p));
-        let allowed = peer.fast.allowed_in.clone();
+        let own_tag = peer.tag;
         let mut sent = 0;
-        for piece in allowed {
+        // By index: nothing below changes the set, and it is not copied per refill.
+        for i in 0..self.peers[key].fast.allowed_in.len() {
+            let piece = self.peers[key].fast.allowed_in[i];
             if sent == need {
                 break;
             }
@@ -221,14 +223,8 @@ impl Core {
                 continue;
             }
             if let Some(download) = self.in_progress.get(piece) {
-                // As for any peer: a piece on parole stays with the peer retrying it, and one
-                // a fast peer is fetching is left to it.
-                let owner = download.owner();
-                let theirs = owner != self.peers[key].tag;
-                if theirs
-                    && ((self.in_progress.on_parole(piece) && self.peers.by_tag(owner).is_some())
-                        || self.is_fast(owner))
-                {
+                // As for any peer: a piece on parole or a fast peer's stays with its owner.
+                if self.kept_by_owner(piece, download.owner(), own_tag, false) {
                     continue;
                 }
             } else {
@@ -237,7 +233,7 @@ impl Core {
                 }
                 self.picker.take(piece);
                 let blocks = self.geometry.block_count(piece).unwrap_or(0);
-                self.in_progress.start(piece, blocks, self.peers[key].tag);
+                self.in_progress.start(piece, blocks, own_tag);
             }
             if let Some(download) = self.in_progress.get_mut(piece) {
                 sent += download.request(
