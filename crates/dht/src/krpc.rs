@@ -5,6 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use cratetorrent_metainfo::bencode::{self, Dict, DictBuilder, Encode, Value};
 
+use crate::id::NodeId;
+
 /// Largest datagram read (what fits in an Ethernet frame with room to spare).
 pub(crate) const MAX_DATAGRAM: usize = 1500;
 /// Longest transaction id kept (libtorrent sends 2 bytes).
@@ -28,10 +30,6 @@ fn text_within(raw: &[u8], max: usize) -> String {
     text.truncate(end);
     text
 }
-
-/// A 160-bit node id (or info-hash, in the same space).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeId(pub [u8; 20]);
 
 /// A node as `find_node`/`get_peers` answers name it: id and address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
