@@ -187,6 +187,7 @@ async fn start_engine(
     let mut conf = Conf::new(dir);
     conf.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
     conf.lsd = false;
+    conf.dht.enabled = false;
     tune(&mut conf);
     let (engine, mut alerts) = engine::spawn(conf).unwrap();
     let id = engine

@@ -97,7 +97,14 @@ async fn swarm_through(url: impl Fn(&Opentracker) -> String, by_magnet: bool) {
         &tracked.payload,
     );
     let dir = tempfile::tempdir().unwrap();
-    let (leech, mut alerts) = engine::spawn(loopback_conf(dir.path())).unwrap();
+    let mut conf = loopback_conf(dir.path());
+    if tracked.url.starts_with("udp") {
+        // With a DHT node running, UDP announces go out on the engine's shared port and the
+        // answers come back through its demultiplexer.
+        conf.dht.enabled = true;
+        conf.dht.bootstrap = Vec::new();
+    }
+    let (leech, mut alerts) = engine::spawn(conf).unwrap();
     let download = Mode::Download { seeds: vec![] };
     let id = if by_magnet {
         let magnet = Magnet::parse(&tracked.magnet()).unwrap();

@@ -115,6 +115,7 @@ async fn lying_metadata_is_survived_and_the_magnet_completes_from_libtorrent() {
     let mut conf = Conf::new(dir.path());
     conf.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
     conf.lsd = false;
+    conf.dht.enabled = false;
     let (engine, mut alerts) = engine::spawn(conf).unwrap();
     let magnet = Magnet::parse(&format!("magnet:?xt=urn:btih:{hash}")).unwrap();
     let mode = Mode::Download { seeds: Vec::new() };

@@ -177,6 +177,60 @@ impl LibtorrentLsd {
     }
 }
 
+/// A small DHT of libtorrent sessions on 127.{i+1}.0.1 (`lt_dht.py`), optionally seeding a
+/// torrent from its last session or downloading a magnet link through the DHT.
+pub struct LibtorrentDht {
+    process: LibtorrentProcess,
+    /// The port every session listens on (TCP and UDP).
+    pub port: u16,
+}
+
+impl LibtorrentDht {
+    /// `nodes` sessions on `port`; `extra` adds `seed TORRENT DIR`, `leech MAGNET DIR` and
+    /// `bootstrap HOST:PORT` (nodes each session pings every 5 s).
+    pub fn start(nodes: usize, port: u16, extra: &[&OsStr]) -> Self {
+        let (nodes, port_arg) = (nodes.to_string(), port.to_string());
+        let args = [OsStr::new(&nodes), OsStr::new(&port_arg)]
+            .into_iter()
+            .chain(extra.iter().copied());
+        let process = LibtorrentProcess::spawn("lt_dht.py", args);
+        Self { process, port }
+    }
+
+    /// The address of session `i`'s DHT node.
+    pub fn node(&self, i: u8) -> SocketAddr {
+        SocketAddr::from(([127, i + 1, 0, 1], self.port))
+    }
+
+    /// The peers libtorrent's DHT gives for `info_hash` (hex), asked from session 0, waiting at
+    /// most `wait` for an answer with peers.
+    pub fn get_peers(&mut self, info_hash: &str, wait: Duration) -> Vec<SocketAddr> {
+        let stdin = self.process.stdin.as_mut().expect("its stdin");
+        writeln!(stdin, "get_peers {info_hash} {}", wait.as_secs_f64()).expect("ask lt_dht");
+        let line = wait_line(
+            &self.process.lines,
+            "PEERS ",
+            wait + Duration::from_secs(10),
+            "lt_dht.py",
+        );
+        line.split_whitespace()
+            .skip(1)
+            .filter_map(|peer| peer.parse().ok())
+            .collect()
+    }
+
+    /// Waits for the leech's first payload byte and completion; returns the seconds from its
+    /// start to each.
+    pub fn wait_leech(&self, timeout: Duration) -> (f64, f64) {
+        let first = wait_line(&self.process.lines, "FIRST_BYTE", timeout, "lt_dht.py");
+        let done = wait_line(&self.process.lines, "DONE", timeout, "lt_dht.py");
+        (
+            first.parse().expect("seconds"),
+            done.parse().expect("seconds"),
+        )
+    }
+}
+
 /// A libtorrent peer that reports its fast-extension message counters (`lt_fast.py`).
 pub struct LibtorrentFast {
     process: LibtorrentProcess,
@@ -437,6 +491,20 @@ impl Aria2 {
     /// way to peers: a tracker); exits when done.
     pub fn leech_magnet(magnet: &str, dir: &Path) -> Self {
         Self::spawn(magnet, dir, &["--seed-time=0"])
+    }
+
+    /// Fetches a magnet link's metadata and data into `dir`, finding peers through the DHT it
+    /// joins at `entry` (its own node on `dht_port`); exits when done.
+    pub fn leech_magnet_by_dht(magnet: &str, dir: &Path, entry: SocketAddr, dht_port: u16) -> Self {
+        let dht = [
+            "--enable-dht=true".to_owned(),
+            format!("--dht-entry-point={entry}"),
+            format!("--dht-listen-port={dht_port}"),
+            format!("--dht-file-path={}", dir.join("dht.dat").display()),
+            "--seed-time=0".to_owned(),
+        ];
+        let dht: Vec<&str> = dht.iter().map(String::as_str).collect();
+        Self::spawn(magnet, dir, &dht)
     }
 
     /// Verifies and seeds `torrent` from `dir` for up to 5 minutes.

@@ -214,6 +214,7 @@ pub fn loopback_conf(dir: &Path) -> cratetorrent::Conf {
     conf.listen_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     // Engines of other tests on this host would hear each other's multicast announces.
     conf.lsd = false;
+    conf.dht.enabled = false;
     conf
 }
 

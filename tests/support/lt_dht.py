@@ -9,7 +9,7 @@ at start and every 5 s, so a node started later is still learnt. With `seed`, th
 seeds TORRENT from SAVE_PATH and announces it to the DHT every 2 s. With `leech`, the last session
 (or, if `seed` is given too, an extra session at 127.{NODES+1}.0.1:BASE_PORT) adds the magnet
 (info-hash only, no tracker or peer) after READY and downloads through the DHT.
-stdout: `READY` once every session has another libtorrent session in its routing table (our
+stdout: `READY <BASE_PORT>` once every session has another libtorrent session in its routing table (our
 bootstrap nodes are not waited for) and the seed is seeding (after 60 s: READY anyway, with a
 warning on stderr); then `FIRST_BYTE <s>` and `DONE <s>` (seconds since the leech was added).
 stdin lines:
@@ -144,7 +144,7 @@ def main():
     if not formed:
         print(f"lt_dht: warning: DHT not formed after 60 s, nodes per session: {nodes}",
               file=sys.stderr, flush=True)
-    print("READY", flush=True)
+    print(f"READY {port}", flush=True)
     print(f"lt_dht: READY after {time.time() - start:.3f} s, nodes {nodes}", file=sys.stderr)
 
     leecher = added = first = None

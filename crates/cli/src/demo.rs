@@ -197,6 +197,7 @@ async fn swarm(
         let mut conf = Conf::new(source);
         conf.tracker.enabled = false;
         conf.lsd = false;
+        conf.dht.enabled = false;
         let (engine, alerts) = crate::session::spawn_engine(conf, Some(listen))?;
         engine
             .create_torrent(params(metainfo, Mode::Seed))
@@ -216,6 +217,7 @@ async fn swarm(
     let mut conf = Conf::new(target);
     conf.tracker.enabled = false;
     conf.lsd = false;
+    conf.dht.enabled = false;
     let (leech, mut alerts) =
         crate::session::spawn_engine(conf, Some(SocketAddr::from(([127, 0, 0, 1], 0))))?;
     let cpu_before = cpu_seconds();

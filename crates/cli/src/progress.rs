@@ -79,6 +79,8 @@ impl Reporter {
                 "upload_rate": stats.upload_rate,
                 "peers": stats.peers.len(),
                 "hash_failures": stats.hash_failures,
+                "dht_nodes": stats.dht_nodes,
+                "dht_peers": stats.dht_peers,
                 "elapsed": self.elapsed(),
             })),
             Style::Human => {

@@ -41,7 +41,7 @@ pub(crate) struct SessionArgs {
 }
 
 /// How peers are found besides the tracker and the given ones.
-#[derive(Debug, Clone, Copy, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Discovery {
     /// Do not exchange peers with peers (BEP 11 PEX; never done for private torrents).
     #[arg(long)]
@@ -50,6 +50,14 @@ pub(crate) struct Discovery {
     /// discovery by multicast; never done for private torrents).
     #[arg(long)]
     pub(crate) no_lsd: bool,
+    /// Do not run a DHT node (BEP 5; by default one runs on the listen port over UDP, and
+    /// torrents that are not private are announced to it and found through it).
+    #[arg(long)]
+    pub(crate) no_dht: bool,
+    /// A DHT node to bootstrap from, HOST:PORT (repeatable; replaces the default public
+    /// routers).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) dht_bootstrap: Vec<String>,
 }
 
 pub(crate) fn run(args: SessionArgs, style: Style) -> Result<ExitCode> {
@@ -175,6 +183,10 @@ async fn session(
     conf.torrent.sequential = args.sequential;
     conf.torrent.pex = !args.discovery.no_pex;
     conf.lsd = !args.discovery.no_lsd;
+    conf.dht.enabled = !args.discovery.no_dht;
+    if !args.discovery.dht_bootstrap.is_empty() {
+        conf.dht.bootstrap.clone_from(&args.discovery.dht_bootstrap);
+    }
     if let Some(slots) = args.upload_slots {
         conf.torrent.unchoke_slots = slots;
     }

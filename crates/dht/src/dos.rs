@@ -54,13 +54,15 @@ impl DosGuard {
                     self.tracked.push(fresh);
                     self.tracked.len() - 1
                 } else {
-                    // The quietest unblocked address makes room.
-                    let Some(index) = (0..self.tracked.len())
+                    // The quietest unblocked address makes room; if every one is blocked, the
+                    // one whose block ends first (the guard never stops counting).
+                    let index = (0..self.tracked.len())
                         .filter(|&i| self.tracked[i].blocked_until.is_none_or(|t| t <= now))
                         .min_by_key(|&i| self.tracked[i].count)
-                    else {
-                        return true;
-                    };
+                        .or_else(|| {
+                            (0..self.tracked.len()).min_by_key(|&i| self.tracked[i].blocked_until)
+                        })
+                        .unwrap_or(0);
                     self.tracked[index] = fresh;
                     index
                 }
@@ -114,5 +116,18 @@ mod tests {
             assert!(guard.allow(IpAddr::from(i.to_be_bytes()), now));
         }
         assert!(guard.tracked.len() <= TRACKED);
+    }
+
+    #[test]
+    fn blocking_every_tracked_address_does_not_open_the_gate() {
+        let mut guard = DosGuard::new(5);
+        let now = Instant::now();
+        for i in 0..64u32 {
+            let ip = IpAddr::from(i.to_be_bytes());
+            while guard.allow(ip, now) {}
+        }
+        let newcomer: IpAddr = [9, 9, 9, 9].into();
+        let allowed = (0..100).filter(|_| guard.allow(newcomer, now)).count();
+        assert_eq!(allowed, 5);
     }
 }

@@ -218,11 +218,13 @@ impl Lookup {
         let target = self.target;
         let at = self.candidates.iter().position(|c| c.addr == addr)?;
         let mut candidate = self.candidates.remove(at);
-        // An address asked blind learns its id; a node answering as another id is kept at
-        // the distance it claimed when named, so it cannot jump the queue.
-        if candidate.id.is_none() {
-            candidate.id = Some(id);
-        }
+        // An address asked blind learns its id. A node answering as another id than the one it
+        // was named with ranks at the farther of the two, so neither it nor whoever named it
+        // can move it closer than it is.
+        candidate.id = match candidate.id {
+            Some(named) if target.distance(&named) >= target.distance(&id) => Some(named),
+            _ => Some(id),
+        };
         candidate.token = token;
         let depth = candidate.depth.saturating_add(1);
         let key = candidate.key(&target);
@@ -288,8 +290,8 @@ impl Lookup {
         self.candidates
             .iter()
             .filter(|c| c.state == State::Answered)
-            .take(K)
             .filter_map(|c| c.token.clone().map(|t| (c.addr, t)))
+            .take(K)
             .collect()
     }
 
@@ -372,6 +374,27 @@ mod tests {
             lookup
                 .answered("10.9.9.9:1".parse().unwrap(), NodeId([0; 20]), None)
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_node_named_near_the_target_ranks_where_it_really_is() {
+        let mut lookup = Lookup::new(NodeId([0; 20]), Purpose::GetPeers, false, true);
+        // A liar names a real node with an id next to the target; it answers as itself.
+        let named_close = node(1, 1);
+        let honest = node(50, 2);
+        lookup.add_nodes(&[named_close, honest], 1);
+        let (first, _) = lookup.next_query(4).unwrap();
+        assert_eq!(first, named_close.addr);
+        lookup
+            .answered(first, node(200, 1).id, Some(vec![1]))
+            .unwrap();
+        let (second, _) = lookup.next_query(4).unwrap();
+        lookup.answered(second, honest.id, Some(vec![2])).unwrap();
+        let targets = lookup.announce_targets();
+        assert_eq!(
+            targets[0].0, honest.addr,
+            "the honest node is the closest that answered"
         );
     }
 

@@ -72,12 +72,20 @@ impl Bucket {
         }
     }
 
-    /// Moves the best replacement into the nodes while there is room.
-    fn refill(&mut self) {
-        while self.nodes.len() < K && !self.replacements.is_empty() {
+    /// Moves the best replacements into the nodes while there is room (with `restrict_ips`,
+    /// none from a /24 or /64 the nodes have already).
+    fn refill(&mut self, restrict_ips: bool) {
+        while self.nodes.len() < K {
+            let nodes = &self.nodes;
             let best = (0..self.replacements.len())
-                .max_by_key(|&i| self.replacements[i].rank())
-                .unwrap_or(0);
+                .filter(|&i| {
+                    let net = subnet(self.replacements[i].addr.ip());
+                    !restrict_ips || nodes.iter().all(|n| subnet(n.addr.ip()) != net)
+                })
+                .max_by_key(|&i| self.replacements[i].rank());
+            let Some(best) = best else {
+                break;
+            };
             self.nodes.push(self.replacements.swap_remove(best));
         }
     }
@@ -93,6 +101,9 @@ pub(crate) enum Seen {
     /// The bucket is full: it waits in the replacement cache. `ping` is a questionable node of
     /// that bucket to ask whether it is still there.
     Replacement { ping: Option<SocketAddr> },
+    /// It would split the last bucket if it answered: it waits as a replacement until it
+    /// answers a ping.
+    Unconfirmed,
     /// Our own id, a duplicate address, or against the IP diversity rules.
     Rejected,
 }
@@ -166,14 +177,27 @@ impl RoutingTable {
         if node.id == self.own || node.addr.port() == 0 {
             return Seen::Rejected;
         }
-        if let Some(known) = self.addrs.get(&node.addr) {
-            if *known != node.id {
-                return Seen::Rejected;
+        if let Some(&known) = self.addrs.get(&node.addr) {
+            if known != node.id {
+                // A node that answers us under a new id (it restarted, or took a BEP 42 id)
+                // replaces its old entry; others' word for an address we know is not taken.
+                if !replied {
+                    return Seen::Rejected;
+                }
+                self.remove(node.addr, known);
+                return self.seen(node, replied, verified, now);
             }
             let index = self.bucket_of(&node.id);
             let bucket = &mut self.buckets[index];
             if replied {
                 bucket.last_active = now;
+                // A replacement that answers tries for a place again (it may split the last
+                // bucket, or take an unconfirmed node's place).
+                if bucket.replacements.iter().any(|e| e.addr == node.addr) {
+                    bucket.replacements.retain(|e| e.addr != node.addr);
+                    self.unindex(node.addr);
+                    return self.seen(node, replied, verified, now);
+                }
             }
             let entry = bucket
                 .nodes
@@ -201,7 +225,10 @@ impl RoutingTable {
         };
         loop {
             let index = self.bucket_of(&node.id);
-            let can_split = index == self.buckets.len() - 1 && self.buckets.len() < 160;
+            // Only a node that answered us may deepen the table: ids that merely queried us
+            // could otherwise be chosen to split it down to 160 buckets.
+            let splittable = index == self.buckets.len() - 1 && self.buckets.len() < 160;
+            let can_split = replied && splittable;
             let restrict = self.restrict_ips;
             let bucket = &mut self.buckets[index];
             let same_id = |e: &Entry| e.id == node.id;
@@ -220,6 +247,12 @@ impl RoutingTable {
             if can_split {
                 self.split();
                 continue;
+            }
+            if splittable && bucket.replacements.len() < K {
+                // Its answer to a ping decides.
+                bucket.replacements.push(entry);
+                self.index(node.addr, node.id);
+                return Seen::Unconfirmed;
             }
             // A full bucket: the newcomer takes the place of a bad node, or of one never heard
             // from if it answered us itself, or of an unverified one if its own id is verified.
@@ -308,9 +341,20 @@ impl RoutingTable {
             .partition(|e| own.common_prefix(&e.id) == depth);
         old.replacements = stay;
         deeper.replacements = go;
-        old.refill();
-        deeper.refill();
+        old.refill(self.restrict_ips);
+        deeper.refill(self.restrict_ips);
         self.buckets.push(deeper);
+    }
+
+    /// Takes the node at `addr` (with id `id`) out, as a node or a replacement.
+    fn remove(&mut self, addr: SocketAddr, id: NodeId) {
+        let index = self.bucket_of(&id);
+        let restrict = self.restrict_ips;
+        let bucket = &mut self.buckets[index];
+        bucket.nodes.retain(|e| e.addr != addr);
+        bucket.replacements.retain(|e| e.addr != addr);
+        bucket.refill(restrict);
+        self.unindex(addr);
     }
 
     /// A query to the node at `addr` went unanswered.
@@ -334,7 +378,7 @@ impl RoutingTable {
             || (entry.failures >= MAX_FAILURES && !bucket.replacements.is_empty());
         if gone {
             bucket.nodes.swap_remove(at);
-            bucket.refill();
+            bucket.refill(self.restrict_ips);
             self.unindex(addr);
         }
     }
@@ -395,14 +439,20 @@ impl RoutingTable {
         now: Instant,
         rng: &mut fastrand::Rng,
     ) -> Option<NodeId> {
-        let (depth, bucket) = self.buckets.iter_mut().enumerate().find(|(_, b)| {
-            let quiet = if b.nodes.len() < K {
-                SPARSE_REFRESH
-            } else {
-                QUESTIONABLE_AFTER
-            };
-            now.duration_since(b.last_active) >= quiet
-        })?;
+        // Buckets past the deepest one holding a node are left alone: emptied by failures,
+        // they would otherwise be refreshed every minute for nothing.
+        let deepest = self.buckets.iter().rposition(|b| !b.nodes.is_empty())?;
+        let (depth, bucket) = self.buckets[..=deepest]
+            .iter_mut()
+            .enumerate()
+            .find(|(_, b)| {
+                let quiet = if b.nodes.len() < K {
+                    SPARSE_REFRESH
+                } else {
+                    QUESTIONABLE_AFTER
+                };
+                now.duration_since(b.last_active) >= quiet
+            })?;
         bucket.last_active = now;
         Some(self.own.random_at_depth(depth, rng))
     }

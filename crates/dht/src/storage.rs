@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::id::NodeId;
 
+/// Ports kept per IP address and torrent.
+const PER_IP: usize = 8;
 /// How long an announced peer is kept without a new announce.
 pub(crate) const PEER_TTL: Duration = Duration::from_secs(30 * 60);
 
@@ -42,7 +44,7 @@ impl PeerStore {
             let smallest = self
                 .torrents
                 .iter()
-                .min_by_key(|(_, peers)| peers.len())
+                .min_by_key(|(info_hash, peers)| (peers.len(), **info_hash))
                 .map(|(ih, _)| *ih);
             if let Some(removed) = smallest.and_then(|ih| self.torrents.remove(&ih)) {
                 self.peers -= removed.len();
@@ -52,6 +54,8 @@ impl PeerStore {
         let expires = now + PEER_TTL;
         if let Some(known) = peers.iter_mut().find(|p| p.addr == addr) {
             known.expires = expires;
+        } else if peers.iter().filter(|p| p.addr.ip() == addr.ip()).count() >= PER_IP {
+            // One host (one token) announcing many ports cannot push the others out.
         } else if peers.len() < self.max_peers {
             peers.push(Stored { addr, expires });
             self.peers += 1;
@@ -140,5 +144,17 @@ mod tests {
             store.peers(&NodeId([9; 20]), peer(0), 9, &mut rng),
             [peer(1000)]
         );
+    }
+
+    #[test]
+    fn one_address_cannot_fill_a_torrent() {
+        let mut store = PeerStore::new(10, 500);
+        let now = Instant::now();
+        let ih = NodeId([1; 20]);
+        store.announce(ih, peer(1), now);
+        for port in 1..=1000 {
+            store.announce(ih, SocketAddr::new([6, 6, 6, 6].into(), port), now);
+        }
+        assert_eq!(store.peer_count(), 1 + PER_IP);
     }
 }

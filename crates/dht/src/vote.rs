@@ -1,11 +1,12 @@
 //! Our external address, elected from what others say they see (`ip` in DHT answers, `yourip`
-//! in BEP 10 handshakes): each voter counts once per round, and a round closes after ten votes.
+//! in BEP 10 handshakes): each voter counts once per round, a round closes after 25 votes, and
+//! an address is elected only by a majority of them (a few voters cannot move us).
 
 use std::collections::HashSet;
 use std::net::IpAddr;
 
 /// Votes that close a round.
-const VOTES_PER_ROUND: u32 = 10;
+const VOTES_PER_ROUND: u32 = 25;
 /// Distinct addresses counted in one round (more are ignored until the round closes).
 const CANDIDATES: usize = 8;
 
@@ -37,10 +38,12 @@ impl IpVotes {
         if self.total < VOTES_PER_ROUND {
             return None;
         }
+        let total = self.total;
         let winner = self
             .votes
             .iter()
             .max_by_key(|(_, count)| *count)
+            .filter(|(_, count)| count * 2 > total)
             .map(|(ip, _)| *ip);
         self.votes.clear();
         self.voters.clear();
@@ -71,14 +74,20 @@ mod tests {
             assert_eq!(votes.vote(lie, [9, 9, 9, 9].into()), None);
         }
         let mut elected = None;
-        for voter in 0..9u8 {
+        for voter in 0..24u8 {
             elected = elected.or(votes.vote(ours, [10, 0, voter, 1].into()));
         }
         assert_eq!(elected, Some(ours));
         assert_eq!(votes.elected(), Some(ours));
         // The same result in the next round elects nothing new.
-        for voter in 0..10u8 {
+        for voter in 0..25u8 {
             assert_eq!(votes.vote(ours, [11, 0, voter, 1].into()), None);
         }
+        // Without a majority, nobody is elected.
+        for voter in 0..25u8 {
+            let ip = [lie, [7, 7, 7, 7].into(), [8, 8, 8, 8].into()][usize::from(voter % 3)];
+            assert_eq!(votes.vote(ip, [12, 0, voter, 1].into()), None);
+        }
+        assert_eq!(votes.elected(), Some(ours));
     }
 }

@@ -84,6 +84,7 @@ fn loopback(c: &mut Criterion) {
     conf.listen_addr = "127.0.0.1:0".parse().unwrap();
     conf.tracker.enabled = false;
     conf.lsd = false;
+    conf.dht.enabled = false;
     let (seed, mut seed_alerts) = engine::spawn(conf).unwrap();
     seed.create_torrent(TorrentParams {
         source: metainfo.clone().into(),
@@ -110,6 +111,7 @@ fn loopback(c: &mut Criterion) {
             conf.listen_addr = "127.0.0.1:0".parse().unwrap();
             conf.tracker.enabled = false;
             conf.lsd = false;
+            conf.dht.enabled = false;
             let (leech, mut alerts) = engine::spawn(conf).unwrap();
             let id = leech
                 .create_torrent(TorrentParams {

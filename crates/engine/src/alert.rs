@@ -138,6 +138,10 @@ pub struct TorrentStats {
     pub upload_rate: u64,
     /// Connected peers.
     pub peers: Vec<PeerStats>,
+    /// Nodes in the engine's DHT routing tables (0 with the DHT off).
+    pub dht_nodes: usize,
+    /// Peers the DHT has given this torrent so far.
+    pub dht_peers: u64,
 }
 
 /// One connected peer's counters.
@@ -297,6 +301,8 @@ mod tests {
             download_rate: 0,
             upload_rate: 0,
             peers: Vec::new(),
+            dht_nodes: 0,
+            dht_peers: 0,
         }))
     }
 

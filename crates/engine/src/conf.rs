@@ -38,6 +38,8 @@ pub struct Conf {
     /// every 5 minutes, at most one datagram a second) and peers announcing them there are
     /// dialled. Default on, as in libtorrent.
     pub lsd: bool,
+    /// The DHT (BEP 5) node.
+    pub dht: DhtConf,
     /// Defaults for each torrent.
     pub torrent: TorrentConf,
     /// Disk settings for each torrent.
@@ -68,6 +70,7 @@ impl Conf {
             download_rate_limit: 0,
             upload_rate_limit: 0,
             lsd: true,
+            dht: DhtConf::default(),
             torrent: TorrentConf::default(),
             storage: StorageConfig::default(),
             tracker: TrackerConf::default(),
@@ -237,6 +240,55 @@ pub enum SeedChoking {
     /// first seed that feeds the fastest peers gets a whole copy into the swarm soonest.
     #[default]
     FastestUpload,
+}
+
+/// The DHT node: one per engine, on the listen port over UDP (shared with the UDP tracker
+/// client). Torrents that are not private are announced to it and search it for peers.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DhtConf {
+    /// Whether the node runs (default on, as in libtorrent and Transmission).
+    pub enabled: bool,
+    /// Routers to start from, `host:port`, resolved when the engine starts. Default: the
+    /// well-known public ones (`router.bittorrent.com:6881`, `dht.transmissionbt.com:6881`,
+    /// `router.utorrent.com:6881`, `dht.libtorrent.org:25401`). Nodes saved by the last run are
+    /// asked too.
+    pub bootstrap: Vec<String>,
+    /// How often each torrent is announced again (default 15 minutes, as libtorrent).
+    pub announce_interval: Duration,
+    /// How often a torrent that is not finished and has fewer than `want_peers` peers searches
+    /// again between announces (default 1 minute).
+    pub search_interval: Duration,
+    /// Peers below which an unfinished torrent keeps searching (default 10).
+    pub want_peers: usize,
+    /// How often the routing table is saved (to `.cratetorrent/dht.dat` in the download
+    /// directory), besides at shutdown (default 30 minutes).
+    pub save_interval: Duration,
+    /// The node's own settings: lookup width, timeouts, flood limit, storage bounds, BEP 42
+    /// enforcement, read-only mode, IP diversity (see [`cratetorrent_dht::Config`] for each
+    /// default). Its `bootstrap`, `saved`, `ipv4` and `ipv6` are filled in by the engine.
+    pub node: cratetorrent_dht::Config,
+}
+
+impl Default for DhtConf {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bootstrap: [
+                "router.bittorrent.com:6881",
+                "dht.transmissionbt.com:6881",
+                "router.utorrent.com:6881",
+                "dht.libtorrent.org:25401",
+            ]
+            .map(String::from)
+            .to_vec(),
+            announce_interval: Duration::from_secs(15 * 60),
+            search_interval: Duration::from_secs(60),
+            want_peers: 10,
+            save_interval: Duration::from_secs(30 * 60),
+            node: cratetorrent_dht::Config::default(),
+        }
+    }
 }
 
 /// How the engine talks to trackers.

@@ -62,10 +62,11 @@ pub(crate) async fn send_handshake(
     stream: &PeerStream,
     info_hash: InfoHash,
     peer_id: PeerId,
+    dht: bool,
 ) -> Result<(), HandshakeError> {
     let mut buf = BytesMut::with_capacity(HANDSHAKE_LEN);
     Handshake {
-        extensions: our_extensions(),
+        extensions: our_extensions(dht),
         info_hash,
         peer_id,
     }
@@ -237,6 +238,7 @@ pub(crate) async fn connect(
     net: Net,
     info_hash: InfoHash,
     our_id: PeerId,
+    dht: bool,
     timeout: Duration,
 ) -> Result<(PeerStream, Handshake, BytesMut), HandshakeError> {
     let timed_out = || HandshakeError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
@@ -246,7 +248,7 @@ pub(crate) async fn connect(
         .map_err(|_| timed_out())??;
     let mut buf = BytesMut::with_capacity(HANDSHAKE_LEN);
     let exchange = async {
-        send_handshake(&stream, info_hash, our_id).await?;
+        send_handshake(&stream, info_hash, our_id, dht).await?;
         read_handshake(&stream, &mut buf).await
     };
     // A tokio-uring socket is closed only once its pending operations complete: a peer that

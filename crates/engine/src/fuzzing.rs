@@ -88,6 +88,7 @@ pub fn run_session(data: &[u8]) {
             source: Source::Metainfo(Box::new(metainfo)),
             our_id: PeerId::new([0; 20]),
             listen_port: 6881,
+            dht_port: Some(6881),
             conf,
             seed_only: flags & 0x80 != 0,
             have,

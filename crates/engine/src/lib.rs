@@ -70,6 +70,7 @@ mod conf;
 mod connection;
 mod core;
 mod counters;
+mod dht_node;
 pub mod engine;
 mod error;
 mod extensions;
@@ -91,10 +92,12 @@ pub mod sim;
 mod smart_ban;
 mod torrent;
 pub mod tracker;
+mod udp_port;
 
 pub use alert::{Alert, Alerts, PeerStats, TorrentState, TorrentStats};
-pub use conf::{Conf, IoBackend, SeedChoking, TorrentConf, TrackerConf};
+pub use conf::{Conf, DhtConf, IoBackend, SeedChoking, TorrentConf, TrackerConf};
 pub use counters::EngineCounters;
+pub use cratetorrent_dht;
 pub use error::{EngineError, TorrentError};
 pub use handle::{EngineHandle, Mode, RateLimits, TorrentParams, TorrentSource};
 

@@ -152,6 +152,8 @@ pub(crate) struct Peer {
     pub(crate) metadata: MetadataPeer,
     /// `p` from its extended handshake: where it accepts connections.
     pub(crate) listen_port: Option<u16>,
+    /// Its BEP 5 `port` message was taken (later ones are ignored).
+    pub(crate) dht_port_taken: bool,
     pub(crate) pex: PexPeer,
     pub(crate) fast: FastPeer,
 
@@ -231,6 +233,7 @@ impl Peer {
             early: EarlyPieces::default(),
             metadata: MetadataPeer::default(),
             listen_port: None,
+            dht_port_taken: false,
             pex: PexPeer::default(),
             fast: FastPeer::default(),
             bitfield: Bitfield::new(piece_count),

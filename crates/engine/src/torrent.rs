@@ -2,7 +2,7 @@
 //! storage events, time, commands) through its door, and performs what comes out of its polls
 //! on sockets and storage. It owns the torrent's connections and tasks.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +25,7 @@ use crate::blocking::blocking;
 use crate::chunk_pool::ChunkCharge;
 use crate::connection::{self, MAX_FRAMES_PER_WRITE, PeerHost};
 use crate::core::{Action, AnnounceState, Command, Core, Handled, Input, PeerKey};
+use crate::dht_node::DhtNode;
 use crate::net::{Net, PeerStream};
 use crate::rate::TokenBucket;
 use crate::session::Session;
@@ -42,6 +43,10 @@ pub(crate) struct Shared {
     pub(crate) trackers: Option<Rc<Clients>>,
     /// The socket interface the engine runs on.
     pub(crate) net: Net,
+    /// The DHT node, once it runs.
+    pub(crate) dht: OnceCell<Rc<DhtNode>>,
+    /// The UDP port our DHT node answers on, if it runs (sent in BEP 5 `port` messages).
+    pub(crate) dht_port: Cell<Option<u16>>,
     /// Where torrents' files go, and how their storage runs (for a magnet link's torrent,
     /// whose storage opens once its metadata is here).
     pub(crate) download_dir: PathBuf,
@@ -96,6 +101,8 @@ pub(crate) struct Torrent {
     disk_ready: Notify,
     closed: Cell<bool>,
     stopped: Rc<Notify>,
+    /// Peers the DHT has given it.
+    dht_peers: Cell<u64>,
     shared: Rc<Shared>,
     download_limit: RefCell<TokenBucket>,
     upload_limit: RefCell<TokenBucket>,
@@ -126,6 +133,7 @@ impl Torrent {
             disk_ready: Notify::new(),
             closed: Cell::new(false),
             stopped: Rc::new(Notify::new()),
+            dht_peers: Cell::new(0),
             shared,
             tracker_signals: Rc::default(),
             announcers: RefCell::new(Vec::new()),
@@ -169,10 +177,12 @@ impl Torrent {
             alerts.extend(std::iter::from_fn(|| core.poll_alert()));
             result
         };
-        for alert in alerts.drain(..) {
-            if matches!(alert, Alert::TorrentComplete(_)) {
+        for mut alert in alerts.drain(..) {
+            match &mut alert {
                 // Tiers owe their trackers a `completed`.
-                self.tracker_signals.poke();
+                Alert::TorrentComplete(_) => self.tracker_signals.poke(),
+                Alert::TorrentStats(stats) => self.add_dht_stats(stats),
+                _ => {}
             }
             self.shared.alerts.post(alert);
         }
@@ -256,6 +266,16 @@ impl Torrent {
                 }
             }
             Action::Connect(addr) => self.shared.dial(self, addr),
+            Action::DhtNode(addr) => {
+                if let Some(dht) = self.shared.dht.get() {
+                    dht.add_node(addr);
+                }
+            }
+            Action::ExternalIp { ip, voter } => {
+                if let Some(dht) = self.shared.dht.get() {
+                    dht.vote_external_ip(ip, voter);
+                }
+            }
             Action::ResumeReading => self.disk_ready.notify_waiters(),
             Action::MetadataReady(metainfo) => {
                 tokio::task::spawn_local(tracing::Instrument::instrument(
@@ -395,7 +415,24 @@ impl Torrent {
     }
 
     pub(crate) fn stats(&self) -> crate::TorrentStats {
-        self.core.borrow().stats()
+        let mut stats = self.core.borrow().stats();
+        self.add_dht_stats(&mut stats);
+        stats
+    }
+
+    fn add_dht_stats(&self, stats: &mut crate::TorrentStats) {
+        if let Some(dht) = self.shared.dht.get() {
+            let node = dht.stats();
+            stats.dht_nodes = node.nodes_v4 + node.nodes_v6;
+        }
+        stats.dht_peers = self.dht_peers.get();
+    }
+
+    /// Peers the DHT found for this torrent (counted for its stats, then dialled).
+    pub(crate) fn add_dht_peers(self: &Rc<Self>, peers: Vec<SocketAddr>) {
+        self.dht_peers
+            .set(self.dht_peers.get() + peers.len() as u64);
+        self.command(Command::AddPeers(peers));
     }
 
     /// Whether it may be announced to the local network (BEP 14).
@@ -494,7 +531,14 @@ async fn dial(torrent: Rc<Torrent>, addr: SocketAddr) {
         let (info_hash, our_id) = (torrent.info_hash, torrent.shared.our_id);
         let span = tracing::debug_span!(parent: &torrent.span(), "dial", %addr);
         let net = torrent.shared.net;
-        let attempt = connection::connect(addr, net, info_hash, our_id, torrent.connect_timeout);
+        let attempt = connection::connect(
+            addr,
+            net,
+            info_hash,
+            our_id,
+            torrent.shared.dht_port.get().is_some(),
+            torrent.connect_timeout,
+        );
         match tracing::Instrument::instrument(attempt, span).await {
             Ok((stream, handshake, buf)) => torrent.attach(stream, addr, &handshake, buf, true),
             Err(error) => {

@@ -83,7 +83,7 @@ pub use error::StorageError;
 pub use layout::Layout;
 pub use memory::SharedBuffer;
 pub use resume::{CheckProgress, verify};
-pub use saved_metadata::{load_metadata, save_metadata};
+pub use saved_metadata::{load_metadata, load_session_file, save_metadata, save_session_file};
 
 use crate::backend::Backend;
 use crate::backend::Doorbell;

@@ -23,8 +23,7 @@ pub fn save_metadata(
     info_hash: InfoHash,
     torrent: &[u8],
 ) -> Result<(), StorageError> {
-    let root = Beneath::open(download_dir, true)?;
-    root.replace_file(Path::new(RESUME_DIR), &name(info_hash), torrent)
+    save_session_file(download_dir, &name(info_hash), torrent)
 }
 
 /// The metadata saved for `info_hash` under `download_dir`, if any and at most `max_len`
@@ -34,12 +33,32 @@ pub fn load_metadata(
     info_hash: InfoHash,
     max_len: u64,
 ) -> Result<Option<Vec<u8>>, StorageError> {
+    load_session_file(download_dir, &name(info_hash), max_len)
+}
+
+/// Saves `bytes` atomically as `.cratetorrent/<file_name>` under `download_dir` (engine-wide
+/// state such as the DHT's nodes). `file_name` is one path component.
+pub fn save_session_file(
+    download_dir: &Path,
+    file_name: &str,
+    bytes: &[u8],
+) -> Result<(), StorageError> {
+    let root = Beneath::open(download_dir, true)?;
+    root.replace_file(Path::new(RESUME_DIR), file_name, bytes)
+}
+
+/// The file saved by [`save_session_file`], if any and at most `max_len` bytes.
+pub fn load_session_file(
+    download_dir: &Path,
+    file_name: &str,
+    max_len: u64,
+) -> Result<Option<Vec<u8>>, StorageError> {
     let root = match Beneath::open(download_dir, false) {
         Ok(root) => root,
         Err(error) if is_not_found(&error) => return Ok(None),
         Err(error) => return Err(error),
     };
-    let rel = Path::new(RESUME_DIR).join(name(info_hash));
+    let rel = Path::new(RESUME_DIR).join(file_name);
     let file = match root.open_file(&rel, Access::Read) {
         Ok(file) => file,
         Err(error) if is_not_found(&error) => return Ok(None),

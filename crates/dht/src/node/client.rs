@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::{Dht, Event, LookupKind, MAX_LOOKUPS, MAX_PENDING, Pending, Waiting};
-use crate::id::NodeId;
+use crate::id::{NodeId, is_local};
 use crate::krpc::{CompactNode, Message, Query, QueryMessage, Response, Want};
 use crate::lookup::{Lookup, Purpose};
 use crate::routing::{K, Seen};
@@ -35,7 +35,9 @@ impl Dht {
             want: Want::default(),
             read_only: self.config.read_only,
         });
-        self.transmit(to, &message);
+        if !self.transmit(to, &message) {
+            return false;
+        }
         self.pending.insert(tx, Pending { addr: to, waiting });
         self.slow_queue
             .push_back((now + self.config.slow_after, tx));
@@ -163,7 +165,7 @@ impl Dht {
     /// A bootstrap found the nodes nearest us; the farther buckets fill by a lookup each.
     fn after_bootstrap(&mut self, v6: bool, now: Instant) {
         let table = if v6 { &self.v6 } else { &self.v4 };
-        if table.len() >= K {
+        if self.bootstrapped && table.len() >= K {
             self.bootstrap_wait = super::BOOTSTRAP_WAIT;
         }
         let targets: Vec<NodeId> = table
@@ -192,6 +194,12 @@ impl Dht {
             return;
         };
         let Some(id) = response.id else {
+            if let Waiting::Lookup(lookup_id) = waiting {
+                if let Some(lookup) = self.lookups.get_mut(&lookup_id) {
+                    lookup.failed(from);
+                }
+                self.step_lookup(lookup_id, now);
+            }
             return;
         };
         if let Some(ip) = response.ip {
@@ -234,14 +242,22 @@ impl Dht {
                 } else {
                     &response.nodes
                 };
+                // A node on a public address naming private or loopback ones would have us
+                // send to our own network.
+                let public = !is_local(from.ip());
+                let usable = |addr: &SocketAddr| !(public && is_local(addr.ip()));
                 let named: Vec<CompactNode> = named
                     .iter()
-                    .filter(|n| n.id != own && n.addr.is_ipv6() == lookup.is_v6())
+                    .filter(|n| {
+                        n.id != own && n.addr.is_ipv6() == lookup.is_v6() && usable(&n.addr)
+                    })
                     .copied()
                     .collect();
                 lookup.add_nodes(&named, depth);
                 if lookup.purpose() != Purpose::FindNode {
-                    let peers = lookup.new_peers(&response.values);
+                    let values: Vec<SocketAddr> =
+                        response.values.iter().copied().filter(usable).collect();
+                    let peers = lookup.new_peers(&values);
                     if !peers.is_empty() {
                         self.events.push_back(Event::Peers {
                             info_hash: lookup.target(),

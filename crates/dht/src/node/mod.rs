@@ -4,7 +4,7 @@
 mod client;
 mod server;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,8 @@ const TICK: Duration = Duration::from_secs(1);
 /// The first retry of a bootstrap that found too few nodes; doubled up to `MAX_BOOTSTRAP_WAIT`.
 const BOOTSTRAP_WAIT: Duration = Duration::from_secs(5);
 const MAX_BOOTSTRAP_WAIT: Duration = Duration::from_secs(5 * 60);
+/// Bootstrap and saved nodes asked by one bootstrap lookup at most.
+const MAX_SEEDS: usize = 16;
 
 /// A node's settings. Every field has a default (see [`Config::default`]).
 #[derive(Debug, Clone)]
@@ -186,7 +188,8 @@ pub struct Dht {
     store: PeerStore,
     guard: DosGuard,
     votes: IpVotes,
-    lookups: HashMap<u32, Lookup>,
+    /// Ordered, so that housekeeping steps them in the same order on every run.
+    lookups: BTreeMap<u32, Lookup>,
     next_lookup: u32,
     pending: HashMap<u32, Pending>,
     slow_queue: VecDeque<(Instant, u32)>,
@@ -224,7 +227,7 @@ impl Dht {
             rng,
             tokens,
             votes: IpVotes::default(),
-            lookups: HashMap::new(),
+            lookups: BTreeMap::new(),
             next_lookup: 0,
             pending: HashMap::new(),
             slow_queue: VecDeque::new(),
@@ -300,7 +303,12 @@ impl Dht {
 
     /// Counts `voter`'s word that our address is `ip` (from BEP 10 `yourip`, or a DHT answer).
     /// Once elected, an address our id does not match gives us a new BEP 42 id.
+    /// Only votes for an address of our main family count (IPv4 when we have it): one id
+    /// cannot match both an IPv4 and an IPv6 address.
     pub fn vote_external_ip(&mut self, ip: IpAddr, voter: IpAddr, now: Instant) {
+        if ip.is_ipv4() != self.config.ipv4 {
+            return;
+        }
         let Some(elected) = self.votes.vote(ip, voter) else {
             return;
         };
@@ -438,11 +446,16 @@ impl Dht {
         seeds
     }
 
-    /// A `find_node` for our own id from the saved nodes, the bootstrap list and our table.
+    /// A `find_node` for our own id from our table and up to 16 of the bootstrap and saved
+    /// nodes (a different draw each time).
     fn bootstrap(&mut self, now: Instant) {
         self.next_bootstrap = now + self.bootstrap_wait;
         self.bootstrap_wait = (self.bootstrap_wait * 2).min(MAX_BOOTSTRAP_WAIT);
-        let seeds = self.seeds();
+        let mut seeds = self.seeds();
+        if seeds.len() > MAX_SEEDS {
+            self.rng.shuffle(&mut seeds);
+            seeds.truncate(MAX_SEEDS);
+        }
         self.start_lookup(self.id, Purpose::FindNode, &seeds, now);
     }
 
@@ -466,16 +479,18 @@ impl Dht {
         }
     }
 
-    fn transmit(&mut self, to: SocketAddr, message: &Message) {
+    /// Queues a datagram; `false` if the queue is full and it was dropped.
+    fn transmit(&mut self, to: SocketAddr, message: &Message) -> bool {
         if self.transmits.len() >= MAX_TRANSMITS {
             self.stats.dropped += 1;
-            return;
+            return false;
         }
         self.stats.sent += 1;
         self.transmits.push_back(Transmit {
             to,
             datagram: message.encode(),
         });
+        true
     }
 }
 

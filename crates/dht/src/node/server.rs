@@ -9,10 +9,10 @@ use crate::id::NodeId;
 use crate::krpc::{CompactNode, ErrorMessage, Message, Query, QueryMessage, Response, Want};
 use crate::routing::{K, Seen};
 
-/// Peers in one answer at most, by family, so the datagram stays under 1,500 bytes
-/// (`6:` + 6 bytes each for IPv4, `18:` + 18 for IPv6).
-const MAX_VALUES_V4: usize = 150;
-const MAX_VALUES_V6: usize = 50;
+/// Peers in one answer at most, by family, so the datagram (with its 8 nodes) stays under
+/// 1,500 bytes (`6:` + 6 bytes each for IPv4, `18:` + 18 for IPv6).
+const MAX_VALUES_V4: usize = 100;
+const MAX_VALUES_V6: usize = 40;
 
 impl Dht {
     pub(super) fn on_query(&mut self, now: Instant, from: SocketAddr, query: QueryMessage) {
@@ -27,7 +27,7 @@ impl Dht {
             };
             match self.table_mut(from).seen(node, false, verified, now) {
                 // Confirmed by its answer before it is given to others.
-                Seen::Inserted => self.ping(from, now),
+                Seen::Inserted | Seen::Unconfirmed => self.ping(from, now),
                 Seen::Replacement { ping: Some(quiet) } => self.ping(quiet, now),
                 _ => {}
             }
@@ -50,9 +50,8 @@ impl Dht {
                 }
                 .min(self.config.max_peers_reply);
                 response.values = self.store.peers(&info_hash, from, max, &mut self.rng);
-                if response.values.is_empty() {
-                    self.fill_nodes(&mut response, &info_hash, query.want, from);
-                }
+                // Nodes too, as libtorrent: they keep the querier's lookup moving closer.
+                self.fill_nodes(&mut response, &info_hash, query.want, from);
             }
             Query::AnnouncePeer {
                 info_hash,

@@ -60,14 +60,33 @@ fn one_node_per_ip_and_per_subnet_in_a_bucket() {
         addr: "1.2.3.5:1000".parse().unwrap(),
     };
     assert_eq!(table.seen(same_subnet, true, true, now), Seen::Rejected);
-    // Another id at a known address is not taken either.
+    // Another id at a known address is taken from that node's own answer only.
     let moved = CompactNode {
         id: own.random_at_depth(2, &mut rng),
         addr: a.addr,
     };
-    assert_eq!(table.seen(moved, true, true, now), Seen::Rejected);
+    assert_eq!(table.seen(moved, false, true, now), Seen::Rejected);
     assert_eq!(table.seen(a, true, true, now), Seen::Updated);
+    assert_eq!(table.seen(moved, true, true, now), Seen::Inserted);
+    assert_eq!(table.closest(&moved.id, 8, true), [moved]);
     assert_eq!(table.len(), 1);
+    // Only nodes that answered us split the last bucket.
+    for i in 0..20u8 {
+        let near = CompactNode {
+            id: own.random_at_depth(100, &mut rng),
+            addr: SocketAddr::new([20, i, 0, 1].into(), 1),
+        };
+        table.seen(near, false, true, now);
+    }
+    assert_eq!(table.buckets(), 1, "unconfirmed nodes split nothing");
+    // Until they answer.
+    let near = CompactNode {
+        id: own.random_at_depth(100, &mut rng),
+        addr: SocketAddr::new([30, 0, 0, 1].into(), 1),
+    };
+    assert_ne!(table.seen(near, false, true, now), Seen::Rejected);
+    assert_eq!(table.seen(near, true, true, now), Seen::Inserted);
+    assert!(table.buckets() > 1);
 
     let mut open = RoutingTable::new(own, false, now);
     assert_eq!(open.seen(a, true, true, now), Seen::Inserted);

@@ -4,7 +4,7 @@
 //! [`Core::poll_timeout`]. Nothing else of the core is open to the shell, so the same inputs
 //! in the same order (with the same seed) give the same outputs.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -97,6 +97,10 @@ pub(crate) enum Action {
     Disconnect(PeerKey),
     /// Dial a peer.
     Connect(SocketAddr),
+    /// A peer's DHT node (its BEP 5 `port` message): ask it to join our routing table.
+    DhtNode(SocketAddr),
+    /// A peer says our address is `ip` (BEP 10 `yourip`): a vote for the DHT's BEP 42 id.
+    ExternalIp { ip: IpAddr, voter: IpAddr },
     /// The storage has room again: readers waiting after [`Input::DiskFull`] may go on.
     ResumeReading,
     /// A magnet link's metadata is verified: open the torrent's storage, then report

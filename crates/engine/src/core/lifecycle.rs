@@ -102,7 +102,7 @@ impl Core {
             });
         }
         result?;
-        let common = extensions.common(&our_extensions());
+        let common = extensions.common(&our_extensions(self.dht_port.is_some()));
         let pieces = self.geometry.piece_count();
         let key = self
             .peers
@@ -119,6 +119,11 @@ impl Core {
             });
         }
         self.greet(key);
+        if let Some(port) = self.dht_port
+            && common.contains(Extension::Dht)
+        {
+            self.peers[key].outbox.push(&Message::Port(port));
+        }
         tracing::debug!(%addr, outgoing, "peer connected");
         Ok(key)
     }

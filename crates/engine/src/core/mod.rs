@@ -58,6 +58,7 @@ pub(crate) struct Core {
     info_hash: InfoHash,
     our_id: PeerId,
     listen_port: u16,
+    dht_port: Option<u16>,
     geometry: Geometry,
     /// While the metadata of a torrent added by magnet link is fetched: the link's parts and
     /// the fetch. `metainfo` is `None` until it is verified.
@@ -124,6 +125,8 @@ pub(crate) struct CoreInit {
     pub(crate) source: Source,
     pub(crate) our_id: PeerId,
     pub(crate) listen_port: u16,
+    /// Our DHT node's UDP port, if it runs (BEP 5 `port` messages).
+    pub(crate) dht_port: Option<u16>,
     pub(crate) conf: TorrentConf,
     pub(crate) seed_only: bool,
     pub(crate) have: Bitfield,
@@ -163,6 +166,7 @@ impl Core {
             pending_priorities: None,
             our_id: init.our_id,
             listen_port: init.listen_port,
+            dht_port: init.dht_port,
             geometry,
             conf: init.conf,
             seed_only: init.seed_only,
@@ -258,7 +262,16 @@ impl Core {
             peer.got_first_message = true;
         }
         match message {
-            Message::KeepAlive | Message::Port(_) | Message::Unknown { .. } => {}
+            Message::KeepAlive | Message::Unknown { .. } => {}
+            Message::Port(port) => {
+                // The first one only: a peer repeating it cannot make us flood its node.
+                let dht = peer.extensions.contains(Extension::Dht);
+                if dht && port != 0 && !peer.dht_port_taken {
+                    peer.dht_port_taken = true;
+                    let node = std::net::SocketAddr::new(peer.addr.ip(), port);
+                    self.actions.push_back(Action::DhtNode(node));
+                }
+            }
             Message::Choke => {
                 peer.peer_choking = true;
                 // Without the fast extension a choke discards every pending request; with it,
@@ -330,6 +343,10 @@ impl Core {
                     peer.client = Some(client.chars().take(64).collect());
                 }
                 peer.ext = PeerExtensions::from_handshake(&handshake);
+                if let Some(ip) = handshake.your_ip {
+                    let voter = peer.addr.ip();
+                    self.actions.push_back(Action::ExternalIp { ip, voter });
+                }
                 peer.metadata.size = handshake.metadata_size;
                 peer.listen_port = handshake.listen_port.filter(|&port| port != 0);
                 self.request_metadata(key, now);
@@ -555,6 +572,8 @@ impl Core {
                     peer_interested: p.peer_interested,
                 })
                 .collect(),
+            dht_nodes: 0,
+            dht_peers: 0,
         }
     }
 }
@@ -609,9 +628,10 @@ impl Core {
     }
 }
 
-/// The extensions we implement and announce.
-pub(crate) fn our_extensions() -> Extensions {
-    Extensions::NONE
+/// The extensions we implement and announce (the DHT's when our node runs).
+pub(crate) fn our_extensions(dht: bool) -> Extensions {
+    let ours = Extensions::NONE
         .with(Extension::ExtensionProtocol)
-        .with(Extension::Fast)
+        .with(Extension::Fast);
+    if dht { ours.with(Extension::Dht) } else { ours }
 }

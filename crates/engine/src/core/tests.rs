@@ -47,6 +47,7 @@ fn core_of(metainfo: Metainfo, have: Bitfield, seed_only: bool, conf: TorrentCon
             source: Source::Metainfo(Box::new(metainfo)),
             our_id: PeerId::new([0; 20]),
             listen_port: 6881,
+            dht_port: None,
             conf,
             seed_only,
             have,
@@ -94,7 +95,7 @@ fn extended_peer(
         .on_handshake(
             addr,
             PeerId::new([n; 20]),
-            crate::core::our_extensions(),
+            crate::core::our_extensions(false),
             outgoing,
             now,
         )

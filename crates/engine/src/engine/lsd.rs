@@ -103,14 +103,7 @@ async fn listen(engine: Rc<Engine>, lsd: Rc<RefCell<Lsd>>, socket: Rc<UdpSocket>
 }
 
 fn add_peer(engine: &Engine, found: Found) {
-    let torrent = engine
-        .shared
-        .torrents
-        .borrow()
-        .values()
-        .find(|t| t.info_hash == found.info_hash)
-        .cloned();
-    if let Some(torrent) = torrent {
+    if let Some(torrent) = engine.torrent_by_hash(found.info_hash) {
         tracing::debug!(peer = %found.peer, id = %torrent.id, "peer found by local service discovery");
         torrent.command(core::Command::AddPeers(vec![found.peer]));
     }
@@ -124,14 +117,7 @@ async fn announce(
 ) {
     while !engine.closing.get() {
         let now = Instant::now();
-        let hashes: Vec<_> = engine
-            .shared
-            .torrents
-            .borrow()
-            .values()
-            .filter(|t| t.discoverable())
-            .map(|t| t.info_hash)
-            .collect();
+        let hashes: Vec<_> = engine.discoverable().iter().map(|t| t.info_hash).collect();
         lsd.borrow_mut().set_torrents(hashes, now);
         let next = lsd.borrow_mut().poll_announce(now);
         if let Some(announce) = next {

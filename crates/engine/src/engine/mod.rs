@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use cratetorrent_storage::Layout;
 use tokio::sync::mpsc;
 
+mod dht;
 mod lsd;
 mod startup;
 
@@ -133,6 +134,8 @@ async fn run(
             }
         },
         net,
+        dht: std::cell::OnceCell::new(),
+        dht_port: Cell::new(None),
         download_dir: conf.download_dir.clone(),
         storage_conf: conf.storage.clone(),
     });
@@ -146,6 +149,9 @@ async fn run(
     listen(&engine, listener);
     if engine.conf.lsd {
         lsd::start(&engine);
+    }
+    if engine.conf.dht.enabled {
+        dht::start(&engine, listen_addr);
     }
     let reply = loop {
         match inbox.recv().await {
@@ -214,6 +220,28 @@ impl Engine {
         }
     }
 
+    /// The running torrent with `info_hash`, if any.
+    fn torrent_by_hash(&self, info_hash: cratetorrent_metainfo::InfoHash) -> Option<Rc<Torrent>> {
+        self.shared
+            .torrents
+            .borrow()
+            .values()
+            .find(|t| t.info_hash == info_hash)
+            .cloned()
+    }
+
+    /// The running torrents that may be announced to the local network or the DHT (neither
+    /// private nor paused).
+    fn discoverable(&self) -> Vec<Rc<Torrent>> {
+        self.shared
+            .torrents
+            .borrow()
+            .values()
+            .filter(|t| t.discoverable())
+            .cloned()
+            .collect()
+    }
+
     fn counters(&self) -> EngineCounters {
         let (connections, handshaking) = self.shared.session.borrow().counts();
         let mut counters = EngineCounters {
@@ -275,6 +303,7 @@ impl Engine {
             let storage = torrent.close().await;
             (torrent.id, storage)
         });
+        dht::save(self).await;
         for (id, storage) in futures::future::join_all(closing).await {
             if let Some(storage) = storage {
                 let saved = blocking(move || storage.shutdown()).await;
@@ -407,9 +436,14 @@ async fn incoming(engine: Rc<Engine>, stream: PeerStream, addr: SocketAddr) {
         tracing::debug!(%addr, info_hash = %handshake.info_hash, "incoming peer for an unknown torrent");
         return;
     };
-    if connection::send_handshake(&stream, torrent.info_hash, engine.shared.our_id)
-        .await
-        .is_ok()
+    if connection::send_handshake(
+        &stream,
+        torrent.info_hash,
+        engine.shared.our_id,
+        engine.shared.dht_port.get().is_some(),
+    )
+    .await
+    .is_ok()
     {
         torrent.attach(stream, addr, &handshake, buf, false);
     }

@@ -197,6 +197,7 @@ fn run_torrent(
             source,
             our_id: engine.shared.our_id,
             listen_port: engine.listen_port,
+            dht_port: engine.shared.dht_port.get(),
             conf,
             seed_only,
             have,

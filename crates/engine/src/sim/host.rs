@@ -156,6 +156,7 @@ impl Host {
                 source: Source::Metainfo(Box::new(metainfo.clone())),
                 our_id: self.id,
                 listen_port: self.addr.port(),
+                dht_port: None,
                 conf,
                 seed_only: false,
                 have: self.disk.have.clone(),

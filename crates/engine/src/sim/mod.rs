@@ -418,7 +418,11 @@ impl Sim {
                 };
                 self.schedule(now + DISK_DELAY, Event::Storage { host, event });
             }
-            Action::ForgetReads(_) | Action::ResumeReading | Action::MetadataReady(_) => {}
+            Action::ForgetReads(_)
+            | Action::ResumeReading
+            | Action::MetadataReady(_)
+            | Action::DhtNode(_)
+            | Action::ExternalIp { .. } => {}
             Action::Disconnect(key) => {
                 if let Some(&link) = self.hosts[host].links.get(&key) {
                     self.close_link(link, host);
@@ -453,7 +457,7 @@ impl Sim {
         let incoming = Input::Handshake {
             addr: from_addr,
             id: self.hosts[from].id,
-            extensions: crate::core::our_extensions(),
+            extensions: crate::core::our_extensions(false),
             outgoing: false,
         };
         let Handled::Admitted(to_key) = self.input(to, incoming) else {
@@ -463,7 +467,7 @@ impl Sim {
         let outgoing = Input::Handshake {
             addr: to_addr,
             id: self.hosts[to].id,
-            extensions: crate::core::our_extensions(),
+            extensions: crate::core::our_extensions(false),
             outgoing: true,
         };
         let Handled::Admitted(from_key) = self.input(from, outgoing) else {

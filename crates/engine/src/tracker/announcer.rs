@@ -2,7 +2,7 @@
 //! way of peer traffic (every wait is a timer or a socket, and they only touch the core to
 //! read counters and add peers).
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use crate::TorrentId;
 use crate::alert::Alert;
 use crate::conf::TrackerConf;
 use crate::core::AnnounceState;
+use crate::udp_port::UdpPort;
 
 /// How often an idle tier re-checks whether its torrent needs peers.
 const RECHECK: Duration = Duration::from_secs(5);
@@ -28,6 +29,9 @@ pub(crate) struct Clients {
     /// The `key` sent with every announce, random per engine.
     key: u32,
     pub(crate) conf: TrackerConf,
+    /// The engine's UDP port, once bound: UDP announces go out from it, so trackers see the
+    /// port peers reach us on.
+    pub(crate) port: OnceCell<Rc<UdpPort>>,
 }
 
 /// What the announce tasks need from their torrent.
@@ -49,6 +53,7 @@ impl Clients {
             udp: UdpTracker::new(conf),
             key,
             conf: conf.clone(),
+            port: OnceCell::new(),
         })
     }
 
@@ -58,7 +63,10 @@ impl Clients {
         request: &AnnounceRequest,
     ) -> Result<AnnounceResponse, TrackerError> {
         if url.starts_with("udp://") {
-            self.udp.announce(url, request).await
+            match self.port.get() {
+                Some(port) => self.udp.announce_via(port, url, request).await,
+                None => self.udp.announce(url, request).await,
+            }
         } else if url.starts_with("http://") || url.starts_with("https://") {
             self.http.announce(url, request).await
         } else {

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::rc::Rc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use super::udp::{
 };
 use super::{AnnounceRequest, AnnounceResponse, ScrapeStats, TrackerError};
 use crate::conf::TrackerConf;
+use crate::udp_port::{UdpPort, UdpTransport};
 use cratetorrent_metainfo::InfoHash;
 
 /// How long a connection id may be used (BEP 15: one minute).
@@ -44,10 +46,34 @@ impl UdpTracker {
         url: &str,
         request: &AnnounceRequest,
     ) -> Result<AnnounceResponse, TrackerError> {
-        let (socket, addr) = self.socket(url).await?;
+        let (mut socket, addr) = self.socket(url).await?;
+        self.announce_on(&mut socket, addr, request).await
+    }
+
+    /// Announces through the engine's shared UDP port (the tracker sees our listen port).
+    pub(crate) async fn announce_via(
+        &self,
+        port: &Rc<UdpPort>,
+        url: &str,
+        request: &AnnounceRequest,
+    ) -> Result<AnnounceResponse, TrackerError> {
+        let addr = self.resolve(url).await?;
+        let served = (addr.is_ipv4() && port.has_v4()) || (addr.is_ipv6() && port.has_v6());
+        match port.exchange(addr).filter(|_| served) {
+            Some(mut exchange) => self.announce_on(&mut exchange, addr, request).await,
+            None => self.announce(url, request).await,
+        }
+    }
+
+    async fn announce_on(
+        &self,
+        transport: &mut impl UdpTransport,
+        addr: SocketAddr,
+        request: &AnnounceRequest,
+    ) -> Result<AnnounceResponse, TrackerError> {
         let reply = self
             .exchange(
-                &socket,
+                transport,
                 addr,
                 |connection, transaction| announce_request(connection, transaction, request),
                 |r| matches!(r, Response::Announce(_)),
@@ -65,10 +91,10 @@ impl UdpTracker {
         url: &str,
         hashes: &[InfoHash],
     ) -> Result<Vec<ScrapeStats>, TrackerError> {
-        let (socket, addr) = self.socket(url).await?;
+        let (mut socket, addr) = self.socket(url).await?;
         let reply = self
             .exchange(
-                &socket,
+                &mut socket,
                 addr,
                 |connection, transaction| scrape_request(connection, transaction, hashes),
                 |r| matches!(r, Response::Scrape(_)),
@@ -81,17 +107,7 @@ impl UdpTracker {
     }
 
     async fn socket(&self, url: &str) -> Result<(UdpSocket, SocketAddr), TrackerError> {
-        let (host, port) = parse_udp_url(url)?;
-        let mut addrs = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|source| TrackerError::Resolve {
-                host: host.to_owned(),
-                source,
-            })?;
-        let addr = addrs.next().ok_or_else(|| TrackerError::Resolve {
-            host: host.to_owned(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
-        })?;
+        let addr = self.resolve(url).await?;
         let local = if addr.is_ipv4() {
             SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
         } else {
@@ -103,10 +119,25 @@ impl UdpTracker {
         Ok((socket, addr))
     }
 
+    async fn resolve(&self, url: &str) -> Result<SocketAddr, TrackerError> {
+        let (host, port) = parse_udp_url(url)?;
+        let mut addrs = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|source| TrackerError::Resolve {
+                host: host.to_owned(),
+                source,
+            })?;
+        let addr = addrs.next().ok_or_else(|| TrackerError::Resolve {
+            host: host.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
+        })?;
+        Ok(crate::udp_port::unmap(addr))
+    }
+
     /// Gets a connection id (cached or fresh), then sends the request that `build` makes.
     async fn exchange(
         &self,
-        socket: &UdpSocket,
+        socket: &mut impl UdpTransport,
         addr: SocketAddr,
         build: impl Fn(u64, u32) -> Vec<u8>,
         wanted: fn(&Response) -> bool,
@@ -150,7 +181,7 @@ impl UdpTracker {
     /// tracker error), retransmitting on the doubling schedule.
     async fn transact(
         &self,
-        socket: &UdpSocket,
+        socket: &mut impl UdpTransport,
         addr: SocketAddr,
         packet: &[u8],
         transaction: u32,

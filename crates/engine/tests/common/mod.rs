@@ -75,6 +75,7 @@ pub fn conf(download_dir: &Path) -> Conf {
     conf.listen_addr = "127.0.0.1:0".parse().unwrap();
     // Engines of other tests on this host would hear each other's multicast announces.
     conf.lsd = false;
+    conf.dht.enabled = false;
     conf
 }
 

@@ -1,7 +1,10 @@
 //! BEP 10 extensions through the core: the registry's ids, and what each extension does.
 
 use super::*;
-use cratetorrent_wire::{ExtendedHandshake, MetadataMessage};
+use std::net::IpAddr;
+
+use crate::core::our_extensions;
+use cratetorrent_wire::{EXTENDED_HANDSHAKE_ID, ExtendedHandshake, MetadataMessage};
 
 #[test]
 fn lt_donthave_takes_a_piece_off_a_peer_and_withdraws_our_requests_for_it() {
@@ -10,7 +13,7 @@ fn lt_donthave_takes_a_piece_off_a_peer_and_withdraws_our_requests_for_it() {
     let addr: SocketAddr = "10.0.0.9:6881".parse().unwrap();
     let id = PeerId::new([9; 20]);
     let key = core
-        .on_handshake(addr, id, crate::core::our_extensions(), true, now)
+        .on_handshake(addr, id, crate::core::our_extensions(false), true, now)
         .unwrap();
     core.on_message(
         key,
@@ -61,7 +64,7 @@ fn lt_donthave_takes_a_piece_off_a_peer_and_withdraws_our_requests_for_it() {
         .on_handshake(
             other,
             PeerId::new([8; 20]),
-            crate::core::our_extensions(),
+            crate::core::our_extensions(false),
             true,
             now,
         )
@@ -79,7 +82,7 @@ fn ut_metadata_requests_are_answered_with_views_of_the_info_dictionary() {
         .on_handshake(
             addr,
             PeerId::new([9; 20]),
-            crate::core::our_extensions(),
+            crate::core::our_extensions(false),
             false,
             now,
         )
@@ -140,4 +143,59 @@ fn ut_metadata_requests_are_answered_with_views_of_the_info_dictionary() {
         now,
     );
     assert!(!core.is_open(key), "a malformed request");
+}
+
+#[test]
+fn dht_port_messages_go_both_ways_once_and_yourip_is_a_vote() {
+    let mut core = core(4, Bitfield::new(4), false);
+    core.dht_port = Some(7000);
+    let now = Instant::now();
+    let addr: SocketAddr = "10.0.0.9:6881".parse().unwrap();
+    let key = core
+        .on_handshake(addr, PeerId::new([9; 20]), our_extensions(true), true, now)
+        .unwrap();
+    assert!(
+        sent(&mut core, key).contains(&Message::Port(7000)),
+        "we tell a DHT peer our node's port"
+    );
+    while core.poll_action().is_some() {}
+    core.on_message(key, Message::Port(9000), now);
+    core.on_message(key, Message::Port(9001), now);
+    let nodes: Vec<SocketAddr> = std::iter::from_fn(|| core.poll_action())
+        .filter_map(|a| match a {
+            Action::DhtNode(node) => Some(node),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(nodes, ["10.0.0.9:9000".parse::<SocketAddr>().unwrap()]);
+    let handshake = ExtendedHandshake {
+        your_ip: Some("1.2.3.4".parse().unwrap()),
+        ..ExtendedHandshake::default()
+    };
+    core.on_message(
+        key,
+        Message::Extended {
+            id: EXTENDED_HANDSHAKE_ID,
+            payload: handshake.encode(),
+        },
+        now,
+    );
+    assert!(std::iter::from_fn(|| core.poll_action()).any(|a| matches!(
+        a,
+        Action::ExternalIp { ip, voter } if ip == IpAddr::from([1, 2, 3, 4]) && voter == addr.ip()
+    )));
+    // Without the DHT bit, a port message is ignored.
+    let other: SocketAddr = "10.0.0.8:6881".parse().unwrap();
+    let key = core
+        .on_handshake(
+            other,
+            PeerId::new([8; 20]),
+            our_extensions(false),
+            true,
+            now,
+        )
+        .unwrap();
+    assert!(!sent(&mut core, key).contains(&Message::Port(7000)));
+    core.on_message(key, Message::Port(9000), now);
+    assert!(!std::iter::from_fn(|| core.poll_action()).any(|a| matches!(a, Action::DhtNode(_))));
 }

@@ -12,7 +12,7 @@ fn fast_peer(core: &mut Core, n: u8, now: Instant) -> PeerKey {
     core.on_handshake(
         addr,
         PeerId::new([n; 20]),
-        crate::core::our_extensions(),
+        crate::core::our_extensions(false),
         true,
         now,
     )

@@ -25,6 +25,7 @@ fn magnet_core_selecting(
             }),
             our_id: PeerId::new([0; 20]),
             listen_port: 6881,
+            dht_port: None,
             conf: TorrentConf::default(),
             seed_only: false,
             have: Bitfield::new(0),

@@ -1,0 +1,231 @@
+//! The engine's side of the DHT: the shared UDP port's readers, and the task that runs the
+//! node's timers, sends what it queues, hands the peers it finds to their torrents, announces
+//! and searches for the torrents, and saves the routing table (at most every
+//! `DhtConf::save_interval`, and at shutdown).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use cratetorrent_dht::{Config, Dht, SavedState};
+use cratetorrent_metainfo::InfoHash;
+use cratetorrent_storage::{load_session_file, save_session_file};
+use tokio::net::UdpSocket;
+
+use super::Engine;
+use crate::blocking::blocking;
+use crate::dht_node::DhtNode;
+use crate::tracker::announcer::Swarm;
+use crate::udp_port::{Kind, UdpPort, classify, unmap};
+
+/// The saved routing table's name under `.cratetorrent/`.
+const STATE_FILE: &str = "dht.dat";
+/// A saved state longer than this is not ours.
+const MAX_STATE: u64 = 1 << 20;
+/// How long the bootstrap routers' names may take to resolve.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the list of torrents is looked at.
+const RESCAN: Duration = Duration::from_secs(1);
+/// Largest datagram read (more than KRPC or a tracker sends).
+const MAX_DATAGRAM: usize = 2048;
+
+/// Binds the UDP port (a warning, and no DHT, if it cannot be), then starts the node in the
+/// background: saved state and router names first.
+pub(super) fn start(engine: &Rc<Engine>, listen: SocketAddr) {
+    let port = match UdpPort::bind(listen) {
+        Ok(port) => Rc::new(port),
+        Err(error) => {
+            tracing::warn!(%listen, %error, "no UDP port: DHT off, UDP trackers on their own sockets");
+            return;
+        }
+    };
+    if let Some(trackers) = &engine.shared.trackers {
+        let _ = trackers.port.set(port.clone());
+    }
+    engine.shared.dht_port.set(Some(port.port()));
+    for socket in port.sockets() {
+        tokio::task::spawn_local(receive(engine.clone(), port.clone(), socket));
+    }
+    tokio::task::spawn_local(run(engine.clone(), port));
+}
+
+/// Reads one socket: KRPC to the node (once it runs), the rest to tracker exchanges.
+async fn receive(engine: Rc<Engine>, port: Rc<UdpPort>, socket: Rc<UdpSocket>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    while !engine.closing.get() {
+        let (len, from) = match socket.recv_from(&mut buf).await {
+            Ok(received) => received,
+            Err(error) => {
+                // ICMP errors surface here on Linux; the next read works.
+                tracing::trace!(%error, "UDP receive failed");
+                continue;
+            }
+        };
+        let from = unmap(from);
+        let datagram = &buf[..len];
+        match classify(datagram) {
+            Kind::Krpc => {
+                if let Some(node) = engine.shared.dht.get() {
+                    node.handle_datagram(from, datagram);
+                }
+            }
+            Kind::Other => {
+                if !port.deliver(from, datagram) {
+                    tracing::trace!(%from, len, "stray UDP datagram dropped");
+                }
+            }
+        }
+    }
+}
+
+/// When each torrent is next announced or searched.
+struct Due {
+    announce: Instant,
+    search: Instant,
+}
+
+async fn run(engine: Rc<Engine>, port: Rc<UdpPort>) {
+    let conf = engine.conf.dht.clone();
+    let dir = engine.shared.download_dir.clone();
+    let saved = blocking(move || load_session_file(&dir, STATE_FILE, MAX_STATE))
+        .await
+        .and_then(|loaded| match loaded {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::warn!(%error, "saved DHT state unreadable");
+                None
+            }
+        })
+        .and_then(|bytes| match SavedState::decode(&bytes) {
+            Ok(state) => Some(state),
+            Err(error) => {
+                tracing::warn!(%error, "saved DHT state malformed: starting afresh");
+                None
+            }
+        });
+    let bootstrap = resolve(&conf.bootstrap).await;
+    tracing::info!(
+        routers = bootstrap.len(),
+        saved = saved.as_ref().map_or(0, |s| s.nodes.len()),
+        "DHT starting"
+    );
+    let config = Config {
+        bootstrap,
+        saved,
+        ipv4: port.has_v4(),
+        ipv6: port.has_v6(),
+        ..conf.node.clone()
+    };
+    let seed = engine.shared.session.borrow_mut().torrent_seed();
+    let node = Rc::new(DhtNode::new(Dht::new(config, Instant::now(), seed)));
+    if engine.shared.dht.set(node.clone()).is_err() {
+        return;
+    }
+    let mut due: HashMap<InfoHash, Due> = HashMap::new();
+    let mut next_scan = Instant::now();
+    let mut next_save = Instant::now() + conf.save_interval;
+    let mut waiting_for_nodes = false;
+    while !engine.closing.get() {
+        let mut wake = node.handle_timeout();
+        let now = Instant::now();
+        let stats = node.stats();
+        let has_nodes = stats.nodes_v4 + stats.nodes_v6 > 0;
+        // Torrents added before the node knew anyone go out as soon as it does.
+        if now >= next_scan || (waiting_for_nodes && has_nodes) {
+            next_scan = now + RESCAN;
+            waiting_for_nodes = !schedule(&engine, &node, &mut due, now);
+        }
+        for transmit in node.transmits() {
+            if let Err(error) = port.send_to(&transmit.datagram, transmit.to).await {
+                tracing::trace!(to = %transmit.to, %error, "DHT datagram not sent");
+            }
+        }
+        for (info_hash, peers) in node.found() {
+            hand_over(&engine, info_hash, peers);
+        }
+        if now >= next_save {
+            next_save = now + conf.save_interval;
+            save(&engine).await;
+        }
+        wake = wake.min(next_scan).max(now);
+        tokio::select! {
+            () = tokio::time::sleep_until(wake.into()) => {}
+            () = node.woken() => {}
+        }
+    }
+}
+
+/// Announces torrents when due (once the node knows other nodes), and searches again for
+/// unfinished ones short of peers; `false` while the node knows nobody.
+fn schedule(
+    engine: &Engine,
+    node: &DhtNode,
+    due: &mut HashMap<InfoHash, Due>,
+    now: Instant,
+) -> bool {
+    let conf = &engine.conf.dht;
+    let torrents: Vec<_> = engine
+        .discoverable()
+        .iter()
+        .map(|t| t.announce_state())
+        .collect();
+    due.retain(|info_hash, _| torrents.iter().any(|t| t.info_hash == *info_hash));
+    let stats = node.stats();
+    if stats.nodes_v4 + stats.nodes_v6 == 0 {
+        return false;
+    }
+    for torrent in torrents {
+        let when = due.entry(torrent.info_hash).or_insert(Due {
+            announce: now,
+            search: now,
+        });
+        if now >= when.announce {
+            node.announce(torrent.info_hash, engine.listen_port);
+            when.announce = now + conf.announce_interval;
+            when.search = now + conf.search_interval;
+        } else if !torrent.finished && torrent.peers < conf.want_peers && now >= when.search {
+            node.get_peers(torrent.info_hash);
+            when.search = now + conf.search_interval;
+        }
+    }
+    true
+}
+
+fn hand_over(engine: &Engine, info_hash: InfoHash, peers: Vec<SocketAddr>) {
+    if let Some(torrent) = engine.torrent_by_hash(info_hash) {
+        tracing::debug!(id = %torrent.id, peers = peers.len(), "peers found in the DHT");
+        torrent.add_dht_peers(peers);
+    }
+}
+
+/// Resolves the routers' names, each within `RESOLVE_TIMEOUT`; a name that does not resolve
+/// is skipped (the node still starts from its saved nodes).
+async fn resolve(routers: &[String]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for router in routers {
+        let lookup = tokio::net::lookup_host(router.as_str());
+        match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
+            Ok(Ok(addrs)) => out.extend(addrs.map(unmap)),
+            Ok(Err(error)) => tracing::debug!(%router, %error, "DHT router not resolved"),
+            Err(_) => tracing::debug!(%router, "DHT router not resolved in time"),
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Writes the routing table (atomically, under the download directory).
+pub(super) async fn save(engine: &Engine) {
+    let Some(node) = engine.shared.dht.get() else {
+        return;
+    };
+    let bytes = node.saved_state();
+    let dir = engine.shared.download_dir.clone();
+    match blocking(move || save_session_file(&dir, STATE_FILE, &bytes)).await {
+        Some(Ok(())) => tracing::debug!("DHT state saved"),
+        Some(Err(error)) => tracing::warn!(%error, "saving the DHT state failed"),
+        None => {}
+    }
+}
