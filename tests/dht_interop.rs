@@ -143,3 +143,61 @@ async fn aria2_finds_our_seed_through_the_dht() {
     assert!(payload.same_in(out.path()), "aria2's copy differs");
     seed.shutdown().await.unwrap();
 }
+
+/// A flood of queries and junk at our engine's UDP port from one address: at most 50 answers
+/// (then that address is ignored for 5 minutes), junk is dropped, and another address is still
+/// answered at once.
+#[tokio::test]
+async fn a_query_flood_at_our_udp_port_is_throttled_and_junk_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conf = loopback_conf(dir.path());
+    conf.listen_addr = SocketAddr::from(([127, 200, 0, 2], 0));
+    conf.tracker.enabled = false;
+    conf.dht.enabled = true;
+    conf.dht.bootstrap = Vec::new();
+    let (engine, _alerts) = engine::spawn(conf).unwrap();
+    let target = engine.listen_addr();
+    let ping = |t: u16| {
+        let mut q = b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:".to_vec();
+        q.extend_from_slice(&t.to_be_bytes());
+        q.extend_from_slice(b"1:y1:qe");
+        q
+    };
+    let flooder = std::net::UdpSocket::bind("127.0.0.9:0").unwrap();
+    flooder
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    for t in 0..5_000u16 {
+        flooder.send_to(&ping(t), target).unwrap();
+        if t % 500 == 0 {
+            // Junk of every kind in between: oversized, not bencode, bencode but not KRPC.
+            flooder.send_to(&[b'd'; 3000], target).unwrap();
+            flooder.send_to(b"d1:y1:ze", target).unwrap();
+            flooder.send_to(&[0xff; 40], target).unwrap();
+            // Pace the flood so that the kernel's receive buffer does not drop it for us.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let mut answers = 0;
+    let mut buf = [0u8; 2048];
+    while let Ok((len, _)) = flooder.recv_from(&mut buf) {
+        // Answers end with `y` = `r` (the node's own ping to learn about us, `y` = `q`).
+        if buf[..len].ends_with(b"1:y1:re") {
+            answers += 1;
+        }
+    }
+    assert!(
+        answers > 0 && answers <= 50,
+        "{answers} answers to the flood"
+    );
+    let other = std::net::UdpSocket::bind("127.0.0.10:0").unwrap();
+    other
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    other.send_to(&ping(1), target).unwrap();
+    let (len, _) = other
+        .recv_from(&mut buf)
+        .expect("another address is answered");
+    assert!(buf[..len].starts_with(b"d"), "a KRPC answer");
+    engine.shutdown().await.unwrap();
+}

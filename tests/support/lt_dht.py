@@ -11,7 +11,8 @@ seeds TORRENT from SAVE_PATH and announces it to the DHT every 2 s. With `leech`
 (info-hash only, no tracker or peer) after READY and downloads through the DHT.
 stdout: `READY <BASE_PORT>` once every session has another libtorrent session in its routing table (our
 bootstrap nodes are not waited for) and the seed is seeding (after 60 s: READY anyway, with a
-warning on stderr); then `FIRST_BYTE <s>` and `DONE <s>` (seconds since the leech was added).
+warning on stderr); then `METADATA <s>`, `FIRST_BYTE <s>` and `DONE <s>` (seconds since the
+leech was added).
 stdin lines:
   stats               -> `STATS {"dht_nodes": [...], "seed": {...}, "leech": {...}}`
   get_peers <40-hex> [SECONDS]
@@ -147,7 +148,7 @@ def main():
     print(f"READY {port}", flush=True)
     print(f"lt_dht: READY after {time.time() - start:.3f} s, nodes {nodes}", file=sys.stderr)
 
-    leecher = added = first = None
+    leecher = added = first = metadata = None
     if leech:
         added = time.time()
         leecher = add(sessions[-1], leech[0], leech[1])
@@ -166,6 +167,9 @@ def main():
             pinged = now
         if leecher is not None and not done:
             status = leecher.status()
+            if metadata is None and status.has_metadata:
+                metadata = now - added
+                print(f"METADATA {metadata:.3f}", flush=True)
             if first is None and status.total_done > 0:
                 first = now - added
                 print(f"FIRST_BYTE {first:.3f}", flush=True)

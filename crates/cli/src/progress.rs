@@ -81,6 +81,8 @@ impl Reporter {
                 "hash_failures": stats.hash_failures,
                 "dht_nodes": stats.dht_nodes,
                 "dht_peers": stats.dht_peers,
+                "dht_sent": stats.dht_datagrams.0,
+                "dht_received": stats.dht_datagrams.1,
                 "elapsed": self.elapsed(),
             })),
             Style::Human => {

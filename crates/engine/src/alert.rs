@@ -142,6 +142,8 @@ pub struct TorrentStats {
     pub dht_nodes: usize,
     /// Peers the DHT has given this torrent so far.
     pub dht_peers: u64,
+    /// Datagrams the engine's DHT node has sent and received since it started (engine-wide).
+    pub dht_datagrams: (u64, u64),
 }
 
 /// One connected peer's counters.
@@ -303,6 +305,7 @@ mod tests {
             peers: Vec::new(),
             dht_nodes: 0,
             dht_peers: 0,
+            dht_datagrams: (0, 0),
         }))
     }
 

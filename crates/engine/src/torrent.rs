@@ -424,6 +424,7 @@ impl Torrent {
         if let Some(dht) = self.shared.dht.get() {
             let node = dht.stats();
             stats.dht_nodes = node.nodes_v4 + node.nodes_v6;
+            stats.dht_datagrams = (node.sent, node.received);
         }
         stats.dht_peers = self.dht_peers.get();
     }

@@ -574,6 +574,7 @@ impl Core {
                 .collect(),
             dht_nodes: 0,
             dht_peers: 0,
+            dht_datagrams: (0, 0),
         }
     }
 }
