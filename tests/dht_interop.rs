@@ -201,3 +201,46 @@ async fn a_query_flood_at_our_udp_port_is_throttled_and_junk_is_dropped() {
     assert!(buf[..len].starts_with(b"d"), "a KRPC answer");
     engine.shutdown().await.unwrap();
 }
+
+/// Waits until the engine's DHT node knows `at_least` nodes (read from a torrent's stats).
+async fn wait_dht_nodes(engine: &EngineHandle, id: TorrentId, at_least: usize) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let known = engine.stats(id).await.map_or(0, |s| s.dht_nodes);
+        if known >= at_least {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the DHT knows {known} nodes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn the_routing_table_is_saved_at_shutdown_and_a_restart_needs_no_router() {
+    let payload = Payload::single_file(1 << 20, 256 * 1024, 22);
+    let lt = LibtorrentDht::start(4, free_port(), &[]);
+    let (engine, _alerts) = spawn_dht_engine(payload.dir.path(), lt.node(0));
+    let id = engine
+        .create_torrent(params(&payload.metainfo, Mode::Seed))
+        .unwrap();
+    wait_dht_nodes(&engine, id, 4).await;
+    engine.shutdown().await.unwrap();
+    let saved = std::fs::read(payload.dir.path().join(".cratetorrent/dht.dat")).unwrap();
+    let state = cratetorrent::cratetorrent_dht::SavedState::decode(&saved).unwrap();
+    assert!(state.nodes.len() >= 4, "saved {:?}", state.nodes);
+
+    // No router this time: the saved nodes are enough.
+    let mut conf = loopback_conf(payload.dir.path());
+    conf.listen_addr = SocketAddr::from(([127, 200, 0, 1], 0));
+    conf.tracker.enabled = false;
+    conf.dht.enabled = true;
+    conf.dht.bootstrap = Vec::new();
+    let (engine, _alerts) = engine::spawn(conf).unwrap();
+    let id = engine
+        .create_torrent(params(&payload.metainfo, Mode::Seed))
+        .unwrap();
+    wait_dht_nodes(&engine, id, 4).await;
+    engine.shutdown().await.unwrap();
+    drop(lt);
+}

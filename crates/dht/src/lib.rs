@@ -28,8 +28,8 @@
 //! let mut found = Vec::new();
 //! for round in 0..20 {
 //!     match round {
-//!         5 => nodes[1].announce(torrent, Some(51413), now),
-//!         10 => nodes[2].get_peers(torrent, now),
+//!         5 => assert!(nodes[1].announce(torrent, Some(51413), now)),
+//!         10 => assert!(nodes[2].get_peers(torrent, now)),
 //!         _ => {}
 //!     }
 //!     // Deliver every datagram (a real shell sends them on a UDP socket).

@@ -45,9 +45,11 @@ impl OurNode {
                 loop {
                     match inbox.try_recv() {
                         Ok(Command::Announce(ih, port)) => {
-                            dht.announce(ih, Some(port), Instant::now())
+                            assert!(dht.announce(ih, Some(port), Instant::now()));
                         }
-                        Ok(Command::GetPeers(ih)) => dht.get_peers(ih, Instant::now()),
+                        Ok(Command::GetPeers(ih)) => {
+                            assert!(dht.get_peers(ih, Instant::now()));
+                        }
                         Ok(Command::Stats(reply)) => {
                             let _ = reply.send(dht.stats());
                         }

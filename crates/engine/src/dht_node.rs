@@ -1,7 +1,7 @@
 //! The engine's DHT node: the sans-IO [`Dht`] shared on the network thread, poked by torrents
 //! (BEP 5 `port` messages, BEP 10 `yourip`) and driven by `engine::dht`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 pub(crate) struct DhtNode {
     dht: RefCell<Dht>,
     wake: Notify,
+    saving: Cell<bool>,
 }
 
 fn id_of(info_hash: InfoHash) -> NodeId {
@@ -24,6 +25,7 @@ impl DhtNode {
         Self {
             dht: RefCell::new(dht),
             wake: Notify::new(),
+            saving: Cell::new(false),
         }
     }
 
@@ -48,12 +50,19 @@ impl DhtNode {
         self.with(|dht, now| dht.vote_external_ip(ip, voter, now));
     }
 
-    pub(crate) fn announce(&self, info_hash: InfoHash, port: u16) {
-        self.with(|dht, now| dht.announce(id_of(info_hash), Some(port), now));
+    /// `false` if the node has no room for another lookup now.
+    pub(crate) fn announce(&self, info_hash: InfoHash, port: u16) -> bool {
+        self.with(|dht, now| dht.announce(id_of(info_hash), Some(port), now))
     }
 
-    pub(crate) fn get_peers(&self, info_hash: InfoHash) {
-        self.with(|dht, now| dht.get_peers(id_of(info_hash), now));
+    /// `false` if the node has no room for another lookup now.
+    pub(crate) fn get_peers(&self, info_hash: InfoHash) -> bool {
+        self.with(|dht, now| dht.get_peers(id_of(info_hash), now))
+    }
+
+    /// A router resolved after the start.
+    pub(crate) fn add_bootstrap(&self, addr: SocketAddr) {
+        self.with(|dht, now| dht.add_bootstrap(addr, now));
     }
 
     /// Runs the node's timers if due; returns when they are next due.
@@ -88,9 +97,19 @@ impl DhtNode {
         self.dht.borrow().stats()
     }
 
-    /// The state to save.
-    pub(crate) fn saved_state(&self) -> Vec<u8> {
-        self.dht.borrow().saved_state().encode()
+    /// The state to save, unless the table is empty (a run that met nobody must not erase
+    /// what an earlier one saved) or a save is under way (see [`DhtNode::saved`]).
+    pub(crate) fn state_to_save(&self) -> Option<Vec<u8>> {
+        let state = self.dht.borrow().saved_state();
+        if state.nodes.is_empty() || self.saving.replace(true) {
+            return None;
+        }
+        Some(state.encode())
+    }
+
+    /// The save [`DhtNode::state_to_save`] began has ended.
+    pub(crate) fn saved(&self) {
+        self.saving.set(false);
     }
 
     /// Waits until something was given to the node.

@@ -430,7 +430,8 @@ impl Torrent {
     }
 
     /// Peers the DHT found for this torrent (counted for its stats, then dialled).
-    pub(crate) fn add_dht_peers(self: &Rc<Self>, peers: Vec<SocketAddr>) {
+    pub(crate) fn add_dht_peers(self: &Rc<Self>, mut peers: Vec<SocketAddr>) {
+        peers.retain(|&peer| crate::peer_addr::can_dial(peer));
         self.dht_peers
             .set(self.dht_peers.get() + peers.len() as u64);
         self.command(Command::AddPeers(peers));
@@ -439,6 +440,16 @@ impl Torrent {
     /// Whether it may be announced to the local network (BEP 14).
     pub(crate) fn discoverable(&self) -> bool {
         self.core.borrow().discoverable()
+    }
+
+    /// Finished (nothing to download), and its peer count.
+    pub(crate) fn discovery_state(&self) -> (bool, usize) {
+        self.core.borrow().discovery_state()
+    }
+
+    /// Peers the DHT has given it so far.
+    pub(crate) fn dht_peers(&self) -> u64 {
+        self.dht_peers.get()
     }
 
     /// The metadata (`None` while a magnet link's is fetched).

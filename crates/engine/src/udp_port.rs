@@ -85,7 +85,9 @@ impl UdpPort {
         let port = listen.port();
         let (v4, v6) = match listen.ip() {
             IpAddr::V6(ip) if ip.is_unspecified() => {
-                let v4 = open(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port)).ok();
+                let v4 = open(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port))
+                    .inspect_err(|error| tracing::warn!(port, %error, "no IPv4 UDP socket"))
+                    .ok();
                 let v6 = open(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port));
                 match (v4, v6) {
                     (v4, Ok(v6)) => (v4, Some(v6)),

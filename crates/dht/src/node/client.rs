@@ -46,14 +46,16 @@ impl Dht {
         true
     }
 
-    /// Starts a lookup in each address family we have.
+    /// Starts a lookup in each address family we have; `false` if one was refused for want of
+    /// room (a lookup for the same target running already counts as started).
     pub(super) fn start_lookup(
         &mut self,
         target: NodeId,
         purpose: Purpose,
         seeds: &[SocketAddr],
         now: Instant,
-    ) {
+    ) -> bool {
+        let mut taken = true;
         for v6 in [false, true] {
             let enabled = if v6 {
                 self.config.ipv6
@@ -66,12 +68,14 @@ impl Dht {
                     .copied()
                     .filter(|a| a.is_ipv6() == v6)
                     .collect();
-                self.start_family_lookup(target, purpose, v6, &seeds, now);
+                taken &= self.start_family_lookup(target, purpose, v6, &seeds, now);
             }
         }
+        taken
     }
 
-    /// Starts a lookup from the closest nodes of one table and `seeds`, unless the same one runs.
+    /// Starts a lookup from the closest nodes of one table and `seeds`, unless the same one runs;
+    /// `false` when 256 lookups run already.
     pub(super) fn start_family_lookup(
         &mut self,
         target: NodeId,
@@ -79,13 +83,16 @@ impl Dht {
         v6: bool,
         seeds: &[SocketAddr],
         now: Instant,
-    ) {
+    ) -> bool {
         let running = self
             .lookups
             .values()
             .any(|l| l.target() == target && l.purpose() == purpose && l.is_v6() == v6);
-        if running || self.lookups.len() >= MAX_LOOKUPS {
-            return;
+        if running {
+            return true;
+        }
+        if self.lookups.len() >= MAX_LOOKUPS {
+            return false;
         }
         let mut lookup = Lookup::new(target, purpose, v6, self.config.restrict_ips);
         let table = if v6 { &self.v6 } else { &self.v4 };
@@ -97,6 +104,7 @@ impl Dht {
         self.next_lookup = self.next_lookup.wrapping_add(1);
         self.lookups.insert(id, lookup);
         self.step_lookup(id, now);
+        true
     }
 
     /// Sends what the lookup may send now, and ends it once it has converged.

@@ -287,18 +287,55 @@ impl Dht {
     }
 
     /// Starts looking for peers of `info_hash`; they arrive as [`Event::Peers`].
-    pub fn get_peers(&mut self, info_hash: NodeId, now: Instant) {
-        self.start_lookup(info_hash, Purpose::GetPeers, &[], now);
+    /// `false` if it could not start: 256 lookups run already (try again later).
+    pub fn get_peers(&mut self, info_hash: NodeId, now: Instant) -> bool {
+        self.start_lookup(info_hash, Purpose::GetPeers, &[], now)
     }
 
     /// Looks for peers of `info_hash` and then announces us to the closest nodes: on `port`, or
     /// with `None`, on the port our datagrams come from (BEP 5 `implied_port`).
-    pub fn announce(&mut self, info_hash: NodeId, port: Option<u16>, now: Instant) {
+    /// `false` if it could not start: 256 lookups run already (try again later).
+    pub fn announce(&mut self, info_hash: NodeId, port: Option<u16>, now: Instant) -> bool {
         let purpose = Purpose::Announce {
             port: port.unwrap_or(0),
             implied_port: port.is_none(),
         };
-        self.start_lookup(info_hash, purpose, &[], now);
+        self.start_lookup(info_hash, purpose, &[], now)
+    }
+
+    /// Adds a router or node to bootstrap from (one resolved after the node started) and, until
+    /// a bootstrap has succeeded, asks it at once.
+    pub fn add_bootstrap(&mut self, addr: SocketAddr, now: Instant) {
+        if !self.family_enabled(addr) || self.config.bootstrap.contains(&addr) {
+            return;
+        }
+        self.config.bootstrap.push(addr);
+        // A node that started with no seed at all counted itself bootstrapped: now it has one.
+        if self.config.bootstrap.len() == 1
+            && self
+                .config
+                .saved
+                .as_ref()
+                .is_none_or(|s| s.nodes.is_empty())
+        {
+            self.bootstrapped = false;
+        }
+        if self.bootstrapped {
+            return;
+        }
+        let own = self.id;
+        let running = self.lookups.iter_mut().find(|(_, l)| {
+            l.target() == own && l.purpose() == Purpose::FindNode && l.is_v6() == addr.is_ipv6()
+        });
+        match running {
+            Some((&id, lookup)) => {
+                lookup.add_address(addr);
+                self.step_lookup(id, now);
+            }
+            None => {
+                self.start_lookup(own, Purpose::FindNode, &[addr], now);
+            }
+        }
     }
 
     /// Counts `voter`'s word that our address is `ip` (from BEP 10 `yourip`, or a DHT answer).

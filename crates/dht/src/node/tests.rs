@@ -261,3 +261,40 @@ fn bogus_answers_cannot_grow_memory_past_the_bounds() {
     assert!(stats.pending <= MAX_PENDING);
     assert!(stats.nodes_v4 + stats.replacements <= 160 * 2 * K);
 }
+
+#[test]
+fn a_router_added_after_the_start_bootstraps_the_node() {
+    let mut net = Net::new(20);
+    net.run(20, Duration::from_millis(500));
+    let now = net.now;
+    let late = addr(20);
+    net.nodes.push((late, Dht::new(Config::default(), now, 99)));
+    net.nodes[20].1.add_bootstrap(addr(0), now);
+    net.run(10, Duration::from_millis(500));
+    assert!(
+        net.nodes[20].1.stats().nodes_v4 >= K,
+        "{:?}",
+        net.nodes[20].1.stats()
+    );
+}
+
+#[test]
+fn lookups_beyond_the_bound_are_refused_not_lost() {
+    let mut net = Net::new(10);
+    net.run(10, Duration::from_millis(500));
+    let now = net.now;
+    let node = &mut net.nodes[3].1;
+    let before = node.stats().lookups;
+    let started = (0..300u16)
+        .filter(|&i| {
+            let mut ih = [0; 20];
+            ih[..2].copy_from_slice(&i.to_be_bytes());
+            node.get_peers(NodeId(ih), now)
+        })
+        .count();
+    assert_eq!(started, MAX_LOOKUPS - before);
+    assert!(
+        node.get_peers(NodeId([0; 20]), now),
+        "a lookup running already counts"
+    );
+}

@@ -303,6 +303,12 @@ impl Core {
         !self.paused && !self.metainfo.as_ref().is_some_and(Metainfo::is_private)
     }
 
+    /// Whether the torrent has nothing left to download, and how many peers it has: what the
+    /// DHT's schedule needs, cheaply (no walk over the pieces).
+    pub(crate) fn discovery_state(&self) -> (bool, usize) {
+        (self.is_finished() || self.seed_only, self.peers.len())
+    }
+
     /// What a tracker announce reports.
     pub(crate) fn announce_state(&self) -> AnnounceState {
         let finished = self.is_finished() || self.seed_only;

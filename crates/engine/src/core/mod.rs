@@ -343,8 +343,10 @@ impl Core {
                     peer.client = Some(client.chars().take(64).collect());
                 }
                 peer.ext = PeerExtensions::from_handshake(&handshake);
-                if let Some(ip) = handshake.your_ip {
-                    let voter = peer.addr.ip();
+                // One vote per host (an IPv6 /64 counts as one); loopback peers have no say.
+                if let (Some(ip), Some(voter)) =
+                    (handshake.your_ip, crate::peer_addr::limited_ip(peer.addr))
+                {
                     self.actions.push_back(Action::ExternalIp { ip, voter });
                 }
                 peer.metadata.size = handshake.metadata_size;

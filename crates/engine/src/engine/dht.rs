@@ -3,7 +3,7 @@
 //! and searches for the torrents, and saves the routing table (at most every
 //! `DhtConf::save_interval`, and at shutdown).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,6 @@ use tokio::net::UdpSocket;
 use super::Engine;
 use crate::blocking::blocking;
 use crate::dht_node::DhtNode;
-use crate::tracker::announcer::Swarm;
 use crate::udp_port::{Kind, UdpPort, classify, unmap};
 
 /// The saved routing table's name under `.cratetorrent/`.
@@ -50,15 +49,17 @@ pub(super) fn start(engine: &Rc<Engine>, listen: SocketAddr) {
     tokio::task::spawn_local(run(engine.clone(), port));
 }
 
-/// Reads one socket: KRPC to the node (once it runs), the rest to tracker exchanges.
+/// Reads one socket: KRPC to the node (once it runs), the rest to tracker exchanges. It runs
+/// until the runtime ends, through shutdown: trackers' answers to `stopped` arrive here.
 async fn receive(engine: Rc<Engine>, port: Rc<UdpPort>, socket: Rc<UdpSocket>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    while !engine.closing.get() {
+    loop {
         let (len, from) = match socket.recv_from(&mut buf).await {
             Ok(received) => received,
             Err(error) => {
-                // ICMP errors surface here on Linux; the next read works.
                 tracing::trace!(%error, "UDP receive failed");
+                // A lasting error (no buffers) must not make this task spin.
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
@@ -83,6 +84,10 @@ async fn receive(engine: Rc<Engine>, port: Rc<UdpPort>, socket: Rc<UdpSocket>) {
 struct Due {
     announce: Instant,
     search: Instant,
+    /// Between searches: doubled after each search that brought no new peer.
+    search_every: Duration,
+    /// The torrent's DHT peer count at its last search.
+    peers_then: u64,
 }
 
 async fn run(engine: Rc<Engine>, port: Rc<UdpPort>) {
@@ -104,14 +109,12 @@ async fn run(engine: Rc<Engine>, port: Rc<UdpPort>) {
                 None
             }
         });
-    let bootstrap = resolve(&conf.bootstrap).await;
     tracing::info!(
-        routers = bootstrap.len(),
         saved = saved.as_ref().map_or(0, |s| s.nodes.len()),
         "DHT starting"
     );
     let config = Config {
-        bootstrap,
+        bootstrap: Vec::new(),
         saved,
         ipv4: port.has_v4(),
         ipv6: port.has_v6(),
@@ -122,6 +125,8 @@ async fn run(engine: Rc<Engine>, port: Rc<UdpPort>) {
     if engine.shared.dht.set(node.clone()).is_err() {
         return;
     }
+    // The node runs (from its saved nodes) while the routers' names resolve.
+    tokio::task::spawn_local(bootstrap(node.clone(), conf.bootstrap.clone()));
     let mut due: HashMap<InfoHash, Due> = HashMap::new();
     let mut next_scan = Instant::now();
     let mut next_save = Instant::now() + conf.save_interval;
@@ -148,6 +153,10 @@ async fn run(engine: Rc<Engine>, port: Rc<UdpPort>) {
             next_save = now + conf.save_interval;
             save(&engine).await;
         }
+        // The torrent scan may have left announces for lack of room: retry soon.
+        if due.values().any(|d| d.announce <= now) {
+            next_scan = next_scan.min(now + Duration::from_millis(100));
+        }
         wake = wake.min(next_scan).max(now);
         tokio::select! {
             () = tokio::time::sleep_until(wake.into()) => {}
@@ -165,28 +174,41 @@ fn schedule(
     now: Instant,
 ) -> bool {
     let conf = &engine.conf.dht;
-    let torrents: Vec<_> = engine
-        .discoverable()
-        .iter()
-        .map(|t| t.announce_state())
-        .collect();
-    due.retain(|info_hash, _| torrents.iter().any(|t| t.info_hash == *info_hash));
+    let torrents = engine.discoverable();
+    let live: HashSet<InfoHash> = torrents.iter().map(|t| t.info_hash).collect();
+    due.retain(|info_hash, _| live.contains(info_hash));
     let stats = node.stats();
     if stats.nodes_v4 + stats.nodes_v6 == 0 {
         return false;
     }
     for torrent in torrents {
+        let (finished, peers) = torrent.discovery_state();
+        let found = torrent.dht_peers();
         let when = due.entry(torrent.info_hash).or_insert(Due {
             announce: now,
             search: now,
+            search_every: conf.search_interval,
+            peers_then: found,
         });
         if now >= when.announce {
-            node.announce(torrent.info_hash, engine.listen_port);
-            when.announce = now + conf.announce_interval;
-            when.search = now + conf.search_interval;
-        } else if !torrent.finished && torrent.peers < conf.want_peers && now >= when.search {
-            node.get_peers(torrent.info_hash);
-            when.search = now + conf.search_interval;
+            // Refused when the node runs its most lookups: it stays due for the next scan.
+            if node.announce(torrent.info_hash, engine.listen_port) {
+                when.announce = now + conf.announce_interval;
+                when.search = now + when.search_every;
+            }
+        } else if !finished
+            && peers < conf.want_peers
+            && now >= when.search
+            && node.get_peers(torrent.info_hash)
+        {
+            // A torrent nobody seeds is searched less and less often.
+            when.search_every = if found > when.peers_then {
+                conf.search_interval
+            } else {
+                (when.search_every * 2).min(conf.announce_interval)
+            };
+            when.peers_then = found;
+            when.search = now + when.search_every;
         }
     }
     true
@@ -199,21 +221,29 @@ fn hand_over(engine: &Engine, info_hash: InfoHash, peers: Vec<SocketAddr>) {
     }
 }
 
-/// Resolves the routers' names, each within `RESOLVE_TIMEOUT`; a name that does not resolve
-/// is skipped (the node still starts from its saved nodes).
-async fn resolve(routers: &[String]) -> Vec<SocketAddr> {
-    let mut out = Vec::new();
-    for router in routers {
+/// Resolves the routers' names together, each within `RESOLVE_TIMEOUT`, and gives the node
+/// each address as it comes; a name that does not resolve is skipped (the node still has its
+/// saved nodes).
+async fn bootstrap(node: Rc<DhtNode>, routers: Vec<String>) {
+    let lookups = routers.iter().map(|router| async move {
         let lookup = tokio::net::lookup_host(router.as_str());
         match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
-            Ok(Ok(addrs)) => out.extend(addrs.map(unmap)),
-            Ok(Err(error)) => tracing::debug!(%router, %error, "DHT router not resolved"),
-            Err(_) => tracing::debug!(%router, "DHT router not resolved in time"),
+            Ok(Ok(addrs)) => addrs.map(unmap).collect(),
+            Ok(Err(error)) => {
+                tracing::debug!(%router, %error, "DHT router not resolved");
+                Vec::new()
+            }
+            Err(_) => {
+                tracing::debug!(%router, "DHT router not resolved in time");
+                Vec::new()
+            }
+        }
+    });
+    for addrs in futures::future::join_all(lookups).await {
+        for addr in addrs {
+            node.add_bootstrap(addr);
         }
     }
-    out.sort();
-    out.dedup();
-    out
 }
 
 /// Writes the routing table (atomically, under the download directory).
@@ -221,11 +251,14 @@ pub(super) async fn save(engine: &Engine) {
     let Some(node) = engine.shared.dht.get() else {
         return;
     };
-    let bytes = node.saved_state();
+    let Some(bytes) = node.state_to_save() else {
+        return;
+    };
     let dir = engine.shared.download_dir.clone();
     match blocking(move || save_session_file(&dir, STATE_FILE, &bytes)).await {
         Some(Ok(())) => tracing::debug!("DHT state saved"),
         Some(Err(error)) => tracing::warn!(%error, "saving the DHT state failed"),
         None => {}
     }
+    node.saved();
 }

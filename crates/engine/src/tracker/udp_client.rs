@@ -145,7 +145,7 @@ impl UdpTracker {
         let connection = match self.cached(addr) {
             Some(id) => id,
             None => {
-                let transaction = fastrand::u32(..);
+                let transaction = transaction_id();
                 let connect = connect_request(transaction);
                 let is_connect = |r: &Response| matches!(r, Response::Connect(_));
                 match self
@@ -160,7 +160,7 @@ impl UdpTracker {
                 }
             }
         };
-        let transaction = fastrand::u32(..);
+        let transaction = transaction_id();
         let reply = self
             .transact(
                 socket,
@@ -236,6 +236,16 @@ impl UdpTracker {
         self.connections
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A transaction id from the operating system's randomness: on the engine's shared port (whose
+/// number is public) it is all an off-path spoofer would have to guess.
+fn transaction_id() -> u32 {
+    let mut bytes = [0u8; 4];
+    match rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()) {
+        Ok(4) => u32::from_ne_bytes(bytes),
+        _ => fastrand::u32(..),
     }
 }
 
