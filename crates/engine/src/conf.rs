@@ -137,6 +137,10 @@ pub struct TorrentConf {
     /// generated from its address; default 5, as libtorrent): a newcomer gets something to
     /// trade before its first unchoke. 0 sends none.
     pub allowed_fast_set_size: usize,
+    /// Send `have` for each verified piece to peers that have it too (default on, as
+    /// libtorrent's `send_redundant_have`): seeds' interfaces (rtorrent, Transmission,
+    /// qBittorrent) show our progress from them, which they cannot without.
+    pub send_redundant_have: bool,
     /// Largest info dictionary fetched for a magnet link (default 16 MiB, bytes): peers
     /// announcing a larger `metadata_size` are not asked.
     pub max_metadata_size: u64,
@@ -196,6 +200,7 @@ impl Default for TorrentConf {
             pex: true,
             pex_interval: Duration::from_secs(60),
             allowed_fast_set_size: 5,
+            send_redundant_have: true,
             max_metadata_size: 16 << 20,
             metadata_request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),

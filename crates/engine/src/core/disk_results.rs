@@ -30,16 +30,18 @@ impl Core {
             self.wanted_missing = self.wanted_missing.saturating_sub(1);
         }
         let keys = self.peers.keys();
+        let redundant = self.conf.send_redundant_have;
         for &key in &keys {
             let peer = &mut self.peers[key];
-            if peer.has_piece(piece) {
-                if wanted {
-                    peer.interesting = peer.interesting.saturating_sub(1);
-                    self.update_interest(key, now);
-                }
-            } else {
+            let has = peer.has_piece(piece);
+            if !has || redundant {
                 peer.outbox.push(&Message::Have(piece));
                 self.actions.push_back(Action::Wake(key));
+            }
+            if has && wanted {
+                let peer = &mut self.peers[key];
+                peer.interesting = peer.interesting.saturating_sub(1);
+                self.update_interest(key, now);
             }
         }
         if self.is_finished() && !self.completed_alerted {

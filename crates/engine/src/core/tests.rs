@@ -315,9 +315,10 @@ fn verified_pieces_are_announced_and_interest_ends_with_the_last_one() {
     core.on_piece_verified(0, now);
     assert!(sent(&mut core, leech).contains(&Message::Have(0)));
     assert!(
-        !sent(&mut core, seed).contains(&Message::Have(0)),
-        "seeds have it already"
+        sent(&mut core, seed).contains(&Message::Have(0)),
+        "seeds hear it too, so that their interfaces show our progress"
     );
+    core.conf.send_redundant_have = false;
     core.on_piece_verified(1, now);
     assert!(
         core.alerts
@@ -327,6 +328,10 @@ fn verified_pieces_are_announced_and_interest_ends_with_the_last_one() {
     assert!(
         core.peers[seed].closing,
         "two seeds have nothing to say to each other"
+    );
+    assert!(
+        !sent(&mut core, seed).contains(&Message::Have(1)),
+        "without send_redundant_have, seeds hear nothing"
     );
 }
 
