@@ -23,6 +23,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+echo "==> cargo doc (no warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 echo "==> cargo test (interop tests included)"
 # --show-output: the reliability tests print what they measured (attack counters, kill points,
 # fds and RSS over the soak) even when they pass.

@@ -8,6 +8,7 @@ use cratetorrent_metainfo::{Metainfo, Progress, TorrentBuilder};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{CliError, Result};
+use crate::escape::escape;
 use crate::units::{format_bytes, format_rate};
 
 /// What to put in the torrent.
@@ -61,6 +62,7 @@ pub(crate) fn run(args: CreateArgs, quiet: bool) -> Result<()> {
             format_bytes(u64::from(torrent.piece_length())),
             format_rate(torrent.total_length() as f64 / seconds.max(1e-9)),
         );
+        eprintln!("magnet: {}", escape(&torrent.magnet().to_string()));
     }
     println!("{}  {}", torrent.info_hash(), output.display());
     Ok(())

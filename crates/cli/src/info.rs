@@ -30,6 +30,7 @@ pub(crate) fn run(source: &str, as_json: bool) -> Result<()> {
         return Ok(());
     }
     println!("info-hash: {}", torrent.info_hash());
+    println!("magnet:    {}", escape(&torrent.magnet().to_string()));
     println!("name:      {}", escape(torrent.name()));
     println!(
         "size:      {} bytes ({})",
@@ -89,6 +90,7 @@ fn to_json(torrent: &Metainfo) -> serde_json::Value {
         .collect();
     json!({
         "info_hash": torrent.info_hash().to_hex(),
+        "magnet": torrent.magnet().to_string(),
         "name": torrent.name(),
         "total_length": torrent.total_length(),
         "piece_length": torrent.piece_length(),

@@ -3,6 +3,7 @@
 //! `download`, `seed`, `create`, `info`, `verify`, and `demo` (a whole swarm on loopback).
 //! Errors are one line on stderr with exit code 1; usage errors exit with 2.
 
+mod addr;
 mod create;
 mod demo;
 mod error;
@@ -63,11 +64,12 @@ enum Command {
         /// The directory to download into (the torrent's file or folder goes inside).
         #[arg(short, long, default_value = ".")]
         output: PathBuf,
-        /// A peer to connect to, as IP:PORT; repeatable.
-        #[arg(long = "peer", value_name = "ADDR")]
+        /// A peer to connect to, as IP:PORT or HOST:PORT; repeatable.
+        #[arg(long = "peer", value_name = "ADDR", value_parser = addr::parse_peer)]
         peers: Vec<SocketAddr>,
-        /// The address to accept peers on (default [::]:6881, or a free port if it is taken).
-        #[arg(long, value_name = "ADDR")]
+        /// The address to accept peers on, or a bare port on every address (default [::]:6881, or
+        /// a free port if it is taken).
+        #[arg(long, value_name = "ADDR|PORT", value_parser = addr::parse_listen)]
         listen: Option<SocketAddr>,
         /// Keep seeding after the download completes, until Ctrl-C.
         #[arg(long)]
@@ -105,11 +107,12 @@ enum Command {
         torrent: String,
         /// The torrent's file or folder, or the directory that holds it.
         path: PathBuf,
-        /// The address to accept peers on (default [::]:6881, or a free port if it is taken).
-        #[arg(long, value_name = "ADDR")]
+        /// The address to accept peers on, or a bare port on every address (default [::]:6881, or
+        /// a free port if it is taken).
+        #[arg(long, value_name = "ADDR|PORT", value_parser = addr::parse_listen)]
         listen: Option<SocketAddr>,
-        /// A peer to connect to, as IP:PORT; repeatable.
-        #[arg(long = "peer", value_name = "ADDR")]
+        /// A peer to connect to, as IP:PORT or HOST:PORT; repeatable.
+        #[arg(long = "peer", value_name = "ADDR", value_parser = addr::parse_peer)]
         peers: Vec<SocketAddr>,
         /// Upload rate limit, e.g. 512K (bytes per second; 0 = none).
         #[arg(long, value_name = "RATE", value_parser = parse_bytes)]

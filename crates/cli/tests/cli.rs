@@ -57,6 +57,18 @@ fn create_then_info() {
         info.contains("tier 0:    http://127.0.0.1:1/announce"),
         "{info}"
     );
+    // The magnet link to share: hash, name and tracker, and it parses back.
+    let line = info
+        .lines()
+        .find_map(|l| l.strip_prefix("magnet:    "))
+        .unwrap_or_else(|| panic!("no magnet line: {info}"));
+    let magnet = cratetorrent_metainfo::Magnet::parse(line).unwrap();
+    assert_eq!(magnet.info_hash, Some(torrent.info_hash()));
+    assert_eq!(magnet.display_name.as_deref(), Some("share"));
+    assert_eq!(magnet.trackers, ["http://127.0.0.1:1/announce"]);
+    let json = cratetorrent(&["info", "share.torrent", "--json"], dir.path());
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["magnet"].as_str(), Some(line));
 }
 
 #[test]

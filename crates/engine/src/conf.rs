@@ -34,7 +34,7 @@ pub struct Conf {
     /// Upload limit across all torrents, bytes per second (0 = none).
     pub upload_rate_limit: u64,
     /// Local service discovery (BEP 14): torrents that are not private are announced to the
-    /// local network by multicast (239.192.152.143:6771 and [ff15::efc0:152:143]:6771, each
+    /// local network by multicast (`239.192.152.143:6771` and `[ff15::efc0:152:143]:6771`, each
     /// every 5 minutes, at most one datagram a second) and peers announcing them there are
     /// dialled. Default on, as in libtorrent.
     pub lsd: bool,

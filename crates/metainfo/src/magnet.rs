@@ -288,6 +288,33 @@ impl Magnet {
     }
 }
 
+impl crate::Metainfo {
+    /// The torrent's magnet link: its info-hash, name (`dn`), every tracker (`tr`) and web
+    /// seed (`ws`).
+    ///
+    /// ```
+    /// use cratetorrent_metainfo::{Metainfo, TorrentBuilder};
+    ///
+    /// let dir = std::env::temp_dir().join(format!("ct-magnet-doc-{}", std::process::id()));
+    /// std::fs::write(&dir, b"hello")?;
+    /// let torrent = Metainfo::from_bytes(&TorrentBuilder::new(&dir).tracker("http://t.example/a").build()?)?;
+    /// let magnet = torrent.magnet();
+    /// assert_eq!(magnet.info_hash, Some(torrent.info_hash()));
+    /// assert_eq!(magnet.trackers, ["http://t.example/a"]);
+    /// # std::fs::remove_file(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn magnet(&self) -> Magnet {
+        Magnet {
+            info_hash: Some(self.info_hash()),
+            display_name: Some(self.name().to_owned()),
+            trackers: self.trackers().into_iter().flatten().collect(),
+            web_seeds: self.url_list().to_vec(),
+            ..Magnet::default()
+        }
+    }
+}
+
 impl std::str::FromStr for Magnet {
     type Err = MagnetError;
     fn from_str(uri: &str) -> Result<Self, Self::Err> {
