@@ -512,7 +512,7 @@ def prepare(directory, kind, piece, size, ct):
     os.makedirs(src_root, exist_ok=True)
     src = write_payload(src_root, kind, size)
     torrent = os.path.join(work, "payload.torrent")
-    subprocess.run([ct.binary, "create", src, "-o", torrent, "--piece-size", piece, "-q",
+    subprocess.run([ct.binary, "create", src, "-o", torrent, "--force", "--piece-size", piece, "-q",
                     "--no-date"], check=True, stdout=subprocess.DEVNULL)
     return work, src, torrent
 

@@ -23,6 +23,7 @@ pub(crate) struct CreateArgs {
     pub(crate) include_hidden: bool,
     pub(crate) follow_symlinks: bool,
     pub(crate) no_date: bool,
+    pub(crate) force: bool,
 }
 
 pub(crate) fn run(args: CreateArgs, quiet: bool) -> Result<()> {
@@ -48,10 +49,19 @@ pub(crate) fn run(args: CreateArgs, quiet: bool) -> Result<()> {
     if args.no_date {
         builder = builder.creation_date(None);
     }
+    // Checked before hashing (which can take minutes) when the name is known already.
+    if let Some(output) = &args.output {
+        refuse_to_overwrite(output, args.force)?;
+    }
     let (torrent, bytes, seconds) = build(&builder, quiet)?;
-    let output = args
-        .output
-        .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", torrent.name())));
+    let output = match args.output {
+        Some(output) => output,
+        None => {
+            let output = PathBuf::from(format!("{}.torrent", torrent.name()));
+            refuse_to_overwrite(&output, args.force)?;
+            output
+        }
+    };
     std::fs::write(&output, &bytes).map_err(|e| CliError::with(output.display(), &e))?;
     if !quiet {
         eprintln!(
@@ -65,6 +75,17 @@ pub(crate) fn run(args: CreateArgs, quiet: bool) -> Result<()> {
         eprintln!("magnet: {}", escape(&torrent.magnet().to_string()));
     }
     println!("{}  {}", torrent.info_hash(), output.display());
+    Ok(())
+}
+
+/// An existing output file is kept unless `--force` says otherwise.
+fn refuse_to_overwrite(output: &std::path::Path, force: bool) -> Result<()> {
+    if !force && output.symlink_metadata().is_ok() {
+        return Err(CliError::new(format!(
+            "{} exists: pass --force to replace it, or -o another file",
+            output.display()
+        )));
+    }
     Ok(())
 }
 

@@ -159,6 +159,9 @@ enum Command {
         /// Leave out the creation date, for reproducible output.
         #[arg(long)]
         no_date: bool,
+        /// Replace the output file if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Show what a .torrent file or magnet link describes.
     Info {
@@ -229,6 +232,7 @@ fn main() -> ExitCode {
             include_hidden,
             follow_symlinks,
             no_date,
+            force,
         } => create::run(
             create::CreateArgs {
                 path,
@@ -241,6 +245,7 @@ fn main() -> ExitCode {
                 include_hidden,
                 follow_symlinks,
                 no_date,
+                force,
             },
             cli.quiet,
         )

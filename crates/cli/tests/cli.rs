@@ -111,6 +111,10 @@ fn bad_input_gives_one_clean_error_line() {
             &["create", "nothing-here"],
             "cratetorrent: nothing-here: No such file or directory",
         ),
+        (
+            &["create", "evil.torrent", "-o", "evil.torrent"],
+            "cratetorrent: evil.torrent exists: pass --force to replace it, or -o another file",
+        ),
     ];
     for (args, expected) in cases {
         let out = cratetorrent(args, dir.path());

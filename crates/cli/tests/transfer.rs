@@ -299,6 +299,8 @@ fn errors_are_one_line_with_exit_code_1_and_usage_errors_exit_2() {
     let t = torrent.to_str().unwrap();
     let out_dir = dir.path().join("out");
     let o = out_dir.to_str().unwrap();
+    let new_torrent = dir.path().join("new.torrent");
+    let new_torrent = new_torrent.to_str().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["download", t, "-o", o, "--listen", &busy_addr],
@@ -323,7 +325,7 @@ fn errors_are_one_line_with_exit_code_1_and_usage_errors_exit_2() {
                 "--piece-size",
                 "1000",
                 "-o",
-                o,
+                new_torrent,
             ],
             "invalid piece length 1000: use a power of two",
         ),
