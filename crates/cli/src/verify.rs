@@ -7,6 +7,7 @@ use cratetorrent_metainfo::Metainfo;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{CliError, Result};
+use crate::escape::escape_path;
 
 /// The directory that holds the torrent's root (its file, or its top directory), given the
 /// root itself or the directory that holds it.
@@ -45,5 +46,52 @@ pub(crate) fn run(torrent_path: &str, path: &Path, quiet: bool) -> Result<bool> 
     bar.finish_and_clear();
     let ok = have.count_ones();
     println!("{ok}/{} pieces ok", torrent.piece_count());
+    let problems = file_problems(&torrent, &dir, |piece| have.get(piece));
+    for (path, problem) in problems.iter().take(MAX_LISTED) {
+        println!("{problem}: {}", escape_path(path));
+    }
+    if problems.len() > MAX_LISTED {
+        println!("… and {} more files", problems.len() - MAX_LISTED);
+    }
     Ok(ok == torrent.piece_count())
+}
+
+/// Files named at most after the summary line.
+const MAX_LISTED: usize = 50;
+
+/// Each file with a piece that did not verify, and what is wrong with it: missing, the wrong
+/// size, or some pieces bad (a piece shared by two files counts for both).
+fn file_problems(
+    torrent: &Metainfo,
+    dir: &Path,
+    have: impl Fn(u32) -> bool,
+) -> Vec<(PathBuf, String)> {
+    let piece_length = u64::from(torrent.piece_length());
+    let mut offset = 0u64;
+    let mut problems = Vec::new();
+    for file in torrent.files() {
+        let length = file.length();
+        let start = offset;
+        offset += length;
+        if file.is_padding() || length == 0 {
+            continue;
+        }
+        let (first, last) = (start / piece_length, (start + length - 1) / piece_length);
+        let pieces = (first..=last).filter_map(|p| u32::try_from(p).ok());
+        let bad = pieces.clone().filter(|&p| !have(p)).count();
+        if bad == 0 {
+            continue;
+        }
+        let path = file.path();
+        let problem = match dir.join(&path).symlink_metadata() {
+            Err(_) => "missing".to_owned(),
+            Ok(meta) if !meta.is_file() => "not a regular file".to_owned(),
+            Ok(meta) if meta.len() != length => {
+                format!("{} bytes instead of {length}", meta.len())
+            }
+            Ok(_) => format!("{bad} of {} pieces bad", pieces.count()),
+        };
+        problems.push((path, problem));
+    }
+    problems
 }

@@ -190,7 +190,23 @@ fn seed_then_download_then_verify() {
     std::fs::write(&copy, bytes).unwrap();
     let verify = run(&["verify", torrent.to_str().unwrap(), copy.to_str().unwrap()]);
     assert_eq!(verify.status.code(), Some(1));
-    assert_eq!(text(&verify.stdout).trim(), "45/46 pieces ok");
+    assert_eq!(
+        text(&verify.stdout).trim(),
+        "45/46 pieces ok\n1 of 46 pieces bad: movie.bin"
+    );
+    // A short file, and then none, is named as such.
+    std::fs::write(&copy, b"short").unwrap();
+    let verify = run(&[
+        "verify",
+        torrent.to_str().unwrap(),
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(
+        text(&verify.stdout).contains("5 bytes instead of 3000000: movie.bin"),
+        "{}",
+        text(&verify.stdout)
+    );
 }
 
 #[test]
