@@ -31,6 +31,12 @@ def main():
     while not stop.is_set() and time.time() < deadline:
         status = handle.status()
         if status.is_seeding:
+            # Seeding means every piece passed its hash, not that every block has reached
+            # the file: libtorrent may still hold some in its store buffer. Ending the session
+            # waits for its disk thread, so that whoever reads the file after DONE (and may
+            # then kill this process) sees all of it.
+            handle = None
+            session = None
             print("DONE", flush=True)
             return
         if status.num_peers == 0 and time.time() - connected_at > 2:

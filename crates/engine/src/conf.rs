@@ -16,7 +16,7 @@ pub struct Conf {
     /// The listening socket shared by all torrents. The default, `[::]:6881`, takes IPv4 and
     /// IPv6; port 0 picks a free port (see [`EngineHandle::listen_addr`](crate::EngineHandle::listen_addr)).
     pub listen_addr: SocketAddr,
-    /// Our peer id (BEP 20 style, `-CT0100-…`).
+    /// Our peer id (BEP 20 style, `-CR0100-…`).
     pub peer_id: PeerId,
     /// Connections across all torrents.
     pub max_connections: usize,

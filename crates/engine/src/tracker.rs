@@ -13,7 +13,7 @@
 //! let request = AnnounceRequest {
 //!     event: Event::Started,
 //!     left: 1 << 20,
-//!     ..AnnounceRequest::new(InfoHash::new([0x20; 20]), PeerId::new(*b"-CT0100-abcdefghijkl"), 6881)
+//!     ..AnnounceRequest::new(InfoHash::new([0x20; 20]), PeerId::new(*b"-CR0100-abcdefghijkl"), 6881)
 //! };
 //! let url = http::announce_url("http://tracker.example/announce", &request);
 //! // Raw bytes are percent-encoded byte by byte: 0x20 is `%20`, never `+`.

@@ -6,8 +6,10 @@ use std::fmt;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId([u8; 20]);
 
-/// Our client code and version in Azureus style: `-CT` + two-digit major, minor + `-`.
-const OUR_PREFIX: &[u8; 8] = b"-CT0100-";
+/// Our client code and version in Azureus style: `-CR` + two-digit major, minor + `-`. `CR`
+/// is in none of the client tables of libtorrent, Transmission, rakshasa's libtorrent,
+/// webtorrent or BEP 20 (`CT`, used until 0.1, is CTorrent's: peers showed us as CTorrent).
+const OUR_PREFIX: &[u8; 8] = b"-CR0100-";
 
 /// A client recognised from its peer id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +26,9 @@ const CLIENTS: &[(&[u8; 2], &str)] = &[
     (b"BI", "BiglyBT"),
     (b"BC", "BitComet"),
     (b"BT", "BitTorrent"),
-    (b"CT", "cratetorrent"),
+    (b"CD", "Enhanced CTorrent"),
+    (b"CR", "cratetorrent"),
+    (b"CT", "CTorrent"),
     (b"DE", "Deluge"),
     (b"FD", "Free Download Manager"),
     (b"KT", "KTorrent"),
@@ -44,7 +48,7 @@ impl PeerId {
         Self(bytes)
     }
 
-    /// A fresh id for this process: `-CT0100-` followed by 12 random bytes.
+    /// A fresh id for this process: `-CR0100-` followed by 12 random bytes.
     pub fn generate() -> Self {
         let mut bytes = [0u8; 20];
         bytes[..8].copy_from_slice(OUR_PREFIX);
@@ -142,7 +146,7 @@ mod tests {
     fn generated_ids_are_ours_and_differ() {
         let (a, b) = (PeerId::generate(), PeerId::generate());
         assert_ne!(a, b);
-        assert_eq!(&a.as_bytes()[..8], b"-CT0100-");
+        assert_eq!(&a.as_bytes()[..8], b"-CR0100-");
         assert_eq!(
             a.client(),
             Some(Client {
@@ -161,6 +165,7 @@ mod tests {
             (b"-qB4630-", "qBittorrent", "4.6.3.0"),
             (b"-UT355W-", "µTorrent", "3.5.5.32"),
             (b"-rQ0001-", "rqbit", "0.0.0.1"),
+            (b"-CT1234-", "CTorrent", "1.2.3.4"),
         ];
         for (prefix, name, version) in cases {
             let client = id(prefix).client().unwrap();
