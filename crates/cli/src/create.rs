@@ -1,11 +1,9 @@
 //! `cratetorrent create`: a `.torrent` from a file or directory, hashed on all cores.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use cratetorrent_metainfo::{Metainfo, Progress, TorrentBuilder};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{CliError, Result};
 use crate::escape::escape;
@@ -92,24 +90,12 @@ fn refuse_to_overwrite(output: &std::path::Path, force: bool) -> Result<()> {
 /// Builds and re-parses the torrent (a torrent we cannot read back is a bug worth reporting).
 pub(crate) fn build(builder: &TorrentBuilder, quiet: bool) -> Result<(Metainfo, Vec<u8>, f64)> {
     let started = Instant::now();
-    let bar = if quiet || !std::io::stderr().is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(0).with_style(
-            ProgressStyle::with_template(
-                "hashing {bar:30} {percent:>3}% {bytes}/{total_bytes} {bytes_per_sec}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        )
-    };
-    let report = |p: Progress| {
-        bar.set_length(p.total);
-        bar.set_position(p.hashed);
-    };
+    let bar = crate::progress::HashBar::new("hashing", quiet);
+    let report = |p: Progress| bar.update(p.hashed, p.total);
     let bytes = builder
         .build_with_progress(&report)
         .map_err(|e| CliError::from_error(&e))?;
-    bar.finish_and_clear();
+    bar.finish();
     let torrent = Metainfo::from_bytes(&bytes)
         .map_err(|e| CliError::with("created an invalid torrent", &e))?;
     Ok((torrent, bytes, started.elapsed().as_secs_f64()))

@@ -225,7 +225,8 @@ async fn swarm(
     let id = leech
         .create_torrent(params(metainfo, Mode::Download { seeds: addrs }))
         .map_err(|e| CliError::with("cannot add the torrent", &e))?;
-    let mut reporter = Reporter::new(style, "demo");
+    let mut reporter = Reporter::new(style);
+    let slot = reporter.add("demo");
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| CliError::with("cannot handle signals", &e))?;
     let mut outcome = Ok(false);
@@ -235,7 +236,7 @@ async fn swarm(
             _ = interrupt.recv() => break,
         };
         match alert {
-            Some(Alert::TorrentStats(stats)) if stats.id == id => reporter.stats(&stats),
+            Some(Alert::TorrentStats(stats)) if stats.id == id => reporter.stats(slot, &stats),
             Some(Alert::TorrentComplete(done)) if done == id => {
                 outcome = Ok(true);
                 break;

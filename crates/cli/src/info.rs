@@ -5,26 +5,24 @@ use serde_json::json;
 
 use crate::error::{CliError, Result};
 use crate::escape::{escape, escape_path, json_line};
+use crate::source::{is_magnet, load};
 use crate::units::format_bytes;
 
-/// Reads and parses a `.torrent` file, with errors that name it.
-pub(crate) fn load(path: &str) -> Result<Metainfo> {
-    let bytes = std::fs::read(path).map_err(|e| CliError::with(path, &e))?;
-    Metainfo::from_bytes(&bytes).map_err(|e| CliError::with(path, &e))
-}
-
-/// Whether `source` is a magnet link rather than a path (the scheme is case-insensitive).
-pub(crate) fn is_magnet(source: &str) -> bool {
-    source
-        .get(..7)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("magnet:"))
-}
-
-pub(crate) fn run(source: &str, as_json: bool) -> Result<()> {
+pub(crate) fn run(source: &str, files_only: bool, as_json: bool) -> Result<()> {
     if is_magnet(source) {
+        if files_only {
+            return Err(CliError::new(
+                "a magnet link has no file list until its metadata is fetched: download it \
+                 with --save-torrent FILE, then `cratetorrent info --files FILE`",
+            ));
+        }
         return magnet(source, as_json);
     }
     let torrent = load(source)?;
+    if files_only && !as_json {
+        print_files(&torrent);
+        return Ok(());
+    }
     if as_json {
         println!("{}", json_line(&to_json(&torrent)));
         return Ok(());
@@ -38,9 +36,9 @@ pub(crate) fn run(source: &str, as_json: bool) -> Result<()> {
         format_bytes(torrent.total_length())
     );
     println!(
-        "pieces:    {} x {} bytes",
+        "pieces:    {} x {}",
         torrent.piece_count(),
-        torrent.piece_length()
+        format_bytes(u64::from(torrent.piece_length()))
     );
     println!(
         "private:   {}",
@@ -59,16 +57,21 @@ pub(crate) fn run(source: &str, as_json: bool) -> Result<()> {
         println!("web seed:  {}", escape(seed));
     }
     println!("files:");
+    print_files(&torrent);
+    Ok(())
+}
+
+/// `  index  size  path`, the index being what `--only` takes.
+fn print_files(torrent: &Metainfo) {
     for (index, file) in torrent.files().iter().enumerate() {
         if !file.is_padding() {
             println!(
-                "  {index:>4} {:>14}  {}",
-                file.length(),
+                "  {index:>4} {:>10}  {}",
+                format_bytes(file.length()),
                 escape_path(&file.path())
             );
         }
     }
-    Ok(())
 }
 
 /// The `info --json` object. File paths are listed as libtorrent shows them: components

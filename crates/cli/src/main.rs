@@ -9,8 +9,12 @@ mod demo;
 mod error;
 mod escape;
 mod info;
+mod lock;
+mod log;
 mod progress;
+mod select;
 mod session;
+mod source;
 mod units;
 mod verify;
 
@@ -27,22 +31,26 @@ use crate::progress::Style;
     name = "cratetorrent",
     version,
     about = "A fast BitTorrent client",
-    after_help = "Rates and sizes take units: 512K, 10M, 1G (powers of 1024).\n\
+    after_help = "Rates and sizes take IEC units: 512K, 10M, 1G, 10MiB/s (powers of 1024).\n\
+                  Environment: CRATETORRENT_OUTPUT, CRATETORRENT_LISTEN, \
+                  CRATETORRENT_DOWNLOAD_LIMIT and CRATETORRENT_UPLOAD_LIMIT give defaults for \
+                  -o, --listen, --download-limit and --upload-limit; NO_COLOR turns colour off; \
                   RUST_LOG (e.g. RUST_LOG=cratetorrent=debug) overrides -v."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Print nothing but errors.
-    #[arg(short, long, global = true)]
-    quiet: bool,
-    /// More log output on stderr (-v: info, -vv: debug).
-    #[arg(short, long, global = true, action = ArgAction::Count)]
-    verbose: u8,
     /// The system interface the network runs on: auto (io_uring, or epoll where the kernel or
     /// a container refuses it), io-uring or epoll.
-    #[arg(long, global = true, value_enum, default_value_t = Backend::Auto, value_name = "KIND")]
+    #[arg(long, global = true, value_enum, default_value_t = Backend::Auto, value_name = "KIND",
+          display_order = 900)]
     io_backend: Backend,
+    /// Print nothing but errors.
+    #[arg(short, long, global = true, display_order = 901)]
+    quiet: bool,
+    /// More log output on stderr (-v: info, -vv: debug).
+    #[arg(short, long, global = true, action = ArgAction::Count, display_order = 902)]
+    verbose: u8,
 }
 
 /// `--io-backend`.
@@ -55,40 +63,55 @@ enum Backend {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Download a torrent, verify it, and exit 0 when complete (or keep seeding with --seed).
-    /// Rerun in the same directory to resume without downloading verified pieces again.
+    /// Download torrents, verify them, and exit 0 when all are complete (or keep seeding with
+    /// --seed, --seed-ratio or --seed-time). Rerun in the same directory to resume without
+    /// downloading verified pieces again.
     Download {
-        /// The .torrent file, or a magnet link (its metadata is fetched from peers: those it
-        /// names with x.pe, its trackers', and --peer).
-        torrent: String,
-        /// The directory to download into (the torrent's file or folder goes inside).
-        #[arg(short, long, default_value = ".")]
+        /// .torrent files, http(s) URLs of .torrent files, or magnet links (a magnet link's
+        /// metadata is fetched from peers: the DHT's, those it names with x.pe, its trackers',
+        /// and --peer). Several run at once on one listen port.
+        #[arg(required = true, value_name = "TORRENT")]
+        torrents: Vec<String>,
+        /// The directory to download into (each torrent's file or folder goes inside).
+        #[arg(short, long, default_value = ".", env = "CRATETORRENT_OUTPUT")]
         output: PathBuf,
         /// A peer to connect to, as IP:PORT or HOST:PORT; repeatable.
         #[arg(long = "peer", value_name = "ADDR", value_parser = addr::parse_peer)]
         peers: Vec<SocketAddr>,
         /// The address to accept peers on, or a bare port on every address (default [::]:6881, or
         /// a free port if it is taken).
-        #[arg(long, value_name = "ADDR|PORT", value_parser = addr::parse_listen)]
+        #[arg(long, value_name = "ADDR|PORT", value_parser = addr::parse_listen,
+              env = "CRATETORRENT_LISTEN")]
         listen: Option<SocketAddr>,
         /// Keep seeding after the download completes, until Ctrl-C.
         #[arg(long)]
         seed: bool,
+        #[command(flatten)]
+        limits: SeedLimitArgs,
+        /// A shell command to run when a torrent completes, with CRATETORRENT_NAME,
+        /// CRATETORRENT_PATH and CRATETORRENT_INFO_HASH in its environment (its output goes to
+        /// stderr; waited for before exiting).
+        #[arg(long, value_name = "CMD")]
+        on_complete: Option<String>,
         /// Most peers connected at once.
         #[arg(long, value_name = "N")]
         max_peers: Option<usize>,
-        /// Download rate limit, e.g. 10M (bytes per second; 0 = none).
-        #[arg(long, value_name = "RATE", value_parser = parse_bytes)]
+        /// Download rate limit, e.g. 10M (MiB per second; 0 = none).
+        #[arg(long, value_name = "RATE", value_parser = parse_bytes,
+              env = "CRATETORRENT_DOWNLOAD_LIMIT")]
         download_limit: Option<u64>,
-        /// Upload rate limit, e.g. 512K (bytes per second; 0 = none).
-        #[arg(long, value_name = "RATE", value_parser = parse_bytes)]
+        /// Upload rate limit, e.g. 512K (KiB per second; 0 = none).
+        #[arg(long, value_name = "RATE", value_parser = parse_bytes,
+              env = "CRATETORRENT_UPLOAD_LIMIT")]
         upload_limit: Option<u64>,
         /// Peers uploaded to at once (default 8; 0 = every interested peer).
         #[arg(long, value_name = "N")]
         upload_slots: Option<usize>,
-        /// Download only this file (its index in `cratetorrent info`); repeatable.
-        #[arg(long = "only", value_name = "FILE_INDEX")]
-        only: Vec<usize>,
+        /// Download only these files: indices and ranges as `cratetorrent info --files` numbers
+        /// them (1,3-5), or globs on their paths ('Album/CD1/*'; * stays in a directory, **
+        /// crosses them, a directory's name selects what is in it); repeatable.
+        #[arg(long = "only", value_name = "FILES")]
+        only: Vec<String>,
         /// Download pieces in order (for playing while downloading).
         #[arg(long)]
         sequential: bool,
@@ -109,13 +132,17 @@ enum Command {
         path: PathBuf,
         /// The address to accept peers on, or a bare port on every address (default [::]:6881, or
         /// a free port if it is taken).
-        #[arg(long, value_name = "ADDR|PORT", value_parser = addr::parse_listen)]
+        #[arg(long, value_name = "ADDR|PORT", value_parser = addr::parse_listen,
+              env = "CRATETORRENT_LISTEN")]
         listen: Option<SocketAddr>,
         /// A peer to connect to, as IP:PORT or HOST:PORT; repeatable.
         #[arg(long = "peer", value_name = "ADDR", value_parser = addr::parse_peer)]
         peers: Vec<SocketAddr>,
-        /// Upload rate limit, e.g. 512K (bytes per second; 0 = none).
-        #[arg(long, value_name = "RATE", value_parser = parse_bytes)]
+        #[command(flatten)]
+        limits: SeedLimitArgs,
+        /// Upload rate limit, e.g. 512K (KiB per second; 0 = none).
+        #[arg(long, value_name = "RATE", value_parser = parse_bytes,
+              env = "CRATETORRENT_UPLOAD_LIMIT")]
         upload_limit: Option<u64>,
         /// Peers uploaded to at once (default 8; 0 = every interested peer).
         #[arg(long, value_name = "N")]
@@ -165,20 +192,26 @@ enum Command {
     },
     /// Show what a .torrent file or magnet link describes.
     Info {
-        /// A .torrent file, or a magnet link.
+        /// A .torrent file, an http(s) URL of one, or a magnet link.
         torrent: String,
+        /// Print only the files: index (for --only), size and path.
+        #[arg(long)]
+        files: bool,
         /// Print one JSON object (info_hash, name, total_length, piece_length, num_pieces,
         /// private, trackers, files, ...).
         #[arg(long)]
         json: bool,
     },
-    /// Hash the data at PATH against the torrent; prints `N/M pieces ok`, exits 0 only when
-    /// complete.
+    /// Hash the data at PATH against the torrent; prints `N/M pieces ok` and the files that
+    /// are missing, the wrong size or have bad pieces; exits 0 only when complete.
     Verify {
         /// The .torrent file.
         torrent: String,
         /// The torrent's file or folder, or the directory that holds it.
         path: PathBuf,
+        /// Print one JSON object (pieces_ok, piece_count, complete, files: [{path, problem}]).
+        #[arg(long)]
+        json: bool,
     },
     /// Run a swarm on loopback: random payload, seeder(s), one downloader; verify every byte
     /// and print throughput, CPU time and peak memory. Cleans up after itself.
@@ -196,6 +229,46 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script (e.g. `cratetorrent completions bash >
+    /// /etc/bash_completion.d/cratetorrent`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page in roff (`cratetorrent man > cratetorrent.1`), or write it and
+    /// a page per command into DIR.
+    Man {
+        /// Where to write cratetorrent.1 and cratetorrent-COMMAND.1.
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `--seed-ratio` and `--seed-time`.
+#[derive(Debug, Clone, clap::Args)]
+struct SeedLimitArgs {
+    /// Stop seeding a torrent once it uploaded R times its size (e.g. 1.0; implies --seed).
+    #[arg(long, value_name = "R", value_parser = parse_ratio)]
+    seed_ratio: Option<f64>,
+    /// Stop seeding a torrent after seeding this long (90s, 30m, 2h, 1h30m; a bare number is
+    /// minutes; implies --seed). With --seed-ratio, whichever comes first.
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    seed_time: Option<std::time::Duration>,
+}
+
+impl SeedLimitArgs {
+    fn limits(&self) -> session::SeedLimits {
+        session::SeedLimits {
+            ratio: self.seed_ratio,
+            time: self.seed_time,
+        }
+    }
+}
+
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(ratio) if ratio.is_finite() && ratio >= 0.0 => Ok(ratio),
+        _ => Err(format!("`{text}` is not a ratio (try 1.0 or 2.5)")),
+    }
 }
 
 fn parse_bytes(text: &str) -> Result<u64, String> {
@@ -204,7 +277,7 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.quiet, cli.verbose);
+    log::init(cli.quiet, cli.verbose);
     session::set_io_backend(match cli.io_backend {
         Backend::Auto => cratetorrent::IoBackend::Auto,
         Backend::IoUring => cratetorrent::IoBackend::IoUring,
@@ -220,7 +293,17 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Info { torrent, json } => info::run(&torrent, json).map(|()| ExitCode::SUCCESS),
+        Command::Info {
+            torrent,
+            files,
+            json,
+        } => info::run(&torrent, files, json).map(|()| ExitCode::SUCCESS),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "cratetorrent", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Create {
             path,
             output,
@@ -250,21 +333,25 @@ fn main() -> ExitCode {
             cli.quiet,
         )
         .map(|()| ExitCode::SUCCESS),
-        Command::Verify { torrent, path } => {
-            verify::run(&torrent, &path, cli.quiet).map(|complete| {
-                if complete {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
-            })
-        }
-        Command::Download {
+        Command::Verify {
             torrent,
+            path,
+            json,
+        } => verify::run(&torrent, &path, cli.quiet, json).map(|complete| {
+            if complete {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
+        Command::Download {
+            torrents,
             output,
             peers,
             listen,
             seed,
+            limits,
+            on_complete,
             max_peers,
             download_limit,
             upload_limit,
@@ -276,12 +363,13 @@ fn main() -> ExitCode {
             json,
         } => session::run(
             session::SessionArgs {
-                torrent,
+                torrents,
                 dir: output,
                 peers,
                 listen,
                 seed_only: false,
                 keep_seeding: seed,
+                limits: limits.limits(),
                 max_peers,
                 download_limit: download_limit.unwrap_or(0),
                 upload_limit: upload_limit.unwrap_or(0),
@@ -289,6 +377,7 @@ fn main() -> ExitCode {
                 only,
                 sequential,
                 save_torrent,
+                on_complete,
                 discovery,
             },
             style(json),
@@ -298,6 +387,7 @@ fn main() -> ExitCode {
             path,
             listen,
             peers,
+            limits,
             upload_limit,
             upload_slots,
             discovery,
@@ -305,7 +395,7 @@ fn main() -> ExitCode {
         } => seed(
             torrent,
             &path,
-            (listen, peers),
+            (listen, peers, limits.limits()),
             (upload_limit, upload_slots, discovery),
             style(json),
         ),
@@ -328,20 +418,21 @@ fn main() -> ExitCode {
 fn seed(
     torrent: String,
     path: &std::path::Path,
-    (listen, peers): (Option<SocketAddr>, Vec<SocketAddr>),
+    (listen, peers, limits): (Option<SocketAddr>, Vec<SocketAddr>, session::SeedLimits),
     (upload_limit, upload_slots, discovery): (Option<u64>, Option<usize>, session::Discovery),
     style: Style,
 ) -> error::Result<ExitCode> {
-    let metainfo = info::load(&torrent)?;
+    let metainfo = source::load(&torrent)?;
     let dir = verify::data_dir(&metainfo, path)?;
     session::run(
         session::SessionArgs {
-            torrent,
+            torrents: vec![torrent],
             dir,
             peers,
             listen,
             seed_only: true,
             keep_seeding: true,
+            limits,
             max_peers: None,
             download_limit: 0,
             upload_limit: upload_limit.unwrap_or(0),
@@ -349,23 +440,30 @@ fn seed(
             only: Vec::new(),
             sequential: false,
             save_torrent: None,
+            on_complete: None,
             discovery,
         },
         style,
     )
 }
 
-fn init_logging(quiet: bool, verbose: u8) {
-    let default = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, _) => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// `cratetorrent man`: the manual pages, generated from the same definitions as `--help`:
+/// `cratetorrent.1` on stdout, or it and one page per command written into `dir`.
+fn man(dir: Option<&std::path::Path>) -> error::Result<ExitCode> {
+    let command = <Cli as clap::CommandFactory>::command();
+    let failed = |e: std::io::Error| error::CliError::with("cannot write the manual page", &e);
+    match dir {
+        Some(dir) => {
+            clap_mangen::generate_to(command, dir).map_err(failed)?;
+            eprintln!("manual pages written to {}", dir.display());
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut page)
+                .map_err(failed)?;
+            std::io::Write::write_all(&mut std::io::stdout(), &page).map_err(failed)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

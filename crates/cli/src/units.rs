@@ -35,7 +35,7 @@ pub(crate) fn parse_bytes(text: &str) -> Result<u64, String> {
     Ok(bytes.round() as u64)
 }
 
-/// `1.50 GiB`, `512 KiB`, `17 B`.
+/// `1.5 GiB`, `512.0 KiB`, `17 B` (IEC units, as sizes are given on the command line).
 pub(crate) fn format_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
@@ -47,16 +47,80 @@ pub(crate) fn format_bytes(bytes: u64) -> String {
     if unit == 0 {
         format!("{bytes} B")
     } else {
-        format!("{value:.2} {}", UNITS[unit])
+        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
-/// A rate in MB/s (decimal, as throughput is usually compared).
+/// `12.3 MiB/s`, `512.0 KiB/s`, `0 B/s`: the units rate limits are given in.
 pub(crate) fn format_rate(bytes_per_second: f64) -> String {
-    if bytes_per_second >= 1e6 {
-        format!("{:.1} MB/s", bytes_per_second / 1e6)
-    } else {
-        format!("{:.0} kB/s", bytes_per_second / 1e3)
+    // Rates are shown, not computed with: whole bytes are precise enough.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let bytes = bytes_per_second.max(0.0).round() as u64;
+    format!("{}/s", format_bytes(bytes))
+}
+
+/// `done/total unit`, both in the total's unit: `120.5/360.0 MiB`.
+pub(crate) fn format_progress(done: u64, total: u64) -> String {
+    let total_text = format_bytes(total);
+    let Some((_, unit)) = total_text.split_once(' ') else {
+        return total_text;
+    };
+    let scale = match unit {
+        "KiB" => 1u64 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return format!("{done}/{total_text}"),
+    };
+    format!("{:.1}/{total_text}", done as f64 / scale as f64)
+}
+
+/// Parses a duration: `90s`, `30m`, `2h`, `1d`, `1h30m`; a bare number is minutes (as aria2c's
+/// `--seed-time`).
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let trimmed = text.trim();
+    let invalid = || format!("`{trimmed}` is not a duration (try 90s, 30m, 2h or 1h30m)");
+    if trimmed.is_empty() {
+        return Err(invalid());
+    }
+    if let Ok(minutes) = trimmed.parse::<f64>() {
+        return seconds(minutes * 60.0).ok_or_else(invalid);
+    }
+    let mut total = 0.0;
+    let mut number = String::new();
+    for c in trimmed.chars() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let unit = match c.to_ascii_lowercase() {
+            's' => 1.0,
+            'm' => 60.0,
+            'h' => 3600.0,
+            'd' => 86_400.0,
+            _ => return Err(invalid()),
+        };
+        let value: f64 = number.parse().map_err(|_| invalid())?;
+        total += value * unit;
+        number.clear();
+    }
+    if !number.is_empty() {
+        return Err(invalid());
+    }
+    seconds(total).ok_or_else(invalid)
+}
+
+fn seconds(value: f64) -> Option<std::time::Duration> {
+    (value.is_finite() && (0.0..1e12).contains(&value))
+        .then(|| std::time::Duration::from_secs_f64(value))
+}
+
+/// `42s`, `3m05s`, `2h07m`.
+pub(crate) fn format_duration(seconds: u64) -> String {
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m{:02}s", seconds / 60, seconds % 60),
+        _ => format!("{}h{:02}m", seconds / 3600, seconds % 3600 / 60),
     }
 }
 
@@ -78,7 +142,26 @@ mod tests {
             assert!(parse_bytes(bad).is_err(), "{bad}");
         }
         assert_eq!(format_bytes(17), "17 B");
-        assert_eq!(format_bytes(3 << 29), "1.50 GiB");
-        assert_eq!(format_rate(2_500_000.0), "2.5 MB/s");
+        assert_eq!(format_bytes(3 << 29), "1.5 GiB");
+        assert_eq!(format_rate(2_500_000.0), "2.4 MiB/s");
+        assert_eq!(format_rate(40.0 * 1024.0 * 1024.0), "40.0 MiB/s");
+        assert_eq!(format_rate(0.0), "0 B/s");
+        assert_eq!(format_progress(120 << 20, 360 << 20), "120.0/360.0 MiB");
+        assert_eq!(format_progress(3, 17), "3/17 B");
+    }
+
+    #[test]
+    fn durations() {
+        let secs = |text| parse_duration(text).map(|d| d.as_secs());
+        assert_eq!(secs("90s"), Ok(90));
+        assert_eq!(secs("30m"), Ok(1800));
+        assert_eq!(secs("1h30m"), Ok(5400));
+        assert_eq!(secs("2"), Ok(120));
+        assert_eq!(secs("1d"), Ok(86_400));
+        for bad in ["", "h", "1x", "5m3", "-1", "1e300"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_duration(185), "3m05s");
+        assert_eq!(format_duration(7620), "2h07m");
     }
 }

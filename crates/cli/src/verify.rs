@@ -1,10 +1,10 @@
 //! `cratetorrent verify`: hashes the data at a path against a torrent.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use cratetorrent_metainfo::Metainfo;
-use indicatif::{ProgressBar, ProgressStyle};
+
+use serde_json::json;
 
 use crate::error::{CliError, Result};
 use crate::escape::escape_path;
@@ -28,32 +28,42 @@ pub(crate) fn data_dir(torrent: &Metainfo, path: &Path) -> Result<PathBuf> {
 }
 
 /// Returns whether every piece is present and correct.
-pub(crate) fn run(torrent_path: &str, path: &Path, quiet: bool) -> Result<bool> {
-    let torrent = crate::info::load(torrent_path)?;
+pub(crate) fn run(torrent_path: &str, path: &Path, quiet: bool, as_json: bool) -> Result<bool> {
+    let torrent = crate::source::load(torrent_path)?;
     let dir = data_dir(&torrent, path)?;
-    let bar = if quiet || !std::io::stderr().is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(u64::from(torrent.piece_count())).with_style(
-            ProgressStyle::with_template("verifying {bar:30} {pos}/{len} pieces {per_sec}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        )
-    };
+    let bar = crate::progress::HashBar::new("verifying", quiet);
+    let total = torrent.total_length();
+    let piece_length = u64::from(torrent.piece_length());
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let have = cratetorrent_storage::verify(&torrent, &dir, threads, &|p| {
-        bar.set_position(u64::from(p.checked));
+        bar.update((u64::from(p.checked) * piece_length).min(total), total);
     });
-    bar.finish_and_clear();
+    bar.finish();
     let ok = have.count_ones();
-    println!("{ok}/{} pieces ok", torrent.piece_count());
     let problems = file_problems(&torrent, &dir, |piece| have.get(piece));
+    let complete = ok == torrent.piece_count();
+    if as_json {
+        let files: Vec<serde_json::Value> = problems
+            .iter()
+            .map(|(path, problem)| json!({ "path": path, "problem": problem }))
+            .collect();
+        let value = json!({
+            "pieces_ok": ok,
+            "piece_count": torrent.piece_count(),
+            "complete": complete,
+            "files": files,
+        });
+        println!("{}", crate::escape::json_line(&value));
+        return Ok(complete);
+    }
+    println!("{ok}/{} pieces ok", torrent.piece_count());
     for (path, problem) in problems.iter().take(MAX_LISTED) {
         println!("{problem}: {}", escape_path(path));
     }
     if problems.len() > MAX_LISTED {
         println!("… and {} more files", problems.len() - MAX_LISTED);
     }
-    Ok(ok == torrent.piece_count())
+    Ok(complete)
 }
 
 /// Files named at most after the summary line.

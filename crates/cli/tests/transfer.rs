@@ -394,7 +394,7 @@ fn demo_of_64_mib_completes_and_verifies() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("verified: every byte"), "{stdout}");
-    assert!(stdout.contains("downloaded 64.00 MiB in"), "{stdout}");
+    assert!(stdout.contains("downloaded 64.0 MiB in"), "{stdout}");
     let json = run(&["demo", "--size", "8M", "--json"]);
     assert_eq!(json.status.code(), Some(0));
     let last = text(&json.stdout).lines().last().unwrap().to_owned();

@@ -124,6 +124,9 @@ pub struct TorrentStats {
     pub piece_count: u32,
     /// Bytes still needed of the wanted pieces.
     pub bytes_left: u64,
+    /// Bytes of the wanted pieces, had or not (the whole torrent unless files were deselected;
+    /// 0 before a magnet link's metadata arrives).
+    pub bytes_wanted: u64,
     /// Payload bytes received this session (wasted ones included).
     pub downloaded: u64,
     /// Payload bytes sent this session.
@@ -138,6 +141,9 @@ pub struct TorrentStats {
     pub upload_rate: u64,
     /// Connected peers.
     pub peers: Vec<PeerStats>,
+    /// Peer addresses known (connected, connecting or to dial later; from trackers, the DHT,
+    /// PEX, LSD and the user).
+    pub peers_known: usize,
     /// Nodes in the engine's DHT routing tables (0 with the DHT off).
     pub dht_nodes: usize,
     /// Peers the DHT has given this torrent so far.
@@ -296,6 +302,7 @@ mod tests {
             pieces_had: 0,
             piece_count: 1,
             bytes_left: 1,
+            bytes_wanted: 1,
             downloaded,
             uploaded: 0,
             wasted: 0,
@@ -303,6 +310,7 @@ mod tests {
             download_rate: 0,
             upload_rate: 0,
             peers: Vec::new(),
+            peers_known: 0,
             dht_nodes: 0,
             dht_peers: 0,
             dht_datagrams: (0, 0),

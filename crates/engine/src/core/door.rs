@@ -324,7 +324,7 @@ impl Core {
             } else if self.metainfo.is_none() {
                 u64::from(cratetorrent_wire::METADATA_PIECE_LEN)
             } else {
-                self.stats_left()
+                self.stats_left_and_wanted().0
             },
             finished,
             paused: self.paused,

@@ -63,7 +63,6 @@ pub(super) struct KnownPeers {
 
 impl KnownPeers {
     /// Addresses known.
-    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.peers.len()
     }

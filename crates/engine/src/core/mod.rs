@@ -520,11 +520,19 @@ impl Core {
 
     /// Bytes of the wanted pieces still missing (linear in the piece count: for stats and
     /// announces, not the hot path).
-    fn stats_left(&self) -> u64 {
-        (0..self.geometry.piece_count())
-            .filter(|&p| self.wants(p))
-            .map(|p| u64::from(self.geometry.piece_len(p).unwrap_or(0)))
-            .sum()
+    /// Bytes of the pieces still wanted, and of every selected piece (had or not): one pass.
+    fn stats_left_and_wanted(&self) -> (u64, u64) {
+        let (mut left, mut wanted) = (0, 0);
+        for piece in 0..self.geometry.piece_count() {
+            let len = u64::from(self.geometry.piece_len(piece).unwrap_or(0));
+            if self.seed_only || self.picker.priority(piece) > 0 {
+                wanted += len;
+            }
+            if self.wants(piece) {
+                left += len;
+            }
+        }
+        (left, wanted)
     }
 
     /// The torrent's stats now.
@@ -538,7 +546,7 @@ impl Core {
         } else {
             TorrentState::Downloading
         };
-        let bytes_left = self.stats_left();
+        let (bytes_left, bytes_wanted) = self.stats_left_and_wanted();
         TorrentStats {
             id: self.id,
             info_hash: self.info_hash,
@@ -546,6 +554,7 @@ impl Core {
             pieces_had: self.have.count_ones(),
             piece_count: self.geometry.piece_count(),
             bytes_left,
+            bytes_wanted,
             downloaded: self.downloaded.total(),
             uploaded: self.uploaded.total(),
             wasted: self.wasted,
@@ -574,6 +583,7 @@ impl Core {
                     peer_interested: p.peer_interested,
                 })
                 .collect(),
+            peers_known: self.known.len(),
             dht_nodes: 0,
             dht_peers: 0,
             dht_datagrams: (0, 0),

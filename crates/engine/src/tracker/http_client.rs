@@ -77,6 +77,12 @@ impl HttpTracker {
         parse_scrape_response(&body, info_hash)
     }
 
+    /// GETs `url` (e.g. a `.torrent` file), following redirects, within the request timeout
+    /// and response size limit of the client's [`TrackerConf`].
+    pub async fn fetch(&self, url: &str) -> Result<Bytes, TrackerError> {
+        self.get(url).await
+    }
+
     /// GETs `url`, following redirects, within the request timeout and size limit.
     async fn get(&self, url: &str) -> Result<Bytes, TrackerError> {
         tokio::time::timeout(self.conf.request_timeout, self.get_following(url))
