@@ -162,6 +162,15 @@ impl Reporter {
         }
     }
 
+    /// An error, as the CLI prints them (`cratetorrent: …` on stderr) whatever the style.
+    pub(crate) fn error(&self, message: &str) {
+        let line = format!("cratetorrent: {}", escape(message));
+        match &self.multi {
+            Some(multi) => multi.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
     /// A milestone with figures: a line for people, an event with `extra` merged in for JSON.
     pub(crate) fn event(&mut self, kind: &str, line: &str, extra: serde_json::Value) {
         match self.style {

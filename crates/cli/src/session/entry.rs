@@ -31,7 +31,8 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
-    pub(super) fn new(text: &str, only: &[String], saving: bool) -> Result<Self> {
+    pub(super) fn new(text: &str, args: &SessionArgs) -> Result<Self> {
+        let (only, saving) = (&args.only, args.save_torrent.is_some());
         if crate::source::is_magnet(text) {
             let magnet =
                 Magnet::parse(text).map_err(|e| CliError::with("not a usable magnet link", &e))?;
@@ -65,6 +66,9 @@ impl Prepared {
         }
         let metainfo = crate::source::load(text)?;
         let priorities = crate::select::priorities(&metainfo, only)?;
+        if !args.seed_only {
+            super::space::check(&metainfo, priorities.as_deref(), &args.dir)?;
+        }
         Ok(Self {
             text: text.to_owned(),
             info_hash: Some(metainfo.info_hash()),
@@ -108,7 +112,11 @@ pub(super) enum Outcome {
     Finished,
     /// Stopped by a signal before it completed.
     Unfinished,
-    Failed(CliError),
+    Failed {
+        error: CliError,
+        /// Printed already, when it happened.
+        told: bool,
+    },
 }
 
 /// What `--on-complete` is told about a torrent that completed.
@@ -133,6 +141,8 @@ pub(super) struct Entry {
     stall: Stall,
     /// Its final line is printed (complete, or seeded to its limits).
     reported: bool,
+    /// Its failure was printed when it happened.
+    told: bool,
     _lock: Option<DirLock>,
 }
 
@@ -188,6 +198,7 @@ impl Entry {
             stats: None,
             stall: Stall::new(prepared.trackers, &args.peers, !args.discovery.no_dht),
             reported: false,
+            told: false,
             _lock: prepared.lock,
         })
     }
@@ -202,7 +213,7 @@ impl Entry {
 
     pub(super) fn fail(&mut self, error: CliError) {
         if !self.is_done() {
-            self.phase = Phase::Done(Outcome::Failed(error));
+            self.phase = Phase::Done(Outcome::Failed { error, told: false });
         }
     }
 
@@ -265,7 +276,15 @@ impl Entry {
             Alert::TorrentComplete(_) => return self.complete(args),
             Alert::TorrentError { error, .. } => {
                 // Before the torrent starts, an error means it never will; a full disk stops it.
-                if matches!(self.phase, Phase::Starting) || error.is_no_space() {
+                if error.is_no_space() {
+                    let left = self.stats.as_ref().map(|s| s.bytes_left);
+                    let figures = super::space::explain(&args.dir, left);
+                    let error = CliError::new(format!("{name}: {error}{figures}"));
+                    // Said now: what shutting down reports after it is a consequence.
+                    reporter.error(&error.to_string());
+                    self.fail(error);
+                    self.told = true;
+                } else if matches!(self.phase, Phase::Starting) {
                     self.fail(CliError::new(format!("{name}: {error}")));
                 } else {
                     reporter.note("error", &format!("{name}: {error}"));
@@ -449,7 +468,12 @@ impl Entry {
     ) -> Outcome {
         let phase = std::mem::replace(&mut self.phase, Phase::Starting);
         let outcome = match phase {
-            Phase::Done(Outcome::Failed(error)) => return Outcome::Failed(error),
+            Phase::Done(Outcome::Failed { error, .. }) => {
+                return Outcome::Failed {
+                    error,
+                    told: self.told,
+                };
+            }
             Phase::Done(outcome) => outcome,
             Phase::Seeding { .. } => Outcome::Finished,
             Phase::Starting | Phase::Downloading => Outcome::Unfinished,

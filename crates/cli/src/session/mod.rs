@@ -3,6 +3,7 @@
 
 mod entry;
 mod hook;
+mod space;
 mod stall;
 
 use std::collections::HashMap;
@@ -108,7 +109,7 @@ pub(crate) fn run(args: SessionArgs, style: Style) -> Result<ExitCode> {
     };
     let mut prepared: Vec<Prepared> = Vec::with_capacity(args.torrents.len());
     for text in &args.torrents {
-        let next = Prepared::new(text, &args.only, args.save_torrent.is_some())?;
+        let next = Prepared::new(text, &args)?;
         if let Some(same) = prepared.iter().find(|p| p.same_torrent(&next)) {
             return Err(CliError::new(format!(
                 "{} and {text} are the same torrent: give it once",
@@ -284,11 +285,11 @@ async fn session(args: SessionArgs, prepared: Vec<Prepared>, style: Style) -> Re
     let mut unfinished = false;
     for (entry, stats) in entries.into_iter().zip(finals) {
         match entry.finish(stats.as_ref(), &args, &mut reporter) {
-            Outcome::Failed(error) => {
+            Outcome::Failed { error, told } => {
                 if failure.is_some() {
                     reporter.note("error", &error.to_string());
                 } else {
-                    failure = Some(error);
+                    failure = Some((error, told));
                 }
             }
             Outcome::Unfinished => unfinished = true,
@@ -296,7 +297,10 @@ async fn session(args: SessionArgs, prepared: Vec<Prepared>, style: Style) -> Re
         }
     }
     reporter.clear();
-    if let Some(error) = failure {
+    if let Some((error, told)) = failure {
+        if told {
+            return Ok(ExitCode::FAILURE);
+        }
         return Err(error);
     }
     if let Err(error) = closed {

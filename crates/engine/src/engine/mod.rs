@@ -308,7 +308,10 @@ impl Engine {
             if let Some(storage) = storage {
                 let saved = blocking(move || storage.shutdown()).await;
                 if let Some(Err(source)) = saved {
-                    tracing::error!(%id, %source, "saving torrent on shutdown failed");
+                    tracing::warn!(
+                        %id, %source,
+                        "resume data not saved (its pieces are checked again on restart)"
+                    );
                     if result.is_ok() {
                         result = Err(EngineError::Storage { id, source });
                     }
