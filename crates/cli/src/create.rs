@@ -71,6 +71,21 @@ pub(crate) fn run(args: CreateArgs, quiet: bool) -> Result<()> {
             format_rate(torrent.total_length() as f64 / seconds.max(1e-9)),
         );
         eprintln!("magnet: {}", escape(&torrent.magnet().to_string()));
+        if let Ok(skipped) = builder.skipped() {
+            if skipped.hidden > 0 {
+                eprintln!(
+                    "left out {} hidden file(s) or folder(s) (names starting with '.'; \
+                     --include-hidden adds them)",
+                    skipped.hidden
+                );
+            }
+            if skipped.symlinks > 0 {
+                eprintln!(
+                    "left out {} symbolic link(s) (--follow-symlinks adds the files they name)",
+                    skipped.symlinks
+                );
+            }
+        }
     }
     println!("{}  {}", torrent.info_hash(), output.display());
     Ok(())

@@ -40,8 +40,25 @@ pub(crate) fn run(torrent_path: &str, path: &Path, quiet: bool, as_json: bool) -
     });
     bar.finish();
     let ok = have.count_ones();
-    let problems = file_problems(&torrent, &dir, |piece| have.get(piece));
-    let complete = ok == torrent.piece_count();
+    let mut problems = file_problems(&torrent, &dir, |piece| have.get(piece));
+    // A file longer than the torrent says is not the torrent's, even if every piece verifies.
+    let layout = cratetorrent_storage::Layout::new(&torrent, &dir);
+    let listed: std::collections::HashSet<PathBuf> =
+        problems.iter().map(|(path, _)| path.clone()).collect();
+    for over in cratetorrent_storage::oversized_files(&layout) {
+        let path = over
+            .path
+            .strip_prefix(&dir)
+            .unwrap_or(&over.path)
+            .to_path_buf();
+        if !listed.contains(&path) {
+            problems.push((
+                path,
+                format!("{} bytes instead of {}", over.size, over.expected),
+            ));
+        }
+    }
+    let complete = problems.is_empty() && ok == torrent.piece_count();
     if as_json {
         let files: Vec<serde_json::Value> = problems
             .iter()

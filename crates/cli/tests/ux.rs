@@ -458,3 +458,83 @@ fn a_full_disk_is_reported_with_its_cause_and_figures() {
     seeder.interrupt();
     assert_eq!(seeder.wait(), Some(0));
 }
+
+#[test]
+fn files_larger_than_the_torrent_says_fail_verify_and_a_download_cuts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, torrent) = make_torrent(dir.path(), "a.bin", 100_000, "16K");
+    let mut longer = std::fs::read(&data).unwrap();
+    longer.extend([7u8; 5000]);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("a.bin"), &longer).unwrap();
+    let verify = run(&["verify", s(&torrent), s(&out)]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert_eq!(
+        text(&verify.stdout),
+        "7/7 pieces ok\n105000 bytes instead of 100000: a.bin\n"
+    );
+    let download = run(&[
+        "download",
+        s(&torrent),
+        "-o",
+        s(&out),
+        "--listen",
+        "127.0.0.1:0",
+        "--no-dht",
+        "--no-lsd",
+    ]);
+    assert_eq!(
+        download.status.code(),
+        Some(0),
+        "{}",
+        text(&download.stderr)
+    );
+    assert!(
+        text(&download.stderr).contains(&format!(
+            "{}: 105000 bytes where the torrent says 100000: cut to size",
+            s(&out.join("a.bin"))
+        )),
+        "{}",
+        text(&download.stderr)
+    );
+    assert_eq!(
+        std::fs::read(out.join("a.bin")).unwrap(),
+        std::fs::read(&data).unwrap()
+    );
+    assert_eq!(
+        run(&["verify", s(&torrent), s(&out)]).status.code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn create_says_what_it_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join(".git")).unwrap();
+    std::fs::write(tree.join(".git/HEAD"), b"ref").unwrap();
+    std::fs::write(tree.join(".env"), b"secret").unwrap();
+    std::fs::write(tree.join("a.txt"), b"payload").unwrap();
+    std::os::unix::fs::symlink(tree.join("a.txt"), tree.join("link")).unwrap();
+    let torrent = dir.path().join("tree.torrent");
+    let out = run(&["create", s(&tree), "-o", s(&torrent)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(said.contains("left out 2 hidden file(s) or folder(s) (names starting with '.'; --include-hidden adds them)"), "{said}");
+    assert!(said.contains("left out 1 symbolic link(s)"), "{said}");
+    let quiet = run(&[
+        "create",
+        s(&tree),
+        "-o",
+        s(&torrent),
+        "--force",
+        "--include-hidden",
+        "--follow-symlinks",
+    ]);
+    assert!(
+        !text(&quiet.stderr).contains("left out"),
+        "{}",
+        text(&quiet.stderr)
+    );
+}

@@ -64,6 +64,16 @@ pub struct Progress {
     pub total: u64,
 }
 
+/// Directory entries a [`TorrentBuilder`] leaves out ([`TorrentBuilder::skipped`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Skipped {
+    /// Files and directories whose names start with `.` (a hidden directory counts once).
+    pub hidden: usize,
+    /// Symbolic links.
+    pub symlinks: usize,
+}
+
 /// Builds a v1 `.torrent` from a file or a directory.
 ///
 /// Files of a directory are listed in byte order of their paths, as mktorrent does; hidden files
@@ -233,7 +243,7 @@ impl TorrentBuilder {
                 offset: 0,
             }]
         } else {
-            self.list_directory()?
+            self.list_directory()?.0
         };
         let total = files.last().map_or(0, |f| f.offset + f.length);
         if total == 0 {
@@ -298,9 +308,20 @@ impl TorrentBuilder {
         Ok(torrent.to_bencode())
     }
 
-    /// Every regular file under the root, sorted by path bytes, with torrent offsets.
-    fn list_directory(&self) -> Result<Vec<PayloadFile>, CreateError> {
+    /// What a build leaves out of a directory: hidden entries (unless included) and symbolic
+    /// links (unless followed). Walks the directory again; a single file skips nothing.
+    pub fn skipped(&self) -> Result<Skipped, CreateError> {
+        if !self.root.is_dir() {
+            return Ok(Skipped::default());
+        }
+        Ok(self.list_directory()?.1)
+    }
+
+    /// Every regular file under the root, sorted by path bytes, with torrent offsets; and what
+    /// was left out.
+    fn list_directory(&self) -> Result<(Vec<PayloadFile>, Skipped), CreateError> {
         let mut files = Vec::new();
+        let mut skipped = Skipped::default();
         let mut pending = vec![(self.root.clone(), Vec::<String>::new())];
         while let Some((dir, components)) = pending.pop() {
             let io_error = |source| CreateError::Io {
@@ -312,10 +333,12 @@ impl TorrentBuilder {
                 let path = entry.path();
                 let name = file_name(&path)?;
                 if name.starts_with('.') && !self.include_hidden {
+                    skipped.hidden += 1;
                     continue;
                 }
                 let link = entry.file_type().map_err(io_error)?.is_symlink();
                 if link && !self.follow_symlinks {
+                    skipped.symlinks += 1;
                     continue;
                 }
                 let metadata = fs::metadata(&path).map_err(|source| CreateError::Io {
@@ -344,7 +367,7 @@ impl TorrentBuilder {
                 .checked_add(file.length)
                 .ok_or(CreateError::TooManyPieces)?;
         }
-        Ok(files)
+        Ok((files, skipped))
     }
 }
 

@@ -41,7 +41,7 @@ mod magnet;
 mod metainfo;
 mod path;
 
-pub use create::{CreateError, Progress, TorrentBuilder, auto_piece_length};
+pub use create::{CreateError, Progress, Skipped, TorrentBuilder, auto_piece_length};
 pub use error::MetainfoError;
 pub use files::{FileAttributes, FileEntry, FileSlice, FileSlices};
 pub use info_hash::{InfoHash, InfoHashError};

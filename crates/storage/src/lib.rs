@@ -57,6 +57,7 @@ mod file_cache;
 mod hasher;
 mod layout;
 mod memory;
+mod oversized;
 mod piece_check;
 mod read_cache;
 mod resume;
@@ -82,6 +83,7 @@ pub use delete::delete_files;
 pub use error::StorageError;
 pub use layout::Layout;
 pub use memory::SharedBuffer;
+pub use oversized::{Oversized, oversized_files, truncate_oversized};
 pub use resume::{CheckProgress, verify};
 pub use saved_metadata::{load_metadata, load_session_file, save_metadata, save_session_file};
 

@@ -27,6 +27,8 @@ pub(super) struct Prepared {
     total: u64,
     trackers: usize,
     files: usize,
+    /// The metadata, to find files on disk larger than it says (None for a magnet link).
+    metainfo: Option<Metainfo>,
     lock: Option<DirLock>,
 }
 
@@ -55,6 +57,7 @@ impl Prepared {
                 total: 0,
                 files: 0,
                 priorities: None,
+                metainfo: None,
                 source: TorrentSource::Magnet(magnet),
                 lock: None,
             });
@@ -77,6 +80,7 @@ impl Prepared {
             trackers: metainfo.trackers().iter().map(Vec::len).sum(),
             files: metainfo.files().iter().filter(|f| !f.is_padding()).count(),
             priorities,
+            metainfo: Some(metainfo.clone()),
             source: TorrentSource::Metainfo(metainfo),
             lock: None,
         })
@@ -136,6 +140,7 @@ pub(super) struct Entry {
     total: u64,
     files: usize,
     selected: Option<usize>,
+    metainfo: Option<Metainfo>,
     phase: Phase,
     stats: Option<Box<TorrentStats>>,
     stall: Stall,
@@ -194,6 +199,7 @@ impl Entry {
             total: prepared.total,
             files: prepared.files,
             selected,
+            metainfo: prepared.metainfo,
             phase: Phase::Starting,
             stats: None,
             stall: Stall::new(prepared.trackers, &args.peers, !args.discovery.no_dht),
@@ -243,6 +249,7 @@ impl Entry {
                     )));
                     return None;
                 }
+                self.oversized(args, reporter);
                 if pieces_had > 0 || args.seed_only {
                     reporter.note(
                         "checked",
@@ -312,11 +319,50 @@ impl Entry {
         None
     }
 
+    /// Files larger than the torrent says: cut to size once their pieces are checked (a
+    /// download owns its files), only reported when seeding (the data is the user's).
+    fn oversized(&self, args: &SessionArgs, reporter: &mut Reporter) {
+        let Some(metainfo) = &self.metainfo else {
+            return;
+        };
+        let layout = cratetorrent_storage::Layout::new(metainfo, &args.dir);
+        let found = if args.seed_only {
+            Ok(cratetorrent_storage::oversized_files(&layout))
+        } else {
+            cratetorrent_storage::truncate_oversized(&layout)
+        };
+        match found {
+            Ok(found) => {
+                for file in found {
+                    let done = if args.seed_only {
+                        "its extra bytes are not the torrent's"
+                    } else {
+                        "cut to size"
+                    };
+                    reporter.note(
+                        "oversized",
+                        &format!(
+                            "{}: {} bytes where the torrent says {}: {done}",
+                            file.path.display(),
+                            file.size,
+                            file.expected
+                        ),
+                    );
+                }
+            }
+            Err(error) => reporter.note(
+                "oversized",
+                &format!("{}: cannot cut files to size: {error}", self.name),
+            ),
+        }
+    }
+
     fn metadata(&mut self, metainfo: &Metainfo, args: &SessionArgs, reporter: &mut Reporter) {
         self.name = metainfo.name().to_owned();
         self.info_hash = Some(metainfo.info_hash());
         self.total = metainfo.total_length();
         self.files = metainfo.files().iter().filter(|f| !f.is_padding()).count();
+        self.metainfo = Some(metainfo.clone());
         reporter.rename(self.slot, &self.name);
         let seconds = reporter.elapsed();
         reporter.event(
