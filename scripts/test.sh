@@ -25,6 +25,10 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "==> cargo doc (no warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+echo "==> cargo publish --dry-run (each library crate packages and builds on its own)"
+# --allow-dirty: CI's clone is clean, but a developer's tree need not be.
+cargo publish --workspace --dry-run --allow-dirty --locked \
+    --exclude cratetorrent-cli --exclude cratetorrent-benches --exclude cratetorrent-tests
 echo "==> cargo test (interop tests included)"
 # --show-output: the reliability tests print what they measured (attack counters, kill points,
 # fds and RSS over the soak) even when they pass.
