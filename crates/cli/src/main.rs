@@ -96,11 +96,11 @@ enum Command {
         /// Most peers connected at once.
         #[arg(long, value_name = "N")]
         max_peers: Option<usize>,
-        /// Download rate limit, e.g. 10M (MiB per second; 0 = none).
+        /// Download rate limit per second, in IEC units: 10M is 10 MiB/s (0 = none).
         #[arg(long, value_name = "RATE", value_parser = parse_bytes,
               env = "CRATETORRENT_DOWNLOAD_LIMIT")]
         download_limit: Option<u64>,
-        /// Upload rate limit, e.g. 512K (KiB per second; 0 = none).
+        /// Upload rate limit per second, in IEC units: 512K is 512 KiB/s (0 = none).
         #[arg(long, value_name = "RATE", value_parser = parse_bytes,
               env = "CRATETORRENT_UPLOAD_LIMIT")]
         upload_limit: Option<u64>,
@@ -140,7 +140,7 @@ enum Command {
         peers: Vec<SocketAddr>,
         #[command(flatten)]
         limits: SeedLimitArgs,
-        /// Upload rate limit, e.g. 512K (KiB per second; 0 = none).
+        /// Upload rate limit per second, in IEC units: 512K is 512 KiB/s (0 = none).
         #[arg(long, value_name = "RATE", value_parser = parse_bytes,
               env = "CRATETORRENT_UPLOAD_LIMIT")]
         upload_limit: Option<u64>,
