@@ -175,6 +175,10 @@ fn only_selects_by_glob_and_info_lists_files_with_human_sizes() {
         "{}",
         text(&download.stdout)
     );
+    assert!(
+        !out.join("tree/a.bin").exists(),
+        "an unselected file appeared"
+    );
     for name in ["CD1/b.bin", "CD1/c.bin"] {
         assert_eq!(
             std::fs::read(out.join("tree").join(name)).unwrap(),

@@ -260,6 +260,12 @@ impl Torrent {
                     let _ = storage.forget_reads(token);
                 }
             }
+            // Without storage yet, attaching it applies the latest.
+            Action::WantedFiles(wanted) => {
+                if let Some(storage) = self.storage.borrow().as_ref() {
+                    let _ = storage.set_wanted_files(wanted);
+                }
+            }
             Action::Disconnect(key) => {
                 if let Some(conn) = self.conns.borrow().get(&key) {
                     let _ = conn.stream.shutdown();
@@ -288,6 +294,10 @@ impl Torrent {
 
     /// Takes the open storage and starts handing its events to the core.
     fn attach_storage(self: &Rc<Self>, (storage, events, wake): OpenStorage) {
+        // Priorities set while the files were being checked.
+        if let Some(wanted) = self.core.borrow().wanted_files() {
+            let _ = storage.set_wanted_files(wanted);
+        }
         *self.storage.borrow_mut() = Some(storage);
         tokio::task::spawn_local(tracing::Instrument::instrument(
             storage_loop(self.clone(), events, wake),

@@ -36,6 +36,15 @@ pub fn delete_files(layout: &Layout) -> Result<(), StorageError> {
     for dir in dirs {
         root.remove_empty_dir(&dir);
     }
+    for index in 0..layout.files.len() {
+        let _ = root.remove_file(&layout.file(layout.part_index(index)).rel);
+    }
+    if let Some(parts) = (!layout.files.is_empty())
+        .then(|| layout.file(layout.part_index(0)).rel.parent())
+        .flatten()
+    {
+        root.remove_empty_dir(parts);
+    }
     let resume = Path::new(RESUME_DIR).join(layout.resume_path().file_name().unwrap_or_default());
     let _ = root.remove_file(&resume);
     crate::saved_metadata::remove(&root, layout.metainfo().info_hash());

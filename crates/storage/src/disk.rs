@@ -23,6 +23,7 @@ use crate::{PeerTag, StorageError, StorageEvent};
 
 mod block_hashes;
 mod flush;
+mod parking;
 mod reads;
 mod shed;
 #[cfg(test)]
@@ -56,6 +57,8 @@ pub(crate) enum Command {
     Flush {
         done: Option<Sender<Result<(), StorageError>>>,
     },
+    /// Which files are wanted (index by index; missing entries are wanted).
+    Wanted(Vec<bool>),
     Shutdown {
         done: Sender<Result<(), StorageError>>,
     },
@@ -162,6 +165,8 @@ pub(crate) struct Disk {
     pub(crate) tainted: HashSet<usize>,
     /// Fault injection: the first sync of this file fails ([`crate::StorageConfig::fail_sync`]).
     pub(crate) fail_sync: Option<usize>,
+    /// Parked files wanted again, moved out of their parts once nothing uses them.
+    pub(crate) unparking: Vec<usize>,
 }
 
 impl Disk {
@@ -199,6 +204,7 @@ impl Disk {
                 self.complete(completion);
             }
             self.retry_deferred();
+            self.try_unpark();
             self.retry_pending_reads();
             self.shed_blocks_behind_gaps();
             self.finish_draining();
@@ -257,6 +263,7 @@ impl Disk {
             Command::BlockHashes { piece } => self.block_hashes(piece),
             Command::ForgetReads { token } => self.read_cache.forget(token),
             Command::Flush { done } => self.start_flush(Some(done)),
+            Command::Wanted(wanted) => self.set_wanted(&wanted),
             Command::Shutdown { done } => {
                 self.shutdown = Some(done);
                 self.start_flush(None);
@@ -289,7 +296,7 @@ impl Disk {
         let mut consumed = 0usize;
         for slice in self.layout.slices(start, block.data.len() as u64) {
             let len = slice.len as usize;
-            if !self.layout.files[slice.file_index].padding {
+            if !self.layout.file(slice.file_index).padding {
                 let data = block.data.slice(consumed..consumed + len);
                 self.waiting.push(PendingWrite {
                     file: slice.file_index,
@@ -513,7 +520,7 @@ impl Disk {
                 }
             }
             Ok(0) => {
-                let path = self.layout.files[file].path.clone();
+                let path = self.layout.file(file).path.clone();
                 let error = StorageError::from_io(
                     std::io::Error::from(std::io::ErrorKind::WriteZero),
                     path,
@@ -543,7 +550,7 @@ impl Disk {
                 });
             }
             Err(error) => {
-                let path = self.layout.files[file].path.clone();
+                let path = self.layout.file(file).path.clone();
                 self.fail_pieces(&pieces, StorageError::from_io(error, path, "write"));
             }
         }

@@ -54,7 +54,7 @@ impl FileCache {
             return Ok(open.file.clone());
         }
         self.evict();
-        let entry = &layout.files[index];
+        let entry = layout.file(index);
         let path = &entry.path;
         let access = if write {
             Access::ReadWrite
@@ -92,6 +92,23 @@ impl FileCache {
             },
         );
         Ok(file)
+    }
+
+    /// Whether file `index` is open.
+    pub(crate) fn is_open(&self, index: usize) -> bool {
+        self.open.contains_key(&index)
+    }
+
+    /// Whether an operation holds file `index` open.
+    pub(crate) fn in_use(&self, index: usize) -> bool {
+        self.open
+            .get(&index)
+            .is_some_and(|f| Arc::strong_count(&f.file) > 1)
+    }
+
+    /// Closes file `index` (once the operations holding it finish).
+    pub(crate) fn close(&mut self, index: usize) {
+        self.open.remove(&index);
     }
 
     /// File `index` if it is open for writing; never opens it.

@@ -265,6 +265,7 @@ impl Storage {
         let layout = Arc::new(Layout::new(metainfo, download_dir));
         resume::check_reserved(&layout)?;
         let root = Arc::new(Beneath::open(download_dir, true)?);
+        layout.detect_parked(&root);
         let have = resume::check(&layout, &root, config.hash_threads, progress);
         create_empty_files(&layout, &root)?;
         let backend = select_backend(&config)?;
@@ -341,6 +342,7 @@ impl Storage {
             flush_snapshot: None,
             tainted: HashSet::new(),
             fail_sync: config.fail_sync,
+            unparking: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("ct-disk".into())
@@ -465,6 +467,15 @@ impl Storage {
             .validate(&block)
             .map_err(|_| StorageError::InvalidBlock(block))?;
         self.send(Command::Read { block, token })
+    }
+
+    /// Says which files are wanted (`wanted[i]` for file `i`; missing entries are wanted). A file
+    /// not wanted that has nothing on disk yet is *parked*: the bytes of it that pieces shared
+    /// with wanted files carry are kept in `.cratetorrent/<info-hash>.parts/<i>` (at most two
+    /// pieces' worth), so the file itself does not appear. Wanted again, its part's bytes are
+    /// moved into it. A file with data on disk stays where it is either way.
+    pub fn set_wanted_files(&self, wanted: Vec<bool>) -> Result<(), StorageError> {
+        self.send(Command::Wanted(wanted))
     }
 
     /// Syncs written data and saves resume data; the receiver gets the result.

@@ -150,7 +150,7 @@ impl Checker<'_> {
         for slice in slices {
             let part = &mut out[at..at + slice.len as usize];
             at += slice.len as usize;
-            let file = &self.layout.files[slice.file_index];
+            let file = self.layout.file(slice.file_index);
             if file.padding {
                 part.fill(0);
                 continue;

@@ -198,10 +198,11 @@ pub(crate) fn check(
             && slices.iter().all(|s| unchanged[s.file_index]);
         if trusted {
             have.set(piece);
-        } else if slices
-            .iter()
-            .all(|s| current[s.file_index].is_some_and(|(size, _)| size >= s.offset + s.len))
-        {
+        } else if slices.iter().all(|s| {
+            // A parked file's bytes are in its part: let the hash decide.
+            layout.is_parked(s.file_index)
+                || current[s.file_index].is_some_and(|(size, _)| size >= s.offset + s.len)
+        }) {
             to_hash.push(piece);
         }
     }
@@ -236,6 +237,7 @@ pub fn verify(
     let Ok(root) = Beneath::open(download_dir, false) else {
         return Bitfield::new(total);
     };
+    layout.detect_parked(&root);
     let sizes: Vec<Option<u64>> = layout
         .files
         .iter()
@@ -252,7 +254,10 @@ pub fn verify(
             metainfo
                 .piece_slices(piece)
                 .filter(|s| !layout.files[s.file_index].padding)
-                .all(|s| sizes[s.file_index].is_some_and(|size| size >= s.offset + s.len))
+                .all(|s| {
+                    layout.is_parked(s.file_index)
+                        || sizes[s.file_index].is_some_and(|size| size >= s.offset + s.len)
+                })
         })
         .collect();
     let checked = AtomicU32::new(total - to_hash.len() as u32);

@@ -163,6 +163,17 @@ impl Core {
 
     // ---- settings ----
 
+    /// Which files are wanted, if priorities were set (for the storage to park the others).
+    pub(crate) fn wanted_files(&self) -> Option<Vec<bool>> {
+        let priorities = self.file_priorities.as_ref()?;
+        let count = self.metainfo.as_ref()?.files().len();
+        Some(
+            (0..count)
+                .map(|index| priorities.get(index).is_none_or(|&p| p > 0))
+                .collect(),
+        )
+    }
+
     /// Sets file priorities (0 = skip); missing entries keep the default.
     pub(crate) fn set_file_priorities(&mut self, priorities: &[u8], now: Instant) {
         let Some(metainfo) = &self.metainfo else {
@@ -189,6 +200,10 @@ impl Core {
         }
         for (piece, &priority) in piece_priority.iter().enumerate() {
             self.picker.set_priority(piece as PieceIndex, priority);
+        }
+        self.file_priorities = Some(priorities.to_vec());
+        if let Some(wanted) = self.wanted_files() {
+            self.actions.push_back(Action::WantedFiles(wanted));
         }
         self.wanted_missing = (0..self.geometry.piece_count())
             .filter(|&p| self.wants(p))

@@ -103,6 +103,9 @@ pub(crate) enum Action {
     ExternalIp { ip: IpAddr, voter: IpAddr },
     /// The storage has room again: readers waiting after [`Input::DiskFull`] may go on.
     ResumeReading,
+    /// Which files are wanted changed: the storage parks the unwanted ones that have no data
+    /// yet (see `Storage::set_wanted_files`).
+    WantedFiles(Vec<bool>),
     /// A magnet link's metadata is verified: open the torrent's storage, then report
     /// [`Input::StorageReady`].
     MetadataReady(Box<Metainfo>),

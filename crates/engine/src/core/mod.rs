@@ -69,6 +69,8 @@ pub(crate) struct Core {
     storage_ready: bool,
     /// File priorities asked for before the metadata came, applied once it does.
     pending_priorities: Option<Vec<u8>>,
+    /// The file priorities last set (None: every file wanted).
+    file_priorities: Option<Vec<u8>>,
     conf: TorrentConf,
     /// `Mode::Seed`: upload only, never request.
     seed_only: bool,
@@ -164,6 +166,7 @@ impl Core {
             magnet,
             fetch,
             pending_priorities: None,
+            file_priorities: None,
             our_id: init.our_id,
             listen_port: init.listen_port,
             dht_port: init.dht_port,

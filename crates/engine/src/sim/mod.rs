@@ -422,7 +422,8 @@ impl Sim {
             | Action::ResumeReading
             | Action::MetadataReady(_)
             | Action::DhtNode(_)
-            | Action::ExternalIp { .. } => {}
+            | Action::ExternalIp { .. }
+            | Action::WantedFiles(_) => {}
             Action::Disconnect(key) => {
                 if let Some(&link) = self.hosts[host].links.get(&key) {
                     self.close_link(link, host);

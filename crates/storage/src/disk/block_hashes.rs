@@ -47,10 +47,10 @@ impl Disk {
         for slice in slices {
             let part = &mut data[at..at + slice.len as usize];
             at += slice.len as usize;
-            if self.layout.files[slice.file_index].padding {
+            if self.layout.file(slice.file_index).padding {
                 continue;
             }
-            let path = &self.layout.files[slice.file_index].path;
+            let path = &self.layout.file(slice.file_index).path;
             let file = self.files.get(&self.layout, slice.file_index, false)?;
             file.read_exact_at(part, slice.offset)
                 .map_err(|error| StorageError::from_io(error, path.clone(), "read back"))?;

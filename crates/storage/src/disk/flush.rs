@@ -60,7 +60,7 @@ impl Disk {
             result = Err(std::io::Error::from_raw_os_error(libc::EIO));
         }
         if let Err(error) = result {
-            let path = self.layout.files[file].path.clone();
+            let path = self.layout.file(file).path.clone();
             self.flush_error = Some(StorageError::from_io(error, path, "sync"));
             self.tainted.insert(file);
         }

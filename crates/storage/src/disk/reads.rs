@@ -75,7 +75,7 @@ impl Disk {
             .read_cache
             .start_fetch(window, slices.iter().map(|s| s.len as usize));
         for (chunk, (slice, buf)) in slices.iter().zip(chunks).enumerate() {
-            if self.layout.files[slice.file_index].padding {
+            if self.layout.file(slice.file_index).padding {
                 self.read_cache
                     .chunk_done(window, chunk, zeroed(buf, slice.len as usize));
                 continue;
@@ -129,7 +129,7 @@ impl Disk {
                     .layout
                     .slices(start, u64::from(window_len))
                     .nth(chunk)
-                    .map(|s| self.layout.files[s.file_index].path.clone())
+                    .map(|s| self.layout.file(s.file_index).path.clone())
                     .unwrap_or_default();
                 self.read_cache.chunk_failed(window, chunk, buf);
                 self.read_failed(window, StorageError::from_io(error, path, "read"));

@@ -66,6 +66,7 @@ fn disk(metainfo: &Metainfo, dir: &std::path::Path) -> (Disk, mpsc::Receiver<Sto
         flush_snapshot: None,
         tainted: HashSet::new(),
         fail_sync: None,
+        unparking: Vec::new(),
     };
     (disk, receiver)
 }
