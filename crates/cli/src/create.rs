@@ -7,6 +7,7 @@ use cratetorrent_metainfo::{Metainfo, Progress, TorrentBuilder};
 
 use crate::error::{CliError, Result};
 use crate::escape::escape;
+use crate::output::outln;
 use crate::units::{format_bytes, format_rate};
 
 /// What to put in the torrent.
@@ -87,7 +88,7 @@ pub(crate) fn run(args: CreateArgs, quiet: bool) -> Result<()> {
             }
         }
     }
-    println!("{}  {}", torrent.info_hash(), output.display());
+    outln!("{}  {}", torrent.info_hash(), output.display());
     Ok(())
 }
 

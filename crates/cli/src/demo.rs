@@ -13,6 +13,7 @@ use cratetorrent_metainfo::TorrentBuilder;
 use serde_json::json;
 
 use crate::error::{CliError, Result};
+use crate::output::outln;
 use crate::progress::{Reporter, Style};
 use crate::units::{format_bytes, format_rate};
 
@@ -44,7 +45,7 @@ pub(crate) fn run(args: DemoArgs, style: Style) -> Result<ExitCode> {
         .map_err(|e| CliError::with("cannot create a temporary directory", &e))?;
     let say = |line: &str| {
         if style == Style::Human {
-            println!("{line}");
+            outln!("{line}");
         }
     };
     say(&format!(
@@ -103,7 +104,7 @@ pub(crate) fn run(args: DemoArgs, style: Style) -> Result<ExitCode> {
         format_bytes(figures.peak_rss),
     );
     match style {
-        Style::Json => println!(
+        Style::Json => outln!(
             "{}",
             json!({
                 "event": "demo",
@@ -116,7 +117,7 @@ pub(crate) fn run(args: DemoArgs, style: Style) -> Result<ExitCode> {
                 "verified": true,
             })
         ),
-        Style::Human => println!("{line}"),
+        Style::Human => outln!("{line}"),
         Style::Quiet => {}
     }
     temp.close()
@@ -209,7 +210,7 @@ async fn swarm(
         wait_started(alerts).await?;
     }
     if style == Style::Human {
-        println!(
+        outln!(
             "{peers} seeder(s) verified the payload in {:.2} s; downloading",
             checking.elapsed().as_secs_f64()
         );

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::error::{CliError, Result};
 use crate::escape::{escape, escape_path, json_line};
+use crate::output::outln;
 use crate::source::{is_magnet, load};
 use crate::units::format_bytes;
 
@@ -24,39 +25,39 @@ pub(crate) fn run(source: &str, files_only: bool, as_json: bool) -> Result<()> {
         return Ok(());
     }
     if as_json {
-        println!("{}", json_line(&to_json(&torrent)));
+        outln!("{}", json_line(&to_json(&torrent)));
         return Ok(());
     }
-    println!("info-hash: {}", torrent.info_hash());
-    println!("magnet:    {}", escape(&torrent.magnet().to_string()));
-    println!("name:      {}", escape(torrent.name()));
-    println!(
+    outln!("info-hash: {}", torrent.info_hash());
+    outln!("magnet:    {}", escape(&torrent.magnet().to_string()));
+    outln!("name:      {}", escape(torrent.name()));
+    outln!(
         "size:      {} bytes ({})",
         torrent.total_length(),
         format_bytes(torrent.total_length())
     );
-    println!(
+    outln!(
         "pieces:    {} x {}",
         torrent.piece_count(),
         format_bytes(u64::from(torrent.piece_length()))
     );
-    println!(
+    outln!(
         "private:   {}",
         if torrent.is_private() { "yes" } else { "no" }
     );
     if let Some(comment) = torrent.comment() {
-        println!("comment:   {}", escape(comment));
+        outln!("comment:   {}", escape(comment));
     }
     if let Some(created_by) = torrent.created_by() {
-        println!("created by: {}", escape(created_by));
+        outln!("created by: {}", escape(created_by));
     }
     for (index, tier) in torrent.trackers().iter().enumerate() {
-        println!("tier {index}:    {}", escape(&tier.join(" ")));
+        outln!("tier {index}:    {}", escape(&tier.join(" ")));
     }
     for seed in torrent.url_list() {
-        println!("web seed:  {}", escape(seed));
+        outln!("web seed:  {}", escape(seed));
     }
-    println!("files:");
+    outln!("files:");
     print_files(&torrent);
     Ok(())
 }
@@ -65,7 +66,7 @@ pub(crate) fn run(source: &str, files_only: bool, as_json: bool) -> Result<()> {
 fn print_files(torrent: &Metainfo) {
     for (index, file) in torrent.files().iter().enumerate() {
         if !file.is_padding() {
-            println!(
+            outln!(
                 "  {index:>4} {:>10}  {}",
                 format_bytes(file.length()),
                 escape_path(&file.path())
@@ -118,19 +119,19 @@ fn magnet(source: &str, as_json: bool) -> Result<()> {
             "trackers": magnet.trackers,
             "peers": peers,
         });
-        println!("{}", json_line(&value));
+        outln!("{}", json_line(&value));
         return Ok(());
     }
-    println!("info-hash: {}", hash.as_deref().unwrap_or("(v2 only)"));
-    println!(
+    outln!("info-hash: {}", hash.as_deref().unwrap_or("(v2 only)"));
+    outln!(
         "name:      {}",
         escape(magnet.display_name.as_deref().unwrap_or("(unknown)"))
     );
     for tracker in &magnet.trackers {
-        println!("tracker:   {}", escape(tracker));
+        outln!("tracker:   {}", escape(tracker));
     }
     for peer in &magnet.peers {
-        println!("peer:      {peer}");
+        outln!("peer:      {peer}");
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ mod escape;
 mod info;
 mod lock;
 mod log;
+mod output;
 mod progress;
 mod select;
 mod session;
@@ -300,7 +301,12 @@ fn main() -> ExitCode {
         } => info::run(&torrent, files, json).map(|()| ExitCode::SUCCESS),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "cratetorrent", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "cratetorrent", &mut script);
+            output::line(format_args!(
+                "{}",
+                String::from_utf8_lossy(&script).trim_end()
+            ));
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { dir } => man(dir.as_deref()),
@@ -462,7 +468,10 @@ fn man(dir: Option<&std::path::Path>) -> error::Result<ExitCode> {
             clap_mangen::Man::new(command)
                 .render(&mut page)
                 .map_err(failed)?;
-            std::io::Write::write_all(&mut std::io::stdout(), &page).map_err(failed)?;
+            output::line(format_args!(
+                "{}",
+                String::from_utf8_lossy(&page).trim_end()
+            ));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::error::{CliError, Result};
 use crate::escape::escape_path;
+use crate::output::outln;
 
 /// The directory that holds the torrent's root (its file, or its top directory), given the
 /// root itself or the directory that holds it.
@@ -70,15 +71,15 @@ pub(crate) fn run(torrent_path: &str, path: &Path, quiet: bool, as_json: bool) -
             "complete": complete,
             "files": files,
         });
-        println!("{}", crate::escape::json_line(&value));
+        outln!("{}", crate::escape::json_line(&value));
         return Ok(complete);
     }
-    println!("{ok}/{} pieces ok", torrent.piece_count());
+    outln!("{ok}/{} pieces ok", torrent.piece_count());
     for (path, problem) in problems.iter().take(MAX_LISTED) {
-        println!("{problem}: {}", escape_path(path));
+        outln!("{problem}: {}", escape_path(path));
     }
     if problems.len() > MAX_LISTED {
-        println!("… and {} more files", problems.len() - MAX_LISTED);
+        outln!("… and {} more files", problems.len() - MAX_LISTED);
     }
     Ok(complete)
 }

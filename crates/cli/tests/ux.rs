@@ -352,6 +352,28 @@ fn completions_man_pages_and_verify_json() {
     assert!(download.contains("seed\\-ratio"), "{download}");
 
     let (data, torrent) = make_torrent(dir.path(), "a.bin", 100_000, "16K");
+    // A reader that goes away (`| head -1`) ends the output quietly.
+    for args in [
+        &["info", s(&torrent)][..],
+        &["man"],
+        &["completions", "zsh"],
+    ] {
+        let mut child = bin()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stderr.is_empty(), "{args:?}: {}", text(&out.stderr));
+    }
     let ok = run(&["verify", s(&torrent), s(&data), "--json"]);
     assert_eq!(ok.status.code(), Some(0));
     assert_eq!(
