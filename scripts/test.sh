@@ -26,8 +26,15 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "==> cargo doc (no warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 echo "==> cargo publish --dry-run (each library crate packages and builds on its own)"
+# Cargo takes a registry crate for immutable: it unpacks each packaged crate from its temporary
+# registry into CARGO_HOME once per checkout path, and never rebuilds one it has built. So a
+# second run would verify against the first run's sources. Remove those copies (our crates
+# only, from local registries, whose directory names start with -) and build in a target
+# directory of its own whose builds of our crates are removed each time.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/cratetorrent-* \
+    target/publish/package target/publish/debug/.fingerprint/cratetorrent-*
 # --allow-dirty: CI's clone is clean, but a developer's tree need not be.
-cargo publish --workspace --dry-run --allow-dirty --locked \
+cargo publish --workspace --dry-run --allow-dirty --locked --target-dir target/publish \
     --exclude cratetorrent-cli --exclude cratetorrent-benches --exclude cratetorrent-tests
 echo "==> cargo test (interop tests included)"
 # --show-output: the reliability tests print what they measured (attack counters, kill points,
