@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""The WAN benchmark, scenario 1: one seeder -> one leecher across an emulated link.
+"""The WAN benchmark: scenario 1, one seeder -> one leecher across an emulated link; scenario 2,
+eight libtorrent seeders on links of their own (1-50 MB/s, 20-300 ms) -> one leecher.
 
 Each run starts the user-space WAN emulator (benches/wanem: two hosts in network namespaces),
 a seeder in one host and a leecher in the other, and times the leecher to completion. The link
@@ -10,8 +11,8 @@ cratetorrent -> libtorrent, cratetorrent -> cratetorrent, alternating run by run
 is reported as link utilisation (payload bytes per second over the link's rate; TCP/IP headers
 alone cap it at 0.965 with 1500-byte packets).
 
-usage: sudo /usr/bin/python3 benches/swarm/wan.py [--quick] [--runs N] [--rtt 20,100,300]
-       [--rate 10M,100M] [--loss 0,0.01] [--seconds S] [--json FILE]
+usage: sudo /usr/bin/python3 benches/swarm/wan.py [--scenario 1|2] [--quick] [--runs N]
+       [--rtt 20,100,300] [--rate 10M,100M] [--loss 0,0.01] [--seconds S] [--json FILE]
 Needs root (namespaces), python3-libtorrent, and release builds of cratetorrent and wanem
 (`cargo build --release -p cratetorrent-cli -p cratetorrent-wanem`).
 """
@@ -34,15 +35,17 @@ def netns(namespace, args):
     return ["ip", "netns", "exec", namespace] + args
 
 
-class Emulator:
-    """`wanem up` with two hosts: the seeder's and the leecher's."""
+def link_spec(one_way_ms, rate, rtt_ms):
+    """A host link: one-way delay, rate, and a queue of one bandwidth-delay product."""
+    queue = max(64 * 1024, int(rate * rtt_ms / 1000))
+    return f"delay={one_way_ms:g}ms,rate={rate},queue={queue}"
 
-    def __init__(self, wanem, rtt_ms, rate, loss):
-        delay = f"{rtt_ms / 4:g}ms"
-        queue = max(64 * 1024, int(rate * rtt_ms / 1000))
-        link = f"delay={delay},rate={rate},queue={queue}"
-        seeder = link + (f",up.loss={loss}" if loss else "")
-        self.proc = sw.Proc([wanem, "up", seeder, link], stdin=True, stdout=True)
+
+class Emulator:
+    """`wanem up` with the given host links (scenario 1: the seeder's, then the leecher's)."""
+
+    def __init__(self, wanem, specs):
+        self.proc = sw.Proc([wanem, "up"] + specs, stdin=True, stdout=True)
         self.hosts = []
         while True:
             line = self.proc.read_line(lambda l: True, 30).strip()
@@ -76,7 +79,8 @@ def leech(client, ct, namespace, addr, torrent, out, peer):
 
 def one_run(args, pairing, config, work, src, torrent, size):
     rtt, rate, loss = config
-    emulator = Emulator(args.wanem, rtt, rate, loss)
+    link = link_spec(rtt / 4, rate, rtt)
+    emulator = Emulator(args.wanem, [link + (f",up.loss={loss}" if loss else ""), link])
     seeder = None
     leecher = None
     out = os.path.join(work, "leech")
@@ -104,8 +108,76 @@ def one_run(args, pairing, config, work, src, torrent, size):
         shutil.rmtree(out, ignore_errors=True)
 
 
+# Scenario 2: eight libtorrent seeders on links of their own -> one leecher on a 100 MB/s link
+# with 1 ms each way. (rate MB/s, round trip to the leecher in ms) per seeder.
+SEEDERS = [(1, 300), (2, 200), (5, 150), (10, 100), (20, 80), (30, 50), (40, 30), (50, 20)]
+
+
+def many_seeders(args, leecher_client, work, src, torrent, size):
+    """Time for `leecher_client` to fetch the payload from the eight seeders."""
+    specs = [link_spec(rtt / 2 - 1, mb * 1_000_000, rtt) for mb, rtt in SEEDERS]
+    specs.append(link_spec(1, 100_000_000, 20))
+    emulator = Emulator(args.wanem, specs)
+    seeders = []
+    leecher = None
+    out = os.path.join(work, "leech")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    try:
+        peers = []
+        for namespace, addr in emulator.hosts[:-1]:
+            proc, peer = seed("libtorrent", args.cratetorrent, namespace, addr, torrent,
+                              os.path.dirname(src))
+            seeders.append(proc)
+            peers.append(peer)
+        namespace, addr = emulator.hosts[-1]
+        started = time.monotonic()
+        if leecher_client == "libtorrent":
+            leecher = sw.Proc(netns(namespace, sw.LT + ["leech", torrent, out, f"{addr}:{PORT}"]
+                                    + peers))
+        else:
+            cmd = [args.cratetorrent, "download", torrent, "-o", out, "--listen", f"{addr}:{PORT}",
+                   "-q"] + sw.CT_TUNING
+            for peer in peers:
+                cmd += ["--peer", peer]
+            leecher = sw.Proc(netns(namespace, cmd))
+        code = leecher.wait(sw.TIMEOUT)
+        if code:
+            raise RuntimeError(f"{leecher_client} leecher exited with {code}")
+        if not sw.same_tree(src, os.path.join(out, os.path.basename(src))):
+            raise RuntimeError("the download differs from the payload")
+        return leecher.ended - started
+    finally:
+        if leecher:
+            leecher.kill()
+        for proc in seeders:
+            proc.stop()
+        emulator.stop()
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def scenario2(args):
+    ct = sw.Cratetorrent(args.cratetorrent)
+    size = 256 * sw.MIB
+    work, src, torrent = sw.prepare("/dev/shm", "single", "256K", size, ct)
+    times = {"libtorrent": [], "cratetorrent": []}
+    try:
+        for _ in range(args.runs):
+            for client in times:
+                times[client].append(many_seeders(args, client, work, src, torrent, size))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    lt, ours = sw.median(times["libtorrent"]), sw.median(times["cratetorrent"])
+    print(f"8 seeders on 1-50 MB/s, 20-300 ms links -> one leecher, 256 MiB: libtorrent "
+          f"{lt:.1f} s, cratetorrent {ours:.1f} s (ct/lt time {ours / lt:.2f})", flush=True)
+    return {"libtorrent_s": lt, "cratetorrent_s": ours}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scenario", type=int, default=1, choices=[1, 2],
+                        help="1: one seeder -> one leecher over one link (the grid); "
+                             "2: eight seeders on mixed links -> one leecher")
     parser.add_argument("--quick", action="store_true",
                         help="one link (RTT 100 ms, 10 MB/s, no loss), one run")
     parser.add_argument("--runs", type=int, default=3)
@@ -120,6 +192,10 @@ def main():
     args = parser.parse_args()
     if args.quick:
         args.rtt, args.rate, args.loss, args.runs = "100", "10M", "0", 1
+    if args.scenario == 2:
+        with open(args.json, "w") as f:
+            json.dump(scenario2(args), f, indent=1)
+        return 0
     rates = [int(float(r[:-1]) * 1e6) if r.endswith("M") else int(r) for r in args.rate.split(",")]
     configs = [(int(rtt), rate, float(loss)) for rtt in args.rtt.split(",") for rate in rates
                for loss in args.loss.split(",")]
