@@ -9,7 +9,8 @@ given rate, a queue of one bandwidth-delay product, and with --loss, random loss
 uplink (the data's direction). Pairings: libtorrent -> libtorrent, libtorrent -> cratetorrent,
 cratetorrent -> libtorrent, cratetorrent -> cratetorrent, alternating run by run; the median
 is reported as link utilisation (payload bytes per second over the link's rate; TCP/IP headers
-alone cap it at 0.965 with 1500-byte packets).
+alone cap it at 0.965 with 1500-byte packets), beside that of one plain TCP flow across the same
+link for as long (`tcp`: the kernel's own limit there, e.g. its send buffer at long round trips).
 
 usage: sudo /usr/bin/python3 benches/swarm/wan.py [--scenario 1|2] [--quick] [--runs N]
        [--rtt 20,100,300] [--rate 10M,100M] [--loss 0,0.01] [--seconds S] [--json FILE]
@@ -75,6 +76,30 @@ def leech(client, ct, namespace, addr, torrent, out, peer):
         return sw.Proc(netns(namespace, sw.LT + ["leech", torrent, out, f"{addr}:{PORT}", peer]))
     return sw.Proc(netns(namespace, [ct, "download", torrent, "-o", out, "--listen",
                                      f"{addr}:{PORT}", "-q", "--peer", peer] + sw.CT_TUNING))
+
+
+TCP_FLOW = ["/usr/bin/python3", os.path.join(sw.HERE, "tcp_flow.py")]
+
+
+def raw_tcp(args, config, seconds):
+    """Utilisation of the same link by one plain TCP flow (the kernel's own limit there)."""
+    rtt, rate, loss = config
+    link = link_spec(rtt / 4, rate, rtt)
+    emulator = Emulator(args.wanem, [link + (f",up.loss={loss}" if loss else ""), link])
+    receiver = sender = None
+    try:
+        (send_ns, _), (recv_ns, recv_addr) = emulator.hosts
+        receiver = sw.Proc(netns(recv_ns, TCP_FLOW + ["recv", recv_addr, str(PORT)]), stdout=True)
+        receiver.read_line(lambda l: l.startswith("READY"), 30)
+        sender = sw.Proc(netns(send_ns, TCP_FLOW + ["send", recv_addr, str(PORT), str(seconds)]))
+        sender.wait(seconds + 120)
+        total, elapsed = receiver.read_line(lambda l: True, seconds + 120).split()
+        return int(total) / float(elapsed) / rate
+    finally:
+        for proc in (sender, receiver):
+            if proc:
+                proc.kill()
+        emulator.stop()
 
 
 def one_run(args, pairing, config, work, src, torrent, size):
@@ -213,7 +238,7 @@ def main():
                     samples[pairing].append(one_run(args, pairing, config, work, src, torrent, size))
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        row = {}
+        row = {"tcp": raw_tcp(args, config, args.seconds)}
         for pairing, runs in samples.items():
             name = f"{pairing[0][:2]}->{pairing[1][:2]}".replace("li", "lt").replace("cr", "ct")
             row[name] = sw.median([r["utilisation"] for r in runs])
