@@ -1,7 +1,7 @@
 //! The disk thread: owns the backend, the open files and the state of pieces being written, and
 //! turns commands into coalesced vectored operations.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender};
@@ -166,7 +166,7 @@ pub(crate) struct Disk {
     /// Fault injection: the first sync of this file fails ([`crate::StorageConfig::fail_sync`]).
     pub(crate) fail_sync: Option<usize>,
     /// Parked files wanted again, moved out of their parts once nothing uses them.
-    pub(crate) unparking: Vec<usize>,
+    pub(crate) unparking: BTreeSet<usize>,
 }
 
 impl Disk {

@@ -342,7 +342,7 @@ impl Storage {
             flush_snapshot: None,
             tainted: HashSet::new(),
             fail_sync: config.fail_sync,
-            unparking: Vec::new(),
+            unparking: std::collections::BTreeSet::new(),
         };
         let thread = std::thread::Builder::new()
             .name("ct-disk".into())

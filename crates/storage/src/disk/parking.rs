@@ -2,6 +2,7 @@
 //! parked when it becomes unwanted before anything was written to it, and unparked when it is
 //! wanted again, its part's bytes copied into it once no operation is using the part.
 
+use std::collections::HashSet;
 use std::os::unix::fs::FileExt;
 
 use super::{Deferred, Disk, OpMeta};
@@ -32,13 +33,12 @@ impl Disk {
                 if absent {
                     self.layout.set_parked(index, true);
                 }
-            } else if want && parked && !self.unparking.contains(&index) {
-                self.unparking.push(index);
+            } else if want && parked {
+                self.unparking.insert(index);
             }
-            if want {
-                continue;
+            if !want {
+                self.unparking.remove(&index);
             }
-            self.unparking.retain(|&i| i != index);
         }
         self.try_unpark();
     }
@@ -50,11 +50,12 @@ impl Disk {
         }
         // Queued writes are already mapped to the part: let them out first.
         self.submit_writes(true);
+        let busy = self.parts_in_use();
         let queued = std::mem::take(&mut self.unparking);
         for index in queued {
             let part = self.layout.part_index(index);
-            if self.part_in_use(part) {
-                self.unparking.push(index);
+            if busy.contains(&part) || self.files.in_use(part) {
+                self.unparking.insert(index);
                 continue;
             }
             if let Err(error) = self.unpark(index, part) {
@@ -65,18 +66,28 @@ impl Disk {
         }
     }
 
-    fn part_in_use(&self, part: usize) -> bool {
-        self.files.in_use(part)
-            || self.waiting.iter().any(|w| w.file == part)
-            || self.deferred.iter().any(|op| match op {
-                Deferred::Write(run) => run.iter().any(|w| w.file == part),
-                Deferred::Read { file, .. } | Deferred::Sync(file) => *file == part,
-            })
-            || self.ops.values().any(|op| match op {
-                OpMeta::Write { file, .. } | OpMeta::Sync(file) => *file == part,
-                // A read or a writeback holds the file open: `in_use` sees it.
-                OpMeta::Read { .. } | OpMeta::Writeback => false,
-            })
+    /// The files that queued, deferred or in-flight writes and syncs name, gathered in one
+    /// pass so a sweep over many parked files stays linear. Reads and writebacks hold their
+    /// file open, which `FileCache::in_use` sees.
+    fn parts_in_use(&self) -> HashSet<usize> {
+        let mut busy: HashSet<usize> = self.waiting.iter().map(|w| w.file).collect();
+        for op in &self.deferred {
+            match op {
+                Deferred::Write(run) => busy.extend(run.iter().map(|w| w.file)),
+                Deferred::Read { file, .. } | Deferred::Sync(file) => {
+                    busy.insert(*file);
+                }
+            }
+        }
+        for op in self.ops.values() {
+            match op {
+                OpMeta::Write { file, .. } | OpMeta::Sync(file) => {
+                    busy.insert(*file);
+                }
+                OpMeta::Read { .. } | OpMeta::Writeback => {}
+            }
+        }
+        busy
     }
 
     /// Copies the part's head and tail into file `index` (created at its full length, sparse),

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
@@ -66,7 +66,7 @@ fn disk(metainfo: &Metainfo, dir: &std::path::Path) -> (Disk, mpsc::Receiver<Sto
         flush_snapshot: None,
         tainted: HashSet::new(),
         fail_sync: None,
-        unparking: Vec::new(),
+        unparking: BTreeSet::new(),
     };
     (disk, receiver)
 }
