@@ -29,6 +29,8 @@ def main():
         print(f"{total} {time.monotonic() - started:.3f}", flush=True)
     else:
         conn = socket.create_connection((addr, port), timeout=60)
+        if len(sys.argv) > 5:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, int(sys.argv[5]))
         block = b"\x5a" * (1 << 20)
         until = time.monotonic() + float(sys.argv[4])
         while time.monotonic() < until:

@@ -102,6 +102,47 @@ def raw_tcp(args, config, seconds):
         emulator.stop()
 
 
+def rx_bytes(pid):
+    """Bytes the links delivered into process `pid`'s network namespace (its TUN device)."""
+    try:
+        with open(f"/proc/{pid}/net/dev") as f:
+            rows = [line.split(":", 1) for line in f.readlines()[2:]]
+    except OSError:
+        return None
+    return sum(int(counters.split()[0]) for name, counters in rows if name.strip() != "lo")
+
+
+def watch(proc, timeout):
+    """Waits for `proc`; returns its exit code and samples (seconds, bytes received)."""
+    deadline = time.monotonic() + timeout
+    samples = []
+    while not proc.poll():
+        received = rx_bytes(proc.popen.pid)
+        if received is not None:
+            samples.append((time.monotonic(), received))
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{proc.popen.args[3]} did not finish in {timeout} s")
+        time.sleep(0.01)
+    return os.waitstatus_to_exitcode(proc.status), samples
+
+
+def steady_rate(samples, size):
+    """Payload bytes per second once the connection is up to speed: over the transfer's
+    middle, from 25 % to 95 % of the bytes received (slow start and set-up before, the last
+    pieces' round trips after), each received byte counted as size / all bytes received."""
+    total = samples[-1][1]
+
+    def when(fraction):
+        goal = fraction * total
+        for (t0, b0), (t1, b1) in zip(samples, samples[1:]):
+            if b1 >= goal:
+                return t0 + (t1 - t0) * ((goal - b0) / (b1 - b0) if b1 > b0 else 0)
+        return samples[-1][0]
+
+    return size * 0.70 / max(when(0.95) - when(0.25), 1e-3)
+
+
 def one_run(args, pairing, config, work, src, torrent, size):
     rtt, rate, loss = config
     link = link_spec(rtt / 4, rate, rtt)
@@ -117,13 +158,14 @@ def one_run(args, pairing, config, work, src, torrent, size):
                             os.path.dirname(src))
         started = time.monotonic()
         leecher = leech(pairing[1], args.cratetorrent, leech_ns, leech_addr, torrent, out, peer)
-        code = leecher.wait(sw.TIMEOUT)
+        code, samples = watch(leecher, sw.TIMEOUT)
         wall = leecher.ended - started
         if code:
             raise RuntimeError(f"{pairing[1]} leecher exited with {code}")
         if not sw.same_tree(src, os.path.join(out, os.path.basename(src))):
             raise RuntimeError("the download differs from the payload")
-        return {"seconds": wall, "utilisation": size / wall / rate}
+        return {"seconds": wall, "utilisation": size / wall / rate,
+                "steady": steady_rate(samples, size) / rate}
     finally:
         if leecher:
             leecher.kill()
@@ -242,9 +284,11 @@ def main():
         for pairing, runs in samples.items():
             name = f"{pairing[0][:2]}->{pairing[1][:2]}".replace("li", "lt").replace("cr", "ct")
             row[name] = sw.median([r["utilisation"] for r in runs])
+            row[name + " steady"] = sw.median([r["steady"] for r in runs])
         results[label] = row
-        cells = "  ".join(f"{k} {v:.3f}" for k, v in row.items())
-        print(f"{label} ({size // sw.MIB} MiB): utilisation {cells}", flush=True)
+        whole = "  ".join(f"{k} {v:.3f}" for k, v in row.items() if "steady" not in k)
+        steady = "  ".join(f"{k.split()[0]} {v:.3f}" for k, v in row.items() if "steady" in k)
+        print(f"{label} ({size // sw.MIB} MiB): utilisation {whole}; steady {steady}", flush=True)
     with open(args.json, "w") as f:
         json.dump(results, f, indent=1)
 

@@ -46,6 +46,21 @@ pub struct Conf {
     pub storage: StorageConfig,
     /// Tracker settings.
     pub tracker: TrackerConf,
+    /// Send buffer asked of the kernel for each peer socket, in bytes (default 2.5 MiB, which
+    /// the kernel doubles to 5 MiB for its bookkeeping, capped at `net.core.wmem_max`). A fixed
+    /// buffer turns the kernel's autotuning off, so it is set only where it is larger than
+    /// autotuning may grow: `net.ipv4.tcp_wmem`'s maximum, 4 MiB by default, holds under 3 MB
+    /// in flight, less than a 10 MB/s path at 300 ms needs (3 MB). Not larger, because a
+    /// flow limited by its send buffer looks application-limited to BBR, which then never
+    /// leaves its start-up and, with more in flight than the path holds, loses packets: on that
+    /// path with a path-sized queue, 5 MiB reached 0.90 of the link, 8 MiB 0.81 and
+    /// autotuning 0.85 (BENCHMARKS.md). 0 leaves autotuning alone.
+    pub send_buffer: usize,
+    /// Bytes written to a peer socket but not yet sent that the kernel holds, in bytes
+    /// (`TCP_NOTSENT_LOWAT`; default 1 MiB; 0 leaves the kernel's default, no limit), so that a
+    /// fixed send buffer holds data in flight rather than a queue in front of our next message
+    /// to a slow peer.
+    pub unsent_limit: u32,
     /// The system interface the network runs on (default: io_uring when the kernel allows it,
     /// else epoll with one warning).
     pub io_backend: IoBackend,
@@ -74,6 +89,8 @@ impl Conf {
             torrent: TorrentConf::default(),
             storage: StorageConfig::default(),
             tracker: TrackerConf::default(),
+            send_buffer: 5 << 19,
+            unsent_limit: 1 << 20,
             io_backend: IoBackend::Auto,
             rng_seed: None,
         }

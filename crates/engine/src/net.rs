@@ -5,16 +5,74 @@
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::path::Path;
 
 use bytes::buf::BufMut;
 use bytes::{Bytes, BytesMut};
 use tokio_uring::buf::BoundedBuf;
 
+use crate::Conf;
+
 /// Which system interface the engine's sockets use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Net {
+pub(crate) enum Backend {
     Uring,
     Epoll,
+}
+
+/// How the engine's peer sockets are made: the interface, and what is asked of the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Net {
+    pub(crate) backend: Backend,
+    /// `SO_SNDBUF`, when it is worth turning autotuning off for.
+    send_buffer: Option<usize>,
+    /// `TCP_NOTSENT_LOWAT`.
+    unsent_limit: Option<u32>,
+}
+
+impl Net {
+    /// `backend` with the socket sizes of `conf`, the send buffer only where the kernel's
+    /// limits (read from `/proc/sys` of this network namespace) let it exceed autotuning.
+    pub(crate) fn new(backend: Backend, conf: &Conf) -> Self {
+        let limits = sysctl("net/core/wmem_max", 0).zip(sysctl("net/ipv4/tcp_wmem", 2));
+        Self::with_limits(backend, conf, limits)
+    }
+
+    /// As [`Net::new`] with the kernel's `wmem_max` and autotuning maximum given.
+    fn with_limits(backend: Backend, conf: &Conf, limits: Option<(usize, usize)>) -> Self {
+        let raises = |(wmem_max, autotune_max): (usize, usize)| {
+            conf.send_buffer.min(wmem_max).saturating_mul(2) > autotune_max
+        };
+        Self {
+            backend,
+            send_buffer: (conf.send_buffer > 0 && limits.is_some_and(raises))
+                .then_some(conf.send_buffer),
+            unsent_limit: (conf.unsent_limit > 0).then_some(conf.unsent_limit),
+        }
+    }
+
+    /// Applies the socket options to a connected or listening socket (accepted sockets
+    /// inherit a listener's). Each is an optimisation: one the kernel refuses is logged.
+    pub(crate) fn tune(&self, socket: impl AsFd) {
+        let socket = socket2::SockRef::from(&socket);
+        let mut result = socket.set_tcp_nodelay(true);
+        if let Some(size) = self.send_buffer {
+            result = result.and(socket.set_send_buffer_size(size));
+        }
+        if let Some(limit) = self.unsent_limit {
+            result = result.and(socket.set_tcp_notsent_lowat(limit));
+        }
+        if let Err(error) = result {
+            tracing::debug!(%error, "socket option refused");
+        }
+    }
+}
+
+/// Field `index` of `/proc/sys/<key>`, if it reads as a number.
+fn sysctl(key: &str, index: usize) -> Option<usize> {
+    let text = std::fs::read_to_string(Path::new("/proc/sys").join(key)).ok()?;
+    text.split_whitespace().nth(index)?.parse().ok()
 }
 
 /// A connection to a peer.
@@ -24,20 +82,27 @@ pub(crate) enum PeerStream {
 }
 
 impl PeerStream {
+    /// Connects to `addr`, tuned as `net` says. The connect itself runs on the reactor
+    /// under both backends (tokio-uring runs one), since the socket options must be set on a
+    /// descriptor that tokio-uring's own connect does not lend out.
     pub(crate) async fn connect(addr: SocketAddr, net: Net) -> io::Result<Self> {
-        let stream = match net {
-            Net::Uring => Self::Uring(tokio_uring::net::TcpStream::connect(addr).await?),
-            Net::Epoll => Self::Epoll(tokio::net::TcpStream::connect(addr).await?),
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
         };
-        stream.set_nodelay();
-        Ok(stream)
-    }
-
-    pub(crate) fn set_nodelay(&self) {
-        let _ = match self {
-            Self::Uring(stream) => stream.set_nodelay(true),
-            Self::Epoll(stream) => stream.set_nodelay(true),
-        };
+        // Before connecting, so the window scale offered in the SYN suits the buffers.
+        net.tune(&socket);
+        let stream = socket.connect(addr).await?;
+        Ok(match net.backend {
+            Backend::Uring => {
+                // io_uring would hand a non-blocking socket's EAGAIN back rather than wait.
+                let stream = stream.into_std()?;
+                stream.set_nonblocking(false)?;
+                Self::Uring(tokio_uring::net::TcpStream::from_std(stream))
+            }
+            Backend::Epoll => Self::Epoll(stream),
+        })
     }
 
     /// One read of at most `len` bytes into `buf`'s spare capacity (which must hold them).
@@ -120,10 +185,12 @@ pub(crate) enum Listener {
 }
 
 impl Listener {
+    /// Listens on `listener`, whose accepted sockets inherit the options `net` sets on it.
     pub(crate) fn from_std(listener: std::net::TcpListener, net: Net) -> io::Result<Self> {
-        Ok(match net {
-            Net::Uring => Self::Uring(tokio_uring::net::TcpListener::from_std(listener)),
-            Net::Epoll => {
+        net.tune(&listener);
+        Ok(match net.backend {
+            Backend::Uring => Self::Uring(tokio_uring::net::TcpListener::from_std(listener)),
+            Backend::Epoll => {
                 listener.set_nonblocking(true)?;
                 Self::Epoll(tokio::net::TcpListener::from_std(listener)?)
             }
@@ -141,5 +208,49 @@ impl Listener {
                 Ok((PeerStream::Epoll(stream), addr))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn conf(send_buffer: usize, unsent_limit: u32) -> Conf {
+        let mut conf = Conf::new("/nonexistent");
+        conf.send_buffer = send_buffer;
+        conf.unsent_limit = unsent_limit;
+        conf
+    }
+
+    #[test]
+    fn the_send_buffer_is_fixed_only_above_what_autotuning_reaches() {
+        let net = |limits| Net::with_limits(Backend::Epoll, &conf(4 << 20, 0), limits);
+        // Doubled by the kernel: 8 MiB beats autotuning's 4 MiB.
+        assert_eq!(net(Some((4 << 20, 4 << 20))).send_buffer, Some(4 << 20));
+        // A distribution's 208 KiB wmem_max would fix it far below autotuning's reach.
+        assert_eq!(net(Some((212_992, 4 << 20))).send_buffer, None);
+        assert_eq!(net(None).send_buffer, None);
+        let off = Net::with_limits(Backend::Epoll, &conf(0, 0), Some((64 << 20, 4 << 20)));
+        assert_eq!((off.send_buffer, off.unsent_limit), (None, None));
+    }
+
+    #[test]
+    fn accepted_sockets_inherit_the_listeners_options() {
+        let net = Net::with_limits(
+            Backend::Epoll,
+            &conf(1 << 20, 256 << 10),
+            Some((1 << 20, 0)),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        net.tune(&listener);
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let socket = socket2::SockRef::from(&accepted);
+        assert!(socket.tcp_nodelay().unwrap());
+        // The kernel doubles the size asked for (capped by wmem_max).
+        assert!(socket.send_buffer_size().unwrap() >= 1 << 20);
+        assert_eq!(socket.tcp_notsent_lowat().unwrap(), 256 << 10);
     }
 }

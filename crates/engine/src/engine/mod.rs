@@ -23,7 +23,7 @@ use crate::core;
 use crate::counters::EngineCounters;
 use crate::error::EngineError;
 use crate::handle::{COMMAND_QUEUE, Command, EngineHandle, TorrentParams, TorrentSource};
-use crate::net::{Listener, Net, PeerStream};
+use crate::net::{Backend, Listener, Net, PeerStream};
 use crate::session::{HandshakeTicket, Session, root_of};
 use crate::torrent::{Shared, Torrent};
 use crate::{TorrentError, TorrentId};
@@ -71,7 +71,8 @@ pub fn spawn(conf: Conf) -> Result<(EngineHandle, Alerts), EngineError> {
             };
             if let Some(runtime) = uring {
                 let _ = started.send(Ok(()));
-                runtime.block_on(run(conf, listener, listen_addr, inbox, alerts, Net::Uring));
+                let net = Net::new(Backend::Uring, &conf);
+                runtime.block_on(run(conf, listener, listen_addr, inbox, alerts, net));
             } else {
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -85,10 +86,8 @@ pub fn spawn(conf: Conf) -> Result<(EngineHandle, Alerts), EngineError> {
                 };
                 let _ = started.send(Ok(()));
                 let local = tokio::task::LocalSet::new();
-                local.block_on(
-                    &runtime,
-                    run(conf, listener, listen_addr, inbox, alerts, Net::Epoll),
-                );
+                let net = Net::new(Backend::Epoll, &conf);
+                local.block_on(&runtime, run(conf, listener, listen_addr, inbox, alerts, net));
             }
             closer.close();
         })
@@ -405,7 +404,6 @@ async fn incoming(engine: Rc<Engine>, stream: PeerStream, addr: SocketAddr) {
         tracing::debug!(%addr, "too many incoming handshakes; refused");
         return;
     };
-    stream.set_nodelay();
     let mut buf = BytesMut::new();
     // A tokio-uring socket is closed only once its pending read completes, so a timed-out
     // handshake must shut the socket down: dropping it would leave the slowloris connected.
