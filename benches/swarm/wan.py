@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""The WAN benchmark: scenario 1, one seeder -> one leecher across an emulated link; scenario 2,
-eight libtorrent seeders on links of their own (1-50 MB/s, 20-300 ms) -> one leecher.
+"""The WAN benchmark: scenario 1, one seeder -> one leecher across an emulated link (here);
+scenarios 2 (eight seeders), 3 (flash crowd) and 4 (end-game tail) in wan_many.py.
 
 Each run starts the user-space WAN emulator (benches/wanem: two hosts in network namespaces),
 a seeder in one host and a leecher in the other, and times the leecher to completion. The link
@@ -12,8 +12,9 @@ is reported as link utilisation (payload bytes per second over the link's rate; 
 alone cap it at 0.965 with 1500-byte packets), beside that of one plain TCP flow across the same
 link for as long (`tcp`: the kernel's own limit there, e.g. its send buffer at long round trips).
 
-usage: sudo /usr/bin/python3 benches/swarm/wan.py [--scenario 1|2] [--quick] [--runs N]
+usage: sudo /usr/bin/python3 benches/swarm/wan.py [--scenario 1,2,3,4] [--quick] [--runs N]
        [--rtt 20,100,300] [--rate 10M,100M] [--loss 0,0.01] [--seconds S] [--json FILE]
+       [--markdown BENCHMARKS.md]
 Needs root (namespaces), python3-libtorrent, and release builds of cratetorrent and wanem
 (`cargo build --release -p cratetorrent-cli -p cratetorrent-wanem`).
 """
@@ -102,22 +103,34 @@ def raw_tcp(args, config, seconds):
         emulator.stop()
 
 
-def rx_bytes(pid):
-    """Bytes the links delivered into process `pid`'s network namespace (its TUN device)."""
+def rx_bytes(pid, transmitted=False):
+    """Bytes the links delivered into (or, `transmitted`, carried out of) process `pid`'s
+    network namespace: its TUN device's counters."""
     try:
         with open(f"/proc/{pid}/net/dev") as f:
             rows = [line.split(":", 1) for line in f.readlines()[2:]]
     except OSError:
         return None
-    return sum(int(counters.split()[0]) for name, counters in rows if name.strip() != "lo")
+    field = 8 if transmitted else 0
+    return sum(int(counters.split()[field]) for name, counters in rows if name.strip() != "lo")
 
 
-def watch(proc, timeout):
-    """Waits for `proc`; returns its exit code and samples (seconds, bytes received)."""
+def in_namespace(pid, namespace):
+    """Whether process `pid` has entered network namespace `namespace` (`ip netns exec` runs
+    in the caller's until it switches)."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{namespace}").st_ino
+    except OSError:
+        return False
+
+
+def watch(proc, namespace, timeout):
+    """Waits for `proc`, which runs in `namespace`; returns its exit code and samples
+    (seconds, bytes received by the namespace)."""
     deadline = time.monotonic() + timeout
     samples = []
     while not proc.poll():
-        received = rx_bytes(proc.popen.pid)
+        received = rx_bytes(proc.popen.pid) if in_namespace(proc.popen.pid, namespace) else None
         if received is not None:
             samples.append((time.monotonic(), received))
         if time.monotonic() > deadline:
@@ -158,7 +171,7 @@ def one_run(args, pairing, config, work, src, torrent, size):
                             os.path.dirname(src))
         started = time.monotonic()
         leecher = leech(pairing[1], args.cratetorrent, leech_ns, leech_addr, torrent, out, peer)
-        code, samples = watch(leecher, sw.TIMEOUT)
+        code, samples = watch(leecher, leech_ns, sw.TIMEOUT)
         wall = leecher.ended - started
         if code:
             raise RuntimeError(f"{pairing[1]} leecher exited with {code}")
@@ -175,94 +188,7 @@ def one_run(args, pairing, config, work, src, torrent, size):
         shutil.rmtree(out, ignore_errors=True)
 
 
-# Scenario 2: eight libtorrent seeders on links of their own -> one leecher on a 100 MB/s link
-# with 1 ms each way. (rate MB/s, round trip to the leecher in ms) per seeder.
-SEEDERS = [(1, 300), (2, 200), (5, 150), (10, 100), (20, 80), (30, 50), (40, 30), (50, 20)]
-
-
-def many_seeders(args, leecher_client, work, src, torrent, size):
-    """Time for `leecher_client` to fetch the payload from the eight seeders."""
-    specs = [link_spec(rtt / 2 - 1, mb * 1_000_000, rtt) for mb, rtt in SEEDERS]
-    specs.append(link_spec(1, 100_000_000, 20))
-    emulator = Emulator(args.wanem, specs)
-    seeders = []
-    leecher = None
-    out = os.path.join(work, "leech")
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
-    try:
-        peers = []
-        for namespace, addr in emulator.hosts[:-1]:
-            proc, peer = seed("libtorrent", args.cratetorrent, namespace, addr, torrent,
-                              os.path.dirname(src))
-            seeders.append(proc)
-            peers.append(peer)
-        namespace, addr = emulator.hosts[-1]
-        started = time.monotonic()
-        if leecher_client == "libtorrent":
-            leecher = sw.Proc(netns(namespace, sw.LT + ["leech", torrent, out, f"{addr}:{PORT}"]
-                                    + peers))
-        else:
-            cmd = [args.cratetorrent, "download", torrent, "-o", out, "--listen", f"{addr}:{PORT}",
-                   "-q"] + sw.CT_TUNING
-            for peer in peers:
-                cmd += ["--peer", peer]
-            leecher = sw.Proc(netns(namespace, cmd))
-        code = leecher.wait(sw.TIMEOUT)
-        if code:
-            raise RuntimeError(f"{leecher_client} leecher exited with {code}")
-        if not sw.same_tree(src, os.path.join(out, os.path.basename(src))):
-            raise RuntimeError("the download differs from the payload")
-        return leecher.ended - started
-    finally:
-        if leecher:
-            leecher.kill()
-        for proc in seeders:
-            proc.stop()
-        emulator.stop()
-        shutil.rmtree(out, ignore_errors=True)
-
-
-def scenario2(args):
-    ct = sw.Cratetorrent(args.cratetorrent)
-    size = 256 * sw.MIB
-    work, src, torrent = sw.prepare("/dev/shm", "single", "256K", size, ct)
-    times = {"libtorrent": [], "cratetorrent": []}
-    try:
-        for _ in range(args.runs):
-            for client in times:
-                times[client].append(many_seeders(args, client, work, src, torrent, size))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    lt, ours = sw.median(times["libtorrent"]), sw.median(times["cratetorrent"])
-    print(f"8 seeders on 1-50 MB/s, 20-300 ms links -> one leecher, 256 MiB: libtorrent "
-          f"{lt:.1f} s, cratetorrent {ours:.1f} s (ct/lt time {ours / lt:.2f})", flush=True)
-    return {"libtorrent_s": lt, "cratetorrent_s": ours}
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scenario", type=int, default=1, choices=[1, 2],
-                        help="1: one seeder -> one leecher over one link (the grid); "
-                             "2: eight seeders on mixed links -> one leecher")
-    parser.add_argument("--quick", action="store_true",
-                        help="one link (RTT 100 ms, 10 MB/s, no loss), one run")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--rtt", default="20,100,300", help="round trips, ms")
-    parser.add_argument("--rate", default="10M,100M", help="link rates, bytes per second")
-    parser.add_argument("--loss", default="0,0.01")
-    parser.add_argument("--seconds", type=float, default=12.0,
-                        help="payload size as this many seconds of the link's rate")
-    parser.add_argument("--cratetorrent", default=os.path.join(sw.ROOT, "target/release/cratetorrent"))
-    parser.add_argument("--wanem", default=os.path.join(sw.ROOT, "target/release/wanem"))
-    parser.add_argument("--json", default=os.path.join(sw.ROOT, "target/wan-bench.json"))
-    args = parser.parse_args()
-    if args.quick:
-        args.rtt, args.rate, args.loss, args.runs = "100", "10M", "0", 1
-    if args.scenario == 2:
-        with open(args.json, "w") as f:
-            json.dump(scenario2(args), f, indent=1)
-        return 0
+def scenario1(args):
     rates = [int(float(r[:-1]) * 1e6) if r.endswith("M") else int(r) for r in args.rate.split(",")]
     configs = [(int(rtt), rate, float(loss)) for rtt in args.rtt.split(",") for rate in rates
                for loss in args.loss.split(",")]
@@ -280,17 +206,52 @@ def main():
                     samples[pairing].append(one_run(args, pairing, config, work, src, torrent, size))
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        row = {"tcp": raw_tcp(args, config, args.seconds)}
+        row = {"size_mib": size // sw.MIB, "tcp": raw_tcp(args, config, args.seconds)}
         for pairing, runs in samples.items():
             name = f"{pairing[0][:2]}->{pairing[1][:2]}".replace("li", "lt").replace("cr", "ct")
             row[name] = sw.median([r["utilisation"] for r in runs])
             row[name + " steady"] = sw.median([r["steady"] for r in runs])
         results[label] = row
-        whole = "  ".join(f"{k} {v:.3f}" for k, v in row.items() if "steady" not in k)
+        whole = "  ".join(f"{k} {v:.3f}" for k, v in row.items() if "->" in k and "steady" not in k)
         steady = "  ".join(f"{k.split()[0]} {v:.3f}" for k, v in row.items() if "steady" in k)
-        print(f"{label} ({size // sw.MIB} MiB): utilisation {whole}; steady {steady}", flush=True)
-    with open(args.json, "w") as f:
-        json.dump(results, f, indent=1)
+        print(f"{label} ({size // sw.MIB} MiB): utilisation tcp {row['tcp']:.3f}  {whole}; "
+              f"steady {steady}", flush=True)
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scenario", default="1,2,3,4",
+                        help="which scenarios, e.g. 1 or 2,3 (default all): 1 one link's grid, "
+                             "2 eight seeders, 3 flash crowd, 4 end-game tail")
+    parser.add_argument("--quick", action="store_true",
+                        help="scenario 1 on one link (RTT 100 ms, 10 MB/s, no loss), one run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rtt", default="20,100,300", help="round trips, ms")
+    parser.add_argument("--rate", default="10M,100M", help="link rates, bytes per second")
+    parser.add_argument("--loss", default="0,0.01")
+    parser.add_argument("--seconds", type=float, default=12.0,
+                        help="payload size as this many seconds of the link's rate")
+    parser.add_argument("--cratetorrent", default=os.path.join(sw.ROOT, "target/release/cratetorrent"))
+    parser.add_argument("--wanem", default=os.path.join(sw.ROOT, "target/release/wanem"))
+    parser.add_argument("--json", default=os.path.join(sw.ROOT, "target/wan-bench.json"))
+    parser.add_argument("--markdown", help="write the WAN section of this file (BENCHMARKS.md) "
+                                           "and the flash crowd's plot beside it")
+    args = parser.parse_args()
+    if args.quick:
+        args.scenario, args.rtt, args.rate, args.loss, args.runs = "1", "100", "10M", "0", 1
+    import wan_many
+    scenarios = {"1": scenario1, "2": wan_many.scenario2, "3": wan_many.scenario3,
+                 "4": wan_many.scenario4}
+    results = {}
+    for name in args.scenario.split(","):
+        results[f"scenario{name}"] = scenarios[name](args)
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    if args.markdown:
+        import wan_report
+        wan_report.write(args, results)
+    return 0
 
 
 if __name__ == "__main__":
