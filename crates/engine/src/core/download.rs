@@ -24,6 +24,11 @@ const MIN_SKIP_TIMEOUT: Duration = Duration::from_secs(10);
 const REFILL_FRACTION: usize = 8;
 /// ...or this many requests, whichever is fewer.
 const MAX_REFILL_BATCH: usize = 16;
+/// In end-game, a peer tops its pipeline up to this many requests with blocks that peers at
+/// least half its speed are fetching (as libtorrent, which asks for a busy block only of a
+/// peer with nothing outstanding): each such duplicate most likely arrives second, wasted.
+/// Blocks held by slower, choking or snubbed peers it takes to its full pipeline.
+const END_GAME_TOP_UP: usize = 4;
 
 /// Which pieces in progress a peer's pipeline may be refilled from.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -141,6 +146,10 @@ impl Core {
             asked,
             max_requests,
         });
+        let (rate, queued) = {
+            let peer = &self.peers[key];
+            (peer.downloaded.rate(), peer.requests.len())
+        };
         for i in 0..self.in_progress.partial_count() {
             if sent == need {
                 break;
@@ -161,6 +170,13 @@ impl Core {
             if self.kept_by_owner(piece, download.owner(), own_tag, end_game) {
                 continue;
             }
+            let mut budget = need - sent;
+            if end_game && !self.owner_is_slow(download.owner(), own_tag, rate) {
+                budget = budget.min(END_GAME_TOP_UP.saturating_sub(queued + sent));
+                if budget == 0 {
+                    continue;
+                }
+            }
             let Some(download) = self.in_progress.get_mut(piece) else {
                 continue;
             };
@@ -168,7 +184,7 @@ impl Core {
                 &mut self.peers[key],
                 &self.geometry,
                 piece,
-                need - sent,
+                budget,
                 game.as_ref(),
                 now,
             );
@@ -189,6 +205,19 @@ impl Core {
         owner != own_tag
             && ((self.in_progress.on_parole(piece) && self.peers.by_tag(owner).is_some())
                 || (!end_game && self.is_fast(owner)))
+    }
+
+    /// Whether blocks of a piece started by `owner` are worth asking for again in end-game by
+    /// the peer with `own_tag`, downloading at `rate`: its owner is gone, chokes us, is
+    /// snubbed, or is less than half as fast (the slow peer whose blocks make the tail).
+    fn owner_is_slow(&self, owner: u64, own_tag: u64, rate: u64) -> bool {
+        if owner == own_tag {
+            return false;
+        }
+        let Some(peer) = self.peers.by_tag(owner).and_then(|k| self.peers.get(k)) else {
+            return true;
+        };
+        peer.snubbed || peer.peer_choking || peer.downloaded.rate().saturating_mul(2) < rate
     }
 
     /// Whether the peer with `tag` downloads a whole piece within the request queue time.

@@ -228,6 +228,36 @@ fn end_game_cancels_a_duplicate_when_the_block_arrives() {
 }
 
 #[test]
+fn end_game_takes_over_a_slow_peers_blocks_but_not_a_fast_ones() {
+    let mut core = core(3, Bitfield::new(3), false);
+    let set_rate = |core: &mut Core, key, rate| {
+        core.peers[key].downloaded.add(rate);
+        core.peers[key].downloaded.tick(Duration::from_secs(1));
+    };
+    let fast = full_seed_peer(&mut core, 1);
+    let fast_asked = requests(&sent(&mut core, fast));
+    let slow = full_seed_peer(&mut core, 2);
+    let slow_asked = requests(&sent(&mut core, slow));
+    set_rate(&mut core, fast, 1 << 20);
+    set_rate(&mut core, slow, 1 << 10);
+    let helper = connect(&mut core, 3);
+    set_rate(&mut core, helper, 1 << 20);
+    core.peers[helper].queue_target = 12;
+    let now = Instant::now();
+    core.on_message(
+        helper,
+        Message::Bitfield(Bytes::copy_from_slice(Bitfield::full(3).as_bytes())),
+        now,
+    );
+    core.on_message(helper, Message::Unchoke, now);
+    let asked = requests(&sent(&mut core, helper));
+    // The last free piece, then the slow peer's blocks; none of the fast peer's.
+    assert_eq!(asked.len(), 8, "{asked:?}");
+    assert!(slow_asked.iter().all(|b| asked.contains(b)));
+    assert!(!fast_asked.iter().any(|b| asked.contains(b)));
+}
+
+#[test]
 fn invalid_and_choked_requests() {
     let mut core = core(2, Bitfield::full(2), true);
     let key = connect(&mut core, 1);
