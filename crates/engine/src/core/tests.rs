@@ -131,6 +131,12 @@ fn block(info: BlockInfo) -> Message {
 
 fn full_seed_peer(core: &mut Core, n: u8) -> PeerKey {
     let key = connect(core, n);
+    has_all_and_unchokes(core, key);
+    key
+}
+
+/// Peer `key` says it has every piece and unchokes us (so we request of it).
+fn has_all_and_unchokes(core: &mut Core, key: PeerKey) {
     let count = core.geometry.piece_count();
     let now = Instant::now();
     core.on_message(
@@ -139,7 +145,6 @@ fn full_seed_peer(core: &mut Core, n: u8) -> PeerKey {
         now,
     );
     core.on_message(key, Message::Unchoke, now);
-    key
 }
 
 #[test]
@@ -243,13 +248,7 @@ fn end_game_takes_over_a_slow_peers_blocks_but_not_a_fast_ones() {
     let helper = connect(&mut core, 3);
     set_rate(&mut core, helper, 1 << 20);
     core.peers[helper].queue_target = 12;
-    let now = Instant::now();
-    core.on_message(
-        helper,
-        Message::Bitfield(Bytes::copy_from_slice(Bitfield::full(3).as_bytes())),
-        now,
-    );
-    core.on_message(helper, Message::Unchoke, now);
+    has_all_and_unchokes(&mut core, helper);
     let asked = requests(&sent(&mut core, helper));
     // The last free piece, then the slow peer's blocks; none of the fast peer's.
     assert_eq!(asked.len(), 8, "{asked:?}");

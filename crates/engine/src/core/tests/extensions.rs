@@ -15,12 +15,7 @@ fn lt_donthave_takes_a_piece_off_a_peer_and_withdraws_our_requests_for_it() {
     let key = core
         .on_handshake(addr, id, crate::core::our_extensions(false), true, now)
         .unwrap();
-    core.on_message(
-        key,
-        Message::Bitfield(Bytes::copy_from_slice(Bitfield::full(4).as_bytes())),
-        now,
-    );
-    core.on_message(key, Message::Unchoke, now);
+    has_all_and_unchokes(&mut core, key);
     let asked = requests(&sent(&mut core, key));
     let piece = asked[0].piece;
     let ours = crate::extensions::our_map(false, true)["lt_donthave"];
