@@ -216,6 +216,7 @@ def scenario1(args):
         steady = "  ".join(f"{k.split()[0]} {v:.3f}" for k, v in row.items() if "steady" in k)
         print(f"{label} ({size // sw.MIB} MiB): utilisation tcp {row['tcp']:.3f}  {whole}; "
               f"steady {steady}", flush=True)
+        args.save("scenario1", results)
     return results
 
 
@@ -244,10 +245,16 @@ def main():
     scenarios = {"1": scenario1, "2": wan_many.scenario2, "3": wan_many.scenario3,
                  "4": wan_many.scenario4}
     results = {}
-    for name in args.scenario.split(","):
-        results[f"scenario{name}"] = scenarios[name](args)
+
+    def save(scenario, figures):
+        """Keeps what is measured so far in args.json (a long grid may be cut short)."""
+        results[scenario] = figures
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
+
+    args.save = save
+    for name in args.scenario.split(","):
+        save(f"scenario{name}", scenarios[name](args))
     if args.markdown:
         import wan_report
         wan_report.write(args, results)
