@@ -46,15 +46,13 @@ pub struct Conf {
     pub storage: StorageConfig,
     /// Tracker settings.
     pub tracker: TrackerConf,
-    /// Send buffer asked of the kernel for each peer socket, in bytes (default 2.5 MiB, which
-    /// the kernel doubles to 5 MiB for its bookkeeping, capped at `net.core.wmem_max`). A fixed
-    /// buffer turns the kernel's autotuning off, so it is set only where it is larger than
-    /// autotuning may grow: `net.ipv4.tcp_wmem`'s maximum, 4 MiB by default, holds under 3 MB
-    /// in flight, less than a 10 MB/s path at 300 ms needs (3 MB). Not larger, because a
-    /// flow limited by its send buffer looks application-limited to BBR, which then never
-    /// leaves its start-up and, with more in flight than the path holds, loses packets: on that
-    /// path with a path-sized queue, 5 MiB reached 0.90 of the link, 8 MiB 0.81 and
-    /// autotuning 0.85 (BENCHMARKS.md). 0 leaves autotuning alone.
+    /// The largest send buffer asked of the kernel for a peer socket, in bytes (default 4 MiB,
+    /// which the kernel doubles for its bookkeeping; it caps the request at
+    /// `net.core.wmem_max`). Sockets start on the kernel's autotuning, which stops at
+    /// `net.ipv4.tcp_wmem`'s maximum (4 MiB: under 3 MB in flight, short of a 10 MB/s path at
+    /// 300 ms); one that the kernel reports bound by its buffer for a quarter of the time it
+    /// was sending gets a fixed buffer of the bandwidth-delay product it measured, grown as its
+    /// rate grows, up to this. Used only where it can exceed autotuning's cap; 0 never does.
     pub send_buffer: usize,
     /// Bytes written to a peer socket but not yet sent that the kernel holds, in bytes
     /// (`TCP_NOTSENT_LOWAT`; default 1 MiB; 0 leaves the kernel's default, no limit), so that a
@@ -89,7 +87,7 @@ impl Conf {
             torrent: TorrentConf::default(),
             storage: StorageConfig::default(),
             tracker: TrackerConf::default(),
-            send_buffer: 5 << 19,
+            send_buffer: 4 << 20,
             unsent_limit: 1 << 20,
             io_backend: IoBackend::Auto,
             rng_seed: None,

@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use crate::chunk_pool::{self, ChunkCharge};
 use crate::core::{PeerKey, our_extensions};
 use crate::net::{Net, PeerStream};
+use crate::send_buffer::SendBuffer;
 
 /// Read again only with at least this much room.
 const MIN_READ_ROOM: usize = 32 * 1024;
@@ -123,12 +124,14 @@ pub(crate) async fn run_peer<H: PeerHost + 'static>(
     stream: Rc<PeerStream>,
     writer_wake: Rc<Notify>,
     mut buf: BytesMut,
+    max_send_buffer: usize,
 ) {
     let writer = tokio::task::spawn_local(write_loop(
         torrent.clone(),
         key,
         stream.clone(),
         writer_wake.clone(),
+        SendBuffer::new(max_send_buffer, Instant::now()),
     ));
     let reason = read_loop(&torrent, key, &stream, &mut buf).await;
     tracing::debug!(%reason, "connection ended");
@@ -168,6 +171,7 @@ async fn write_loop<H: PeerHost>(
     key: PeerKey,
     stream: Rc<PeerStream>,
     wake: Rc<Notify>,
+    mut send_buffer: SendBuffer,
 ) {
     let mut frames: Vec<Bytes> = Vec::with_capacity(MAX_FRAMES_PER_WRITE);
     loop {
@@ -193,6 +197,7 @@ async fn write_loop<H: PeerHost>(
             return;
         }
         torrent.sent(key, total);
+        send_buffer.after_write(&stream, Instant::now());
     }
 }
 

@@ -85,6 +85,7 @@ mod peer;
 mod peer_addr;
 mod picker;
 mod rate;
+mod send_buffer;
 mod session;
 #[cfg(any(test, feature = "sim"))]
 #[doc(hidden)]

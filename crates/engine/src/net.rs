@@ -5,7 +5,7 @@
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::Path;
 
 use bytes::buf::BufMut;
@@ -25,8 +25,9 @@ pub(crate) enum Backend {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Net {
     pub(crate) backend: Backend,
-    /// `SO_SNDBUF`, when it is worth turning autotuning off for.
-    send_buffer: Option<usize>,
+    /// The most `SO_SNDBUF` a connection bound by its send buffer may be given, where that
+    /// exceeds what autotuning reaches (see `send_buffer.rs`).
+    pub(crate) send_buffer: Option<usize>,
     /// `TCP_NOTSENT_LOWAT`.
     unsent_limit: Option<u32>,
 }
@@ -57,14 +58,75 @@ impl Net {
     pub(crate) fn tune(&self, socket: impl AsFd) {
         let socket = socket2::SockRef::from(&socket);
         let mut result = socket.set_tcp_nodelay(true);
-        if let Some(size) = self.send_buffer {
-            result = result.and(socket.set_send_buffer_size(size));
-        }
         if let Some(limit) = self.unsent_limit {
             result = result.and(socket.set_tcp_notsent_lowat(limit));
         }
         if let Err(error) = result {
             tracing::debug!(%error, "socket option refused");
+        }
+    }
+}
+
+/// The kernel's figures for the sending of connected TCP socket `fd` (`TCP_INFO`).
+#[allow(unsafe_code)]
+fn tcp_info(fd: BorrowedFd<'_>) -> Option<TcpInfo> {
+    let mut raw = [0u8; TCP_INFO_LEN];
+    let mut len = TCP_INFO_LEN as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `raw`, a buffer that long, and stores
+    // how many it wrote in `len`.
+    let result = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            raw.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if result != 0 || (len as usize) < TCP_INFO_LEN {
+        return None;
+    }
+    let send_buffer = socket2::SockRef::from(&fd).send_buffer_size().ok()?;
+    Some(TcpInfo::parse(&raw, send_buffer))
+}
+
+/// Bytes of `struct tcp_info` read: up to `tcpi_sndbuf_limited` (Linux 4.9 and later).
+const TCP_INFO_LEN: usize = 192;
+
+/// What [`PeerStream::tcp_info`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TcpInfo {
+    /// Time spent with data to send, microseconds.
+    pub(crate) busy_us: u64,
+    /// Of that, time bound by the send buffer, microseconds.
+    pub(crate) sndbuf_limited_us: u64,
+    /// The latest delivery rate sample, bytes per second.
+    pub(crate) delivery_rate: u64,
+    /// The least round trip seen, microseconds.
+    pub(crate) min_rtt_us: u32,
+    /// The send buffer's size as the kernel counts it (`SO_SNDBUF`).
+    pub(crate) send_buffer: usize,
+}
+
+impl TcpInfo {
+    /// Reads the fields at their offsets in the kernel's (stable) `struct tcp_info`.
+    fn parse(raw: &[u8; TCP_INFO_LEN], send_buffer: usize) -> Self {
+        let u32_at = |at: usize| {
+            let mut bytes = [0u8; 4];
+            bytes.copy_from_slice(&raw[at..at + 4]);
+            u32::from_ne_bytes(bytes)
+        };
+        let u64_at = |at: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&raw[at..at + 8]);
+            u64::from_ne_bytes(bytes)
+        };
+        Self {
+            min_rtt_us: u32_at(148),
+            delivery_rate: u64_at(160),
+            busy_us: u64_at(168),
+            sndbuf_limited_us: u64_at(184),
+            send_buffer,
         }
     }
 }
@@ -166,6 +228,30 @@ impl PeerStream {
         }
     }
 
+    /// The descriptor, borrowed for socket options.
+    #[allow(unsafe_code)]
+    fn fd(&self) -> BorrowedFd<'_> {
+        let fd = match self {
+            Self::Uring(stream) => stream.as_raw_fd(),
+            Self::Epoll(stream) => stream.as_raw_fd(),
+        };
+        // SAFETY: the descriptor belongs to the stream, which is borrowed for the returned
+        // lifetime and closes it only when dropped. tokio-uring's stream offers no `AsFd`.
+        unsafe { BorrowedFd::borrow_raw(fd) }
+    }
+
+    /// The kernel's figures for this connection's sending (`TCP_INFO`).
+    pub(crate) fn tcp_info(&self) -> Option<TcpInfo> {
+        tcp_info(self.fd())
+    }
+
+    /// Fixes the send buffer at `size` (which the kernel doubles and caps at `wmem_max`).
+    pub(crate) fn set_send_buffer(&self, size: usize) {
+        if let Err(error) = socket2::SockRef::from(&self.fd()).set_send_buffer_size(size) {
+            tracing::debug!(%error, "send buffer size refused");
+        }
+    }
+
     /// Shuts both directions down: a pending read ends, and the peer sees the close.
     pub(crate) fn shutdown(&self) -> io::Result<()> {
         match self {
@@ -234,6 +320,29 @@ mod tests {
         assert_eq!(net(None).send_buffer, None);
         let off = Net::with_limits(Backend::Epoll, &conf(0, 0), Some((64 << 20, 4 << 20)));
         assert_eq!((off.send_buffer, off.unsent_limit), (None, None));
+    }
+
+    #[test]
+    fn tcp_info_reads_the_kernels_figures_at_their_offsets() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let sent = vec![7u8; 4 << 20];
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            server.read_to_end(&mut all).map(|_| all.len())
+        });
+        client.write_all(&sent).unwrap();
+        let info = tcp_info(client.as_fd()).unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(reader.join().unwrap().unwrap(), sent.len());
+        // Loopback: a round trip of microseconds; megabytes sent, so some time busy sending.
+        assert!(info.min_rtt_us > 0 && info.min_rtt_us < 100_000, "{info:?}");
+        assert!(info.busy_us > 0 && info.busy_us < 60_000_000, "{info:?}");
+        assert!(info.sndbuf_limited_us <= info.busy_us, "{info:?}");
+        assert!(info.delivery_rate > 1_000_000, "{info:?}");
+        assert!(info.send_buffer > 0);
     }
 
     #[test]

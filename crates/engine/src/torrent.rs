@@ -351,7 +351,14 @@ impl Torrent {
         writer.notify_one();
         let span = tracing::debug_span!(parent: &self.span(), "peer", %addr);
         tokio::task::spawn_local(tracing::Instrument::instrument(
-            connection::run_peer(self.clone(), key, stream, writer, buf),
+            connection::run_peer(
+                self.clone(),
+                key,
+                stream,
+                writer,
+                buf,
+                self.shared.net.send_buffer.unwrap_or(0),
+            ),
             span,
         ));
     }
