@@ -72,11 +72,14 @@ def seed(client, ct, namespace, addr, torrent, data_dir):
     return proc, f"{addr}:{PORT}"
 
 
-def leech(client, ct, namespace, addr, torrent, out, peer):
+def leecher_cmd(client, ct, namespace, addr, torrent, out, peers):
+    """`client` downloading `torrent` into `out` from `peers`, in host `namespace`."""
     if client == "libtorrent":
-        return sw.Proc(netns(namespace, sw.LT + ["leech", torrent, out, f"{addr}:{PORT}", peer]))
-    return sw.Proc(netns(namespace, [ct, "download", torrent, "-o", out, "--listen",
-                                     f"{addr}:{PORT}", "-q", "--peer", peer] + sw.CT_TUNING))
+        return netns(namespace, sw.LT + ["leech", torrent, out, f"{addr}:{PORT}"] + peers)
+    cmd = [ct, "download", torrent, "-o", out, "--listen", f"{addr}:{PORT}", "-q"] + sw.CT_TUNING
+    for peer in peers:
+        cmd += ["--peer", peer]
+    return netns(namespace, cmd)
 
 
 TCP_FLOW = ["/usr/bin/python3", os.path.join(sw.HERE, "tcp_flow.py")]
@@ -170,7 +173,8 @@ def one_run(args, pairing, config, work, src, torrent, size):
         seeder, peer = seed(pairing[0], args.cratetorrent, seed_ns, seed_addr, torrent,
                             os.path.dirname(src))
         started = time.monotonic()
-        leecher = leech(pairing[1], args.cratetorrent, leech_ns, leech_addr, torrent, out, peer)
+        leecher = sw.Proc(leecher_cmd(pairing[1], args.cratetorrent, leech_ns, leech_addr,
+                                      torrent, out, [peer]))
         code, samples = watch(leecher, leech_ns, sw.TIMEOUT)
         wall = leecher.ended - started
         if code:

@@ -16,7 +16,7 @@ import shutil
 import time
 
 import swarm as sw
-from wan import PORT, Emulator, leech, link_spec, netns, rx_bytes, seed, watch
+from wan import PORT, Emulator, leecher_cmd, link_spec, rx_bytes, seed, watch
 
 # Scenario 2: (rate MB/s, round trip to the leecher in ms) per seeder.
 SEEDERS = [(1, 300), (2, 200), (5, 150), (10, 100), (20, 80), (30, 50), (40, 30), (50, 20)]
@@ -27,15 +27,6 @@ LEECHER_LINK = link_spec(1, 100_000_000, 20)
 def seeder_link(mb, rtt):
     """A seeder's link, its delay making the round trip to a leecher on LEECHER_LINK `rtt`."""
     return link_spec(rtt / 2 - 1, mb * 1_000_000, rtt)
-
-
-def leecher_cmd(client, ct, namespace, addr, torrent, out, peers):
-    if client == "libtorrent":
-        return netns(namespace, sw.LT + ["leech", torrent, out, f"{addr}:{PORT}"] + peers)
-    cmd = [ct, "download", torrent, "-o", out, "--listen", f"{addr}:{PORT}", "-q"] + sw.CT_TUNING
-    for peer in peers:
-        cmd += ["--peer", peer]
-    return netns(namespace, cmd)
 
 
 def fetch_from_seeders(args, links, leecher_client, torrent, src, work):
