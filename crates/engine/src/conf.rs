@@ -51,8 +51,9 @@ pub struct Conf {
     /// `net.core.wmem_max`). Sockets start on the kernel's autotuning, which stops at
     /// `net.ipv4.tcp_wmem`'s maximum (4 MiB: under 3 MB in flight, short of a 10 MB/s path at
     /// 300 ms); one that the kernel reports bound by its buffer for a quarter of the time it
-    /// was sending gets a fixed buffer: 2.5 MiB, or the bandwidth-delay product it measured
-    /// when larger, grown as its rate grows, up to this. Used only where it can exceed autotuning's cap; 0 never does.
+    /// was sending gets a fixed buffer: 2.5 MiB, or nine tenths of the bandwidth-delay product
+    /// it measured when larger, grown as its rate grows, up to this. Used only where it can
+    /// exceed autotuning's cap; 0 never does.
     pub send_buffer: usize,
     /// Bytes written to a peer socket but not yet sent that the kernel holds, in bytes
     /// (`TCP_NOTSENT_LOWAT`; default 1 MiB; 0 leaves the kernel's default, no limit), so that a
