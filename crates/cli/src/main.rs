@@ -141,6 +141,9 @@ enum Command {
         peers: Vec<SocketAddr>,
         #[command(flatten)]
         limits: SeedLimitArgs,
+        /// Most peers connected at once.
+        #[arg(long, value_name = "N")]
+        max_peers: Option<usize>,
         /// Upload rate limit per second, in IEC units: 512K is 512 KiB/s (0 = none).
         #[arg(long, value_name = "RATE", value_parser = parse_bytes,
               env = "CRATETORRENT_UPLOAD_LIMIT")]
@@ -276,9 +279,27 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
     units::parse_bytes(text)
 }
 
+/// Lifts the soft limit on open descriptors to the hard one: each torrent keeps its download
+/// directory and a few files open, and every peer is a socket, so Debian's default soft limit
+/// of 1,024 would stop a session of a few hundred torrents (libtorrent's clients do the same).
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!(%error, "the open-file limit stays where it was");
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     log::init(cli.quiet, cli.verbose);
+    raise_open_file_limit();
     session::set_io_backend(match cli.io_backend {
         Backend::Auto => cratetorrent::IoBackend::Auto,
         Backend::IoUring => cratetorrent::IoBackend::IoUring,
@@ -394,6 +415,7 @@ fn main() -> ExitCode {
             listen,
             peers,
             limits,
+            max_peers,
             upload_limit,
             upload_slots,
             discovery,
@@ -402,7 +424,7 @@ fn main() -> ExitCode {
             torrent,
             &path,
             (listen, peers, limits.limits()),
-            (upload_limit, upload_slots, discovery),
+            (max_peers, upload_limit, upload_slots, discovery),
             style(json),
         ),
         Command::Demo {
@@ -425,7 +447,12 @@ fn seed(
     torrent: String,
     path: &std::path::Path,
     (listen, peers, limits): (Option<SocketAddr>, Vec<SocketAddr>, session::SeedLimits),
-    (upload_limit, upload_slots, discovery): (Option<u64>, Option<usize>, session::Discovery),
+    (max_peers, upload_limit, upload_slots, discovery): (
+        Option<usize>,
+        Option<u64>,
+        Option<usize>,
+        session::Discovery,
+    ),
     style: Style,
 ) -> error::Result<ExitCode> {
     let metainfo = source::load(&torrent)?;
@@ -439,7 +466,7 @@ fn seed(
             seed_only: true,
             keep_seeding: true,
             limits,
-            max_peers: None,
+            max_peers,
             download_limit: 0,
             upload_limit: upload_limit.unwrap_or(0),
             upload_slots,

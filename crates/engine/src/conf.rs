@@ -42,8 +42,14 @@ pub struct Conf {
     pub dht: DhtConf,
     /// Defaults for each torrent.
     pub torrent: TorrentConf,
-    /// Disk settings for each torrent.
+    /// Disk settings for each torrent. Unless `storage.pool` names one, the engine starts one
+    /// [`DiskPool`](cratetorrent_storage::DiskPool) that every torrent's storage shares.
     pub storage: StorageConfig,
+    /// Torrents whose files are opened and checked at once (default 2): a check reads and
+    /// hashes every piece not vouched for by resume data on all cores, so a thousand torrents
+    /// added together are checked a few at a time, as libtorrent's `active_checking` does,
+    /// not all at once.
+    pub checking_at_once: usize,
     /// Tracker settings.
     pub tracker: TrackerConf,
     /// The largest send buffer asked of the kernel for a peer socket, in bytes (default 4 MiB,
@@ -87,6 +93,7 @@ impl Conf {
             dht: DhtConf::default(),
             torrent: TorrentConf::default(),
             storage: StorageConfig::default(),
+            checking_at_once: 2,
             tracker: TrackerConf::default(),
             send_buffer: 4 << 20,
             unsent_limit: 1 << 20,

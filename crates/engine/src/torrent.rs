@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     /// whose storage opens once its metadata is here).
     pub(crate) download_dir: PathBuf,
     pub(crate) storage_conf: StorageConfig,
+    /// Permits to open and check a torrent's files ([`Conf::checking_at_once`](crate::Conf)).
+    pub(crate) checking: tokio::sync::Semaphore,
 }
 
 /// An open storage with its event channel and the doorbell that rings when events wait.
@@ -591,6 +593,7 @@ pub(crate) async fn open_files(
         shared.storage_conf.clone(),
         wake.clone(),
     );
+    let _permit = shared.checking.acquire().await.ok()?;
     let opened =
         blocking(move || Storage::open(&metainfo, &dir, conf, move || doorbell.notify_one())).await;
     Some(opened?.map(|(storage, events)| (storage, events, wake)))

@@ -49,8 +49,6 @@ pub(crate) trait Backend {
     fn wait(&mut self, out: &mut Vec<Completion>);
     /// Collects finished operations without blocking.
     fn poll(&mut self, out: &mut Vec<Completion>);
-    /// Operations started and not yet returned.
-    fn in_flight(&self) -> usize;
     /// The handle other threads use to interrupt [`wait`](Self::wait).
     fn waker(&self) -> Arc<dyn Wake>;
     /// A short name for logs and benchmarks.
@@ -79,5 +77,34 @@ impl Doorbell {
         if !self.rung.swap(true, Ordering::AcqRel) {
             self.wake.wake();
         }
+    }
+}
+
+/// Operations one torrent's disk state started, for the pool's thread to hand to the backend.
+#[derive(Default)]
+pub(crate) struct OpQueue {
+    started: Vec<Op>,
+    in_flight: usize,
+}
+
+impl OpQueue {
+    pub(crate) fn start(&mut self, op: Op) {
+        self.in_flight += 1;
+        self.started.push(op);
+    }
+
+    /// Operations started and not yet completed.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// The operations started since the last call, for the backend.
+    pub(crate) fn drain_started(&mut self) -> std::vec::Drain<'_, Op> {
+        self.started.drain(..)
+    }
+
+    /// One of them completed.
+    pub(crate) fn completed(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
     }
 }

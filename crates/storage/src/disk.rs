@@ -1,17 +1,16 @@
-//! The disk thread: owns the backend, the open files and the state of pieces being written, and
-//! turns commands into coalesced vectored operations.
+//! One torrent's disk state, run on the pool's thread ([`crate::pool`]): its open files and the
+//! state of pieces being written; it turns commands into coalesced vectored operations.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cratetorrent_metainfo::PieceIndex;
 use cratetorrent_wire::{BLOCK_SIZE, Bitfield, BlockInfo};
 
-use crate::backend::{Backend, Completion, Doorbell, Op, OpKind};
+use crate::backend::{Completion, Op, OpKind, OpQueue};
 use crate::beneath::Beneath;
 use crate::file_cache::FileCache;
 use crate::hasher::{Attempt, HashJob, Hashers};
@@ -126,12 +125,11 @@ pub(crate) enum OpMeta {
 
 pub(crate) struct Disk {
     pub(crate) layout: Arc<Layout>,
-    pub(crate) backend: Box<dyn Backend + Send>,
+    /// Operations started, for the pool to run.
+    pub(crate) io: OpQueue,
     pub(crate) files: FileCache,
     /// The download directory, which resume data is saved beneath.
     pub(crate) root: Arc<Beneath>,
-    pub(crate) commands: Receiver<Command>,
-    pub(crate) doorbell: Arc<Doorbell>,
     pub(crate) events: Sender<StorageEvent>,
     pub(crate) notify: Arc<dyn Fn() + Send + Sync>,
     pub(crate) hashers: Hashers,
@@ -190,47 +188,49 @@ impl Disk {
         }
     }
 
-    pub(crate) fn run(mut self) {
-        let mut completions = Vec::new();
-        loop {
-            self.doorbell.rung.store(false, Ordering::Release);
-            while let Ok(command) = self.commands.try_recv() {
-                self.handle(command);
-            }
-            self.submit_writes(false);
-            self.hashers.flush();
-            self.backend.poll(&mut completions);
-            for completion in completions.drain(..) {
-                self.complete(completion);
-            }
-            self.retry_deferred();
-            self.try_unpark();
-            self.retry_pending_reads();
-            self.shed_blocks_behind_gaps();
-            self.finish_draining();
-            if self.unsaved
-                && self.syncs_left == 0
-                && self.last_save.elapsed() >= self.resume_interval
-            {
-                self.start_flush(None);
-            }
-            if self.shutdown.is_some()
-                && self.backend.in_flight() == 0
-                && self.syncs_left == 0
-                && !self.draining
-                && self.waiting.is_empty()
-            {
-                break;
-            }
-            if self.doorbell.rung.load(Ordering::Acquire) {
-                continue;
-            }
-            self.hashers.flush();
-            self.backend.wait(&mut completions);
-            for completion in completions.drain(..) {
-                self.complete(completion);
-            }
+    /// The upkeep after commands and completions: writes to start, hash jobs to hand over,
+    /// deferred and waiting work to retry, and resume data to save when due.
+    pub(crate) fn turn(&mut self) {
+        self.submit_writes(false);
+        self.hashers.flush();
+        self.retry_deferred();
+        self.try_unpark();
+        self.retry_pending_reads();
+        self.shed_blocks_behind_gaps();
+        self.finish_draining();
+        if self.unsaved && self.syncs_left == 0 && self.last_save.elapsed() >= self.resume_interval
+        {
+            self.start_flush(None);
         }
+        self.hashers.flush();
+    }
+
+    /// Whether the torrent needs turns without a new command or completion: work waiting (for
+    /// memory, a descriptor, a file to be free), pieces in progress, unsaved resume data, or a
+    /// shutdown under way.
+    pub(crate) fn has_work(&self) -> bool {
+        !self.waiting.is_empty()
+            || !self.deferred.is_empty()
+            || self.read_cache.has_pending()
+            || !self.unparking.is_empty()
+            || !self.pieces.is_empty()
+            || self.draining
+            || self.unsaved
+            || self.syncs_left > 0
+            || self.shutdown.is_some()
+    }
+
+    /// Whether a shutdown was asked and everything it waits for is done.
+    pub(crate) fn is_done(&self) -> bool {
+        self.shutdown.is_some()
+            && self.io.in_flight() == 0
+            && self.syncs_left == 0
+            && !self.draining
+            && self.waiting.is_empty()
+    }
+
+    /// Answers the shutdown.
+    pub(crate) fn finish(mut self) {
         let result = self.flush_error.take().map_or(Ok(()), Err);
         if let Some(done) = self.shutdown.take() {
             let _ = done.send(result);
@@ -243,7 +243,7 @@ impl Disk {
         }
     }
 
-    fn handle(&mut self, command: Command) {
+    pub(crate) fn handle(&mut self, command: Command) {
         match command {
             Command::Write {
                 piece,
@@ -402,7 +402,7 @@ impl Disk {
                                 held,
                             },
                         );
-                        self.backend.start(Op {
+                        self.io.start(Op {
                             id,
                             file,
                             offset,
@@ -423,7 +423,7 @@ impl Disk {
                 Ok(file) => {
                     let id = self.next_id();
                     self.ops.insert(id, OpMeta::Read { window, chunk });
-                    self.backend.start(Op {
+                    self.io.start(Op {
                         id,
                         file,
                         offset,
@@ -439,7 +439,7 @@ impl Disk {
                 Ok(file) => {
                     let id = self.next_id();
                     self.ops.insert(id, OpMeta::Sync(index));
-                    self.backend.start(Op {
+                    self.io.start(Op {
                         id,
                         file,
                         offset: 0,
@@ -482,7 +482,7 @@ impl Disk {
         }
     }
 
-    fn complete(&mut self, completion: Completion) {
+    pub(crate) fn complete(&mut self, completion: Completion) {
         let Completion { result, op } = completion;
         let Some(meta) = self.ops.remove(&op.id) else {
             return;
@@ -542,7 +542,7 @@ impl Disk {
                 }
                 let id = self.next_id();
                 self.ops.insert(id, OpMeta::Write { file, pieces, held });
-                self.backend.start(Op {
+                self.io.start(Op {
                     id,
                     file: op.file,
                     offset: op.offset + written as u64,
@@ -563,7 +563,7 @@ impl Disk {
             if let Some(file) = self.files.get_open(index) {
                 let id = self.next_id();
                 self.ops.insert(id, OpMeta::Writeback);
-                self.backend.start(Op {
+                self.io.start(Op {
                     id,
                     file,
                     offset,

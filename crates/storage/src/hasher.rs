@@ -65,14 +65,26 @@ pub(crate) enum HashJob {
 pub(crate) type Report = Box<dyn Fn(PieceIndex, Attempt, bool) + Send + Sync>;
 
 pub(crate) struct Hashers {
+    /// What starting the workers takes, until the first block comes: a torrent that only
+    /// seeds never hashes, and costs no threads for it.
+    idle: Option<Start>,
     queues: Vec<Sender<Vec<HashJob>>>,
     batches: Vec<Vec<HashJob>>,
     workers: Vec<JoinHandle<()>>,
 }
 
+struct Start {
+    threads: usize,
+    lanes: bool,
+    budget: u64,
+    metainfo: Arc<Metainfo>,
+    report: Arc<Report>,
+}
+
 impl Hashers {
-    /// Starts the workers: one lane worker when `lanes` is set and the CPU has AVX-512 (with
-    /// `max_memory` bounding what it lets gather), otherwise `threads` scalar workers.
+    /// Prepares the workers, started with the first block: one lane worker when `lanes` is set
+    /// and the CPU has AVX-512 (with `max_memory` bounding what it lets gather), otherwise
+    /// `threads` scalar workers.
     pub(crate) fn start(
         threads: usize,
         lanes: bool,
@@ -81,15 +93,25 @@ impl Hashers {
         report: Report,
     ) -> Self {
         let lanes = lanes && sha1x16::supported();
-        let threads = if lanes { 1 } else { threads.max(1) };
-        let budget = (max_memory / 4).min(MAX_BUDGET);
-        let report = Arc::new(report);
-        let metainfo = Arc::new(metainfo);
-        let mut queues = Vec::new();
-        let mut workers = Vec::new();
-        for index in 0..threads {
+        Self {
+            idle: Some(Start {
+                threads: if lanes { 1 } else { threads.max(1) },
+                lanes,
+                budget: (max_memory / 4).min(MAX_BUDGET),
+                metainfo: Arc::new(metainfo),
+                report: Arc::new(report),
+            }),
+            queues: Vec::new(),
+            batches: Vec::new(),
+            workers: Vec::new(),
+        }
+    }
+
+    fn spawn_workers(&mut self, start: &Start) {
+        for index in 0..start.threads {
             let (queue, jobs) = mpsc::channel();
-            let (metainfo, report) = (metainfo.clone(), report.clone());
+            let (metainfo, report) = (start.metainfo.clone(), start.report.clone());
+            let (lanes, budget) = (start.lanes, start.budget);
             let spawned = std::thread::Builder::new()
                 .name(format!("ct-hash-{index}"))
                 .spawn(move || {
@@ -107,21 +129,24 @@ impl Hashers {
                     .run(&jobs);
                 });
             if let Ok(handle) = spawned {
-                queues.push(queue);
-                workers.push(handle);
+                self.queues.push(queue);
+                self.workers.push(handle);
             }
         }
-        let batches = queues.iter().map(|_| Vec::new()).collect();
-        Self {
-            queues,
-            batches,
-            workers,
-        }
+        self.batches = self.queues.iter().map(|_| Vec::new()).collect();
     }
 
     /// Queues `job` for the worker owning its piece (a drain for every worker);
     /// [`flush`](Self::flush) hands it over.
     pub(crate) fn push(&mut self, job: HashJob) {
+        if let Some(start) = self.idle.take() {
+            if !matches!(job, HashJob::Block { .. }) {
+                // No block was ever hashed: nothing to forget, shed or drain.
+                self.idle = Some(start);
+                return;
+            }
+            self.spawn_workers(&start);
+        }
         let piece = match &job {
             HashJob::Block { piece, .. }
             | HashJob::Forget { piece, .. }

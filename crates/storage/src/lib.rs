@@ -2,7 +2,8 @@
 //!
 //! [`Storage::open`] maps a torrent onto files under a download directory, checks what is
 //! already there (trusting fast-resume data for files unchanged since it was saved, hashing the
-//! rest on all cores), and starts a disk thread. Then:
+//! rest on all cores), and hands the torrent to a disk thread: its own, or one that many
+//! storages share ([`DiskPool`], [`StorageConfig::pool`]). Then:
 //!
 //! - [`Storage::write_block`] queues a received block and returns at once. The disk thread
 //!   coalesces contiguous blocks into one vectored write per file slice (io_uring `writev`, or
@@ -59,6 +60,7 @@ mod layout;
 mod memory;
 mod oversized;
 mod piece_check;
+mod pool;
 mod read_cache;
 mod resume;
 mod saved_metadata;
@@ -70,9 +72,7 @@ mod writeback;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::thread::JoinHandle;
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -84,16 +84,18 @@ pub use error::StorageError;
 pub use layout::Layout;
 pub use memory::SharedBuffer;
 pub use oversized::{Oversized, oversized_files, truncate_oversized};
+pub use pool::DiskPool;
 pub use resume::{CheckProgress, verify};
 pub use saved_metadata::{load_metadata, load_session_file, save_metadata, save_session_file};
 
 use crate::backend::Backend;
-use crate::backend::Doorbell;
+use crate::backend::OpQueue;
 use crate::beneath::{Access, Beneath};
 use crate::disk::{Command, Disk};
 use crate::file_cache::FileCache;
 use crate::hasher::Hashers;
 use crate::memory::{HeldBlock, MemoryGauge};
+use crate::pool::Port;
 use crate::read_cache::ReadCache;
 
 /// Identifies the peer a block came from, so a failed piece can name who sent it.
@@ -140,6 +142,10 @@ pub struct StorageConfig {
     pub io_threads: usize,
     /// How often resume data is saved while pieces are being verified (default 30 s).
     pub resume_interval: Duration,
+    /// The disk thread to run on, shared with other storages opened with the same pool
+    /// (default none: the storage starts a disk thread of its own). An engine with many
+    /// torrents shares one, so that each costs no thread, io_uring or descriptor of its own.
+    pub pool: Option<DiskPool>,
     /// Fault injection for tests: cut every write to at most this many bytes.
     #[doc(hidden)]
     pub max_write_len: Option<usize>,
@@ -163,6 +169,7 @@ impl Default for StorageConfig {
             hash_lanes: true,
             io_threads: 4,
             resume_interval: Duration::from_secs(30),
+            pool: None,
             max_write_len: None,
             fail_sync: None,
         }
@@ -230,15 +237,15 @@ pub enum WriteStatus {
     Full,
 }
 
-/// A torrent's storage: a handle to its disk thread.
+/// A torrent's storage: a handle to its state on a disk thread (its own, or a [`DiskPool`]'s).
 pub struct Storage {
-    commands: Sender<Command>,
-    doorbell: Arc<Doorbell>,
+    port: Port,
+    /// Keeps the disk thread running while the storage is open.
+    pool: DiskPool,
     gauge: Arc<MemoryGauge>,
     geometry: Geometry,
     have: Bitfield,
-    backend: &'static str,
-    thread: Option<JoinHandle<()>>,
+    stopped: bool,
 }
 
 impl Storage {
@@ -268,15 +275,13 @@ impl Storage {
         layout.detect_parked(&root);
         let have = resume::check(&layout, &root, config.hash_threads, progress);
         create_empty_files(&layout, &root)?;
-        let backend = select_backend(&config)?;
-        let name = backend.name();
+        let pool = match &config.pool {
+            Some(pool) => pool.clone(),
+            None => DiskPool::new(&config)?,
+        };
+        let port = pool.port();
         let (events, receiver) = mpsc::channel();
-        let (commands, inbox) = mpsc::channel();
         let notify: Arc<dyn Fn() + Send + Sync> = Arc::new(notify);
-        let doorbell = Arc::new(Doorbell {
-            rung: AtomicBool::new(false),
-            wake: backend.waker(),
-        });
         let gauge = {
             let (events, notify) = (events.clone(), notify.clone());
             Arc::new(MemoryGauge::new(
@@ -289,29 +294,22 @@ impl Storage {
             ))
         };
         let hashers = {
-            let (commands, doorbell) = (commands.clone(), doorbell.clone());
+            let port = port.clone();
             Hashers::start(
                 config.hash_threads,
                 config.hash_lanes,
                 config.max_memory,
                 metainfo.clone(),
                 Box::new(move |piece, attempt, ok| {
-                    if commands
-                        .send(Command::Hashed { piece, attempt, ok })
-                        .is_ok()
-                    {
-                        doorbell.ring();
-                    }
+                    let _ = port.send(Command::Hashed { piece, attempt, ok });
                 }),
             )
         };
         let disk = Disk {
             layout,
-            backend,
+            io: OpQueue::default(),
             files: FileCache::new(config.max_open_files, config.preallocate, root.clone()),
             root,
-            commands: inbox,
-            doorbell: doorbell.clone(),
             events,
             notify,
             hashers,
@@ -321,7 +319,7 @@ impl Storage {
                 config.read_cache,
                 config.max_read_memory,
                 config.read_window,
-                doorbell.clone(),
+                port.doorbell().clone(),
             ),
             resume_interval: config.resume_interval,
             pieces: HashMap::new(),
@@ -344,19 +342,15 @@ impl Storage {
             fail_sync: config.fail_sync,
             unparking: std::collections::BTreeSet::new(),
         };
-        let thread = std::thread::Builder::new()
-            .name("ct-disk".into())
-            .spawn(move || disk.run())
-            .map_err(|e| StorageError::from_io(e, download_dir, "spawn disk thread"))?;
+        pool.attach(&port, disk)?;
         let geometry = Geometry::of(metainfo);
         let storage = Self {
-            commands,
-            doorbell,
+            port,
+            pool,
             gauge,
             geometry,
             have,
-            backend: name,
-            thread: Some(thread),
+            stopped: false,
         };
         Ok((storage, receiver))
     }
@@ -368,7 +362,7 @@ impl Storage {
 
     /// The backend in use: `"io_uring"` or `"pwritev"`.
     pub fn backend(&self) -> &'static str {
-        self.backend
+        self.pool.backend()
     }
 
     /// Bytes of received blocks not yet both written and hashed.
@@ -491,22 +485,16 @@ impl Storage {
     }
 
     fn stop(&mut self) -> Result<(), StorageError> {
-        let Some(thread) = self.thread.take() else {
+        if std::mem::replace(&mut self.stopped, true) {
             return Ok(());
-        };
+        }
         let (done, result) = mpsc::channel();
-        let sent = self.send(Command::Shutdown { done });
-        let result = sent.and_then(|()| result.recv().unwrap_or(Err(StorageError::Closed)));
-        let _ = thread.join();
-        result
+        self.send(Command::Shutdown { done })?;
+        result.recv().unwrap_or(Err(StorageError::Closed))
     }
 
     fn send(&self, command: Command) -> Result<(), StorageError> {
-        self.commands
-            .send(command)
-            .map_err(|_| StorageError::Closed)?;
-        self.doorbell.ring();
-        Ok(())
+        self.port.send(command)
     }
 }
 
@@ -525,7 +513,9 @@ fn create_empty_files(layout: &Layout, root: &Beneath) -> Result<(), StorageErro
     Ok(())
 }
 
-fn select_backend(config: &StorageConfig) -> Result<Box<dyn Backend + Send>, StorageError> {
+pub(crate) fn select_backend(
+    config: &StorageConfig,
+) -> Result<Box<dyn Backend + Send>, StorageError> {
     let portable = || {
         Box::new(sync_backend::SyncBackend::new(
             config.io_threads,

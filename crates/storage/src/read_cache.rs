@@ -249,6 +249,11 @@ impl ReadCache {
         }
     }
 
+    /// Whether reads wait for memory.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Queues a read behind those waiting for memory.
     pub(crate) fn defer(&mut self, token: u64, block: BlockInfo) {
         self.pending.push_back((token, block));

@@ -150,10 +150,6 @@ impl Backend for SyncBackend {
         }
     }
 
-    fn in_flight(&self) -> usize {
-        self.in_flight
-    }
-
     fn waker(&self) -> Arc<dyn Wake> {
         self.shared.clone()
     }

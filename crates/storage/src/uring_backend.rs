@@ -195,10 +195,6 @@ impl Backend for UringBackend {
         self.reap(out);
     }
 
-    fn in_flight(&self) -> usize {
-        self.pending.len()
-    }
-
     fn waker(&self) -> Arc<dyn Wake> {
         self.wake.clone()
     }

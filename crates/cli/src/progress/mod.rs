@@ -22,7 +22,8 @@ pub(crate) use torrent::ratio;
 /// How often plain (non-terminal) progress lines are printed per torrent.
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
-/// Different messages shown at most (repeats of one are shown once).
+/// Different messages remembered so that repeats of one are shown once; past it they are
+/// forgotten (a repeat may show again), so a session of a thousand torrents misses none.
 const MAX_NOTES: usize = 1000;
 
 /// The output style chosen on the command line.
@@ -145,10 +146,10 @@ impl Reporter {
     /// a JSON event. Messages carry names, URLs and errors that torrents and trackers chose:
     /// they are escaped here, where they are printed.
     pub(crate) fn note(&mut self, kind: &str, message: &str) {
-        if self.style == Style::Quiet
-            || self.notes.len() >= MAX_NOTES
-            || !self.notes.insert(format!("{kind}{message}"))
-        {
+        if self.notes.len() >= MAX_NOTES {
+            self.notes.clear();
+        }
+        if self.style == Style::Quiet || !self.notes.insert(format!("{kind}{message}")) {
             return;
         }
         match self.style {

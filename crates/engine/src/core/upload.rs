@@ -13,11 +13,13 @@ use crate::choker::{Candidate, Ranking, rechoke};
 impl Core {
     pub(crate) fn on_interested(&mut self, key: PeerKey, now: Instant) {
         let slots = self.conf.unchoke_slots;
-        let unchoked = self.peers.iter().filter(|(_, p)| !p.am_choking).count();
         let peer = &mut self.peers[key];
         peer.peer_interested = true;
-        // Don't make a newcomer wait for the next rechoke when a slot is free.
-        if peer.am_choking && (slots == 0 || unchoked < slots) {
+        // Don't make a newcomer wait for the next rechoke when a slot is free (peers are
+        // counted only then, not for every `interested` a peer repeats).
+        if peer.am_choking
+            && (slots == 0 || self.peers.iter().filter(|(_, p)| !p.am_choking).count() < slots)
+        {
             self.unchoke(key, now);
         }
     }
@@ -245,6 +247,7 @@ impl Core {
             &mut self.rng,
         );
         self.optimistic = optimistic;
+        let unchoked: std::collections::HashSet<usize> = unchoked.into_iter().collect();
         for candidate in candidates {
             let should = unchoked.contains(&candidate.key);
             let choking = self.peers[candidate.key].am_choking;

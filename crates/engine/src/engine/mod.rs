@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use cratetorrent_storage::Layout;
+use cratetorrent_storage::{DiskPool, Layout, StorageConfig};
 use tokio::sync::mpsc;
 
 mod dht;
@@ -136,7 +136,8 @@ async fn run(
         dht: std::cell::OnceCell::new(),
         dht_port: Cell::new(None),
         download_dir: conf.download_dir.clone(),
-        storage_conf: conf.storage.clone(),
+        storage_conf: shared_disk(&conf.storage),
+        checking: tokio::sync::Semaphore::new(conf.checking_at_once.max(1)),
     });
     let engine = Rc::new(Engine {
         conf,
@@ -448,4 +449,19 @@ async fn incoming(engine: Rc<Engine>, stream: PeerStream, addr: SocketAddr) {
     {
         torrent.attach(stream, addr, &handshake, buf, false);
     }
+}
+
+/// Every torrent's storage runs on one disk thread and one io_uring, so a thousand torrents cost
+/// no thread, ring or descriptor each (a pool given in the configuration is used as it is).
+fn shared_disk(storage: &StorageConfig) -> StorageConfig {
+    let mut storage = storage.clone();
+    if storage.pool.is_none() {
+        match DiskPool::new(&storage) {
+            Ok(pool) => storage.pool = Some(pool),
+            Err(error) => {
+                tracing::warn!(%error, "no shared disk thread: each torrent starts its own");
+            }
+        }
+    }
+    storage
 }

@@ -108,7 +108,7 @@ impl Disk {
             Ok(read) if read > 0 => {
                 let id = self.next_id();
                 self.ops.insert(id, OpMeta::Read { window, chunk });
-                self.backend.start(Op {
+                self.io.start(Op {
                     id,
                     file: op.file,
                     offset: op.offset + read as u64,

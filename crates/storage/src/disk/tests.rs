@@ -14,6 +14,7 @@ use cratetorrent_metainfo::{Metainfo, TorrentBuilder};
 use super::{Command, Disk};
 use crate::backend::Backend;
 use crate::backend::Doorbell;
+use crate::backend::OpQueue;
 use crate::beneath::Beneath;
 use crate::file_cache::FileCache;
 use crate::hasher::Hashers;
@@ -28,7 +29,6 @@ use crate::{StorageError, StorageEvent};
 fn disk(metainfo: &Metainfo, dir: &std::path::Path) -> (Disk, mpsc::Receiver<StorageEvent>) {
     let backend = SyncBackend::new(1, None);
     let (events, receiver) = mpsc::channel();
-    let (_commands, inbox) = mpsc::channel();
     let root = Arc::new(Beneath::open(dir, true).unwrap());
     let doorbell = Arc::new(Doorbell {
         rung: AtomicBool::new(false),
@@ -36,11 +36,9 @@ fn disk(metainfo: &Metainfo, dir: &std::path::Path) -> (Disk, mpsc::Receiver<Sto
     });
     let disk = Disk {
         layout: Arc::new(Layout::new(metainfo, dir)),
-        doorbell: doorbell.clone(),
-        backend: Box::new(backend),
+        io: OpQueue::default(),
         files: FileCache::new(8, false, root.clone()),
         root,
-        commands: inbox,
         events,
         notify: Arc::new(|| {}),
         hashers: Hashers::start(1, false, 1 << 20, metainfo.clone(), Box::new(|_, _, _| {})),
