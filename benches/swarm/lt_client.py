@@ -2,8 +2,12 @@
 
 usage: lt_client.py seed TORRENT SAVE_PATH LISTEN
        lt_client.py leech TORRENT SAVE_PATH LISTEN [HOST:PORT ...]
+       lt_client.py seed-many SAVE_PATH LISTEN TORRENT...
+       lt_client.py churn SAVE_PATH LISTEN HOST:PORT AT_ONCE TORRENT...
        lt_client.py settings            -> the session settings as JSON
 A seeder prints `READY <port>` once it has checked its data, then seeds until stdin closes.
+`seed-many` seeds every TORRENT from one session. `churn` downloads the torrents from one peer,
+AT_ONCE at a time, each removed with its data once complete, and prints `DONE <seconds>`.
 A leecher dials the given peers, exits 0 once the download is complete and verified, and
 exits 1 after 10 minutes; given a magnet link, it prints `METADATA <s>` once the metadata
 is verified and `COMPLETE <s>` once done (seconds since the torrent was added). Run with /usr/bin/python3 (Debian's python3-libtorrent).
@@ -37,6 +41,11 @@ OVERRIDES = {
 }
 
 
+# Large enough for the scale benchmark's torrent of 1,000,000 pieces (20 MB of hashes), which
+# libtorrent's default limits (10 MB) refuse.
+LIMITS = {"max_buffer_size": 64 << 20, "max_pieces": 4_000_000, "max_decode_tokens": 10_000_000}
+
+
 def session(ip):
     settings = lt.high_performance_seed()
     settings.update(OVERRIDES)
@@ -52,7 +61,7 @@ def add(ses, torrent, save_path, lsd=False):
         params = lt.parse_magnet_uri(torrent)
     else:
         params = lt.add_torrent_params()
-        params.ti = lt.torrent_info(torrent)
+        params.ti = lt.torrent_info(torrent, LIMITS)
     params.save_path = save_path
     flags = params.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
     flags |= lt.torrent_flags.disable_dht | lt.torrent_flags.disable_pex
@@ -73,12 +82,16 @@ def wait_checked(handle, timeout=300):
 
 
 def seed(torrent, save_path, ip):
+    seed_many(save_path, ip, [torrent])
+
+
+def seed_many(save_path, ip, torrents):
     ses = session(ip)
-    handle = add(ses, torrent, save_path)
-    deadline = time.time() + 300
-    while not handle.status().is_seeding:
+    handles = [add(ses, torrent, save_path) for torrent in torrents]
+    deadline = time.time() + 600
+    while not all(h.status().is_seeding for h in handles):
         if time.time() > deadline:
-            sys.exit("libtorrent did not start seeding within 300 s")
+            sys.exit("libtorrent did not start seeding within 600 s")
         time.sleep(0.02)
     print(f"READY {ses.listen_port()}", flush=True)
     stop = threading.Event()
@@ -86,33 +99,25 @@ def seed(torrent, save_path, ip):
     stop.wait(3600)
 
 
-def leech(torrent, save_path, ip, peers):
-    peers = [(p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1])) for p in peers]
+def churn(save_path, ip, peer, at_once, torrents):
+    host, port = peer.rsplit(":", 1)
     ses = session(ip)
-    added = time.time()
-    handle = add(ses, torrent, save_path)
-    deadline = time.time() + 600
-    wait_checked(handle)
-    dialled = 0.0
-    # A magnet link's torrent says when its metadata is verified and when it is complete, in
-    # seconds since it was added (for the magnet benchmark).
-    magnet = torrent.startswith("magnet:")
-    told = not magnet
-    while time.time() < deadline:
-        status = handle.status()
-        if not told and status.has_metadata:
-            print(f"METADATA {time.time() - added:.6f}", flush=True)
-            told = True
-        if status.is_seeding:
-            if magnet:
-                print(f"COMPLETE {time.time() - added:.6f}", flush=True)
-            return
-        if status.num_peers < min(len(peers), 8) and time.time() - dialled > 1:
-            for peer in peers:
-                handle.connect_peer(peer)
-            dialled = time.time()
+    started = time.time()
+    deadline = started + 600
+    waiting = list(torrents)
+    active = []
+    while waiting or active:
+        while waiting and len(active) < at_once:
+            handle = add(ses, waiting.pop(0), save_path)
+            handle.connect_peer((host, int(port)))
+            active.append(handle)
+        for handle in [h for h in active if h.status().is_seeding]:
+            ses.remove_torrent(handle, lt.session.delete_files)
+            active.remove(handle)
+        if time.time() > deadline:
+            sys.exit(f"libtorrent churn: {len(waiting) + len(active)} torrents left after 600 s")
         time.sleep(0.01)
-    sys.exit("libtorrent did not finish downloading")
+    print(f"DONE {time.time() - started:.3f}", flush=True)
 
 
 def main():
@@ -123,6 +128,10 @@ def main():
         seed(sys.argv[2], sys.argv[3], sys.argv[4])
     elif role == "leech":
         leech(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
+    elif role == "seed-many":
+        seed_many(sys.argv[2], sys.argv[3], sys.argv[4:])
+    elif role == "churn":
+        churn(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6:])
     else:
         sys.exit(__doc__)
 

@@ -44,11 +44,33 @@ def cdf_svg(times):
     return "\n".join(parts) + "\n"
 
 
+def replace_section(path, begin, end, new):
+    """Replaces the text from `begin` to `end` in the file at `path` with `new` (which starts
+    with `begin` and ends with `end`), or appends `new` if the markers are not there."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = ""
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + new + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + new
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def commit():
+    """The short hash of the commit the benchmark ran at."""
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, cwd=os.path.dirname(os.path.abspath(__file__))
+                          ).stdout.strip() or "unknown"
+
+
 def section(args, results):
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
     lines = [BEGIN, "", "## WAN: emulated links", "",
-             f"Generated {datetime.date.today()} at commit {commit or 'unknown'} by `sudo "
+             f"Generated {datetime.date.today()} at commit {commit()} by `sudo "
              f"/usr/bin/python3 benches/swarm/wan.py --markdown BENCHMARKS.md` "
              f"({' '.join(getattr(args, 'argv', []))}; "
              f"{args.runs} runs of each case, medians, pairings "
@@ -113,19 +135,7 @@ def section(args, results):
 
 def write(args, results):
     """Replaces (or appends) the WAN section of args.markdown; writes the plot beside it."""
-    try:
-        with open(args.markdown) as f:
-            text = f.read()
-    except FileNotFoundError:
-        text = ""
-    new = section(args, results)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + new + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + new
-    with open(args.markdown, "w") as f:
-        f.write(text)
+    replace_section(args.markdown, BEGIN, END, section(args, results))
     three = results.get("scenario3")
     if three:
         plot = os.path.join(os.path.dirname(os.path.abspath(args.markdown)), PLOT)
