@@ -19,6 +19,7 @@ Loopback only; every process is stopped by PID; every wait has a timeout.
 import argparse
 import json
 import os
+import re
 import random
 import shutil
 import signal
@@ -129,6 +130,15 @@ class Proc:
 
     def rss(self):
         return self.rusage.ru_maxrss * 1024
+
+    def cpu_now(self):
+        """CPU seconds (user + system) used so far, while it runs; None once it has exited."""
+        try:
+            with open(f"/proc/{self.popen.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---- clients ----
@@ -350,6 +360,8 @@ def run_pair(seeders, leechers, torrent, src, name, work, size):
         for index in range(len(leechers)):
             ip = f"127.0.0.{index + 10}" if len(leechers) > 1 else "127.0.0.1"
             listens.append(f"{ip}:{free_port(ip)}")
+        # The seeders' CPU from here on is the transfer's (their data check came before).
+        seed_cpu = [proc.cpu_now() for proc, _ in seeds]
         started = time.monotonic()
         for index, client in enumerate(leechers):
             out = os.path.join(work, f"leech{index}")
@@ -372,6 +384,8 @@ def run_pair(seeders, leechers, torrent, src, name, work, size):
         if any(codes):
             raise RuntimeError(f"a leecher failed with exit codes {codes}")
         wall = max(p.ended for p in procs) - started
+        seed_cpu = [(proc.cpu_now() or 0) - (before or 0)
+                    for (proc, _), before in zip(seeds, seed_cpu)]
         for out in outs:
             if not same_tree(src, os.path.join(out, name)):
                 raise RuntimeError("a download differs from the payload")
@@ -383,6 +397,7 @@ def run_pair(seeders, leechers, torrent, src, name, work, size):
             "mb_per_s": size * len(procs) / wall / 1e6,
             "leech_cpu_per_gib": lead.cpu() / (size / GIB),
             "leech_rss_mib": lead.rss() / MIB,
+            "seed_cpu_per_gib": sum(seed_cpu) / (size * len(procs) / GIB),
             "seed_rss_mib": max(p.rss() for p, _ in seeds if p.rusage) / MIB
             if any(p.rusage for p, _ in seeds) else None,
             "first_byte_ms": None if first_byte is None else first_byte * 1000,
@@ -453,6 +468,7 @@ def main():
 
     size = parse_size(args.size)
     results = []
+    args.limits = {} if args.magnet_only else measure_limits(args.dirs.split(","))
     if args.magnet_only:
         import magnet  # noqa: E402 (it imports this module)
         results = magnet.bench_magnet(args.dirs.split(",")[0], args.magnet_size, args.runs, ct, lt)
@@ -486,6 +502,51 @@ def main():
         import magnet  # noqa: E402 (it imports this module)
         results += magnet.bench_magnet(first_dir, args.magnet_size, args.runs, ct, lt)
     report(results, args, skipped)
+
+
+def measure_limits(dirs):
+    """The machine's limits for a transfer into each payload directory (`benches/limits.rs`:
+    memcpy, SHA-1, page cache, loopback TCP), or none without its release build."""
+    binary = os.path.join(ROOT, "target/release/limits")
+    if not os.access(binary, os.X_OK):
+        note("no target/release/limits: physical limits not measured")
+        return {}
+    limits = {}
+    for directory in dirs:
+        done = subprocess.run([binary, directory], capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            limits[directory] = json.loads(done.stdout)
+    return limits
+
+
+def limits_summary(results, limits):
+    """Each directory's limits, the copy-bound ceiling of a transfer on this machine's cores,
+    and the fraction of it the fastest pairings reach."""
+    lines = []
+    cores = os.cpu_count() or 1
+    for directory, l in limits.items():
+        # CPU seconds per GiB moved: the seeder's read from the page cache, the loopback flow
+        # (both ends), the leecher's write to the page cache and its SHA-1.
+        per_gib = (GIB / l["page_cache_read"] + l["loopback_tcp_cpu_per_gib"]
+                   + GIB / l["page_cache_write"] + GIB / l["sha1"])
+        ceiling = cores * GIB / per_gib
+        best = {}
+        for r in results:
+            if r["config"].startswith(directory + " ") and r["mb_per_s"] and not any(
+                    w in r["config"] for w in ("many", "transmission", "RSS", "magnet")):
+                best[r["pairing"]] = max(best.get(r["pairing"], 0), r["mb_per_s"] * 1e6)
+        reached = ", ".join(f"{pairing} {rate / ceiling:.2f}" for pairing, rate in best.items()
+                            if pairing in ("libtorrent -> libtorrent",
+                                           "cratetorrent -> cratetorrent"))
+        lines.append(
+            f"physical limits [{directory}]: memcpy {l['memcpy'] / 1e9:.1f} GB/s, SHA-1 "
+            f"{l['sha1'] / 1e9:.2f} GB/s on one core, page cache write "
+            f"{l['page_cache_write'] / 1e9:.2f} GB/s and read {l['page_cache_read'] / 1e9:.2f} "
+            f"GB/s, one loopback TCP flow {l['loopback_tcp'] / 1e9:.2f} GB/s at "
+            f"{l['loopback_tcp_cpu_per_gib']:.2f} CPU s/GiB; a transfer that copies once at each "
+            f"step and hashes on {cores} cores tops out at {ceiling / 1e6:.0f} MB/s; the best "
+            f"run of each pairing reaches {reached or 'n/a'} of that")
+    return lines
 
 
 def find_rqbit(args):
@@ -556,7 +617,8 @@ def bench_cases(label, directory, size, runs, ct, cases):
 
 
 def summarise(label, pairing, samples, size):
-    keys = ["mb_per_s", "leech_cpu_per_gib", "leech_rss_mib", "seed_rss_mib", "first_byte_ms"]
+    keys = ["mb_per_s", "leech_cpu_per_gib", "seed_cpu_per_gib", "leech_rss_mib", "seed_rss_mib",
+            "first_byte_ms"]
     row = {"config": label, "pairing": pairing, "runs": len(samples), "bytes": size}
     for key in keys:
         row[key] = median([s[key] for s in samples])
@@ -586,12 +648,13 @@ def ratio(results, config, a, b, key):
 
 
 def report(results, args, skipped):
-    header = ("| config | seeder -> leecher | MB/s | leech CPU s/GiB | leech RSS MiB | "
-              "seed RSS MiB | first byte ms | runs |")
-    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    header = ("| config | seeder -> leecher | MB/s | leech CPU s/GiB | seed CPU s/GiB | "
+              "leech RSS MiB | seed RSS MiB | first byte ms | runs |")
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r['config']} | {r['pairing']} | {fmt(r['mb_per_s'])} | "
-                     f"{fmt(r['leech_cpu_per_gib'], 2)} | {fmt(r['leech_rss_mib'])} | "
+                     f"{fmt(r['leech_cpu_per_gib'], 2)} | {fmt(r.get('seed_cpu_per_gib'), 2)} | "
+                     f"{fmt(r['leech_rss_mib'])} | "
                      f"{fmt(r['seed_rss_mib'])} | {fmt(r['first_byte_ms'])} | {r['runs']} |")
     table = "\n".join(lines)
     special = ("many", "transmission", "RSS", "magnet")
@@ -601,14 +664,19 @@ def report(results, args, skipped):
     summary = []
     ll = "libtorrent -> libtorrent"
     for config in configs:
+        # Issue 20's bar: ct->ct 3.5x lt->lt; each side's CPU per GiB 0.3x libtorrent's in the
+        # same role (the leecher's against libtorrent seeding, the seeder's against libtorrent
+        # leeching).
         parts = [
             ("lt->ct", ratio(results, config, "libtorrent -> cratetorrent", ll, "mb_per_s"), 1.3),
-            ("ct->ct", ratio(results, config, "cratetorrent -> cratetorrent", ll, "mb_per_s"), 1.5),
+            ("ct->ct", ratio(results, config, "cratetorrent -> cratetorrent", ll, "mb_per_s"), 3.5),
             ("ct->lt", ratio(results, config, "cratetorrent -> libtorrent", ll, "mb_per_s"), 1.0),
             ("leech CPU", ratio(results, config, "libtorrent -> cratetorrent", ll,
-                                "leech_cpu_per_gib"), 0.6),
+                                "leech_cpu_per_gib"), 0.3),
+            ("seed CPU", ratio(results, config, "cratetorrent -> libtorrent", ll,
+                               "seed_cpu_per_gib"), 0.3),
         ]
-        text = ", ".join(f"{n} {fmt(v, 2)}x (target {'<=' if n == 'leech CPU' else '>='} {t})"
+        text = ", ".join(f"{n} {fmt(v, 2)}x (target {'<=' if 'CPU' in n else '>='} {t})"
                          for n, v, t in parts)
         summary.append(f"cratetorrent / libtorrent [{config}]: {text}")
     tr = {r["pairing"]: r["mb_per_s"] for r in results if "transmission" in r["config"]}
@@ -638,6 +706,7 @@ def report(results, args, skipped):
                        "(target >= 1.0)")
     import magnet  # noqa: E402 (it imports this module)
     summary += magnet.summary([r for r in results if "magnet" in r["config"]])
+    summary += limits_summary(results, getattr(args, "limits", {}))
     lt_settings = subprocess.run(LT + ["settings"], capture_output=True, text=True).stdout.strip()
     print(table)
     print()
@@ -650,7 +719,8 @@ def report(results, args, skipped):
     with open(args.json, "w") as f:
         json.dump({"machine": machine(), "date": time.strftime("%Y-%m-%d"),
                    "libtorrent_settings": json.loads(lt_settings or "{}"),
-                   "results": results, "summary": summary, "skipped": skipped}, f, indent=1)
+                   "limits": getattr(args, "limits", {}), "results": results,
+                   "summary": summary, "skipped": skipped}, f, indent=1)
     print(f"wrote {args.json}")
     if args.markdown:
         write_markdown(args, table, summary, skipped, lt_settings)
@@ -668,8 +738,10 @@ Generated by `{command}` on {time.strftime('%Y-%m-%d')}; do not edit by hand.
 Each pairing is one seeder process and one leecher process on loopback (the many-peer cases use
 distinct 127.0.0.x addresses). The seeder checks its data first; the clock starts when the
 leecher process is spawned and stops when it exits after verifying the whole torrent, so start-up
-and the final check count. MB/s is payload bytes (times leechers) over that wall time. CPU is the
-leecher's user + system time from `wait4`, per GiB of payload; RSS is `ru_maxrss` of each process.
+and the final check count. MB/s is payload bytes (times leechers) over that wall time. Leech CPU
+is the leecher's user + system time from `wait4`, per GiB of payload; seed CPU the seeders' from
+`/proc` over the transfer (after their data check), per GiB sent; RSS is `ru_maxrss` of each
+process.
 First byte is when the first data block of the download appears on disk (polled every 5 ms).
 Runs alternate between pairings (A B C … A B C) and the median of each figure is shown.
 libtorrent runs through python3-libtorrent with `high_performance_seed()` plus: `{lt_settings}`.
@@ -688,8 +760,15 @@ Machine: {machine()}.
 {chr(10).join('- ' + s for s in summary)}
 {chr(10).join('- skipped: ' + s for s in skipped)}
 """
+    # The sections the WAN and scale benchmarks generate stay as they are.
+    try:
+        with open(args.markdown) as f:
+            old = f.read()
+    except FileNotFoundError:
+        old = ""
+    kept = [m.group(0) for m in re.finditer(r"<!-- (\w+):begin.*?<!-- \1:end -->", old, re.S)]
     with open(args.markdown, "w") as f:
-        f.write(text)
+        f.write(text.rstrip("\n") + "".join("\n\n" + section for section in kept) + "\n")
 
 
 if __name__ == "__main__":
