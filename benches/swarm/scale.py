@@ -26,6 +26,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import swarm as sw
@@ -123,7 +124,11 @@ def start_seeder(engine, args, torrents, data, max_peers=None):
     while checked < len(torrents):
         proc.read_line(lambda l: '"event":"checked"' in l, 900)
         checked += 1
-    return proc, addr, time.monotonic() - started
+    ready = time.monotonic() - started
+    # Its JSON stats (one line per torrent a second) are read and dropped, so that a full pipe
+    # never holds the process up.
+    threading.Thread(target=lambda: sum(1 for _ in proc.popen.stdout), daemon=True).start()
+    return proc, addr, ready
 
 
 def part_torrents(args, results):
