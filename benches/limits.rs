@@ -6,11 +6,13 @@
 //! - `page cache write`: `pwrite` of 1 MiB chunks into a new file, no sync (under DIR);
 //! - `page cache read`: `pread` of the same file back, cached;
 //! - `loopback tcp`: one TCP flow over 127.0.0.1, 1 MiB writes and reads, a thread each end,
-//!   with the CPU seconds it took (both ends, and the kernel's work on their behalf).
+//!   with the CPU seconds it took (both ends, and the kernel's work on their behalf);
+//! - `loopback sendfile`: the same flow sending the cached 1 GiB file with `sendfile` (no copy
+//!   into user memory at the sender: what zero-copy seeding would cost), and its CPU.
 //!
 //! Each figure is the best of three rounds. Prints one JSON object.
 //!
-//! usage: limits [DIR]     (default /var/tmp; the file is 1 GiB and removed after)
+//! Usage: `limits [DIR]` (default /var/tmp; the file is 1 GiB and removed after).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -74,8 +76,13 @@ fn sha1() -> std::io::Result<f64> {
     })
 }
 
+fn scratch_file(dir: &str) -> std::path::PathBuf {
+    std::path::Path::new(dir).join(format!("ct-limits-{}", std::process::id()))
+}
+
+/// Writes and reads back a 1 GiB file under `dir`, which stays for [`loopback`].
 fn page_cache(dir: &str) -> std::io::Result<(f64, f64)> {
-    let path = std::path::Path::new(dir).join(format!("ct-limits-{}", std::process::id()));
+    let path = scratch_file(dir);
     let chunk = vec![5u8; MIB];
     let size = 1024 * MIB;
     let write = best(size, || {
@@ -94,23 +101,45 @@ fn page_cache(dir: &str) -> std::io::Result<(f64, f64)> {
         }
         Ok(())
     });
-    let _ = std::fs::remove_file(&path);
     Ok((write?, read?))
 }
 
-/// Rate of one loopback TCP flow, and the CPU seconds per GiB it cost.
-fn loopback_tcp() -> std::io::Result<(f64, f64)> {
-    let size = 8 * 1024 * MIB;
+/// Rate of one loopback TCP flow, and the CPU seconds per GiB it cost: from a user buffer, or
+/// with `sendfile` from `file` (cached) when given.
+fn loopback(file: Option<&std::path::Path>) -> std::io::Result<(f64, f64)> {
+    let size = match file {
+        Some(path) => usize::try_from(std::fs::metadata(path)?.len()).unwrap_or(0),
+        None => 8 * 1024 * MIB,
+    };
+    let file = file
+        .map(std::fs::File::open)
+        .transpose()?
+        .map(std::sync::Arc::new);
     let mut cpu_per_gib = f64::MAX;
     let rate = best(size, || {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let cpu = cpu_seconds();
+        let file = file.clone();
         let sender = std::thread::spawn(move || -> std::io::Result<()> {
             let mut stream = TcpStream::connect(addr)?;
-            let chunk = vec![9u8; MIB];
-            for _ in 0..size / MIB {
-                stream.write_all(&chunk)?;
+            match file {
+                Some(file) => {
+                    let mut offset = 0u64;
+                    while (offset as usize) < size {
+                        let left = size - offset as usize;
+                        let sent = rustix::fs::sendfile(&stream, &*file, Some(&mut offset), left)?;
+                        if sent == 0 {
+                            break;
+                        }
+                    }
+                }
+                None => {
+                    let chunk = vec![9u8; MIB];
+                    for _ in 0..size / MIB {
+                        stream.write_all(&chunk)?;
+                    }
+                }
             }
             Ok(())
         });
@@ -127,7 +156,8 @@ fn loopback_tcp() -> std::io::Result<(f64, f64)> {
         sender
             .join()
             .map_err(|_| std::io::Error::other("sender panicked"))??;
-        cpu_per_gib = cpu_per_gib.min((cpu_seconds() - cpu) / (size / (1024 * MIB)) as f64);
+        let gib = size as f64 / (1024 * MIB) as f64;
+        cpu_per_gib = cpu_per_gib.min((cpu_seconds() - cpu) / gib);
         Ok(())
     })?;
     Ok((rate, cpu_per_gib))
@@ -139,13 +169,16 @@ fn main() -> ExitCode {
         let memcpy = memcpy()?;
         let sha1 = sha1()?;
         let (write, read) = page_cache(&dir)?;
-        let (tcp, tcp_cpu) = loopback_tcp()?;
+        let (tcp, tcp_cpu) = loopback(None)?;
+        let (sendfile, sendfile_cpu) = loopback(Some(&scratch_file(&dir)))?;
         Ok(format!(
             "{{\"memcpy\":{memcpy:.0},\"sha1\":{sha1:.0},\"page_cache_write\":{write:.0},\
              \"page_cache_read\":{read:.0},\"loopback_tcp\":{tcp:.0},\
-             \"loopback_tcp_cpu_per_gib\":{tcp_cpu:.3},\"dir\":\"{dir}\"}}"
+             \"loopback_tcp_cpu_per_gib\":{tcp_cpu:.3},\"loopback_sendfile\":{sendfile:.0},\
+             \"loopback_sendfile_cpu_per_gib\":{sendfile_cpu:.3},\"dir\":\"{dir}\"}}"
         ))
     })();
+    let _ = std::fs::remove_file(scratch_file(&dir));
     match measured {
         Ok(line) => {
             println!("{line}");

@@ -8,7 +8,7 @@
 //! line: handshakes completed, connections ever unchoked, bytes, seconds, and the spread of
 //! bytes over connections.
 //!
-//! usage: loadpeer TORRENT HOST:PORT [--connections N] [--bytes SIZE] [--seconds S] [--pipeline Q]
+//! Usage: `loadpeer TORRENT HOST:PORT [--connections N] [--bytes SIZE] [--seconds S] [--pipeline Q]`
 
 #![allow(clippy::cast_possible_truncation)]
 

@@ -543,7 +543,9 @@ def limits_summary(results, limits):
             f"{l['sha1'] / 1e9:.2f} GB/s on one core, page cache write "
             f"{l['page_cache_write'] / 1e9:.2f} GB/s and read {l['page_cache_read'] / 1e9:.2f} "
             f"GB/s, one loopback TCP flow {l['loopback_tcp'] / 1e9:.2f} GB/s at "
-            f"{l['loopback_tcp_cpu_per_gib']:.2f} CPU s/GiB; a transfer that copies once at each "
+            f"{l['loopback_tcp_cpu_per_gib']:.2f} CPU s/GiB (with `sendfile` from the cached "
+            f"file: {l.get('loopback_sendfile', 0) / 1e9:.2f} GB/s at "
+            f"{l.get('loopback_sendfile_cpu_per_gib', 0):.2f}); a transfer that copies once at each "
             f"step and hashes on {cores} cores tops out at {ceiling / 1e6:.0f} MB/s; the best "
             f"run of each pairing reaches {reached or 'n/a'} of that")
     return lines
