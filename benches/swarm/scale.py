@@ -45,13 +45,6 @@ BLOCK = 16 * KIB
 CT_FLAGS = ["--no-dht", "--no-lsd", "--upload-slots", "0"]
 
 
-def proc_stat(pid):
-    """CPU seconds (user + system) of a running process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def proc_status(pid):
     """Resident memory now and at its peak (bytes), its anonymous part now (libtorrent maps its
     files, so its resident memory counts page cache too), threads and descriptors of a running
@@ -140,19 +133,19 @@ def part_torrents(args, results):
             proc, addr, ready = start_seeder(engine, args, torrents[:count], data)
             pid = proc.popen.pid
             time.sleep(2)
-            idle_from = proc_stat(pid)
+            idle_from = sw.cpu_seconds(pid)
             time.sleep(5)
-            idle = (proc_stat(pid) - idle_from) / 5
+            idle = (sw.cpu_seconds(pid) - idle_from) / 5
             status = proc_status(pid)
             churn_dir = os.path.join(args.work, "churn")
             shutil.rmtree(churn_dir, ignore_errors=True)
             os.makedirs(churn_dir)
             wanted = torrents[:count][:CHURN_TORRENTS]
-            cpu_from = proc_stat(pid)
+            cpu_from = sw.cpu_seconds(pid)
             leecher = sw.Proc(LT + ["churn", churn_dir, "127.0.0.3", addr, str(CHURN_AT_ONCE)]
                               + wanted, stdout=True)
             line = leecher.read_line(lambda l: l.startswith("DONE"), 700)
-            churn_cpu = proc_stat(pid) - cpu_from
+            churn_cpu = sw.cpu_seconds(pid) - cpu_from
             after = proc_status(pid)
             leecher.wait(30)
             proc.stop()
@@ -181,11 +174,11 @@ def part_connections(args, results):
         proc, addr, _ = start_seeder(engine, args, [torrent], directory,
                                      max_peers=LOAD_CONNECTIONS + 100)
         pid = proc.popen.pid
-        cpu_from = proc_stat(pid)
+        cpu_from = sw.cpu_seconds(pid)
         out = subprocess.run([args.loadpeer, torrent, addr, "--connections",
                               str(LOAD_CONNECTIONS), "--bytes", str(LOAD_BYTES), "--seconds",
                               "300"], check=True, capture_output=True, text=True).stdout
-        cpu = proc_stat(pid) - cpu_from
+        cpu = sw.cpu_seconds(pid) - cpu_from
         status = proc_status(pid)
         proc.stop()
         load = json.loads(out)
@@ -217,11 +210,11 @@ def part_pieces(args, results):
         pid = proc.popen.pid
         shutil.rmtree(out_dir, ignore_errors=True)
         os.makedirs(out_dir)
-        seed_cpu = proc_stat(pid)
+        seed_cpu = sw.cpu_seconds(pid)
         client = sw.Libtorrent() if engine == "libtorrent" else sw.Cratetorrent(args.cratetorrent)
         leecher = client.leech(torrent, out_dir, [addr], "127.0.0.4:0")
         code, leecher_anon = wait_sampling(leecher, 1200)
-        seed_cpu = proc_stat(pid) - seed_cpu
+        seed_cpu = sw.cpu_seconds(pid) - seed_cpu
         status = proc_status(pid)
         proc.stop()
         shutil.rmtree(out_dir, ignore_errors=True)

@@ -134,11 +134,16 @@ class Proc:
     def cpu_now(self):
         """CPU seconds (user + system) used so far, while it runs; None once it has exited."""
         try:
-            with open(f"/proc/{self.popen.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            return cpu_seconds(self.popen.pid)
         except (FileNotFoundError, ProcessLookupError, IndexError):
             return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """CPU seconds (user + system) a running process has used, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---- clients ----

@@ -192,7 +192,6 @@ impl Disk {
     /// deferred and waiting work to retry, and resume data to save when due.
     pub(crate) fn turn(&mut self) {
         self.submit_writes(false);
-        self.hashers.flush();
         self.retry_deferred();
         self.try_unpark();
         self.retry_pending_reads();
@@ -229,10 +228,13 @@ impl Disk {
             && self.waiting.is_empty()
     }
 
-    /// Answers the shutdown.
+    /// Answers the shutdown once its files are closed and its hash workers have ended, so the
+    /// caller of `Storage::shutdown` never races them.
     pub(crate) fn finish(mut self) {
         let result = self.flush_error.take().map_or(Ok(()), Err);
-        if let Some(done) = self.shutdown.take() {
+        let done = self.shutdown.take();
+        drop(self);
+        if let Some(done) = done {
             let _ = done.send(result);
         }
     }

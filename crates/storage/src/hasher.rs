@@ -139,13 +139,14 @@ impl Hashers {
     /// Queues `job` for the worker owning its piece (a drain for every worker);
     /// [`flush`](Self::flush) hands it over.
     pub(crate) fn push(&mut self, job: HashJob) {
-        if let Some(start) = self.idle.take() {
+        if self.idle.is_some() {
             if !matches!(job, HashJob::Block { .. }) {
                 // No block was ever hashed: nothing to forget, shed or drain.
-                self.idle = Some(start);
                 return;
             }
-            self.spawn_workers(&start);
+            if let Some(start) = self.idle.take() {
+                self.spawn_workers(&start);
+            }
         }
         let piece = match &job {
             HashJob::Block { piece, .. }
