@@ -6,9 +6,12 @@
 //! - `page cache write`: `pwrite` of 1 MiB chunks into a new file, no sync (under DIR);
 //! - `page cache read`: `pread` of the same file back, cached;
 //! - `loopback tcp`: one TCP flow over 127.0.0.1, 1 MiB writes and reads, a thread each end,
-//!   with the CPU seconds it took (both ends, and the kernel's work on their behalf);
+//!   with the CPU seconds each end's thread took (the kernel's work in its context included);
 //! - `loopback sendfile`: the same flow sending the cached 1 GiB file with `sendfile` (no copy
-//!   into user memory at the sender: what zero-copy seeding would cost), and its CPU.
+//!   into user memory at the sender: what zero-copy seeding from the page cache would cost);
+//! - `loopback send zc`: the sender hands registered buffers to io_uring `SEND_ZC`;
+//! - `loopback read fixed`: the receiver reads with io_uring `READ_FIXED` into a registered,
+//!   page-aligned buffer.
 //!
 //! Each figure is the best of three rounds. Prints one JSON object.
 //!
@@ -17,10 +20,13 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use sha1::{Digest, Sha1};
+
+mod uring_flow;
 
 const MIB: usize = 1 << 20;
 const ROUNDS: usize = 3;
@@ -34,22 +40,6 @@ fn best(bytes: usize, mut f: impl FnMut() -> std::io::Result<()>) -> std::io::Re
         rate = rate.max(bytes as f64 / started.elapsed().as_secs_f64());
     }
     Ok(rate)
-}
-
-/// CPU seconds this process has used, user and system.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn memcpy() -> std::io::Result<f64> {
@@ -104,63 +94,136 @@ fn page_cache(dir: &str) -> std::io::Result<(f64, f64)> {
     Ok((write?, read?))
 }
 
-/// Rate of one loopback TCP flow, and the CPU seconds per GiB it cost: from a user buffer, or
-/// with `sendfile` from `file` (cached) when given.
-fn loopback(file: Option<&std::path::Path>) -> std::io::Result<(f64, f64)> {
-    let size = match file {
-        Some(path) => usize::try_from(std::fs::metadata(path)?.len()).unwrap_or(0),
-        None => 8 * 1024 * MIB,
+/// How the sending end of a loopback flow moves its bytes.
+#[derive(Clone, Copy)]
+enum Sender<'a> {
+    /// `write` from a user buffer: copied into the socket.
+    Write,
+    /// `sendfile` from this (cached) file: no copy into user memory.
+    Sendfile(&'a Path),
+    /// io_uring `SEND_ZC` from registered buffers: pages pinned, not copied, when sent.
+    ZeroCopy,
+}
+
+/// How the receiving end reads.
+#[derive(Clone, Copy)]
+enum Receiver {
+    /// `read` into a heap buffer.
+    Read,
+    /// io_uring `READ_FIXED` into a registered, page-aligned buffer.
+    Fixed,
+}
+
+/// One loopback flow's rate and the CPU seconds per GiB each end's thread spent (with the
+/// kernel's work done in its context: on loopback the sender's thread also runs the
+/// receiving TCP stack, the receiver's thread the copy out of the socket).
+struct Flow {
+    rate: f64,
+    sender_cpu: f64,
+    receiver_cpu: f64,
+}
+
+/// CPU seconds the calling thread has used, user and system.
+fn thread_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes only into the zeroed struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_THREAD is valid on Linux.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+fn send(stream: &mut TcpStream, how: Sender<'_>, size: usize) -> std::io::Result<()> {
+    match how {
+        Sender::Sendfile(path) => {
+            let file = std::fs::File::open(path)?;
+            let mut offset = 0u64;
+            while (offset as usize) < size {
+                let left = size - offset as usize;
+                if rustix::fs::sendfile(&*stream, &file, Some(&mut offset), left)? == 0 {
+                    break;
+                }
+            }
+        }
+        Sender::Write => {
+            let chunk = vec![9u8; MIB];
+            for _ in 0..size / MIB {
+                stream.write_all(&chunk)?;
+            }
+        }
+        Sender::ZeroCopy => uring_flow::send_zero_copy(stream, size)?,
+    }
+    Ok(())
+}
+
+fn receive(stream: &mut TcpStream, how: Receiver, size: usize) -> std::io::Result<usize> {
+    if let Receiver::Fixed = how {
+        return uring_flow::receive_fixed(stream);
+    }
+    let mut buf = vec![0u8; MIB];
+    let mut received = 0;
+    while received < size {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        received += n;
+    }
+    Ok(received)
+}
+
+/// One loopback TCP flow of 8 GiB (or of the file `sendfile` sends), best of three rounds.
+fn loopback(sender: Sender<'_>, receiver: Receiver) -> std::io::Result<Flow> {
+    let size = match sender {
+        Sender::Sendfile(path) => usize::try_from(std::fs::metadata(path)?.len()).unwrap_or(0),
+        _ => 8 * 1024 * MIB,
     };
-    let file = file
-        .map(std::fs::File::open)
-        .transpose()?
-        .map(std::sync::Arc::new);
-    let mut cpu_per_gib = f64::MAX;
+    let gib = size as f64 / (1024 * MIB) as f64;
+    let (mut sender_cpu, mut receiver_cpu) = (f64::MAX, f64::MAX);
     let rate = best(size, || {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let cpu = cpu_seconds();
-        let file = file.clone();
-        let sender = std::thread::spawn(move || -> std::io::Result<()> {
-            let mut stream = TcpStream::connect(addr)?;
-            match file {
-                Some(file) => {
-                    let mut offset = 0u64;
-                    while (offset as usize) < size {
-                        let left = size - offset as usize;
-                        let sent = rustix::fs::sendfile(&stream, &*file, Some(&mut offset), left)?;
-                        if sent == 0 {
-                            break;
-                        }
-                    }
-                }
-                None => {
-                    let chunk = vec![9u8; MIB];
-                    for _ in 0..size / MIB {
-                        stream.write_all(&chunk)?;
-                    }
-                }
+        let sending = std::thread::scope(|scope| -> std::io::Result<f64> {
+            let sending = scope.spawn(move || -> std::io::Result<f64> {
+                let mut stream = TcpStream::connect(addr)?;
+                let cpu = thread_cpu_seconds();
+                send(&mut stream, sender, size)?;
+                Ok(thread_cpu_seconds() - cpu)
+            });
+            let (mut stream, _) = listener.accept()?;
+            let cpu = thread_cpu_seconds();
+            let received = receive(&mut stream, receiver, size)?;
+            receiver_cpu = receiver_cpu.min((thread_cpu_seconds() - cpu) / gib);
+            let sent = sending
+                .join()
+                .map_err(|_| std::io::Error::other("sender panicked"))??;
+            if received != size {
+                return Err(std::io::Error::other("flow ended early"));
             }
-            Ok(())
-        });
-        let (mut stream, _) = listener.accept()?;
-        let mut buf = vec![0u8; MIB];
-        let mut received = 0;
-        while received < size {
-            let n = stream.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            received += n;
-        }
-        sender
-            .join()
-            .map_err(|_| std::io::Error::other("sender panicked"))??;
-        let gib = size as f64 / (1024 * MIB) as f64;
-        cpu_per_gib = cpu_per_gib.min((cpu_seconds() - cpu) / gib);
+            Ok(sent)
+        })?;
+        sender_cpu = sender_cpu.min(sending / gib);
         Ok(())
     })?;
-    Ok((rate, cpu_per_gib))
+    Ok(Flow {
+        rate,
+        sender_cpu,
+        receiver_cpu,
+    })
+}
+
+/// A flow's figures as JSON fields under `name`.
+fn flow_json(name: &str, flow: &Flow) -> String {
+    format!(
+        "\"{name}\":{:.0},\"{name}_cpu_per_gib\":{:.3},\"{name}_sender_cpu_per_gib\":{:.3},\
+         \"{name}_receiver_cpu_per_gib\":{:.3}",
+        flow.rate,
+        flow.sender_cpu + flow.receiver_cpu,
+        flow.sender_cpu,
+        flow.receiver_cpu
+    )
 }
 
 fn main() -> ExitCode {
@@ -169,13 +232,30 @@ fn main() -> ExitCode {
         let memcpy = memcpy()?;
         let sha1 = sha1()?;
         let (write, read) = page_cache(&dir)?;
-        let (tcp, tcp_cpu) = loopback(None)?;
-        let (sendfile, sendfile_cpu) = loopback(Some(&scratch_file(&dir)))?;
+        let file = scratch_file(&dir);
+        let flows = [
+            ("loopback_tcp", loopback(Sender::Write, Receiver::Read)?),
+            (
+                "loopback_sendfile",
+                loopback(Sender::Sendfile(&file), Receiver::Read)?,
+            ),
+            (
+                "loopback_send_zc",
+                loopback(Sender::ZeroCopy, Receiver::Read)?,
+            ),
+            (
+                "loopback_read_fixed",
+                loopback(Sender::Write, Receiver::Fixed)?,
+            ),
+        ];
+        let flows: Vec<String> = flows
+            .iter()
+            .map(|(name, flow)| flow_json(name, flow))
+            .collect();
         Ok(format!(
             "{{\"memcpy\":{memcpy:.0},\"sha1\":{sha1:.0},\"page_cache_write\":{write:.0},\
-             \"page_cache_read\":{read:.0},\"loopback_tcp\":{tcp:.0},\
-             \"loopback_tcp_cpu_per_gib\":{tcp_cpu:.3},\"loopback_sendfile\":{sendfile:.0},\
-             \"loopback_sendfile_cpu_per_gib\":{sendfile_cpu:.3},\"dir\":\"{dir}\"}}"
+             \"page_cache_read\":{read:.0},{},\"dir\":\"{dir}\"}}",
+            flows.join(",")
         ))
     })();
     let _ = std::fs::remove_file(scratch_file(&dir));

@@ -524,9 +524,27 @@ def measure_limits(dirs):
     return limits
 
 
+def cpu_floors(l):
+    """The least CPU seconds per GiB each end of a transfer can spend on this machine: the
+    seeder reads the page cache and sends (or `sendfile`s, or sends zero-copy from registered
+    buffers: whichever sending end is cheapest), the leecher receives (plain or into registered
+    buffers), writes the page cache and hashes."""
+    read, write, sha1 = GIB / l["page_cache_read"], GIB / l["page_cache_write"], GIB / l["sha1"]
+    sending = [read + l["loopback_tcp_sender_cpu_per_gib"]]
+    if "loopback_sendfile_sender_cpu_per_gib" in l:
+        sending.append(l["loopback_sendfile_sender_cpu_per_gib"])
+    if "loopback_send_zc_sender_cpu_per_gib" in l:
+        sending.append(read + l["loopback_send_zc_sender_cpu_per_gib"])
+    receiving = [l["loopback_tcp_receiver_cpu_per_gib"]]
+    if "loopback_read_fixed_receiver_cpu_per_gib" in l:
+        receiving.append(l["loopback_read_fixed_receiver_cpu_per_gib"])
+    return min(sending), min(receiving) + write + sha1
+
+
 def limits_summary(results, limits):
     """Each directory's limits, the copy-bound ceiling of a transfer on this machine's cores,
-    and the fraction of it the fastest pairings reach."""
+    the fraction of it the fastest pairings reach, and each end's CPU floor against
+    libtorrent's CPU."""
     lines = []
     cores = os.cpu_count() or 1
     for directory, l in limits.items():
@@ -536,23 +554,41 @@ def limits_summary(results, limits):
                    + GIB / l["page_cache_write"] + GIB / l["sha1"])
         ceiling = cores * GIB / per_gib
         best = {}
+        lt_cpu = {"seed_cpu_per_gib": [], "leech_cpu_per_gib": []}
         for r in results:
             if r["config"].startswith(directory + " ") and r["mb_per_s"] and not any(
                     w in r["config"] for w in ("many", "transmission", "RSS", "magnet")):
                 best[r["pairing"]] = max(best.get(r["pairing"], 0), r["mb_per_s"] * 1e6)
+                if r["pairing"] == "libtorrent -> libtorrent":
+                    for key, values in lt_cpu.items():
+                        if r.get(key):
+                            values.append(r[key])
         reached = ", ".join(f"{pairing} {rate / ceiling:.2f}" for pairing, rate in best.items()
                             if pairing in ("libtorrent -> libtorrent",
                                            "cratetorrent -> cratetorrent"))
-        lines.append(
+        flows = "; ".join(
+            f"{label} {l[key] / 1e9:.2f} GB/s at {l[key + '_sender_cpu_per_gib']:.2f} + "
+            f"{l[key + '_receiver_cpu_per_gib']:.2f}"
+            for key, label in (("loopback_tcp", "write/read"), ("loopback_sendfile", "sendfile"),
+                               ("loopback_send_zc", "io_uring SEND_ZC"),
+                               ("loopback_read_fixed", "io_uring READ_FIXED"))
+            if key + "_sender_cpu_per_gib" in l)
+        line = (
             f"physical limits [{directory}]: memcpy {l['memcpy'] / 1e9:.1f} GB/s, SHA-1 "
             f"{l['sha1'] / 1e9:.2f} GB/s on one core, page cache write "
             f"{l['page_cache_write'] / 1e9:.2f} GB/s and read {l['page_cache_read'] / 1e9:.2f} "
-            f"GB/s, one loopback TCP flow {l['loopback_tcp'] / 1e9:.2f} GB/s at "
-            f"{l['loopback_tcp_cpu_per_gib']:.2f} CPU s/GiB (with `sendfile` from the cached "
-            f"file: {l.get('loopback_sendfile', 0) / 1e9:.2f} GB/s at "
-            f"{l.get('loopback_sendfile_cpu_per_gib', 0):.2f}); a transfer that copies once at each "
+            f"GB/s; one loopback TCP flow (sender + receiver CPU s/GiB): {flows or 'n/a'}; "
+            f"a transfer that copies once at each "
             f"step and hashes on {cores} cores tops out at {ceiling / 1e6:.0f} MB/s; the best "
             f"run of each pairing reaches {reached or 'n/a'} of that")
+        if flows and lt_cpu["seed_cpu_per_gib"] and lt_cpu["leech_cpu_per_gib"]:
+            seed_floor, leech_floor = cpu_floors(l)
+            lt_seed = min(lt_cpu["seed_cpu_per_gib"])
+            lt_leech = min(lt_cpu["leech_cpu_per_gib"])
+            line += (f"; CPU floors: a seeder {seed_floor:.2f} s/GiB ({seed_floor / lt_seed:.2f}x "
+                     f"libtorrent's least, {lt_seed:.2f}), a leecher {leech_floor:.2f} s/GiB "
+                     f"({leech_floor / lt_leech:.2f}x libtorrent's least, {lt_leech:.2f})")
+        lines.append(line)
     return lines
 
 

@@ -6,7 +6,9 @@ Prints `READY <port>` once added (a seed: once its data is checked); a leecher d
 and prints `DONE` once complete and verified. Each `stats` line on stdin is answered with
 `STATS <json>`: how many have-all, have-none, reject, allowed-fast, suggest, choke and unchoke
 messages it received (from its peer log) and sent (from its session counters; libtorrent
-counts few incoming fast messages there). SETTING=INT override libtorrent settings
+counts few incoming fast messages there), and how many distinct peers it was connected to in
+all past their handshakes, over RC4 (`peers_rc4`) and with an obfuscated handshake but plaintext payload
+(`peers_obfuscated`). SETTING=INT override libtorrent settings
 (e.g. unchoke_slots_limit=0). Exits when stdin closes, or after 300 s.
 Run with /usr/bin/python3.
 """
@@ -86,6 +88,8 @@ def main():
     threading.Thread(target=read_stdin, daemon=True).start()
     deadline = time.time() + 300
     incoming = {kind: 0 for kind in KINDS}
+    # Every peer seen connected, by address, with its flags then.
+    seen = {}
     done = False
     connected_at = 0.0
     while time.time() < deadline:
@@ -96,8 +100,18 @@ def main():
         if command is None:
             return
         read_log(session, incoming)
+        for info in handle.get_peer_info():
+            # Flags are final only once the handshakes are done.
+            if not int(info.flags) & (int(lt.peer_info.handshake) | int(lt.peer_info.connecting)):
+                seen[str(info.ip)] = seen.get(str(info.ip), 0) | int(info.flags)
         if command == "stats":
-            print(f"STATS {json.dumps(counters(session, incoming))}", flush=True)
+            stats = counters(session, incoming)
+            stats["peers"] = len(seen)
+            stats["peers_rc4"] = sum(1 for f in seen.values()
+                                     if f & int(lt.peer_info.rc4_encrypted))
+            stats["peers_obfuscated"] = sum(1 for f in seen.values()
+                                            if f & int(lt.peer_info.plaintext_encrypted))
+            print(f"STATS {json.dumps(stats)}", flush=True)
         status = handle.status()
         if peer and not done and status.is_seeding:
             done = True

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use cratetorrent_storage::StorageConfig;
 use cratetorrent_wire::PeerId;
+use cratetorrent_wire::mse::CryptoMethods;
+
+use crate::encryption::Encryption;
 
 /// Engine-wide settings. [`Conf::new`] gives defaults that suit a desktop client.
 #[derive(Debug, Clone)]
@@ -52,6 +55,16 @@ pub struct Conf {
     pub checking_at_once: usize,
     /// Tracker settings.
     pub tracker: TrackerConf,
+    /// Message stream encryption of peer connections (default [`Encryption::Prefer`]: dial
+    /// encrypted, fall back to plain, accept both).
+    pub encryption: Encryption,
+    /// What an encrypted connection's payload may travel as after its handshake (default
+    /// both: [`CryptoMethods::ALL`]; [`CryptoMethods::RC4`] insists on RC4), as libtorrent's
+    /// `allowed_enc_level`.
+    pub encryption_levels: CryptoMethods,
+    /// When a peer dialling us offers both, choose RC4 over plaintext (default false, as
+    /// libtorrent's `prefer_rc4`: the handshake is obfuscated either way, and RC4 costs CPU).
+    pub prefer_rc4: bool,
     /// The largest send buffer asked of the kernel for a peer socket, in bytes (default 4 MiB,
     /// which the kernel doubles for its bookkeeping; it caps the request at
     /// `net.core.wmem_max`). Sockets start on the kernel's autotuning, which stops at
@@ -95,6 +108,9 @@ impl Conf {
             storage: StorageConfig::default(),
             checking_at_once: 2,
             tracker: TrackerConf::default(),
+            encryption: Encryption::default(),
+            encryption_levels: CryptoMethods::ALL,
+            prefer_rc4: false,
             send_buffer: 4 << 20,
             unsent_limit: 1 << 20,
             io_backend: IoBackend::Auto,

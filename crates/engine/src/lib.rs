@@ -71,6 +71,7 @@ mod connection;
 mod core;
 mod counters;
 mod dht_node;
+mod encryption;
 pub mod engine;
 mod error;
 mod extensions;
@@ -99,6 +100,8 @@ pub use alert::{Alert, Alerts, PeerStats, TorrentState, TorrentStats};
 pub use conf::{Conf, DhtConf, IoBackend, SeedChoking, TorrentConf, TrackerConf};
 pub use counters::EngineCounters;
 pub use cratetorrent_dht;
+pub use cratetorrent_wire::mse::CryptoMethods;
+pub use encryption::Encryption;
 pub use error::{EngineError, TorrentError};
 pub use handle::{EngineHandle, Mode, RateLimits, TorrentParams, TorrentSource};
 

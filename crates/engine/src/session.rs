@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use cratetorrent_metainfo::InfoHash;
+use cratetorrent_wire::mse::req2_hash;
 
 use crate::conf::Conf;
 use crate::peer_addr::limited_ip;
@@ -41,6 +42,9 @@ pub(crate) struct Session {
     upload: TokenBucket,
     /// Torrents being checked or running, by info-hash.
     info_hashes: HashMap<InfoHash, TorrentId>,
+    /// The same info-hashes by their MSE `req2_hash`, which an encrypted handshake names its
+    /// torrent by.
+    hidden: HashMap<[u8; 20], InfoHash>,
     /// The root (first path component) each torrent takes in the download directory, from
     /// when it is added until its storage is closed (and its files deleted, if asked).
     roots: HashMap<String, TorrentId>,
@@ -62,6 +66,7 @@ impl Session {
             download: TokenBucket::new(conf.download_rate_limit, now),
             upload: TokenBucket::new(conf.upload_rate_limit, now),
             info_hashes: HashMap::new(),
+            hidden: HashMap::new(),
             roots: HashMap::new(),
             rng: conf
                 .rng_seed
@@ -84,6 +89,7 @@ impl Session {
             self.take_root(id, root)?;
         }
         self.info_hashes.insert(info_hash, id);
+        self.hidden.insert(req2_hash(&info_hash), info_hash);
         Ok(())
     }
 
@@ -103,15 +109,32 @@ impl Session {
         self.info_hashes.get(&info_hash).copied()
     }
 
+    /// The info-hash of a torrent of ours that an encrypted handshake names by `hidden`.
+    pub(crate) fn info_hash_hidden_as(&self, hidden: &[u8; 20]) -> Option<InfoHash> {
+        self.hidden.get(hidden).copied()
+    }
+
     /// The torrent no longer takes peers for `info_hash` (it is being removed).
     pub(crate) fn release_info_hash(&mut self, info_hash: InfoHash) {
         self.info_hashes.remove(&info_hash);
+        self.hidden.remove(&req2_hash(&info_hash));
     }
 
     /// Torrent `id` is gone, its files closed: its info-hash and root are free.
     pub(crate) fn remove_torrent(&mut self, id: TorrentId) {
         self.info_hashes.retain(|_, owner| *owner != id);
+        let info_hashes = &self.info_hashes;
+        self.hidden
+            .retain(|_, info_hash| info_hashes.contains_key(info_hash));
         self.roots.retain(|_, owner| *owner != id);
+    }
+
+    /// Randomness for an encrypted handshake's key and pads, from the session's seeded
+    /// generator.
+    pub(crate) fn entropy(&mut self) -> [u8; 32] {
+        let mut bytes = [0u8; 32];
+        self.rng.fill(&mut bytes);
+        bytes
     }
 
     /// The seed of a new torrent's randomness.

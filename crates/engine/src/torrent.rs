@@ -16,6 +16,7 @@ use cratetorrent_metainfo::{InfoHash, Metainfo};
 use cratetorrent_storage::{
     Storage, StorageConfig, StorageError, StorageEvent, WriteStatus, save_metadata,
 };
+use cratetorrent_wire::mse::{Cipher, CryptoMethods};
 use cratetorrent_wire::{Handshake, PeerId};
 use tokio::sync::Notify;
 
@@ -23,9 +24,10 @@ use crate::TorrentId;
 use crate::alert::{Alert, AlertSender};
 use crate::blocking::blocking;
 use crate::chunk_pool::ChunkCharge;
-use crate::connection::{self, MAX_FRAMES_PER_WRITE, PeerHost};
+use crate::connection::{self, HandshakeError, MAX_FRAMES_PER_WRITE, PeerHost};
 use crate::core::{Action, AnnounceState, Command, Core, Handled, Input, PeerKey};
 use crate::dht_node::DhtNode;
+use crate::encryption::{Encryption, Offer};
 use crate::net::{Net, PeerStream};
 use crate::rate::TokenBucket;
 use crate::session::Session;
@@ -53,12 +55,25 @@ pub(crate) struct Shared {
     pub(crate) storage_conf: StorageConfig,
     /// Permits to open and check a torrent's files ([`Conf::checking_at_once`](crate::Conf)).
     pub(crate) checking: tokio::sync::Semaphore,
+    /// Message stream encryption: the policy, and what an encrypted handshake may settle on.
+    pub(crate) encryption: Encryption,
+    pub(crate) encryption_levels: CryptoMethods,
+    pub(crate) prefer_rc4: bool,
 }
 
 /// An open storage with its event channel and the doorbell that rings when events wait.
 pub(crate) type OpenStorage = (Storage, Receiver<StorageEvent>, Arc<Notify>);
 
 impl Shared {
+    /// What an encrypted handshake offers now, with fresh (seeded) randomness.
+    pub(crate) fn offer(&self) -> Offer {
+        Offer {
+            levels: self.encryption_levels,
+            prefer_rc4: self.prefer_rc4,
+            entropy: self.session.borrow_mut().entropy(),
+        }
+    }
+
     /// Starts dialling `addr` for `torrent` now, or when a half-open slot frees up.
     fn dial(&self, torrent: &Rc<Torrent>, addr: SocketAddr) {
         if self.session.borrow_mut().dial(torrent.id, addr) {
@@ -315,6 +330,7 @@ impl Torrent {
         handshake: &Handshake,
         buf: BytesMut,
         outgoing: bool,
+        cipher: Option<Cipher>,
     ) {
         if self.closed.get() {
             return;
@@ -360,6 +376,7 @@ impl Torrent {
                 writer,
                 buf,
                 self.shared.net.send_buffer.unwrap_or(0),
+                cipher,
             ),
             span,
         ));
@@ -561,17 +578,31 @@ async fn dial(torrent: Rc<Torrent>, addr: SocketAddr) {
     if !torrent.is_closed() {
         let (info_hash, our_id) = (torrent.info_hash, torrent.shared.our_id);
         let span = tracing::debug_span!(parent: &torrent.span(), "dial", %addr);
-        let net = torrent.shared.net;
-        let attempt = connection::connect(
-            addr,
-            net,
-            info_hash,
-            our_id,
-            torrent.shared.dht_port.get().is_some(),
-            torrent.connect_timeout,
-        );
+        let (net, dht) = (torrent.shared.net, torrent.shared.dht_port.get().is_some());
+        let policy = torrent.shared.encryption;
+        let offer = policy.dials_encrypted().then(|| torrent.shared.offer());
+        let timeout = torrent.connect_timeout;
+        let attempt = async {
+            let first =
+                connection::connect(addr, net, info_hash, our_id, dht, timeout, offer).await;
+            match first {
+                // A peer that reached us but not through an encrypted handshake gets a plain
+                // one on a new connection, as libtorrent's `pe_enabled` does.
+                Err(error)
+                    if offer.is_some()
+                        && policy == Encryption::Prefer
+                        && !matches!(error, HandshakeError::Connect(_)) =>
+                {
+                    tracing::debug!(%error, "encrypted handshake failed; dialling in the clear");
+                    connection::connect(addr, net, info_hash, our_id, dht, timeout, None).await
+                }
+                other => other,
+            }
+        };
         match tracing::Instrument::instrument(attempt, span).await {
-            Ok((stream, handshake, buf)) => torrent.attach(stream, addr, &handshake, buf, true),
+            Ok((stream, handshake, buf, cipher)) => {
+                torrent.attach(stream, addr, &handshake, buf, true, cipher)
+            }
             Err(error) => {
                 tracing::debug!(%addr, %error, "connect failed");
                 let _ = torrent.handle(Input::ConnectFailed(addr));

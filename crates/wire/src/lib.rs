@@ -13,6 +13,7 @@
 //! - The BEP 6 allowed-fast set ([`allowed_fast_set`]).
 //! - [`PeerId`] generation (BEP 20) and client recognition; [`Bitfield`]; block [`Geometry`];
 //!   the BEP 10 [`ExtendedHandshake`]; BEP 9 metadata exchange messages ([`MetadataMessage`]); BEP 11 peer exchange ([`PexMessage`]).
+//! - [`mse`]: the message stream encryption handshake (obfuscation, plaintext or RC4), sans-IO.
 //! - With the `tokio-codec` feature, `PeerCodec`: a tokio-util `Decoder`/`Encoder`.
 //!
 //! ```
@@ -50,6 +51,7 @@ mod extended;
 mod extensions;
 mod handshake;
 mod message;
+pub mod mse;
 mod peer_id;
 #[cfg(feature = "tokio-codec")]
 mod tokio_codec;

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cratetorrent::Encryption;
 use cratetorrent::prelude::*;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -86,6 +87,19 @@ pub(crate) struct Discovery {
     /// routers).
     #[arg(long, value_name = "HOST:PORT")]
     pub(crate) dht_bootstrap: Vec<String>,
+    /// Message stream encryption of peer connections: `prefer` dials encrypted and falls back
+    /// to plain, accepting both; `require` refuses plain connections both ways; `off` makes
+    /// and accepts plain ones only.
+    #[arg(long, value_enum, default_value = "prefer")]
+    pub(crate) encryption: EncryptionArg,
+}
+
+/// `--encryption`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum EncryptionArg {
+    Off,
+    Prefer,
+    Require,
 }
 
 pub(crate) fn run(args: SessionArgs, style: Style) -> Result<ExitCode> {
@@ -199,6 +213,11 @@ fn engine_conf(args: &SessionArgs) -> Conf {
     conf.torrent.pex = !args.discovery.no_pex;
     conf.lsd = !args.discovery.no_lsd;
     conf.dht.enabled = !args.discovery.no_dht;
+    conf.encryption = match args.discovery.encryption {
+        EncryptionArg::Off => Encryption::Off,
+        EncryptionArg::Prefer => Encryption::Prefer,
+        EncryptionArg::Require => Encryption::Require,
+    };
     if !args.discovery.dht_bootstrap.is_empty() {
         conf.dht.bootstrap.clone_from(&args.discovery.dht_bootstrap);
     }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use cratetorrent_storage::{DiskPool, Layout, StorageConfig};
+use cratetorrent_wire::Handshake;
+use cratetorrent_wire::mse::{self, Cipher};
 use tokio::sync::mpsc;
 
 mod dht;
@@ -18,7 +20,7 @@ use crate::alert::{Alert, AlertSender, Alerts};
 use crate::blocking::blocking;
 use crate::conf::Conf;
 use crate::conf::IoBackend;
-use crate::connection;
+use crate::connection::{self, HandshakeError};
 use crate::core;
 use crate::counters::EngineCounters;
 use crate::error::EngineError;
@@ -138,6 +140,9 @@ async fn run(
         download_dir: conf.download_dir.clone(),
         storage_conf: shared_disk(&conf.storage),
         checking: tokio::sync::Semaphore::new(conf.checking_at_once.max(1)),
+        encryption: conf.encryption,
+        encryption_levels: conf.encryption_levels,
+        prefer_rc4: conf.prefer_rc4,
     });
     let engine = Rc::new(Engine {
         conf,
@@ -410,10 +415,10 @@ async fn incoming(engine: Rc<Engine>, stream: PeerStream, addr: SocketAddr) {
     // handshake must shut the socket down: dropping it would leave the slowloris connected.
     let handshake = tokio::time::timeout(
         engine.conf.handshake_timeout,
-        connection::read_handshake(&stream, &mut buf),
+        accept_handshake(&engine.shared, &stream, &mut buf),
     )
     .await;
-    let handshake = match handshake {
+    let (handshake, mut cipher) = match handshake {
         Ok(Ok(handshake)) => handshake,
         Ok(Err(error)) => {
             tracing::debug!(%addr, %error, "incoming handshake failed");
@@ -443,12 +448,43 @@ async fn incoming(engine: Rc<Engine>, stream: PeerStream, addr: SocketAddr) {
         torrent.info_hash,
         engine.shared.our_id,
         engine.shared.dht_port.get().is_some(),
+        cipher.as_mut().map(|cipher| &mut cipher.encrypt),
     )
     .await
     .is_ok()
     {
-        torrent.attach(stream, addr, &handshake, buf, false);
+        torrent.attach(stream, addr, &handshake, buf, false, cipher);
     }
+}
+
+/// Reads an incoming peer's handshake, plain or inside an MSE one (told apart by its first 20
+/// bytes), as the encryption policy allows.
+async fn accept_handshake(
+    shared: &Shared,
+    stream: &PeerStream,
+    buf: &mut BytesMut,
+) -> Result<(Handshake, Option<Cipher>), HandshakeError> {
+    connection::read_at_least(stream, buf, 20).await?;
+    let plain = mse::is_plain_handshake(buf);
+    if !shared.encryption.accepts(plain) {
+        return Err(HandshakeError::Refused(if plain {
+            "plain"
+        } else {
+            "encrypted"
+        }));
+    }
+    if plain {
+        return Ok((connection::read_handshake(stream, buf, None).await?, None));
+    }
+    let lookup = |hidden: &[u8; 20]| shared.session.borrow().info_hash_hidden_as(hidden);
+    let (info_hash, mut cipher) =
+        connection::respond_encrypted(stream, shared.offer(), lookup, buf).await?;
+    let decrypt = cipher.as_mut().map(|cipher| &mut cipher.decrypt);
+    let handshake = connection::read_handshake(stream, buf, decrypt).await?;
+    if handshake.info_hash != info_hash {
+        return Err(HandshakeError::WrongTorrent);
+    }
+    Ok((handshake, cipher))
 }
 
 /// Every torrent's storage runs on one disk thread and one io_uring, so a thousand torrents cost

@@ -1,0 +1,224 @@
+//! Message stream encryption against libtorrent on loopback: RC4 and obfuscated-plaintext
+//! transfers both ways with a libtorrent that forces encryption, our fall back to plain against
+//! one that refuses it, and our policy refusing the connections it must.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use cratetorrent::prelude::*;
+use cratetorrent::{CryptoMethods, Encryption};
+use cratetorrent_tests::clients::LibtorrentFast;
+use cratetorrent_tests::{Payload, loopback_conf, params, wait_complete};
+use cratetorrent_wire::mse::{Initiator, is_plain_handshake};
+use cratetorrent_wire::{Extensions, Handshake, PeerId};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const PIECE: u32 = 256 * 1024;
+
+/// libtorrent's `pe_forced` both ways, with the payload levels given (1 plaintext, 2 RC4).
+fn forced(level: &str) -> [String; 3] {
+    [
+        "out_enc_policy=0".into(),
+        "in_enc_policy=0".into(),
+        format!("allowed_enc_level={level}"),
+    ]
+}
+
+fn counter(counters: &serde_json::Value, name: &str) -> u64 {
+    counters[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {name} in {counters}"))
+}
+
+/// We download from a libtorrent seed with `settings`; returns its counters.
+async fn download_from_libtorrent(
+    settings: &[String],
+    encryption: Encryption,
+) -> serde_json::Value {
+    let payload = Payload::single_file(24 * PIECE as usize, PIECE, 21);
+    // Slow enough (about 3 s) for libtorrent to be seen connected after its handshake.
+    let settings: Vec<&str> = settings
+        .iter()
+        .map(String::as_str)
+        .chain([
+            "upload_rate_limit=2000000",
+            "ignore_limits_on_local_network=0",
+        ])
+        .collect();
+    let mut seed = LibtorrentFast::seed(&payload.torrent, payload.dir.path(), &settings);
+    let ours = tempfile::tempdir().unwrap();
+    let mut conf = loopback_conf(ours.path());
+    conf.encryption = encryption;
+    let (engine, mut alerts) = engine::spawn(conf).unwrap();
+    let at = SocketAddr::from(([127, 0, 0, 1], seed.port));
+    let id = engine
+        .create_torrent(params(
+            &payload.metainfo,
+            Mode::Download { seeds: vec![at] },
+        ))
+        .unwrap();
+    wait_complete(&mut alerts, id, TIMEOUT).await;
+    assert!(payload.same_in(ours.path()));
+    let counters = seed.counters();
+    engine.shutdown().await.unwrap();
+    counters
+}
+
+/// A libtorrent leecher with `settings` downloads from our seed; returns its counters.
+async fn seed_to_libtorrent(settings: &[String], encryption: Encryption) -> serde_json::Value {
+    let payload = Payload::single_file(24 * PIECE as usize, PIECE, 22);
+    let mut conf = loopback_conf(payload.dir.path());
+    conf.encryption = encryption;
+    let (engine, _alerts) = engine::spawn(conf).unwrap();
+    engine
+        .create_torrent(params(&payload.metainfo, Mode::Seed))
+        .unwrap();
+    let save = tempfile::tempdir().unwrap();
+    let settings: Vec<&str> = settings
+        .iter()
+        .map(String::as_str)
+        .chain([
+            "download_rate_limit=2000000",
+            "ignore_limits_on_local_network=0",
+        ])
+        .collect();
+    let mut leecher = LibtorrentFast::leech(
+        &payload.torrent,
+        save.path(),
+        engine.listen_addr(),
+        &settings,
+    );
+    leecher.wait_done(TIMEOUT);
+    let counters = leecher.counters();
+    // DONE means verified, not yet all on disk: libtorrent's copy may lag a moment.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !payload.same_in(save.path()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "libtorrent's copy differs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    engine.shutdown().await.unwrap();
+    counters
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn rc4_both_ways_with_a_libtorrent_that_forces_it() {
+    let counters = download_from_libtorrent(&forced("2"), Encryption::Prefer).await;
+    assert_eq!(counter(&counters, "peers_rc4"), 1, "{counters}");
+    let counters = seed_to_libtorrent(&forced("2"), Encryption::Require).await;
+    assert_eq!(counter(&counters, "peers_rc4"), 1, "{counters}");
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn an_obfuscated_handshake_with_plaintext_payload_both_ways() {
+    let counters = download_from_libtorrent(&forced("1"), Encryption::Require).await;
+    assert_eq!(counter(&counters, "peers_obfuscated"), 1, "{counters}");
+    assert_eq!(counter(&counters, "peers_rc4"), 0, "{counters}");
+    let counters = seed_to_libtorrent(&forced("1"), Encryption::Prefer).await;
+    assert_eq!(counter(&counters, "peers_obfuscated"), 1, "{counters}");
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn we_fall_back_to_plain_against_a_libtorrent_that_refuses_encryption() {
+    let plain = [
+        "out_enc_policy=2".to_string(),
+        "in_enc_policy=2".to_string(),
+    ];
+    let counters = download_from_libtorrent(&plain, Encryption::Prefer).await;
+    assert_eq!(counter(&counters, "peers_rc4"), 0, "{counters}");
+    assert_eq!(counter(&counters, "peers_obfuscated"), 0, "{counters}");
+    // And a libtorrent dialling us in the clear is accepted.
+    seed_to_libtorrent(&plain, Encryption::Prefer).await;
+}
+
+/// Whether our engine at `at` closes a connection that sent `first`, within the timeout.
+fn closes_after(at: SocketAddr, first: &[u8]) -> bool {
+    let mut stream = TcpStream::connect(at).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(first).unwrap();
+    let mut sink = [0u8; 4096];
+    loop {
+        match stream.read(&mut sink) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_policy_refuses_the_connections_it_must_and_answers_the_others() {
+    let payload = Payload::single_file(4 * PIECE as usize, PIECE, 23);
+    let info_hash = payload.metainfo.info_hash();
+    let mut plain = bytes::BytesMut::new();
+    Handshake {
+        extensions: Extensions::NONE,
+        info_hash,
+        peer_id: PeerId::generate(),
+    }
+    .encode(&mut plain);
+    let encrypted = || {
+        Initiator::new(info_hash, CryptoMethods::ALL, &plain, [9; 32])
+            .unwrap()
+            .output()
+    };
+    assert!(is_plain_handshake(&plain) && !is_plain_handshake(&encrypted()));
+    for (policy, refuses_plain, refuses_encrypted) in [
+        (Encryption::Require, true, false),
+        (Encryption::Off, false, true),
+    ] {
+        let mut conf = loopback_conf(payload.dir.path());
+        conf.encryption = policy;
+        let (engine, _alerts) = engine::spawn(conf).unwrap();
+        let id = engine
+            .create_torrent(params(&payload.metainfo, Mode::Seed))
+            .unwrap();
+        // Until its data is checked the torrent takes no peers at all, whatever the policy.
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        while !engine
+            .stats(id)
+            .await
+            .is_ok_and(|stats| stats.state == TorrentState::Seeding)
+        {
+            assert!(tokio::time::Instant::now() < deadline, "the seed never ran");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let at = engine.listen_addr();
+        if refuses_plain {
+            assert!(closes_after(at, &plain), "{policy:?} let a plain peer in");
+        }
+        if refuses_encrypted {
+            assert!(
+                closes_after(at, &encrypted()),
+                "{policy:?} let an encrypted peer in"
+            );
+        }
+        // The other kind gets an answer: our handshake, or our key.
+        let mut stream = TcpStream::connect(at).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let first = if refuses_plain {
+            encrypted()
+        } else {
+            plain.to_vec()
+        };
+        stream.write_all(&first).unwrap();
+        let mut answer = [0u8; 20];
+        stream
+            .read_exact(&mut answer)
+            .unwrap_or_else(|error| panic!("{policy:?} did not answer: {error}"));
+        engine.shutdown().await.unwrap();
+    }
+}
