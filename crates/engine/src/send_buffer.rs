@@ -2,8 +2,8 @@
 //! to what the congestion window needs, but only up to `net.ipv4.tcp_wmem`'s maximum (4 MiB,
 //! under 3 MB in flight): short of a long, fast path's bandwidth-delay product (a 10 MB/s path
 //! at 300 ms holds 3 MB). A connection that the kernel reports limited by its send buffer for
-//! much of the time it was sending gets a fixed buffer: a quarter above autotuning's cap at
-//! first, then sized to the bandwidth-delay product it measures, grown as its rate allows.
+//! much of the time it was sending, on a path whose bandwidth-delay product nears what the
+//! buffer holds, gets a fixed buffer: a quarter above autotuning's cap at first, then sized to the bandwidth-delay product it measures, grown as its rate allows.
 //! Not more, nor on every connection: a buffer-limited flow looks application-limited to BBR,
 //! which then stays in its start-up and, with a buffer beyond what the path holds, overflows
 //! the bottleneck's queue (measured: a fixed 5 MiB on every socket lost 7 % of the packets of
@@ -79,6 +79,15 @@ impl SendBuffer {
         // The rate and the round trip are both measured through the buffer's limit, so this
         // under-estimates the path's product until the larger buffer lets the rate grow.
         let product = now.delivery_rate.saturating_mul(u64::from(now.min_rtt_us)) / 1_000_000;
+        // A path whose product the buffer already holds with room to spare is short: what
+        // limits it is BBR's start-up keeping twice the product in flight, and a larger buffer
+        // would only move that surplus into the bottleneck's queue (measured at 20 ms and
+        // 100 MB/s). Grow only once the product reaches two thirds of what the buffer holds
+        // in flight (itself about three quarters of the buffer, the rest bookkeeping).
+        let in_flight = u64::try_from(now.send_buffer / 4 * 3).unwrap_or(u64::MAX);
+        if product.saturating_mul(3) < in_flight.saturating_mul(2) {
+            return None;
+        }
         // The kernel doubles what is asked (its bookkeeping), so asking for the product lets
         // about twice that be in flight: the path's pipe and as much again queued at most;
         // a tenth less, as a queue of one product would just hold it.
@@ -115,13 +124,16 @@ mod tests {
         // 20 ms at 85 MB/s, hardly limited: autotuning stays.
         let short = info(1000, 6, 85_000_000, 20, 4 << 20);
         assert_eq!(sizer.wanted(&start, &short), None);
-        // Limited on a short path: the floor.
+        // Limited on a short path whose product (1.7 MB) the buffer holds: autotuning stays.
         let small = info(1000, 900, 85_000_000, 20, 4 << 20);
-        assert_eq!(sizer.wanted(&start, &small), Some(FLOOR));
+        assert_eq!(sizer.wanted(&start, &small), None);
+        // Limited with a product near what the buffer holds (2.6 MB of 3.1 MB): the floor.
+        let near = info(1000, 900, 130_000_000, 20, 4 << 20);
+        assert_eq!(sizer.wanted(&start, &near), Some(FLOOR));
         // Already at least that: nothing to do.
         let mut sized = SendBuffer::new(4 << 20, Instant::now());
         sized.size = FLOOR;
-        assert_eq!(sized.wanted(&start, &small), None);
+        assert_eq!(sized.wanted(&start, &near), None);
         // 100 ms at 290 MB/s (29 MB in flight): capped at the most allowed.
         let fat = info(1000, 900, 290_000_000, 100, 4 << 20);
         assert_eq!(sizer.wanted(&start, &fat), Some(4 << 20));
