@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use cratetorrent::prelude::*;
 use cratetorrent::{CryptoMethods, Encryption};
-use cratetorrent_tests::clients::LibtorrentFast;
-use cratetorrent_tests::{Payload, loopback_conf, params, wait_complete};
+use cratetorrent_tests::transfers::{counter, download_from_libtorrent, seed_to_libtorrent};
+use cratetorrent_tests::{Payload, loopback_conf, params};
 use cratetorrent_wire::mse::{Initiator, is_plain_handshake};
 use cratetorrent_wire::{Extensions, Handshake, PeerId};
 
@@ -27,101 +27,26 @@ fn forced(level: &str) -> [String; 3] {
     ]
 }
 
-fn counter(counters: &serde_json::Value, name: &str) -> u64 {
-    counters[name]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no {name} in {counters}"))
-}
-
-/// We download from a libtorrent seed with `settings`; returns its counters.
-async fn download_from_libtorrent(
-    settings: &[String],
-    encryption: Encryption,
-) -> serde_json::Value {
-    let payload = Payload::single_file(24 * PIECE as usize, PIECE, 21);
-    // Slow enough (about 3 s) for libtorrent to be seen connected after its handshake.
-    let settings: Vec<&str> = settings
-        .iter()
-        .map(String::as_str)
-        .chain([
-            "upload_rate_limit=2000000",
-            "ignore_limits_on_local_network=0",
-        ])
-        .collect();
-    let mut seed = LibtorrentFast::seed(&payload.torrent, payload.dir.path(), &settings);
-    let ours = tempfile::tempdir().unwrap();
-    let mut conf = loopback_conf(ours.path());
-    conf.encryption = encryption;
-    let (engine, mut alerts) = engine::spawn(conf).unwrap();
-    let at = SocketAddr::from(([127, 0, 0, 1], seed.port));
-    let id = engine
-        .create_torrent(params(
-            &payload.metainfo,
-            Mode::Download { seeds: vec![at] },
-        ))
-        .unwrap();
-    wait_complete(&mut alerts, id, TIMEOUT).await;
-    assert!(payload.same_in(ours.path()));
-    let counters = seed.counters();
-    engine.shutdown().await.unwrap();
-    counters
-}
-
-/// A libtorrent leecher with `settings` downloads from our seed; returns its counters.
-async fn seed_to_libtorrent(settings: &[String], encryption: Encryption) -> serde_json::Value {
-    let payload = Payload::single_file(24 * PIECE as usize, PIECE, 22);
-    let mut conf = loopback_conf(payload.dir.path());
-    conf.encryption = encryption;
-    let (engine, _alerts) = engine::spawn(conf).unwrap();
-    engine
-        .create_torrent(params(&payload.metainfo, Mode::Seed))
-        .unwrap();
-    let save = tempfile::tempdir().unwrap();
-    let settings: Vec<&str> = settings
-        .iter()
-        .map(String::as_str)
-        .chain([
-            "download_rate_limit=2000000",
-            "ignore_limits_on_local_network=0",
-        ])
-        .collect();
-    let mut leecher = LibtorrentFast::leech(
-        &payload.torrent,
-        save.path(),
-        engine.listen_addr(),
-        &settings,
-    );
-    leecher.wait_done(TIMEOUT);
-    let counters = leecher.counters();
-    // DONE means verified, not yet all on disk: libtorrent's copy may lag a moment.
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while !payload.same_in(save.path()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "libtorrent's copy differs"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    engine.shutdown().await.unwrap();
-    counters
-}
-
 #[tokio::test]
 #[ignore = "needs reference peers"]
 async fn rc4_both_ways_with_a_libtorrent_that_forces_it() {
-    let counters = download_from_libtorrent(&forced("2"), Encryption::Prefer).await;
+    let counters =
+        download_from_libtorrent(&forced("2"), 21, |c| c.encryption = Encryption::Prefer).await;
     assert_eq!(counter(&counters, "peers_rc4"), 1, "{counters}");
-    let counters = seed_to_libtorrent(&forced("2"), Encryption::Require).await;
+    let counters =
+        seed_to_libtorrent(&forced("2"), 22, |c| c.encryption = Encryption::Require).await;
     assert_eq!(counter(&counters, "peers_rc4"), 1, "{counters}");
 }
 
 #[tokio::test]
 #[ignore = "needs reference peers"]
 async fn an_obfuscated_handshake_with_plaintext_payload_both_ways() {
-    let counters = download_from_libtorrent(&forced("1"), Encryption::Require).await;
+    let counters =
+        download_from_libtorrent(&forced("1"), 21, |c| c.encryption = Encryption::Require).await;
     assert_eq!(counter(&counters, "peers_obfuscated"), 1, "{counters}");
     assert_eq!(counter(&counters, "peers_rc4"), 0, "{counters}");
-    let counters = seed_to_libtorrent(&forced("1"), Encryption::Prefer).await;
+    let counters =
+        seed_to_libtorrent(&forced("1"), 22, |c| c.encryption = Encryption::Prefer).await;
     assert_eq!(counter(&counters, "peers_obfuscated"), 1, "{counters}");
 }
 
@@ -132,11 +57,12 @@ async fn we_fall_back_to_plain_against_a_libtorrent_that_refuses_encryption() {
         "out_enc_policy=2".to_string(),
         "in_enc_policy=2".to_string(),
     ];
-    let counters = download_from_libtorrent(&plain, Encryption::Prefer).await;
+    let counters =
+        download_from_libtorrent(&plain, 21, |c| c.encryption = Encryption::Prefer).await;
     assert_eq!(counter(&counters, "peers_rc4"), 0, "{counters}");
     assert_eq!(counter(&counters, "peers_obfuscated"), 0, "{counters}");
     // And a libtorrent dialling us in the clear is accepted.
-    seed_to_libtorrent(&plain, Encryption::Prefer).await;
+    seed_to_libtorrent(&plain, 22, |c| c.encryption = Encryption::Prefer).await;
 }
 
 /// Whether our engine at `at` closes a connection that sent `first`, within the timeout.

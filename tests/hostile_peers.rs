@@ -188,6 +188,9 @@ async fn start_engine(
     conf.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
     conf.lsd = false;
     conf.dht.enabled = false;
+    // The attackers speak TCP (a dial to an address they name waits a second for uTP first
+    // under the default transports, which would slow the floods' dials to a crawl).
+    conf.transport = cratetorrent::Transport::Tcp;
     tune(&mut conf);
     let (engine, mut alerts) = engine::spawn(conf).unwrap();
     let id = engine

@@ -13,6 +13,7 @@ exits 1 after 10 minutes; given a magnet link, it prints `METADATA <s>` once the
 is verified and `COMPLETE <s>` once done (seconds since the torrent was added). Run with /usr/bin/python3 (Debian's python3-libtorrent).
 """
 import json
+import os
 import sys
 import threading
 import time
@@ -49,6 +50,10 @@ LIMITS = {"max_buffer_size": 64 << 20, "max_pieces": 4_000_000, "max_decode_toke
 def session(ip):
     settings = lt.high_performance_seed()
     settings.update(OVERRIDES)
+    # LT_TRANSPORT=utp: uTP only, both ways (the uTP benchmarks).
+    if os.environ.get("LT_TRANSPORT") == "utp":
+        settings.update({"enable_outgoing_utp": True, "enable_incoming_utp": True,
+                         "enable_outgoing_tcp": False, "enable_incoming_tcp": False})
     # LISTEN is an IP (any free port) or IP:PORT.
     settings["listen_interfaces"] = ip if ":" in ip else f"{ip}:0"
     return lt.session(settings)

@@ -42,7 +42,7 @@ LOAD_CONNECTIONS = 500
 LOAD_BYTES = 8 * GIB
 MILLION = 1_000_000
 BLOCK = 16 * KIB
-CT_FLAGS = ["--no-dht", "--no-lsd", "--upload-slots", "0"]
+CT_FLAGS = ["--no-dht", "--no-lsd", "--upload-slots", "0", "--transport", "tcp"]
 
 
 def proc_status(pid):

@@ -174,7 +174,7 @@ class Libtorrent(Client):
 # matters here: it unchokes every interested peer (unchoke_slots_limit = -1).
 # Every engine unchokes all (as libtorrent's high_performance_seed), and none looks for peers on
 # the local network (libtorrent's LSD is off here too).
-CT_TUNING = ["--upload-slots", "0", "--no-lsd", "--no-dht"]
+CT_TUNING = ["--upload-slots", "0", "--no-lsd", "--no-dht", "--transport", "tcp"]
 
 
 class Cratetorrent(Client):

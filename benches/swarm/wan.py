@@ -14,7 +14,7 @@ link for as long (`tcp`: the kernel's own limit there, e.g. its send buffer at l
 
 usage: sudo /usr/bin/python3 benches/swarm/wan.py [--scenario 1,2,3,4] [--quick] [--runs N]
        [--rtt 20,100,300] [--rate 10M,100M] [--loss 0,0.01] [--seconds S] [--json FILE]
-       [--markdown BENCHMARKS.md]
+       [--transport tcp|utp] [--markdown BENCHMARKS.md]
 Needs root (namespaces), python3-libtorrent, and release builds of cratetorrent and wanem
 (`cargo build --release -p cratetorrent-cli -p cratetorrent-wanem`).
 """
@@ -245,8 +245,15 @@ def main():
     parser.add_argument("--json", default=os.path.join(sw.ROOT, "target/wan-bench.json"))
     parser.add_argument("--markdown", help="write the WAN section of this file (BENCHMARKS.md) "
                                            "and the flash crowd's plot beside it")
+    parser.add_argument("--transport", choices=("tcp", "utp"), default="tcp",
+                        help="the clients' transport (utp: libtorrent and cratetorrent both "
+                             "uTP only; the `tcp` column stays one TCP flow)")
     args = parser.parse_args()
     args.argv = sys.argv[1:]
+    if args.transport == "utp":
+        # Both clients on uTP: libtorrent through lt_client's switch, ours by its flag.
+        os.environ["LT_TRANSPORT"] = "utp"
+        sw.CT_TUNING[sw.CT_TUNING.index("tcp")] = "utp"
     if args.quick:
         args.scenario, args.rtt, args.rate, args.loss, args.runs = "1", "100", "10M", "0", 1
     import wan_many

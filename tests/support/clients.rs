@@ -304,9 +304,15 @@ pub struct Transmission {
 impl Transmission {
     /// Starts a daemon on loopback and waits (at most 30 s) for its RPC to answer.
     pub fn start() -> Self {
+        Self::start_with(serde_json::json!({}))
+    }
+
+    /// As [`Transmission::start`], with `overrides` of its settings (e.g. `"utp-enabled"`,
+    /// `"encryption"`: 0 prefer plain, 1 prefer encrypted, 2 require encryption).
+    pub fn start_with(overrides: serde_json::Value) -> Self {
         let config = tempfile::tempdir().expect("config dir");
         let (peer_port, rpc_port) = (free_port(), free_port());
-        let settings = serde_json::json!({
+        let mut settings = serde_json::json!({
             "dht-enabled": false, "lpd-enabled": false, "pex-enabled": false, "utp-enabled": false,
             "port-forwarding-enabled": false, "bind-address-ipv4": "127.0.0.1",
             "bind-address-ipv6": "::1", "peer-port": peer_port, "peer-port-random-on-start": false,
@@ -320,6 +326,10 @@ impl Transmission {
             "incomplete-dir-enabled": false, "start-added-torrents": true,
             "download-dir": config.path().join("downloads"), "message-level": 1,
         });
+        if let (Some(settings), Some(overrides)) = (settings.as_object_mut(), overrides.as_object())
+        {
+            settings.extend(overrides.clone());
+        }
         std::fs::write(config.path().join("settings.json"), settings.to_string())
             .expect("write settings");
         let child = Command::new("transmission-daemon")

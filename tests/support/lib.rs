@@ -3,6 +3,7 @@
 pub mod clients;
 pub mod netns;
 pub mod opentracker;
+pub mod transfers;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -215,6 +216,8 @@ pub fn loopback_conf(dir: &Path) -> cratetorrent::Conf {
     // Engines of other tests on this host would hear each other's multicast announces.
     conf.lsd = false;
     conf.dht.enabled = false;
+    // The tests of TCP connections stay on TCP; uTP's tests ask for it.
+    conf.transport = cratetorrent::Transport::Tcp;
     conf
 }
 

@@ -7,8 +7,8 @@ and prints `DONE` once complete and verified. Each `stats` line on stdin is answ
 `STATS <json>`: how many have-all, have-none, reject, allowed-fast, suggest, choke and unchoke
 messages it received (from its peer log) and sent (from its session counters; libtorrent
 counts few incoming fast messages there), and how many distinct peers it was connected to in
-all past their handshakes, over RC4 (`peers_rc4`) and with an obfuscated handshake but plaintext payload
-(`peers_obfuscated`). SETTING=INT override libtorrent settings
+all past their handshakes, over RC4 (`peers_rc4`), with an obfuscated handshake but plaintext
+payload (`peers_obfuscated`) and over uTP (`peers_utp`). SETTING=INT override libtorrent settings
 (e.g. unchoke_slots_limit=0). Exits when stdin closes, or after 300 s.
 Run with /usr/bin/python3.
 """
@@ -69,7 +69,9 @@ def main():
         host, port = rest[0].rsplit(":", 1)
         peer, rest = (host, int(port)), rest[1:]
     session = lt_client.session("127.0.0.1")
-    overrides = {k: int(v) for k, v in (a.split("=", 1) for a in rest)}
+    # Integers, but booleans for the `enable_*` switches (the bindings insist).
+    overrides = {k: (bool(int(v)) if k.startswith("enable_") else int(v))
+                 for k, v in (a.split("=", 1) for a in rest)}
     overrides["alert_mask"] = int(lt.alert.category_t.stats_notification
                                   | lt.alert.category_t.peer_log_notification)
     session.apply_settings(overrides)
@@ -111,6 +113,8 @@ def main():
                                      if f & int(lt.peer_info.rc4_encrypted))
             stats["peers_obfuscated"] = sum(1 for f in seen.values()
                                             if f & int(lt.peer_info.plaintext_encrypted))
+            # `peer_info::utp_socket` (bit 17), which the bindings do not name.
+            stats["peers_utp"] = sum(1 for f in seen.values() if f & (1 << 17))
             print(f"STATS {json.dumps(stats)}", flush=True)
         status = handle.status()
         if peer and not done and status.is_seeding:

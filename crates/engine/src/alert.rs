@@ -162,6 +162,10 @@ pub struct PeerStats {
     pub client: Option<String>,
     /// Whether we dialled it.
     pub outgoing: bool,
+    /// Connected over uTP (else TCP).
+    pub utp: bool,
+    /// Its payload is RC4-encrypted (MSE).
+    pub encrypted: bool,
     /// Payload bytes received from it.
     pub downloaded: u64,
     /// Payload bytes sent to it.

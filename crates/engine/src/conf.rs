@@ -9,6 +9,7 @@ use cratetorrent_wire::PeerId;
 use cratetorrent_wire::mse::CryptoMethods;
 
 use crate::encryption::Encryption;
+use crate::transport::Transport;
 
 /// Engine-wide settings. [`Conf::new`] gives defaults that suit a desktop client.
 #[derive(Debug, Clone)]
@@ -65,6 +66,12 @@ pub struct Conf {
     /// When a peer dialling us offers both, choose RC4 over plaintext (default false, as
     /// libtorrent's `prefer_rc4`: the handshake is obfuscated either way, and RC4 costs CPU).
     pub prefer_rc4: bool,
+    /// The transports of peer connections (default [`Transport::Both`]: dial uTP first and TCP
+    /// after a second without an answer; accept both). uTP runs on the UDP port the DHT and
+    /// UDP trackers share, the listen port's number.
+    pub transport: Transport,
+    /// uTP's settings (windows, buffers, LEDBAT's target; see [`cratetorrent_utp::Config`]).
+    pub utp: cratetorrent_utp::Config,
     /// The largest send buffer asked of the kernel for a peer socket, in bytes (default 4 MiB,
     /// which the kernel doubles for its bookkeeping; it caps the request at
     /// `net.core.wmem_max`). Sockets start on the kernel's autotuning, which stops at
@@ -111,6 +118,8 @@ impl Conf {
             encryption: Encryption::default(),
             encryption_levels: CryptoMethods::ALL,
             prefer_rc4: false,
+            transport: Transport::default(),
+            utp: cratetorrent_utp::Config::default(),
             send_buffer: 4 << 20,
             unsent_limit: 1 << 20,
             io_backend: IoBackend::Auto,

@@ -21,8 +21,9 @@ use tokio::sync::Notify;
 use crate::chunk_pool::{self, ChunkCharge};
 use crate::core::{PeerKey, our_extensions};
 use crate::encryption::{self, Offer};
-use crate::net::{Net, PeerStream};
+use crate::net::PeerStream;
 use crate::send_buffer::SendBuffer;
+use crate::transport::Dialer;
 
 /// Read again only with at least this much room.
 const MIN_READ_ROOM: usize = 32 * 1024;
@@ -363,7 +364,7 @@ async fn write_frames(
 /// Dials `addr` and exchanges handshakes within `timeout`.
 pub(crate) async fn connect(
     addr: SocketAddr,
-    net: Net,
+    dialer: &Dialer,
     info_hash: InfoHash,
     our_id: PeerId,
     dht: bool,
@@ -372,7 +373,7 @@ pub(crate) async fn connect(
 ) -> Result<(PeerStream, Handshake, BytesMut, Option<Cipher>), HandshakeError> {
     let timed_out = || std::io::Error::from(std::io::ErrorKind::TimedOut);
     let deadline = tokio::time::Instant::now() + timeout;
-    let stream = tokio::time::timeout_at(deadline, PeerStream::connect(addr, net))
+    let stream = tokio::time::timeout_at(deadline, dialer.open(addr))
         .await
         .map_err(|_| HandshakeError::Connect(timed_out()))?
         .map_err(HandshakeError::Connect)?;

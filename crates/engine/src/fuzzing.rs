@@ -112,6 +112,7 @@ pub fn run_session(data: &[u8]) {
                     id: PeerId::new([arg; 20]),
                     extensions,
                     outgoing: arg & 1 == 0,
+                    link: Default::default(),
                 };
                 if let Handled::Admitted(key) = core.handle(handshake, now) {
                     connections.insert(Connection {

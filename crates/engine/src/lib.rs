@@ -94,16 +94,20 @@ pub mod sim;
 mod smart_ban;
 mod torrent;
 pub mod tracker;
+mod transport;
 mod udp_port;
+mod utp_socket;
 
 pub use alert::{Alert, Alerts, PeerStats, TorrentState, TorrentStats};
 pub use conf::{Conf, DhtConf, IoBackend, SeedChoking, TorrentConf, TrackerConf};
 pub use counters::EngineCounters;
 pub use cratetorrent_dht;
+pub use cratetorrent_utp;
 pub use cratetorrent_wire::mse::CryptoMethods;
 pub use encryption::Encryption;
 pub use error::{EngineError, TorrentError};
 pub use handle::{EngineHandle, Mode, RateLimits, TorrentParams, TorrentSource};
+pub use transport::Transport;
 
 /// Identifies a torrent in an engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -1,7 +1,8 @@
-//! The shell's TCP sockets, on io_uring (tokio-uring) or, where the ring cannot be created
-//! (Docker's default seccomp profile, `kernel.io_uring_disabled`), on epoll (tokio): the same
-//! byte stream either way, so nothing above this module knows which. Tasks are spawned with
-//! `tokio::task::spawn_local`, which both runtimes run.
+//! The shell's peer connections: TCP sockets on io_uring (tokio-uring) or, where the ring
+//! cannot be created (Docker's default seccomp profile, `kernel.io_uring_disabled`), on epoll
+//! (tokio), and uTP streams (`utp_socket`): the same byte stream in every case, so nothing
+//! above this module knows which. Tasks are spawned with `tokio::task::spawn_local`, which
+//! both runtimes run.
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use tokio_uring::buf::BoundedBuf;
 
 use crate::Conf;
+use crate::utp_socket::UtpStream;
 
 /// Which system interface the engine's sockets use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +143,7 @@ fn sysctl(key: &str, index: usize) -> Option<usize> {
 pub(crate) enum PeerStream {
     Uring(tokio_uring::net::TcpStream),
     Epoll(tokio::net::TcpStream),
+    Utp(UtpStream),
 }
 
 impl PeerStream {
@@ -179,6 +182,7 @@ impl PeerStream {
                 *buf = slice.into_inner();
                 result
             }
+            Self::Utp(stream) => stream.read_into(buf, len).await,
             Self::Epoll(stream) => loop {
                 stream.readable().await?;
                 let mut limited = (&mut *buf).limit(len);
@@ -194,6 +198,7 @@ impl PeerStream {
     pub(crate) async fn write_all(&self, data: BytesMut) -> io::Result<()> {
         match self {
             Self::Uring(stream) => stream.write_all(data).await.0,
+            Self::Utp(stream) => stream.write_all(&data).await,
             Self::Epoll(stream) => {
                 let mut written = 0;
                 while written < data.len() {
@@ -215,6 +220,7 @@ impl PeerStream {
     pub(crate) async fn writev(&self, bufs: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>) {
         match self {
             Self::Uring(stream) => stream.writev(bufs).await,
+            Self::Utp(stream) => (stream.writev(&bufs).await, bufs),
             Self::Epoll(stream) => loop {
                 if let Err(error) = stream.writable().await {
                     return (Err(error), bufs);
@@ -228,26 +234,33 @@ impl PeerStream {
         }
     }
 
-    /// The descriptor, borrowed for socket options.
+    /// The descriptor of a TCP connection, borrowed for socket options.
     #[allow(unsafe_code)]
-    fn fd(&self) -> BorrowedFd<'_> {
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
         let fd = match self {
             Self::Uring(stream) => stream.as_raw_fd(),
             Self::Epoll(stream) => stream.as_raw_fd(),
+            Self::Utp(_) => return None,
         };
         // SAFETY: the descriptor belongs to the stream, which is borrowed for the returned
         // lifetime and closes it only when dropped. tokio-uring's stream offers no `AsFd`.
-        unsafe { BorrowedFd::borrow_raw(fd) }
+        Some(unsafe { BorrowedFd::borrow_raw(fd) })
     }
 
-    /// The kernel's figures for this connection's sending (`TCP_INFO`).
+    /// Whether this is a uTP connection.
+    pub(crate) fn is_utp(&self) -> bool {
+        matches!(self, Self::Utp(_))
+    }
+
+    /// The kernel's figures for this connection's sending (`TCP_INFO`); none over uTP.
     pub(crate) fn tcp_info(&self) -> Option<TcpInfo> {
-        tcp_info(self.fd())
+        tcp_info(self.fd()?)
     }
 
     /// Fixes the send buffer at `size` (which the kernel doubles and caps at `wmem_max`).
     pub(crate) fn set_send_buffer(&self, size: usize) {
-        if let Err(error) = socket2::SockRef::from(&self.fd()).set_send_buffer_size(size) {
+        let Some(fd) = self.fd() else { return };
+        if let Err(error) = socket2::SockRef::from(&fd).set_send_buffer_size(size) {
             tracing::debug!(%error, "send buffer size refused");
         }
     }
@@ -255,6 +268,10 @@ impl PeerStream {
     /// Shuts both directions down: a pending read ends, and the peer sees the close.
     pub(crate) fn shutdown(&self) -> io::Result<()> {
         match self {
+            Self::Utp(stream) => {
+                stream.shutdown();
+                Ok(())
+            }
             Self::Uring(stream) => stream.shutdown(std::net::Shutdown::Both),
             Self::Epoll(stream) => {
                 rustix::net::shutdown(stream, rustix::net::Shutdown::Both)?;

@@ -137,6 +137,15 @@ impl RoundTrip {
     }
 }
 
+/// How a peer is connected, as PEX tells others (BEP 11 flags 0x04 and 0x01).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Link {
+    /// Over uTP.
+    pub(crate) utp: bool,
+    /// Through an MSE handshake.
+    pub(crate) encrypted: bool,
+}
+
 /// A connected peer.
 #[derive(Debug)]
 pub(crate) struct Peer {
@@ -144,6 +153,7 @@ pub(crate) struct Peer {
     pub(crate) id: PeerId,
     pub(crate) tag: PeerTag,
     pub(crate) outgoing: bool,
+    pub(crate) link: Link,
     pub(crate) extensions: Extensions,
     pub(crate) client: Option<String>,
     /// The ids it assigned to the BEP 10 extensions we speak.
@@ -227,6 +237,7 @@ impl Peer {
             id,
             tag,
             outgoing,
+            link: Link::default(),
             extensions,
             client: id.client().map(|c| format!("{} {}", c.name, c.version)),
             ext: PeerExtensions::default(),

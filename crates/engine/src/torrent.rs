@@ -29,9 +29,12 @@ use crate::core::{Action, AnnounceState, Command, Core, Handled, Input, PeerKey}
 use crate::dht_node::DhtNode;
 use crate::encryption::{Encryption, Offer};
 use crate::net::{Net, PeerStream};
+use crate::peer::Link;
 use crate::rate::TokenBucket;
 use crate::session::Session;
 use crate::tracker::announcer::{self, Clients, Signals, Swarm};
+use crate::transport::{Dialer, Transport};
+use crate::utp_socket::UtpSocket;
 
 /// Engine-wide state shared by all torrents on the network thread.
 pub(crate) struct Shared {
@@ -59,12 +62,24 @@ pub(crate) struct Shared {
     pub(crate) encryption: Encryption,
     pub(crate) encryption_levels: CryptoMethods,
     pub(crate) prefer_rc4: bool,
+    /// The transports peer connections use, and the uTP socket once the UDP port is bound.
+    pub(crate) transport: Transport,
+    pub(crate) utp: OnceCell<Rc<UtpSocket>>,
 }
 
 /// An open storage with its event channel and the doorbell that rings when events wait.
 pub(crate) type OpenStorage = (Storage, Receiver<StorageEvent>, Arc<Notify>);
 
 impl Shared {
+    /// How to dial peers now.
+    pub(crate) fn dialer(&self) -> Dialer {
+        Dialer {
+            net: self.net,
+            utp: self.utp.get().cloned(),
+            transport: self.transport,
+        }
+    }
+
     /// What an encrypted handshake offers now, with fresh (seeded) randomness.
     pub(crate) fn offer(&self) -> Offer {
         Offer {
@@ -342,11 +357,17 @@ impl Torrent {
             }
             return;
         }
+        // What PEX tells others of this peer (BEP 11 flags uTP and encryption).
+        let encrypted = cipher.is_some();
         let key = match self.handle(Input::Handshake {
             addr,
             id: handshake.peer_id,
             extensions: handshake.extensions,
             outgoing,
+            link: Link {
+                utp: stream.is_utp(),
+                encrypted,
+            },
         }) {
             Handled::Admitted(key) => key,
             Handled::Refused(reason) => {
@@ -578,13 +599,16 @@ async fn dial(torrent: Rc<Torrent>, addr: SocketAddr) {
     if !torrent.is_closed() {
         let (info_hash, our_id) = (torrent.info_hash, torrent.shared.our_id);
         let span = tracing::debug_span!(parent: &torrent.span(), "dial", %addr);
-        let (net, dht) = (torrent.shared.net, torrent.shared.dht_port.get().is_some());
+        let (dialer, dht) = (
+            torrent.shared.dialer(),
+            torrent.shared.dht_port.get().is_some(),
+        );
         let policy = torrent.shared.encryption;
         let offer = policy.dials_encrypted().then(|| torrent.shared.offer());
         let timeout = torrent.connect_timeout;
         let attempt = async {
             let first =
-                connection::connect(addr, net, info_hash, our_id, dht, timeout, offer).await;
+                connection::connect(addr, &dialer, info_hash, our_id, dht, timeout, offer).await;
             match first {
                 // A peer that reached us but not through an encrypted handshake gets a plain
                 // one on a new connection, as libtorrent's `pe_enabled` does.
@@ -594,7 +618,7 @@ async fn dial(torrent: Rc<Torrent>, addr: SocketAddr) {
                         && !matches!(error, HandshakeError::Connect(_)) =>
                 {
                     tracing::debug!(%error, "encrypted handshake failed; dialling in the clear");
-                    connection::connect(addr, net, info_hash, our_id, dht, timeout, None).await
+                    connection::connect(addr, &dialer, info_hash, our_id, dht, timeout, None).await
                 }
                 other => other,
             }

@@ -1,7 +1,8 @@
-//! The engine's UDP port: one socket per address family on the listen port, shared by the DHT
-//! and the UDP tracker client (and uTP next). Datagrams are told apart by their first bytes, as
-//! libtorrent and Transmission do: a bencoded dictionary (`d` … `e`) is KRPC; anything else from
-//! an address a tracker exchange waits on goes to that exchange; the rest is dropped.
+//! The engine's UDP port: one socket per address family on the listen port, shared by uTP, the
+//! DHT and the UDP tracker client. Datagrams are told apart by their first bytes, as libtorrent
+//! and Transmission do: version 1 and a known type in the first byte is uTP; a bencoded
+//! dictionary (`d` … `e`) is KRPC; anything else from an address a tracker exchange waits on
+//! goes to that exchange; the rest is dropped.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -14,12 +15,16 @@ use tokio::sync::mpsc;
 
 /// Datagrams a tracker exchange may have waiting before more are dropped.
 const EXCHANGE_BACKLOG: usize = 8;
+/// Socket buffer asked for each way.
+const SOCKET_BUFFER: usize = 4 << 20;
 /// Tracker exchanges waiting at once, across all trackers.
 const MAX_EXCHANGES: usize = 1024;
 
 /// Which protocol a datagram belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
+    /// A uTP packet (version 1 in the low nibble of its first byte, a known type above it).
+    Utp,
     /// A KRPC message (DHT).
     Krpc,
     /// Anything else (a tracker's answer, if an exchange waits on its sender).
@@ -47,7 +52,9 @@ impl UdpTransport for UdpSocket {
 
 /// Tells a datagram's protocol by its first and last bytes.
 pub(crate) fn classify(datagram: &[u8]) -> Kind {
-    if datagram.first() == Some(&b'd') && datagram.last() == Some(&b'e') {
+    if cratetorrent_utp::is_utp(datagram) {
+        Kind::Utp
+    } else if datagram.first() == Some(&b'd') && datagram.last() == Some(&b'e') {
         Kind::Krpc
     } else {
         Kind::Other
@@ -138,6 +145,16 @@ impl UdpPort {
         socket.send_to(datagram, to).await.map(|_| ())
     }
 
+    /// Sends on the socket of `to`'s family if it takes the datagram now (uTP: a datagram the
+    /// socket cannot take is as good as lost, and sent again).
+    pub(crate) fn try_send_to(&self, datagram: &[u8], to: SocketAddr) -> std::io::Result<()> {
+        let socket = if to.is_ipv4() { &self.v4 } else { &self.v6 };
+        let Some(socket) = socket else {
+            return Err(std::io::ErrorKind::AddrNotAvailable.into());
+        };
+        socket.try_send_to(datagram, to).map(|_| ())
+    }
+
     /// Gives a datagram that is not KRPC to the tracker exchanges waiting on `from`; `false`
     /// if none waits.
     pub(crate) fn deliver(&self, from: SocketAddr, datagram: &[u8]) -> bool {
@@ -189,6 +206,10 @@ fn open(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     if addr.is_ipv6() {
         sockopt::set_ipv6_v6only(&fd, true)?;
     }
+    // uTP moves bulk data through these sockets: room for a burst of a few megabytes each way
+    // (the kernel caps it at `rmem_max` / `wmem_max`; failing that, its defaults stand).
+    let _ = sockopt::set_socket_recv_buffer_size(&fd, SOCKET_BUFFER);
+    let _ = sockopt::set_socket_send_buffer_size(&fd, SOCKET_BUFFER);
     rustix::net::bind(&fd, &addr)?;
     UdpSocket::from_std(std::net::UdpSocket::from(fd))
 }
@@ -237,6 +258,9 @@ mod tests {
     #[test]
     fn krpc_is_told_from_tracker_answers() {
         assert_eq!(classify(b"d1:y1:qe"), Kind::Krpc);
+        let mut syn = [0u8; 20];
+        syn[0] = 0x41;
+        assert_eq!(classify(&syn), Kind::Utp);
         assert_eq!(classify(&[0, 0, 0, 1, 0, 0, 0, 9]), Kind::Other);
         assert_eq!(classify(b"d"), Kind::Other);
         assert_eq!(classify(b""), Kind::Other);

@@ -52,6 +52,7 @@ pub(crate) struct Connection {
     keepalive_at: Instant,
     last_heard: Instant,
     probe_at: Option<Instant>,
+    probe_due: bool,
     reset_due: bool,
     /// The SYN's sequence number: the one an initiator's answer acknowledges, or the one a
     /// responder answered (a copy of that SYN asks for the answer again).
@@ -100,6 +101,7 @@ impl Connection {
             keepalive_at: now + KEEPALIVE,
             last_heard: now,
             probe_at: None,
+            probe_due: false,
             reset_due: false,
             syn_seq: None,
             closing: false,
@@ -297,14 +299,14 @@ impl Connection {
         let mut window = self.cc.window().min(self.peer_window);
         if self.peer_window < self.packet && self.out.in_flight() == 0 {
             // A closed window: probe it with one packet once it stayed shut a while.
-            match self.probe_at {
-                Some(at) if at <= now => window = self.packet,
-                Some(_) => return None,
-                None if self.out.is_idle() => return None,
-                None => {
+            if self.probe_due {
+                self.probe_due = false;
+                window = self.packet;
+            } else {
+                if self.probe_at.is_none() && !self.out.is_idle() {
                     self.probe_at = Some(now + ZERO_WINDOW_PROBE);
-                    return None;
                 }
+                return None;
             }
         }
         let (kind, seq, payload) = {
@@ -394,6 +396,10 @@ impl Connection {
             self.ack_at = None;
             self.ack_now = true;
         }
+        if self.probe_at.is_some_and(|at| at <= now) {
+            self.probe_at = None;
+            self.probe_due = true;
+        }
         if self.state == State::Connected && self.keepalive_at <= now {
             self.ack_now = true;
             self.keepalive_at = now + KEEPALIVE;
@@ -433,7 +439,13 @@ impl Connection {
     }
 
     pub(crate) fn consume(&mut self, n: usize) {
+        let before = self.inc.window();
         self.inc.consume(n);
+        // A window that had closed to under two packets reopened: tell the peer now rather
+        // than leave it to its probe a second later.
+        if before < self.packet * 2 && self.inc.window() >= self.packet * 2 {
+            self.ack_now = true;
+        }
     }
 
     pub(crate) fn eof(&self) -> bool {

@@ -330,7 +330,11 @@ impl Endpoint {
 
     /// Runs the timers due by `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(at, slot)) = self.timers.first() {
+        // Each timer due runs once per call, even if a connection set another one in the past.
+        for _ in 0..self.timers.len() {
+            let Some(&(at, slot)) = self.timers.first() else {
+                break;
+            };
             if at > now {
                 break;
             }

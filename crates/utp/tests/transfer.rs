@@ -78,3 +78,50 @@ fn one_connection_fills_a_long_link_and_keeps_its_queue_near_the_target() {
     assert!(queue < Duration::from_millis(150), "{queue:?}");
     assert_eq!(net.dropped, 0);
 }
+
+#[test]
+fn a_reader_that_stops_closes_the_window_which_is_probed_until_it_reads_again() {
+    let config = Config {
+        receive_window: 64 * 1024,
+        ..Config::default()
+    };
+    let mut net = Net::new(2, Link::new(20, 10 * MB), config, 13);
+    let to = net.addr(1);
+    let handle = net.hosts[0].endpoint.connect(to, net.now).expect("connect");
+    let mut sender = sim::Sender::new(handle, MB);
+    sender.pump(&mut net.hosts[0].endpoint);
+    // Five seconds in which host 1 accepts but never reads: the window fills and closes.
+    let mut incoming = None;
+    let pause = net.now + Duration::from_secs(5);
+    while net.step(pause) {
+        for event in net.take_events(1) {
+            if let cratetorrent_utp::Event::Incoming(h, _) = event {
+                incoming = Some(h);
+            }
+        }
+        for event in net.take_events(0) {
+            if let cratetorrent_utp::Event::Writable(_) = event {
+                sender.pump(&mut net.hosts[0].endpoint);
+            }
+        }
+    }
+    let incoming = incoming.expect("accepted");
+    let stats = net.hosts[0].endpoint.stats(handle).expect("open");
+    assert!(stats.peer_window < 1500, "{stats:?}");
+    let delivered = net.delivered;
+    // Then it reads everything.
+    let mut receiver = sim::Receiver::default();
+    let until = net.now + Duration::from_secs(30);
+    while !receiver.eof && net.step(until) {
+        let now = net.now;
+        receiver.pump(&mut net.hosts[1].endpoint, incoming, now);
+        for event in net.take_events(0) {
+            if let cratetorrent_utp::Event::Writable(_) = event {
+                sender.pump(&mut net.hosts[0].endpoint);
+            }
+        }
+    }
+    assert!(receiver.eof);
+    assert_eq!(receiver.read, MB);
+    assert!(net.delivered > delivered);
+}

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cratetorrent::Encryption;
 use cratetorrent::prelude::*;
+use cratetorrent::{Encryption, Transport};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::error::{CliError, Result};
@@ -92,6 +92,19 @@ pub(crate) struct Discovery {
     /// and accepts plain ones only.
     #[arg(long, value_enum, default_value = "prefer")]
     pub(crate) encryption: EncryptionArg,
+    /// Transports of peer connections: `both` dials uTP first and TCP after a second without
+    /// an answer, and accepts both; `tcp` and `utp` dial only that one (uTP runs on the listen
+    /// port's number over UDP, beside the DHT).
+    #[arg(long, value_enum, default_value = "both")]
+    pub(crate) transport: TransportArg,
+}
+
+/// `--transport`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum TransportArg {
+    Tcp,
+    Utp,
+    Both,
 }
 
 /// `--encryption`.
@@ -217,6 +230,11 @@ fn engine_conf(args: &SessionArgs) -> Conf {
         EncryptionArg::Off => Encryption::Off,
         EncryptionArg::Prefer => Encryption::Prefer,
         EncryptionArg::Require => Encryption::Require,
+    };
+    conf.transport = match args.discovery.transport {
+        TransportArg::Tcp => Transport::Tcp,
+        TransportArg::Utp => Transport::Utp,
+        TransportArg::Both => Transport::Both,
     };
     if !args.discovery.dht_bootstrap.is_empty() {
         conf.dht.bootstrap.clone_from(&args.discovery.dht_bootstrap);

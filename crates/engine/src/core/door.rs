@@ -14,6 +14,7 @@ use cratetorrent_wire::{Bitfield, BlockInfo, Decoder, Extensions, PeerId};
 
 use super::{Core, PeerKey};
 use crate::alert::Alert;
+use crate::peer::Link;
 
 /// Something that happened, for the core to act on.
 #[derive(Debug)]
@@ -25,6 +26,7 @@ pub(crate) enum Input<'a> {
         id: PeerId,
         extensions: Extensions,
         outgoing: bool,
+        link: Link,
     },
     /// Bytes arrived from a peer: every whole message in `buf` is handled and taken out of it;
     /// a partial one stays. A malformed one closes the peer.
@@ -152,9 +154,13 @@ impl Core {
                 id,
                 extensions,
                 outgoing,
+                link,
             } => {
                 return match self.on_handshake(addr, id, extensions, outgoing, now) {
-                    Ok(key) => Handled::Admitted(key),
+                    Ok(key) => {
+                        self.peers[key].link = link;
+                        Handled::Admitted(key)
+                    }
                     Err(reject) => Handled::Refused(reject),
                 };
             }

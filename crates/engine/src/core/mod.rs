@@ -571,6 +571,8 @@ impl Core {
                     addr: p.addr,
                     client: p.client.clone(),
                     outgoing: p.outgoing,
+                    utp: p.link.utp,
+                    encrypted: p.link.encrypted,
                     downloaded: p.downloaded.total(),
                     uploaded: p.uploaded.total(),
                     download_rate: p.downloaded.rate(),

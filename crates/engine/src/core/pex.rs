@@ -149,5 +149,11 @@ fn flags(peer: &Peer) -> PexFlags {
     if peer.outgoing {
         flags = flags.with(PexFlags::REACHABLE);
     }
+    if peer.link.utp {
+        flags = flags.with(PexFlags::UTP);
+    }
+    if peer.link.encrypted {
+        flags = flags.with(PexFlags::PREFERS_ENCRYPTION);
+    }
     flags
 }

@@ -1,7 +1,6 @@
-//! The engine's side of the DHT: the shared UDP port's readers, and the task that runs the
-//! node's timers, sends what it queues, hands the peers it finds to their torrents, announces
-//! and searches for the torrents, and saves the routing table (at most every
-//! `DhtConf::save_interval`, and at shutdown).
+//! The engine's side of the DHT: the task that runs the node's timers, sends what it queues,
+//! hands the peers it finds to their torrents, announces and searches for the torrents, and
+//! saves the routing table (at most every `DhtConf::save_interval`, and at shutdown).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -11,12 +10,11 @@ use std::time::{Duration, Instant};
 use cratetorrent_dht::{Config, Dht, SavedState};
 use cratetorrent_metainfo::InfoHash;
 use cratetorrent_storage::{load_session_file, save_session_file};
-use tokio::net::UdpSocket;
 
 use super::Engine;
 use crate::blocking::blocking;
 use crate::dht_node::DhtNode;
-use crate::udp_port::{Kind, UdpPort, classify, unmap};
+use crate::udp_port::{UdpPort, unmap};
 
 /// The saved routing table's name under `.cratetorrent/`.
 const STATE_FILE: &str = "dht.dat";
@@ -26,58 +24,12 @@ const MAX_STATE: u64 = 1 << 20;
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the list of torrents is looked at.
 const RESCAN: Duration = Duration::from_secs(1);
-/// Largest datagram read (more than KRPC or a tracker sends).
-const MAX_DATAGRAM: usize = 2048;
 
-/// Binds the UDP port (a warning, and no DHT, if it cannot be), then starts the node in the
-/// background: saved state and router names first.
-pub(super) fn start(engine: &Rc<Engine>, listen: SocketAddr) {
-    let port = match UdpPort::bind(listen) {
-        Ok(port) => Rc::new(port),
-        Err(error) => {
-            tracing::warn!(%listen, %error, "no UDP port: DHT off, UDP trackers on their own sockets");
-            return;
-        }
-    };
-    if let Some(trackers) = &engine.shared.trackers {
-        let _ = trackers.port.set(port.clone());
-    }
+/// Starts the node in the background on the bound UDP `port` (whose readers hand it KRPC
+/// datagrams): saved state and router names first.
+pub(super) fn start(engine: &Rc<Engine>, port: Rc<UdpPort>) {
     engine.shared.dht_port.set(Some(port.port()));
-    for socket in port.sockets() {
-        tokio::task::spawn_local(receive(engine.clone(), port.clone(), socket));
-    }
     tokio::task::spawn_local(run(engine.clone(), port));
-}
-
-/// Reads one socket: KRPC to the node (once it runs), the rest to tracker exchanges. It runs
-/// until the runtime ends, through shutdown: trackers' answers to `stopped` arrive here.
-async fn receive(engine: Rc<Engine>, port: Rc<UdpPort>, socket: Rc<UdpSocket>) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    loop {
-        let (len, from) = match socket.recv_from(&mut buf).await {
-            Ok(received) => received,
-            Err(error) => {
-                tracing::trace!(%error, "UDP receive failed");
-                // A lasting error (no buffers) must not make this task spin.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let from = unmap(from);
-        let datagram = &buf[..len];
-        match classify(datagram) {
-            Kind::Krpc => {
-                if let Some(node) = engine.shared.dht.get() {
-                    node.handle_datagram(from, datagram);
-                }
-            }
-            Kind::Other => {
-                if !port.deliver(from, datagram) {
-                    tracing::trace!(%from, len, "stray UDP datagram dropped");
-                }
-            }
-        }
-    }
 }
 
 /// When each torrent is next announced or searched.

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 mod dht;
 mod lsd;
 mod startup;
+mod udp;
 
 use crate::alert::{Alert, AlertSender, Alerts};
 use crate::blocking::blocking;
@@ -143,6 +144,8 @@ async fn run(
         encryption: conf.encryption,
         encryption_levels: conf.encryption_levels,
         prefer_rc4: conf.prefer_rc4,
+        transport: conf.transport,
+        utp: std::cell::OnceCell::new(),
     });
     let engine = Rc::new(Engine {
         conf,
@@ -155,8 +158,13 @@ async fn run(
     if engine.conf.lsd {
         lsd::start(&engine);
     }
-    if engine.conf.dht.enabled {
-        dht::start(&engine, listen_addr);
+    if engine.conf.dht.enabled || engine.conf.transport.uses_utp() {
+        let port = udp::start(&engine, listen_addr);
+        if let Some(port) = port
+            && engine.conf.dht.enabled
+        {
+            dht::start(&engine, port);
+        }
     }
     let reply = loop {
         match inbox.recv().await {

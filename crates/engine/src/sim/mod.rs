@@ -460,6 +460,7 @@ impl Sim {
             id: self.hosts[from].id,
             extensions: crate::core::our_extensions(false),
             outgoing: false,
+            link: Default::default(),
         };
         let Handled::Admitted(to_key) = self.input(to, incoming) else {
             self.input(from, Input::ConnectFailed(to_addr));
@@ -470,6 +471,7 @@ impl Sim {
             id: self.hosts[to].id,
             extensions: crate::core::our_extensions(false),
             outgoing: true,
+            link: Default::default(),
         };
         let Handled::Admitted(from_key) = self.input(from, outgoing) else {
             self.input(to, Input::Closed(to_key));

@@ -1,0 +1,110 @@
+//! The shared UDP port: bound when the DHT or uTP runs, its readers handing each datagram to
+//! uTP, the DHT node or a tracker exchange by its first bytes. They run until the runtime ends,
+//! through shutdown: trackers' answers to `stopped` arrive here.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+
+use super::{Engine, incoming};
+use crate::net::PeerStream;
+use crate::udp_port::{Kind, UdpPort, classify, unmap};
+use crate::utp_socket::UtpSocket;
+
+/// Largest datagram read (more than uTP, KRPC or a tracker sends).
+const MAX_DATAGRAM: usize = 2048;
+/// Datagrams read in one go before uTP sends what they call for (one acknowledgement for a
+/// batch rather than one per pair of packets).
+const BATCH: usize = 64;
+
+/// Binds the port (a warning, and neither DHT nor uTP, if it cannot be), starts uTP if the
+/// transports include it, and the readers; the bound port, for the DHT.
+pub(super) fn start(engine: &Rc<Engine>, listen: SocketAddr) -> Option<Rc<UdpPort>> {
+    let port = match UdpPort::bind(listen) {
+        Ok(port) => Rc::new(port),
+        Err(error) => {
+            tracing::warn!(%listen, %error, "no UDP port: no DHT nor uTP, UDP trackers on their own sockets");
+            return None;
+        }
+    };
+    if let Some(trackers) = &engine.shared.trackers {
+        let _ = trackers.port.set(port.clone());
+    }
+    if engine.conf.transport.uses_utp() {
+        let seed = engine.shared.session.borrow_mut().torrent_seed();
+        let utp = UtpSocket::start(port.clone(), engine.conf.utp.clone(), seed);
+        let weak = Rc::downgrade(engine);
+        utp.set_on_incoming(Box::new(move |stream, addr| {
+            if let Some(engine) = weak.upgrade()
+                && !engine.closing.get()
+            {
+                tokio::task::spawn_local(incoming(engine, PeerStream::Utp(stream), addr));
+            }
+        }));
+        let _ = engine.shared.utp.set(utp);
+    }
+    for socket in port.sockets() {
+        tokio::task::spawn_local(receive(engine.clone(), port.clone(), socket));
+    }
+    Some(port)
+}
+
+/// Reads one socket, a batch at a time.
+async fn receive(engine: Rc<Engine>, port: Rc<UdpPort>, socket: Rc<UdpSocket>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let utp = engine.shared.utp.get().cloned();
+    loop {
+        let first = match socket.recv_from(&mut buf).await {
+            Ok(received) => received,
+            Err(error) => {
+                tracing::trace!(%error, "UDP receive failed");
+                // A lasting error (no buffers) must not make this task spin.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let mut next = Some(first);
+        let mut utp_seen = false;
+        for _ in 0..BATCH {
+            let Some((len, from)) = next.take() else {
+                break;
+            };
+            utp_seen |= dispatch(&engine, &port, utp.as_deref(), unmap(from), &buf[..len]);
+            next = socket.try_recv_from(&mut buf).ok();
+        }
+        if utp_seen && let Some(utp) = &utp {
+            utp.flush();
+        }
+    }
+}
+
+/// Hands one datagram on; whether it was uTP's.
+fn dispatch(
+    engine: &Engine,
+    port: &UdpPort,
+    utp: Option<&UtpSocket>,
+    from: SocketAddr,
+    datagram: &[u8],
+) -> bool {
+    match classify(datagram) {
+        Kind::Utp => {
+            if let Some(utp) = utp {
+                utp.handle_datagram(from, datagram);
+                return true;
+            }
+        }
+        Kind::Krpc => {
+            if let Some(node) = engine.shared.dht.get() {
+                node.handle_datagram(from, datagram);
+            }
+        }
+        Kind::Other => {
+            if !port.deliver(from, datagram) {
+                tracing::trace!(%from, len = datagram.len(), "stray UDP datagram dropped");
+            }
+        }
+    }
+    false
+}
