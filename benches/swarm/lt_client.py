@@ -54,6 +54,9 @@ def session(ip):
     if os.environ.get("LT_TRANSPORT") == "utp":
         settings.update({"enable_outgoing_utp": True, "enable_incoming_utp": True,
                          "enable_outgoing_tcp": False, "enable_incoming_tcp": False})
+    # LT_ENCRYPTION=rc4: encrypted handshakes and RC4 payload required both ways.
+    if os.environ.get("LT_ENCRYPTION") == "rc4":
+        settings.update({"out_enc_policy": 0, "in_enc_policy": 0, "allowed_enc_level": 2})
     # LISTEN is an IP (any free port) or IP:PORT.
     settings["listen_interfaces"] = ip if ":" in ip else f"{ip}:0"
     return lt.session(settings)

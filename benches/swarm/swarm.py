@@ -444,7 +444,13 @@ def main():
     parser.add_argument("--rqbit", default=os.path.expanduser("~/.cache/cratetorrent-bench/bin/rqbit"))
     parser.add_argument("--json", default=os.path.join(ROOT, "target/swarm-bench.json"))
     parser.add_argument("--markdown", help="also write the report (e.g. BENCHMARKS.md)")
+    parser.add_argument("--transport", choices=("tcp", "utp"), default="tcp",
+                        help="libtorrent's and cratetorrent's transport (default tcp)")
+    parser.add_argument("--encryption", choices=("off", "rc4"), default="off",
+                        help="rc4: libtorrent and cratetorrent both require RC4-encrypted "
+                             "connections (default off: plain handshakes)")
     args = parser.parse_args()
+    set_variant(args.transport, args.encryption)
     if args.quick:
         args.size, args.dirs, args.pieces, args.payloads = "256M", "/dev/shm", "256K", "single"
         args.many_size, args.rss_size, args.magnet_size = "64M", "512M", "64M"
@@ -507,6 +513,17 @@ def main():
         import magnet  # noqa: E402 (it imports this module)
         results += magnet.bench_magnet(first_dir, args.magnet_size, args.runs, ct, lt)
     report(results, args, skipped)
+
+
+def set_variant(transport, encryption):
+    """Both clients on `transport` (tcp, utp) and `encryption` (off, rc4): cratetorrent
+    through its flags, libtorrent through lt_client's environment switches."""
+    CT_TUNING[CT_TUNING.index("--transport") + 1] = transport
+    if transport == "utp":
+        os.environ["LT_TRANSPORT"] = "utp"
+    if encryption == "rc4":
+        os.environ["LT_ENCRYPTION"] = "rc4"
+    CT_TUNING.extend(["--encryption", encryption])
 
 
 def measure_limits(dirs):

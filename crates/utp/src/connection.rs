@@ -49,6 +49,13 @@ pub(crate) struct Connection {
     ack_at: Option<Instant>,
     unacked: u32,
     rto_at: Option<Instant>,
+    /// When the first packet in flight is sent again if nothing was acknowledged meanwhile
+    /// (a tail loss probe: a whole burst lost leaves nothing to acknowledge, and the
+    /// retransmission timer is at least 500 ms).
+    tail_probe_at: Option<Instant>,
+    /// One lost packet may be sent again past the window (set by each acknowledgement and
+    /// by the timers).
+    resend_anyway: bool,
     keepalive_at: Instant,
     last_heard: Instant,
     probe_at: Option<Instant>,
@@ -98,6 +105,8 @@ impl Connection {
             ack_at: None,
             unacked: 0,
             rto_at: None,
+            tail_probe_at: None,
+            resend_anyway: false,
             keepalive_at: now + KEEPALIVE,
             last_heard: now,
             probe_at: None,
@@ -182,6 +191,7 @@ impl Connection {
         if self.closed.is_none() {
             self.closed = Some(reason);
             self.rto_at = None;
+            self.tail_probe_at = None;
             self.ack_at = None;
             self.probe_at = None;
         }
@@ -236,6 +246,7 @@ impl Connection {
     fn on_ack(&mut self, now: Instant, header: &Header, sack: Option<&[u8]>) {
         let in_flight = self.out.in_flight();
         let acked = self.out.on_ack(header.ack, sack, now);
+        self.resend_anyway = true;
         if acked.packets == 0 {
             return;
         }
@@ -250,6 +261,9 @@ impl Connection {
             self.cc.on_loss(now, self.rtt.smoothed());
         }
         self.rto_at = (self.out.in_flight() > 0).then(|| now + self.rtt.rto());
+        self.tail_probe_at = self
+            .rto_at
+            .and_then(|_| self.tail_probe_timeout().map(|t| now + t));
         if self.write_blocked && self.out.room() > 0 {
             self.write_blocked = false;
             self.events |= WRITABLE;
@@ -310,7 +324,10 @@ impl Connection {
             }
         }
         let (kind, seq, payload) = {
-            let packet = self.out.next(window, self.packet)?;
+            let packet = self.out.next(window, self.packet, self.resend_anyway)?;
+            if packet.transmissions() > 0 {
+                self.resend_anyway = false;
+            }
             // Until the SYN is answered it is the only packet out.
             if self.state == State::SynSent && packet.kind != PacketType::Syn {
                 return None;
@@ -325,11 +342,23 @@ impl Connection {
         let len = self.write_with_sack(&header, &payload, buf)?;
         self.out.sent(now);
         self.rto_at.get_or_insert(now + self.rtt.rto());
+        if self.tail_probe_at.is_none()
+            && let Some(timeout) = self.tail_probe_timeout()
+        {
+            self.tail_probe_at = Some(now + timeout);
+        }
         if self.state == State::Connected {
             self.acked(now);
         }
         self.keepalive_at = now + KEEPALIVE;
         Some(len)
+    }
+
+    /// Twice the smoothed round trip, at least 10 ms (RFC 8985's probe timeout), once the
+    /// round trip is measured and while that is shorter than the retransmission timeout.
+    fn tail_probe_timeout(&self) -> Option<Duration> {
+        let timeout = (self.rtt.smoothed() * 2).max(Duration::from_millis(10));
+        (self.rtt.measured() && timeout < self.rtt.rto()).then_some(timeout)
     }
 
     fn header(&self, kind: PacketType, seq: u16, now: Instant) -> Header {
@@ -375,6 +404,7 @@ impl Connection {
         [
             self.ack_at,
             self.rto_at,
+            self.tail_probe_at,
             self.probe_at,
             keepalive,
             Some(idle),
@@ -404,8 +434,16 @@ impl Connection {
             self.ack_now = true;
             self.keepalive_at = now + KEEPALIVE;
         }
+        if self.tail_probe_at.is_some_and(|at| at <= now) {
+            self.tail_probe_at = None;
+            if self.out.probe() {
+                self.cc.on_loss(now, self.rtt.smoothed());
+                self.resend_anyway = true;
+            }
+        }
         if self.rto_at.is_some_and(|at| at <= now) {
             self.rto_at = None;
+            self.tail_probe_at = None;
             let gave_up = match self.state {
                 State::SynSent => self.out.front_transmissions() > self.config.syn_resends,
                 State::Connected => self.rtt.timeouts() >= self.config.max_timeouts,

@@ -43,6 +43,11 @@ impl Rtt {
         }
     }
 
+    /// Whether a round trip was measured.
+    pub(crate) fn measured(&self) -> bool {
+        self.smoothed.is_some()
+    }
+
     /// The smoothed round trip (the initial timeout before any sample).
     pub(crate) fn smoothed(&self) -> Duration {
         self.smoothed.unwrap_or(INITIAL_RTO)

@@ -21,9 +21,16 @@ pub(crate) struct Sent {
     sent_at: Option<Instant>,
     transmissions: u32,
     sacked: bool,
+    /// When it was last sent, in the order of all transmissions.
+    order: u64,
 }
 
 impl Sent {
+    /// Times it was sent.
+    pub(crate) fn transmissions(&self) -> u32 {
+        self.transmissions
+    }
+
     fn waiting(&self) -> bool {
         self.sent_at.is_none() && !self.sacked
     }
@@ -58,6 +65,10 @@ pub(crate) struct Outgoing {
     duplicate_acks: u32,
     fin_wanted: bool,
     fin_queued: bool,
+    /// Transmissions so far (each packet sent takes the next number).
+    sends: u64,
+    /// In loss recovery: the last transmission before the loss was found.
+    recovery: Option<u64>,
 }
 
 impl Outgoing {
@@ -74,6 +85,8 @@ impl Outgoing {
             duplicate_acks: 0,
             fin_wanted: false,
             fin_queued: false,
+            sends: 0,
+            recovery: None,
         }
     }
 
@@ -136,6 +149,7 @@ impl Outgoing {
             sent_at: None,
             transmissions: 0,
             sacked: false,
+            order: 0,
         });
         self.next_seq = self.next_seq.wrapping_add(1);
     }
@@ -143,7 +157,15 @@ impl Outgoing {
     /// The next packet to send within `window` bytes in flight, if any: a lost one first, then
     /// a new one of up to `packet` bytes. A packet shorter than `packet` waits while another
     /// short one is unacknowledged (Nagle, as Minshall refined it), unless the stream ends.
-    pub(crate) fn next(&mut self, window: usize, packet: usize) -> Option<&Sent> {
+    /// With `resend_anyway`, a lost packet goes out even past the window (fast retransmit:
+    /// after a burst loss the window is full of packets that are gone, which only the
+    /// retransmission timer would otherwise clear).
+    pub(crate) fn next(
+        &mut self,
+        window: usize,
+        packet: usize,
+        resend_anyway: bool,
+    ) -> Option<&Sent> {
         while self.cursor < self.queue.len() && !self.queue[self.cursor].waiting() {
             self.cursor += 1;
         }
@@ -151,7 +173,8 @@ impl Outgoing {
             return None;
         }
         let next = &self.queue[self.cursor];
-        if self.in_flight > 0 && self.in_flight + next.payload.len() > window {
+        let resend = resend_anyway && next.transmissions > 0;
+        if self.in_flight > 0 && self.in_flight + next.payload.len() > window && !resend {
             return None;
         }
         Some(next)
@@ -183,6 +206,8 @@ impl Outgoing {
     /// Records that the packet `next` returned was sent.
     pub(crate) fn sent(&mut self, now: Instant) {
         if let Some(packet) = self.queue.get_mut(self.cursor) {
+            self.sends += 1;
+            packet.order = self.sends;
             packet.sent_at = Some(now);
             packet.transmissions += 1;
             self.in_flight += packet.payload.len();
@@ -195,13 +220,14 @@ impl Outgoing {
         let mut acked = Acked::default();
         let first = self.queue.front().map_or(self.next_seq, |p| p.seq);
         // Packets `ack` covers; more than were sent means a confused or lying peer.
+        // Packets are first sent in order, so those sent are a prefix of the queue.
         let covered = usize::from(ack.wrapping_sub(first).wrapping_add(1));
-        let sent = self
-            .queue
-            .iter()
-            .take_while(|p| p.transmissions > 0)
-            .count();
-        if covered > sent {
+        if covered > 0
+            && self
+                .queue
+                .get(covered - 1)
+                .is_none_or(|p| p.transmissions == 0)
+        {
             return acked;
         }
         for packet in self.queue.drain(..covered) {
@@ -218,23 +244,35 @@ impl Outgoing {
             self.buffered -= packet.payload.len();
         }
         self.cursor = self.cursor.saturating_sub(covered);
-        let mut newly_sacked = false;
         if let Some(mask) = sack {
-            self.apply_sack(mask, &mut acked, &mut newly_sacked);
+            self.apply_sack(mask, &mut acked);
         }
-        if covered > 0 || newly_sacked {
+        if covered > 0 {
             self.duplicate_acks = 0;
+            // A partial acknowledgement in recovery (NewReno): the next packet sent before the
+            // loss was found is lost too (a burst lost past what a selective ACK describes).
+            match (self.recovery, self.queue.front()) {
+                (Some(until), Some(front)) if front.order <= until && !front.sacked => {
+                    acked.lost |= self.lose(0);
+                }
+                _ => self.recovery = None,
+            }
         } else if self.last_ack == Some(ack) && self.in_flight > 0 {
+            // The cumulative point stands still while packets keep arriving (whether or not
+            // the selective ACK grew: a receiver's short one may not reach past a long gap).
             self.duplicate_acks += 1;
             if self.duplicate_acks == REORDER_THRESHOLD {
                 acked.lost |= self.lose(0);
             }
         }
+        if acked.lost && self.recovery.is_none() {
+            self.recovery = Some(self.sends);
+        }
         self.last_ack = Some(ack);
         acked
     }
 
-    fn apply_sack(&mut self, mask: &[u8], acked: &mut Acked, newly: &mut bool) {
+    fn apply_sack(&mut self, mask: &[u8], acked: &mut Acked) {
         // Bit i is the packet after the next expected one: queue index i + 1.
         let mut highest = None;
         for (byte_index, byte) in mask.iter().enumerate() {
@@ -254,7 +292,6 @@ impl Outgoing {
                     continue;
                 }
                 packet.sacked = true;
-                *newly = true;
                 acked.bytes += packet.payload.len();
                 acked.packets += 1;
                 if packet.sent_at.is_some() {
@@ -262,13 +299,19 @@ impl Outgoing {
                 }
             }
         }
-        // A packet with three selectively acknowledged ones after it is lost.
+        // A packet is lost once three packets sent after it were selectively acknowledged
+        // (sent after it, not merely numbered after it: a packet sent again is not lost again
+        // by acknowledgements of packets that went before its new copy).
         let Some(highest) = highest else { return };
-        let mut later = 0;
+        let mut newest = [0u64; REORDER_THRESHOLD as usize];
         for index in (0..=highest).rev() {
-            if self.queue[index].sacked {
-                later += 1;
-            } else if later >= REORDER_THRESHOLD {
+            let packet = &self.queue[index];
+            if packet.sacked {
+                if packet.order > newest[0] {
+                    newest[0] = packet.order;
+                    newest.sort_unstable();
+                }
+            } else if newest[0] > packet.order {
                 acked.lost |= self.lose(index);
             }
         }
@@ -286,6 +329,16 @@ impl Outgoing {
         self.in_flight -= packet.payload.len();
         self.cursor = self.cursor.min(index);
         true
+    }
+
+    /// A tail loss probe: the first packet in flight is sent again, and the partial
+    /// acknowledgements that follow send the next ones (NewReno recovery); whether one was.
+    pub(crate) fn probe(&mut self) -> bool {
+        let lost = self.lose(0);
+        if lost && self.recovery.is_none() {
+            self.recovery = Some(self.sends);
+        }
+        lost
     }
 
     /// The retransmission timer fired: everything in flight is to be sent again.
@@ -307,7 +360,7 @@ mod tests {
 
     fn send_all(out: &mut Outgoing, now: Instant) -> Vec<u16> {
         let mut seqs = Vec::new();
-        while let Some(packet) = out.next(usize::MAX, 100) {
+        while let Some(packet) = out.next(usize::MAX, 100, false) {
             seqs.push(packet.seq);
             out.sent(now);
         }
@@ -342,7 +395,7 @@ mod tests {
         assert!(acked.lost);
         assert_eq!(acked.bytes, 400);
         assert_eq!(out.in_flight(), 300);
-        assert_eq!(out.next(usize::MAX, 100).map(|p| p.seq), Some(1));
+        assert_eq!(out.next(usize::MAX, 100, false).map(|p| p.seq), Some(1));
         out.sent(now);
         // Then the packets never sent follow; none else is sent twice.
         assert_eq!(send_all(&mut out, now), Vec::<u16>::new());
@@ -350,6 +403,24 @@ mod tests {
         let acked = out.on_ack(7, None, now);
         assert_eq!(acked.bytes, 400);
         assert!(out.is_idle());
+    }
+
+    #[test]
+    fn a_packet_sent_again_is_not_lost_again_by_acknowledgements_of_older_sends() {
+        let now = Instant::now();
+        let mut out = Outgoing::new(0, 10_000);
+        out.write(&[1; 600]);
+        send_all(&mut out, now);
+        // 1 lost (2, 3, 4 arrived) and sent again.
+        assert!(out.on_ack(0, Some(&[0b111, 0, 0, 0]), now).lost);
+        assert_eq!(send_all(&mut out, now), [1]);
+        // 5 arrives too: it was sent before the new copy of 1, which stays in flight.
+        assert!(!out.on_ack(0, Some(&[0b1111, 0, 0, 0]), now).lost);
+        assert_eq!(out.in_flight(), 100);
+        // Three packets sent after the copy, acknowledged past it: lost again.
+        out.write(&[1; 300]);
+        assert_eq!(send_all(&mut out, now), [6, 7, 8]);
+        assert!(out.on_ack(0, Some(&[0b1111_1111, 0, 0, 0]), now).lost);
     }
 
     #[test]
@@ -362,12 +433,12 @@ mod tests {
             assert!(!out.on_ack(65534, None, now).lost);
         }
         assert!(out.on_ack(65534, None, now).lost);
-        assert_eq!(out.next(usize::MAX, 100).map(|p| p.seq), Some(65535));
+        assert_eq!(out.next(usize::MAX, 100, false).map(|p| p.seq), Some(65535));
         out.on_timeout();
         assert_eq!(out.in_flight(), 0);
-        assert_eq!(out.next(150, 100).map(|p| p.seq), Some(65535));
+        assert_eq!(out.next(150, 100, false).map(|p| p.seq), Some(65535));
         out.sent(now);
-        assert_eq!(out.next(150, 100).map(|p| p.seq), None);
+        assert_eq!(out.next(150, 100, false).map(|p| p.seq), None);
     }
 
     #[test]

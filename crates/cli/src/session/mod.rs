@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cratetorrent::prelude::*;
-use cratetorrent::{Encryption, Transport};
+use cratetorrent::{CryptoMethods, Encryption, Transport};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::error::{CliError, Result};
@@ -88,8 +88,9 @@ pub(crate) struct Discovery {
     #[arg(long, value_name = "HOST:PORT")]
     pub(crate) dht_bootstrap: Vec<String>,
     /// Message stream encryption of peer connections: `prefer` dials encrypted and falls back
-    /// to plain, accepting both; `require` refuses plain connections both ways; `off` makes
-    /// and accepts plain ones only.
+    /// to plain, accepting both; `require` refuses plain connections both ways; `rc4` also
+    /// refuses an encrypted handshake's plaintext payload (RC4 only, libtorrent's
+    /// `allowed_enc_level` 2); `off` makes and accepts plain ones only.
     #[arg(long, value_enum, default_value = "prefer")]
     pub(crate) encryption: EncryptionArg,
     /// Transports of peer connections: `both` dials uTP first and TCP after a second without
@@ -113,6 +114,7 @@ pub(crate) enum EncryptionArg {
     Off,
     Prefer,
     Require,
+    Rc4,
 }
 
 pub(crate) fn run(args: SessionArgs, style: Style) -> Result<ExitCode> {
@@ -229,8 +231,11 @@ fn engine_conf(args: &SessionArgs) -> Conf {
     conf.encryption = match args.discovery.encryption {
         EncryptionArg::Off => Encryption::Off,
         EncryptionArg::Prefer => Encryption::Prefer,
-        EncryptionArg::Require => Encryption::Require,
+        EncryptionArg::Require | EncryptionArg::Rc4 => Encryption::Require,
     };
+    if let EncryptionArg::Rc4 = args.discovery.encryption {
+        conf.encryption_levels = CryptoMethods::RC4;
+    }
     conf.transport = match args.discovery.transport {
         TransportArg::Tcp => Transport::Tcp,
         TransportArg::Utp => Transport::Utp,
