@@ -14,6 +14,9 @@ use crate::send::Outgoing;
 
 /// A STATE every so often keeps NAT mappings (libutp's interval).
 const KEEPALIVE: Duration = Duration::from_secs(29);
+/// How long a peer may hold back the acknowledgement of a lone packet (RFC 8985's
+/// worst-case delayed ACK).
+const MAX_PEER_ACK_DELAY: Duration = Duration::from_millis(200);
 /// How long a zero window is believed before one packet probes it.
 const ZERO_WINDOW_PROBE: Duration = Duration::from_secs(1);
 /// Room kept in each datagram for a selective ACK (its 2-byte header and 32 packets).
@@ -53,6 +56,9 @@ pub(crate) struct Connection {
     /// (a tail loss probe: a whole burst lost leaves nothing to acknowledge, and the
     /// retransmission timer is at least 500 ms).
     tail_probe_at: Option<Instant>,
+    /// A tail loss probe went out and nothing new was acknowledged since: the next one waits
+    /// for progress (one probe per flight, then the retransmission timer).
+    probed: bool,
     /// One lost packet may be sent again past the window (set by each acknowledgement and
     /// by the timers).
     resend_anyway: bool,
@@ -106,6 +112,7 @@ impl Connection {
             unacked: 0,
             rto_at: None,
             tail_probe_at: None,
+            probed: false,
             resend_anyway: false,
             keepalive_at: now + KEEPALIVE,
             last_heard: now,
@@ -250,6 +257,7 @@ impl Connection {
         if acked.packets == 0 {
             return;
         }
+        self.probed = false;
         if let Some(rtt) = acked.rtt {
             self.rtt.sample(rtt);
         }
@@ -343,6 +351,7 @@ impl Connection {
         self.out.sent(now);
         self.rto_at.get_or_insert(now + self.rtt.rto());
         if self.tail_probe_at.is_none()
+            && !self.probed
             && let Some(timeout) = self.tail_probe_timeout()
         {
             self.tail_probe_at = Some(now + timeout);
@@ -355,9 +364,14 @@ impl Connection {
     }
 
     /// Twice the smoothed round trip, at least 10 ms (RFC 8985's probe timeout), once the
-    /// round trip is measured and while that is shorter than the retransmission timeout.
+    /// round trip is measured and while that is shorter than the retransmission timeout. With
+    /// one packet in flight the peer may be delaying its acknowledgement (libutp under
+    /// Transmission answers a lone packet only with its own data), so that delay is added.
     fn tail_probe_timeout(&self) -> Option<Duration> {
-        let timeout = (self.rtt.smoothed() * 2).max(Duration::from_millis(10));
+        let mut timeout = (self.rtt.smoothed() * 2).max(Duration::from_millis(10));
+        if self.out.in_flight() <= self.packet {
+            timeout += MAX_PEER_ACK_DELAY;
+        }
         (self.rtt.measured() && timeout < self.rtt.rto()).then_some(timeout)
     }
 
@@ -436,8 +450,10 @@ impl Connection {
         }
         if self.tail_probe_at.is_some_and(|at| at <= now) {
             self.tail_probe_at = None;
+            // The probe itself leaves the window alone (RFC 8985): the acknowledgements it
+            // brings back show whether anything was lost, and recovery shrinks it then.
             if self.out.probe() {
-                self.cc.on_loss(now, self.rtt.smoothed());
+                self.probed = true;
                 self.resend_anyway = true;
             }
         }

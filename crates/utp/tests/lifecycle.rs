@@ -5,7 +5,7 @@ mod sim;
 
 use std::time::Duration;
 
-use cratetorrent_utp::{CloseReason, Config, Endpoint, Event, Header, PacketType};
+use cratetorrent_utp::{CloseReason, Config, Endpoint, Event, Header, Packet, PacketType};
 use sim::{Link, Net, Receiver, Sender};
 
 const MB: u64 = 1_000_000;
@@ -210,4 +210,57 @@ fn ledbat_yields_to_cross_traffic_that_fills_the_bottleneck_and_recovers_after()
     assert!(before > 0.9, "{before}");
     assert!(during < 0.25, "{during}");
     assert!(after > 0.9, "{after}");
+}
+
+#[test]
+fn a_peer_that_holds_back_its_ack_gets_one_tail_probe_not_a_stream_of_them() {
+    // libutp under Transmission acknowledges a lone packet only with its own data, a couple
+    // of hundred milliseconds later; a probe every two round trips would resend it dozens of
+    // times, and shrinking the window at each would starve the connection.
+    let start = std::time::Instant::now();
+    let mut endpoint = Endpoint::new(Config::default(), start, 11);
+    let peer = "10.0.0.2:6881".parse().unwrap();
+    let handle = endpoint.connect(peer, start).unwrap();
+    let mut buf = [0u8; 1500];
+    let syn = endpoint.poll_transmit(start, &mut buf).unwrap();
+    let syn = Packet::parse(&buf[..syn.len]).unwrap().header;
+    // The SYN answered after a 20 ms round trip.
+    let now = start + Duration::from_millis(20);
+    let state = Header {
+        kind: PacketType::State,
+        connection_id: syn.connection_id,
+        timestamp_us: 0,
+        timestamp_diff_us: 0,
+        window: 1 << 20,
+        seq: 7,
+        ack: syn.seq,
+    };
+    let len = state.write(None, &mut buf);
+    endpoint.handle_datagram(now, peer, &buf[..len]).unwrap();
+    assert_eq!(endpoint.write(handle, &[1; 300]), Ok(300));
+    // Nothing comes back for 490 ms (just short of the retransmission timeout).
+    let mut sends = Vec::new();
+    let mut now = now;
+    let until = now + Duration::from_millis(490);
+    loop {
+        while let Some(t) = endpoint.poll_transmit(now, &mut buf) {
+            let packet = Packet::parse(&buf[..t.len]).unwrap();
+            if packet.header.kind == PacketType::Data {
+                sends.push(now - start);
+            }
+        }
+        match endpoint.poll_timeout() {
+            Some(at) if at <= until => {
+                now = now.max(at);
+                endpoint.handle_timeout(now);
+            }
+            _ => break,
+        }
+    }
+    // The packet and one probe, the probe after the peer's allowed delay.
+    assert_eq!(sends.len(), 2, "{sends:?}");
+    assert!(
+        sends[1] - sends[0] >= Duration::from_millis(200),
+        "{sends:?}"
+    );
 }
