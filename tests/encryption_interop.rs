@@ -1,6 +1,7 @@
-//! Message stream encryption against libtorrent on loopback: RC4 and obfuscated-plaintext
-//! transfers both ways with a libtorrent that forces encryption, our fall back to plain against
-//! one that refuses it, and our policy refusing the connections it must.
+//! Message stream encryption on loopback: RC4 and obfuscated-plaintext transfers both ways
+//! with a libtorrent that forces encryption, RC4 with an aria2 (both ways) and an rtorrent
+//! that require it, our fall back to plain against a libtorrent that refuses it, and our
+//! policy refusing the connections it must.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,8 +11,10 @@ use std::time::Duration;
 
 use cratetorrent::prelude::*;
 use cratetorrent::{CryptoMethods, Encryption};
+use cratetorrent_metainfo::{Metainfo, TorrentBuilder};
+use cratetorrent_tests::clients::{Aria2, Rtorrent};
 use cratetorrent_tests::transfers::{counter, download_from_libtorrent, seed_to_libtorrent};
-use cratetorrent_tests::{Payload, loopback_conf, params};
+use cratetorrent_tests::{Payload, loopback_conf, params, pseudo_random};
 use cratetorrent_wire::mse::{Initiator, is_plain_handshake};
 use cratetorrent_wire::{Extensions, Handshake, PeerId};
 
@@ -63,6 +66,84 @@ async fn we_fall_back_to_plain_against_a_libtorrent_that_refuses_encryption() {
     assert_eq!(counter(&counters, "peers_obfuscated"), 0, "{counters}");
     // And a libtorrent dialling us in the clear is accepted.
     seed_to_libtorrent(&plain, 22, |c| c.encryption = Encryption::Prefer).await;
+}
+
+/// We download `metainfo` into `dir` from `seed` with encryption required; asserts that the
+/// peer's payload was RC4 while it was connected, and that the download completed.
+async fn download_over_rc4(metainfo: &Metainfo, seed: SocketAddr, dir: &std::path::Path) {
+    let mut conf = loopback_conf(dir);
+    conf.encryption = Encryption::Require;
+    // Two seconds or so, for the peer to be seen connected.
+    conf.download_rate_limit = 2_000_000;
+    let (engine, mut alerts) = engine::spawn(conf).unwrap();
+    let id = engine
+        .create_torrent(params(metainfo, Mode::Download { seeds: vec![seed] }))
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let mut rc4 = false;
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "no RC4 peer seen");
+        if let Ok(stats) = engine.stats(id).await {
+            rc4 |= stats.peers.iter().any(|p| p.encrypted);
+            if rc4 || stats.state == TorrentState::Seeding {
+                // (Seeding with no RC4 peer seen fails below.)
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cratetorrent_tests::wait_complete(&mut alerts, id, TIMEOUT).await;
+    assert!(rc4, "the download was not RC4-encrypted");
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn rc4_both_ways_with_an_aria2_that_requires_it() {
+    let payload = Payload::single_file(16 * PIECE as usize, PIECE, 24);
+    let aria2 = Aria2::seed_requiring_rc4(&payload.torrent, payload.dir.path());
+    let ours = tempfile::tempdir().unwrap();
+    download_over_rc4(&payload.metainfo, aria2.addr(), ours.path()).await;
+    assert!(payload.same_in(ours.path()));
+    drop(aria2);
+
+    // aria2 downloads from our seed, which dials it (aria2 waits for peers to come).
+    let save = tempfile::tempdir().unwrap();
+    let mut leecher = Aria2::leech_requiring_rc4(&payload.torrent, save.path());
+    let mut conf = loopback_conf(payload.dir.path());
+    conf.encryption = Encryption::Require;
+    let (engine, _alerts) = engine::spawn(conf).unwrap();
+    let id = engine
+        .create_torrent(params(&payload.metainfo, Mode::Seed))
+        .unwrap();
+    engine.add_peers(id, vec![leecher.addr()]).unwrap();
+    leecher.wait_exit(TIMEOUT);
+    assert!(payload.same_in(save.path()));
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn rc4_with_an_rtorrent_that_requires_it() {
+    // rtorrent loads no torrent without a tracker; this one answers nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("payload.bin");
+    std::fs::write(&path, pseudo_random(16 * PIECE as usize, 25)).unwrap();
+    let bytes = TorrentBuilder::new(&path)
+        .piece_length(PIECE)
+        .tracker("http://127.0.0.1:1/announce")
+        .build()
+        .unwrap();
+    let torrent = dir.path().join("payload.torrent");
+    std::fs::write(&torrent, &bytes).unwrap();
+    let metainfo = Metainfo::from_bytes(&bytes).unwrap();
+    let rtorrent = Rtorrent::seed_requiring_rc4(&torrent, dir.path());
+    let ours = tempfile::tempdir().unwrap();
+    download_over_rc4(&metainfo, rtorrent.addr, ours.path()).await;
+    assert_eq!(
+        std::fs::read(ours.path().join("payload.bin")).unwrap(),
+        std::fs::read(&path).unwrap()
+    );
 }
 
 /// Whether our engine at `at` closes a connection that sent `first`, within the timeout.

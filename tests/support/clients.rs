@@ -460,6 +460,11 @@ pub struct Aria2 {
 impl Aria2 {
     fn spawn(torrent: impl AsRef<OsStr>, dir: &Path, extra: &[&str]) -> Self {
         let port = free_port();
+        let crypto = if extra.contains(&"--bt-require-crypto=true") {
+            "--bt-min-crypto-level=arc4"
+        } else {
+            "--bt-min-crypto-level=plain"
+        };
         let mut child = Command::new("aria2c")
             .args([
                 "--enable-dht=false",
@@ -468,7 +473,7 @@ impl Aria2 {
                 "--enable-peer-exchange=false",
                 "--interface=127.0.0.1",
                 "--file-allocation=none",
-                "--bt-min-crypto-level=plain",
+                crypto,
                 "--console-log-level=warn",
                 "--summary-interval=0",
             ])
@@ -522,6 +527,27 @@ impl Aria2 {
         Self::spawn(torrent, dir, &["--seed-ratio=0.0", "--seed-time=5", "-V"])
     }
 
+    /// As [`seed`](Self::seed), refusing every peer that does not encrypt its payload with RC4
+    /// (`--bt-require-crypto`, `--bt-min-crypto-level=arc4`).
+    pub fn seed_requiring_rc4(torrent: &Path, dir: &Path) -> Self {
+        Self::spawn(
+            torrent,
+            dir,
+            &[
+                "--seed-ratio=0.0",
+                "--seed-time=5",
+                "-V",
+                "--bt-require-crypto=true",
+            ],
+        )
+    }
+
+    /// As [`leech`](Self::leech), refusing every peer that does not encrypt its payload with
+    /// RC4.
+    pub fn leech_requiring_rc4(torrent: &Path, dir: &Path) -> Self {
+        Self::spawn(torrent, dir, &["--seed-time=0", "--bt-require-crypto=true"])
+    }
+
     /// Its address.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
@@ -564,6 +590,20 @@ impl Rtorrent {
     /// Seeds `torrent` (which must name a tracker: rtorrent refuses torrents without one; it
     /// need not answer) from `dir`, which holds the payload.
     pub fn seed(torrent: &Path, dir: &Path) -> Self {
+        Self::seed_with(torrent, dir, "allow_incoming,try_outgoing,enable_retry")
+    }
+
+    /// As [`seed`](Self::seed), taking only peers that encrypt their payload with RC4.
+    pub fn seed_requiring_rc4(torrent: &Path, dir: &Path) -> Self {
+        Self::seed_with(
+            torrent,
+            dir,
+            "allow_incoming,try_outgoing,require,require_RC4",
+        )
+    }
+
+    /// Seeds with `encryption`, rtorrent's `protocol.encryption` flags.
+    fn seed_with(torrent: &Path, dir: &Path, encryption: &str) -> Self {
         let session = tempfile::tempdir().expect("a session directory");
         let addr = SocketAddr::from(([127, 0, 0, 2], free_port()));
         let config = session.path().join("rtorrent.rc");
@@ -576,7 +616,7 @@ impl Rtorrent {
              dht.mode.set = disable\n\
              protocol.pex.set = no\n\
              trackers.use_udp.set = no\n\
-             protocol.encryption.set = allow_incoming,try_outgoing,enable_retry\n\
+             protocol.encryption.set = {encryption}\n\
              system.daemon.set = true\n\
              load.start_verbose = {torrent}\n",
             dir = dir.display(),
