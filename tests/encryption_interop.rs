@@ -192,15 +192,7 @@ async fn each_policy_refuses_the_connections_it_must_and_answers_the_others() {
             .create_torrent(params(&payload.metainfo, Mode::Seed))
             .unwrap();
         // Until its data is checked the torrent takes no peers at all, whatever the policy.
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
-        while !engine
-            .stats(id)
-            .await
-            .is_ok_and(|stats| stats.state == TorrentState::Seeding)
-        {
-            assert!(tokio::time::Instant::now() < deadline, "the seed never ran");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        cratetorrent_tests::wait_seeding(&engine, id, TIMEOUT).await;
         let at = engine.listen_addr();
         if refuses_plain {
             assert!(closes_after(at, &plain), "{policy:?} let a plain peer in");

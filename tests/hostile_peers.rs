@@ -573,3 +573,5 @@ fn rss() -> u64 {
 mod extensions;
 #[path = "hostile_peers/memory.rs"]
 mod memory;
+#[path = "hostile_peers/mse.rs"]
+mod mse;

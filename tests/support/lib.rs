@@ -269,6 +269,23 @@ impl Payload {
     }
 }
 
+/// Waits (polling its stats) until torrent `id` seeds: its data is checked and it takes peers.
+pub async fn wait_seeding(
+    engine: &cratetorrent::EngineHandle,
+    id: cratetorrent::TorrentId,
+    timeout: std::time::Duration,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !engine
+        .stats(id)
+        .await
+        .is_ok_and(|stats| stats.state == cratetorrent::TorrentState::Seeding)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the seed never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits for torrent `id`'s `TorrentComplete` alert; a torrent error, the engine stopping or
 /// `timeout` passing fails the test.
 pub async fn wait_complete(

@@ -57,14 +57,15 @@
 mod dh;
 mod inbox;
 mod initiator;
+mod rc4;
 mod responder;
 #[cfg(test)]
 mod tests;
 
-use rc4::{KeyInit, Rc4, StreamCipher};
 use sha1::{Digest, Sha1};
 use thiserror::Error;
 
+use self::rc4::Rc4;
 use crate::InfoHash;
 
 pub use initiator::Initiator;
@@ -168,13 +169,14 @@ impl std::ops::BitOr for CryptoMethods {
 pub struct Keystream(Rc4);
 
 impl Keystream {
-    fn new(key: &[u8; 20]) -> Self {
+    /// RC4 keyed by `key` (MSE's `keyA` or `keyB`, a SHA-1), its first 1024 bytes discarded.
+    pub fn new(key: &[u8; 20]) -> Self {
         Self(discarded_rc4(key))
     }
 
     /// Encrypts or decrypts `data` in place (RC4 is its own inverse), advancing the stream.
     pub fn apply(&mut self, data: &mut [u8]) {
-        self.0.apply_keystream(data);
+        self.0.apply(data);
     }
 }
 
@@ -248,12 +250,9 @@ fn len16(len: usize) -> [u8; 2] {
 
 /// RC4 keyed by `key` (20 or 32 bytes: always within RC4's 1–256), past its first 1024 bytes.
 fn discarded_rc4(key: &[u8]) -> Rc4 {
-    let mut rc4 = match Rc4::new_from_slice(key) {
-        Ok(rc4) => rc4,
-        Err(_) => unreachable!("keys of 20 and 32 bytes are valid for RC4"),
-    };
+    let mut rc4 = Rc4::new(key);
     let mut discard = [0u8; DISCARD];
-    rc4.apply_keystream(&mut discard);
+    rc4.apply(&mut discard);
     rc4
 }
 
@@ -281,7 +280,7 @@ impl Random {
 
     fn fill(&mut self, bytes: &mut [u8]) {
         bytes.fill(0);
-        self.0.apply_keystream(bytes);
+        self.0.apply(bytes);
     }
 
     /// A pad of random length (0–512) and content.
