@@ -70,6 +70,7 @@ mod conf;
 mod connection;
 mod core;
 mod counters;
+mod datagram;
 mod dht_node;
 mod encryption;
 pub mod engine;

@@ -13,6 +13,8 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType, ipproto, sockopt};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use crate::datagram::DatagramSocket;
+
 /// Datagrams a tracker exchange may have waiting before more are dropped.
 const EXCHANGE_BACKLOG: usize = 8;
 /// Socket buffer asked for each way.
@@ -66,8 +68,8 @@ type Waiters = HashMap<SocketAddr, Vec<(u64, mpsc::Sender<Vec<u8>>)>>;
 /// The sockets and the tracker exchanges waiting on them.
 #[derive(Debug)]
 pub(crate) struct UdpPort {
-    v4: Option<Rc<UdpSocket>>,
-    v6: Option<Rc<UdpSocket>>,
+    v4: Option<Rc<DatagramSocket>>,
+    v6: Option<Rc<DatagramSocket>>,
     port: u16,
     waiters: RefCell<Waiters>,
     waiting: Cell<usize>,
@@ -129,30 +131,41 @@ impl UdpPort {
     }
 
     /// The sockets, to read from.
-    pub(crate) fn sockets(&self) -> Vec<Rc<UdpSocket>> {
+    pub(crate) fn sockets(&self) -> Vec<Rc<DatagramSocket>> {
         self.v4.iter().chain(&self.v6).cloned().collect()
+    }
+
+    /// The socket of `to`'s family.
+    fn socket_for(&self, to: SocketAddr) -> std::io::Result<&DatagramSocket> {
+        let socket = if to.is_ipv4() { &self.v4 } else { &self.v6 };
+        socket.as_deref().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                "no socket of that address family",
+            )
+        })
     }
 
     /// Sends on the socket of `to`'s family.
     pub(crate) async fn send_to(&self, datagram: &[u8], to: SocketAddr) -> std::io::Result<()> {
-        let socket = if to.is_ipv4() { &self.v4 } else { &self.v6 };
-        let Some(socket) = socket else {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AddrNotAvailable,
-                "no socket of that address family",
-            ));
-        };
-        socket.send_to(datagram, to).await.map(|_| ())
+        self.socket_for(to)?.send_to(datagram, to).await
     }
 
-    /// Sends on the socket of `to`'s family if it takes the datagram now (uTP: a datagram the
-    /// socket cannot take is as good as lost, and sent again).
-    pub(crate) fn try_send_to(&self, datagram: &[u8], to: SocketAddr) -> std::io::Result<()> {
-        let socket = if to.is_ipv4() { &self.v4 } else { &self.v6 };
-        let Some(socket) = socket else {
-            return Err(std::io::ErrorKind::AddrNotAvailable.into());
-        };
-        socket.try_send_to(datagram, to).map(|_| ())
+    /// Most datagrams to one address [`try_send_batch`](Self::try_send_batch) takes at once.
+    pub(crate) fn max_batch(&self, to: SocketAddr) -> usize {
+        self.socket_for(to).map_or(1, DatagramSocket::max_segments)
+    }
+
+    /// Sends datagrams of `segment` bytes (the last may be shorter) to `to` in one go, on the
+    /// socket of `to`'s family, if it takes them now (uTP: datagrams the socket cannot take
+    /// are as good as lost, and sent again).
+    pub(crate) fn try_send_batch(
+        &self,
+        to: SocketAddr,
+        datagrams: &[u8],
+        segment: usize,
+    ) -> std::io::Result<()> {
+        self.socket_for(to)?.try_send(to, datagrams, segment)
     }
 
     /// Gives a datagram that is not KRPC to the tracker exchanges waiting on `from`; `false`
@@ -195,7 +208,7 @@ impl UdpPort {
 
 /// A UDP socket on `addr` for the shared port, dual-stack off for IPv6 (the IPv4 socket takes
 /// IPv4).
-fn open(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+fn open(addr: SocketAddr) -> std::io::Result<DatagramSocket> {
     let family = if addr.is_ipv4() {
         AddressFamily::INET
     } else {
@@ -211,7 +224,7 @@ fn open(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let _ = sockopt::set_socket_recv_buffer_size(&fd, SOCKET_BUFFER);
     let _ = sockopt::set_socket_send_buffer_size(&fd, SOCKET_BUFFER);
     rustix::net::bind(&fd, &addr)?;
-    UdpSocket::from_std(std::net::UdpSocket::from(fd))
+    DatagramSocket::new(UdpSocket::from_std(std::net::UdpSocket::from(fd))?)
 }
 
 /// One tracker exchange on the shared port.

@@ -24,6 +24,20 @@ use crate::udp_port::UdpPort;
 
 /// Largest datagram built (payloads are sized for a 1,500-byte path).
 const MAX_DATAGRAM: usize = 1500;
+/// Most bytes of datagrams sent to one address in one go (UDP GSO: one `sendmsg` within the
+/// 64 KiB an IP packet may carry).
+const MAX_BATCH: usize = 65_000;
+
+/// Datagrams to one address gathered for one send: all `segment` bytes long but the last.
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    to: SocketAddr,
+    segment: usize,
+    len: usize,
+    count: usize,
+    /// A shorter datagram ended it.
+    closed: bool,
+}
 
 /// What a stream's task waits for, and how its connection ended.
 #[derive(Debug, Default)]
@@ -66,7 +80,7 @@ impl UtpSocket {
             waiting: RefCell::new(HashMap::new()),
             on_incoming: RefCell::new(None),
             kick: Notify::new(),
-            datagram: RefCell::new(vec![0; MAX_DATAGRAM]),
+            datagram: RefCell::new(vec![0; MAX_BATCH + MAX_DATAGRAM]),
         });
         tokio::task::spawn_local(drive(socket.clone()));
         socket
@@ -92,23 +106,64 @@ impl UtpSocket {
     pub(crate) fn flush(self: &Rc<Self>) {
         {
             let mut endpoint = self.endpoint.borrow_mut();
-            let mut buf = self.datagram.borrow_mut();
+            let mut out = self.datagram.borrow_mut();
             let now = Instant::now();
             if endpoint.poll_timeout().is_some_and(|at| at <= now) {
                 endpoint.handle_timeout(now);
             }
-            while let Some(transmit) = endpoint.poll_transmit(now, &mut buf) {
-                // A full socket buffer drops the datagram, which uTP then sends again, as it
-                // would a packet lost on the path.
-                if let Err(error) = self.port.try_send_to(&buf[..transmit.len], transmit.to) {
-                    tracing::trace!(to = %transmit.to, %error, "uTP datagram not sent");
+            // Each datagram is written after the batch so far, and joins it if it can.
+            let mut batch: Option<Batch> = None;
+            loop {
+                let start = batch.map_or(0, |b| b.len);
+                let Some(transmit) =
+                    endpoint.poll_transmit(now, &mut out[start..start + MAX_DATAGRAM])
+                else {
+                    break;
+                };
+                let len = transmit.len;
+                match &mut batch {
+                    Some(b)
+                        if b.to == transmit.to
+                            && !b.closed
+                            && len <= b.segment
+                            && b.count < self.port.max_batch(b.to)
+                            && start + len <= MAX_BATCH =>
+                    {
+                        b.len += len;
+                        b.count += 1;
+                        b.closed = len < b.segment;
+                    }
+                    _ => {
+                        if let Some(full) = batch {
+                            self.send(&out[..full.len], full);
+                            out.copy_within(start..start + len, 0);
+                        }
+                        batch = Some(Batch {
+                            to: transmit.to,
+                            segment: len,
+                            len,
+                            count: 1,
+                            closed: false,
+                        });
+                    }
                 }
+            }
+            if let Some(last) = batch {
+                self.send(&out[..last.len], last);
             }
         }
         loop {
             let event = self.endpoint.borrow_mut().poll_event();
             let Some(event) = event else { break };
             self.on_event(event);
+        }
+    }
+
+    fn send(&self, datagrams: &[u8], batch: Batch) {
+        // A full socket buffer drops the datagrams, which uTP then sends again, as it would
+        // packets lost on the path.
+        if let Err(error) = self.port.try_send_batch(batch.to, datagrams, batch.segment) {
+            tracing::trace!(to = %batch.to, count = batch.count, %error, "uTP datagrams not sent");
         }
     }
 

@@ -23,6 +23,8 @@ pub(crate) struct Sent {
     sacked: bool,
     /// When it was last sent, in the order of all transmissions.
     order: u64,
+    /// A DATA packet shorter than the packet size when it was cut (Nagle's concern).
+    short: bool,
 }
 
 impl Sent {
@@ -69,6 +71,8 @@ pub(crate) struct Outgoing {
     sends: u64,
     /// In loss recovery: the last transmission before the loss was found.
     recovery: Option<u64>,
+    /// Short packets sent and not yet acknowledged.
+    short_unacked: usize,
 }
 
 impl Outgoing {
@@ -87,6 +91,7 @@ impl Outgoing {
             fin_queued: false,
             sends: 0,
             recovery: None,
+            short_unacked: 0,
         }
     }
 
@@ -128,7 +133,7 @@ impl Outgoing {
 
     /// Queues a payload-less packet that uses a sequence number (SYN).
     pub(crate) fn push_control(&mut self, kind: PacketType) {
-        self.push(kind, Bytes::new());
+        self.push(kind, Bytes::new(), false);
     }
 
     /// Ends the stream after what was written: a FIN follows the last packet.
@@ -141,7 +146,7 @@ impl Outgoing {
         self.fin_queued && self.queue.is_empty()
     }
 
-    fn push(&mut self, kind: PacketType, payload: Bytes) {
+    fn push(&mut self, kind: PacketType, payload: Bytes, short: bool) {
         self.queue.push_back(Sent {
             seq: self.next_seq,
             kind,
@@ -150,6 +155,7 @@ impl Outgoing {
             transmissions: 0,
             sacked: false,
             order: 0,
+            short,
         });
         self.next_seq = self.next_seq.wrapping_add(1);
     }
@@ -185,21 +191,17 @@ impl Outgoing {
         if self.pending.is_empty() {
             if self.fin_wanted && !self.fin_queued {
                 self.fin_queued = true;
-                self.push(PacketType::Fin, Bytes::new());
+                self.push(PacketType::Fin, Bytes::new(), false);
                 return true;
             }
             return false;
         }
         let len = self.pending.len().min(packet);
-        let short_in_flight =
-            self.queue.iter().rev().any(|p| {
-                p.kind == PacketType::Data && p.payload.len() < packet && p.transmissions > 0
-            });
-        if len < packet && !self.fin_wanted && short_in_flight {
+        if len < packet && !self.fin_wanted && self.short_unacked > 0 {
             return false;
         }
         let payload = self.pending.split_to(len).freeze();
-        self.push(PacketType::Data, payload);
+        self.push(PacketType::Data, payload, len < packet);
         true
     }
 
@@ -207,6 +209,9 @@ impl Outgoing {
     pub(crate) fn sent(&mut self, now: Instant) {
         if let Some(packet) = self.queue.get_mut(self.cursor) {
             self.sends += 1;
+            if packet.transmissions == 0 && packet.short {
+                self.short_unacked += 1;
+            }
             packet.order = self.sends;
             packet.sent_at = Some(now);
             packet.transmissions += 1;
@@ -232,6 +237,10 @@ impl Outgoing {
         }
         for packet in self.queue.drain(..covered) {
             if !packet.sacked {
+                if packet.short {
+                    debug_assert!(self.short_unacked > 0);
+                    self.short_unacked = self.short_unacked.saturating_sub(1);
+                }
                 acked.bytes += packet.payload.len();
                 acked.packets += 1;
                 if packet.sent_at.is_some() {
@@ -292,6 +301,10 @@ impl Outgoing {
                     continue;
                 }
                 packet.sacked = true;
+                if packet.short {
+                    debug_assert!(self.short_unacked > 0);
+                    self.short_unacked = self.short_unacked.saturating_sub(1);
+                }
                 acked.bytes += packet.payload.len();
                 acked.packets += 1;
                 if packet.sent_at.is_some() {

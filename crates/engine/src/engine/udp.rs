@@ -6,18 +6,16 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
-
 use super::{Engine, incoming};
+use crate::datagram::{DatagramSocket, RecvBatch};
 use crate::net::PeerStream;
 use crate::udp_port::{Kind, UdpPort, classify, unmap};
 use crate::utp_socket::UtpSocket;
 
-/// Largest datagram read (more than uTP, KRPC or a tracker sends).
-const MAX_DATAGRAM: usize = 2048;
-/// Datagrams read in one go before uTP sends what they call for (one acknowledgement for a
-/// batch rather than one per pair of packets).
-const BATCH: usize = 64;
+/// Reads (each a `recvmmsg` of several, each of those possibly many coalesced datagrams)
+/// taken in one go before uTP sends what they call for: one acknowledgement for a batch
+/// rather than one per pair of packets.
+const READS_PER_FLUSH: usize = 8;
 
 /// Binds the port (a warning, and neither DHT nor uTP, if it cannot be), starts uTP if the
 /// transports include it, and the readers; the bound port, for the DHT.
@@ -52,27 +50,24 @@ pub(super) fn start(engine: &Rc<Engine>, listen: SocketAddr) -> Option<Rc<UdpPor
 }
 
 /// Reads one socket, a batch at a time.
-async fn receive(engine: Rc<Engine>, port: Rc<UdpPort>, socket: Rc<UdpSocket>) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+async fn receive(engine: Rc<Engine>, port: Rc<UdpPort>, socket: Rc<DatagramSocket>) {
+    let mut batch = RecvBatch::new();
     let utp = engine.shared.utp.get().cloned();
     loop {
-        let first = match socket.recv_from(&mut buf).await {
-            Ok(received) => received,
-            Err(error) => {
-                tracing::trace!(%error, "UDP receive failed");
-                // A lasting error (no buffers) must not make this task spin.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let mut next = Some(first);
+        if let Err(error) = socket.recv(&mut batch).await {
+            tracing::trace!(%error, "UDP receive failed");
+            // A lasting error (no buffers) must not make this task spin.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
         let mut utp_seen = false;
-        for _ in 0..BATCH {
-            let Some((len, from)) = next.take() else {
+        for read in 0..READS_PER_FLUSH {
+            if read > 0 && socket.try_recv(&mut batch).is_err() {
                 break;
-            };
-            utp_seen |= dispatch(&engine, &port, utp.as_deref(), unmap(from), &buf[..len]);
-            next = socket.try_recv_from(&mut buf).ok();
+            }
+            for (from, datagram) in batch.datagrams() {
+                utp_seen |= dispatch(&engine, &port, utp.as_deref(), unmap(from), datagram);
+            }
         }
         if utp_seen && let Some(utp) = &utp {
             utp.flush();
