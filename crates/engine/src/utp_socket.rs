@@ -264,6 +264,7 @@ fn closed_error(reason: CloseReason, connecting: bool) -> io::Error {
         CloseReason::Reset if connecting => io::ErrorKind::ConnectionRefused.into(),
         CloseReason::Reset => io::ErrorKind::ConnectionReset.into(),
         CloseReason::TimedOut => io::ErrorKind::TimedOut.into(),
+        CloseReason::Unreachable => io::ErrorKind::HostUnreachable.into(),
         CloseReason::Finished | CloseReason::Aborted => io::ErrorKind::NotConnected.into(),
     }
 }

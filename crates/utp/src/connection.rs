@@ -194,6 +194,16 @@ impl Connection {
         u32::try_from(micros & u128::from(u32::MAX)).unwrap_or(0)
     }
 
+    /// The network said the peer cannot be reached: a connection still waiting for its SYN's
+    /// answer fails; whether it did.
+    pub(crate) fn unreachable(&mut self) -> bool {
+        let connecting = self.state == State::SynSent && self.closed.is_none();
+        if connecting {
+            self.close(CloseReason::Unreachable);
+        }
+        connecting
+    }
+
     fn close(&mut self, reason: CloseReason) {
         if self.closed.is_none() {
             self.closed = Some(reason);

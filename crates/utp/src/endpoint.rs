@@ -409,6 +409,28 @@ impl Endpoint {
         }
     }
 
+    /// The network said `addr` cannot be reached (an ICMP host or port unreachable): the
+    /// connections there still waiting for their SYN's answer fail at once, closing with
+    /// [`CloseReason::Unreachable`], rather than after every retry. Established ones are left
+    /// to their own timeouts, since such a message is easy to forge.
+    pub fn unreachable(&mut self, addr: SocketAddr) {
+        let slots: Vec<usize> = self
+            .by_key
+            .iter()
+            .filter(|((peer, _), _)| *peer == addr)
+            .map(|(_, slot)| *slot)
+            .collect();
+        for slot in slots {
+            let failed = self
+                .entries
+                .get_mut(slot)
+                .is_some_and(|entry| entry.connection.unreachable());
+            if failed {
+                self.touched(slot);
+            }
+        }
+    }
+
     /// Resets the connection at once.
     pub fn abort(&mut self, handle: ConnectionHandle) {
         if let Ok(connection) = self.entry(handle) {

@@ -17,6 +17,10 @@ pub enum CloseReason {
     /// We reset it.
     #[error("aborted")]
     Aborted,
+    /// The network said the peer cannot be reached (an ICMP unreachable for our SYN's address,
+    /// given through [`Endpoint::unreachable`](crate::Endpoint::unreachable)).
+    #[error("unreachable")]
+    Unreachable,
 }
 
 /// Why a stream operation did nothing.

@@ -11,6 +11,10 @@ use crate::packet::PacketType;
 
 /// Later packets acknowledged before a missing one counts as lost (as TCP's duplicate ACKs).
 const REORDER_THRESHOLD: u32 = 3;
+/// Packets outstanding at most, from the first unacknowledged on: receivers (libutp's and
+/// ours) hold at most 1,024 packets ahead of a gap and drop the rest, so a window past this
+/// turns one lost packet into a thousand.
+pub(crate) const MAX_OUTSTANDING: usize = 1024;
 
 #[derive(Debug)]
 pub(crate) struct Sent {
@@ -175,7 +179,9 @@ impl Outgoing {
         while self.cursor < self.queue.len() && !self.queue[self.cursor].waiting() {
             self.cursor += 1;
         }
-        if self.cursor == self.queue.len() && !self.packetize(packet) {
+        if self.cursor == self.queue.len()
+            && (self.queue.len() >= MAX_OUTSTANDING || !self.packetize(packet))
+        {
             return None;
         }
         let next = &self.queue[self.cursor];
@@ -416,6 +422,17 @@ mod tests {
         let acked = out.on_ack(7, None, now);
         assert_eq!(acked.bytes, 400);
         assert!(out.is_idle());
+    }
+
+    #[test]
+    fn no_more_packets_are_outstanding_than_a_receiver_holds_ahead_of_a_gap() {
+        let now = Instant::now();
+        let mut out = Outgoing::new(0, 1 << 20);
+        out.write(&[1; 2000 * 100]);
+        assert_eq!(send_all(&mut out, now).len(), MAX_OUTSTANDING);
+        // The first acknowledged (the rest selectively): one more may go.
+        assert!(!out.on_ack(0, None, now).lost);
+        assert_eq!(send_all(&mut out, now), [1024]);
     }
 
     #[test]

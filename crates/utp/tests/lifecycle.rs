@@ -264,3 +264,36 @@ fn a_peer_that_holds_back_its_ack_gets_one_tail_probe_not_a_stream_of_them() {
         "{sends:?}"
     );
 }
+
+#[test]
+fn an_unreachable_address_fails_a_dial_at_once_but_not_an_established_connection() {
+    let mut net = Net::new(3, Link::new(20, 10 * MB), Config::default(), 12);
+    let (to_one, to_two) = (net.addr(1), net.addr(2));
+    // Established with host 1; then a second dial there and one to host 2, unanswered yet.
+    let established = net.hosts[0].endpoint.connect(to_one, net.now).unwrap();
+    let until = net.now + Duration::from_millis(100);
+    while net.step(until) {}
+    net.take_events(0);
+    let dialling = net.hosts[0].endpoint.connect(to_one, net.now).unwrap();
+    let other = net.hosts[0].endpoint.connect(to_two, net.now).unwrap();
+    net.hosts[0].endpoint.unreachable(to_one);
+    while let Some(event) = net.hosts[0].endpoint.poll_event() {
+        net.hosts[0].events.push(event);
+    }
+    let events = net.take_events(0);
+    assert!(
+        events.contains(&Event::Closed(dialling, CloseReason::Unreachable)),
+        "{events:?}"
+    );
+    assert_eq!(events.len(), 1, "{events:?}");
+    // The established connection still carries data; the other dial still connects.
+    assert_eq!(
+        net.hosts[0].endpoint.write(established, b"still here"),
+        Ok(10)
+    );
+    let until = net.now + Duration::from_millis(200);
+    while net.step(until) {}
+    let events = net.take_events(0);
+    assert!(events.contains(&Event::Connected(other)), "{events:?}");
+    assert_eq!(net.hosts[1].endpoint.len(), 1);
+}
