@@ -77,10 +77,9 @@ impl DatagramSocket {
     /// Reads what is there into `batch` without waiting (`WouldBlock` if nothing is).
     pub(crate) fn try_recv(&self, batch: &mut RecvBatch) -> io::Result<()> {
         batch.filled = 0;
-        let mut slices = batch
-            .bufs
-            .each_mut()
-            .map(|buf| IoSliceMut::new(&mut buf[..]));
+        let mut bufs = batch.bufs.chunks_exact_mut(READ_LEN);
+        let mut slices: [IoSliceMut<'_>; READS] =
+            std::array::from_fn(|_| IoSliceMut::new(bufs.next().unwrap_or_default()));
         let filled = self.socket.try_io(Interest::READABLE, || {
             self.state
                 .recv((&self.socket).into(), &mut slices, &mut batch.meta)
@@ -90,9 +89,10 @@ impl DatagramSocket {
     }
 }
 
-/// The buffers of one batch of reads, allocated once per reader.
+/// The buffers of one batch of reads (`READS` of `READ_LEN` bytes, end to end), allocated
+/// once per reader.
 pub(crate) struct RecvBatch {
-    bufs: Box<[[u8; READ_LEN]; READS]>,
+    bufs: Box<[u8]>,
     meta: [RecvMeta; READS],
     filled: usize,
 }
@@ -100,10 +100,7 @@ pub(crate) struct RecvBatch {
 impl RecvBatch {
     pub(crate) fn new() -> Self {
         Self {
-            bufs: vec![[0u8; READ_LEN]; READS]
-                .into_boxed_slice()
-                .try_into()
-                .unwrap_or_else(|_| unreachable!("READS buffers were made")),
+            bufs: vec![0u8; READS * READ_LEN].into_boxed_slice(),
             meta: [RecvMeta::default(); READS],
             filled: 0,
         }
@@ -113,7 +110,7 @@ impl RecvBatch {
     pub(crate) fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
         self.meta[..self.filled]
             .iter()
-            .zip(self.bufs.iter())
+            .zip(self.bufs.chunks_exact(READ_LEN))
             .flat_map(|(meta, buf)| {
                 let len = meta.len.min(READ_LEN);
                 buf[..len]

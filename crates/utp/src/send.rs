@@ -14,7 +14,7 @@ const REORDER_THRESHOLD: u32 = 3;
 /// Packets outstanding at most, from the first unacknowledged on: receivers (libutp's and
 /// ours) hold at most 1,024 packets ahead of a gap and drop the rest, so a window past this
 /// turns one lost packet into a thousand.
-pub(crate) const MAX_OUTSTANDING: usize = 1024;
+const MAX_OUTSTANDING: usize = 1024;
 
 #[derive(Debug)]
 pub(crate) struct Sent {
