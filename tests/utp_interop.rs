@@ -1,11 +1,14 @@
 //! uTP against real clients on loopback: libtorrent with TCP off both ways (we download from
 //! it, it downloads from us), libtorrent with both transports (ours dials uTP first) and
 //! without uTP (ours falls back to TCP), Transmission accepting our uTP connection (with
-//! encryption required), and two of our engines with the default transports.
+//! encryption required), two of our engines with the default transports, and a peer without
+//! uTP whose "port unreachable" sends our dial straight to TCP.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
 
 use cratetorrent::prelude::*;
 use cratetorrent::{Encryption, Transport};
@@ -128,4 +131,43 @@ async fn two_engines_with_the_default_transports_connect_over_utp() {
     assert!(payload.same_in(ours.path()));
     leech.shutdown().await.unwrap();
     seed.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_peer_without_utp_is_dialled_over_tcp_without_waiting_out_the_utp_head_start() {
+    // A TCP listener on a port no UDP socket has: the uTP SYN draws an ICMP "port unreachable".
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let payload = Payload::single_file(4 * PIECE as usize, PIECE, 37);
+    let ours = tempfile::tempdir().unwrap();
+    let mut conf = loopback_conf(ours.path());
+    conf.transport = Transport::Both;
+    let (engine, mut alerts) = engine::spawn(conf).unwrap();
+    let id = engine
+        .create_torrent(params(
+            &payload.metainfo,
+            Mode::Download {
+                seeds: vec![listener.local_addr().unwrap()],
+            },
+        ))
+        .unwrap();
+    let started = loop {
+        match tokio::time::timeout(TIMEOUT, alerts.next()).await {
+            Ok(Some(Alert::TorrentStarted { id: started, .. })) if started == id => {
+                break Instant::now();
+            }
+            Ok(Some(_)) => {}
+            other => panic!("no TorrentStarted: {other:?}"),
+        }
+    };
+    tokio::time::timeout(TIMEOUT, listener.accept())
+        .await
+        .expect("never dialled over TCP")
+        .unwrap();
+    // Without the ICMP error, TCP starts only once uTP has had its 1 s head start.
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(900),
+        "TCP came after {waited:?}"
+    );
+    engine.shutdown().await.unwrap();
 }

@@ -102,6 +102,11 @@ impl UtpSocket {
         }
     }
 
+    /// ICMP said `addr` is unreachable: dials to it fail ([`UtpSocket::flush`] after).
+    pub(crate) fn unreachable(&self, addr: SocketAddr) {
+        self.endpoint.borrow_mut().unreachable(addr);
+    }
+
     /// Sends what the endpoint has to send, then tells streams what happened.
     pub(crate) fn flush(self: &Rc<Self>) {
         {

@@ -65,6 +65,9 @@ pub struct Endpoint {
     rng: fastrand::Rng,
     entries: Slab<Entry>,
     by_key: HashMap<(SocketAddr, u16), usize>,
+    /// The receive ids of the connections we opened, by address, until they are removed: what
+    /// an ICMP error for an address looks through.
+    dialled: HashMap<SocketAddr, Vec<u16>>,
     next_id: u64,
     /// Connections that may have a packet to send, by slot and id (a slot is reused).
     sendable: VecDeque<(usize, u64)>,
@@ -84,6 +87,7 @@ impl Endpoint {
             rng: fastrand::Rng::with_seed(seed),
             entries: Slab::new(),
             by_key: HashMap::new(),
+            dialled: HashMap::new(),
             next_id: 0,
             sendable: VecDeque::new(),
             flagged: VecDeque::new(),
@@ -118,6 +122,7 @@ impl Endpoint {
             .ok_or(ConnectError::NoConnectionId)?;
         let seq = self.rng.u16(..);
         let connection = Connection::connect(to, recv_id, seq, &self.config, now, self.epoch);
+        self.dialled.entry(to).or_default().push(recv_id);
         Ok(self.insert(connection))
     }
 
@@ -256,6 +261,12 @@ impl Endpoint {
         let key = (entry.connection.peer(), entry.connection.recv_id());
         if self.by_key.get(&key) == Some(&slot) {
             self.by_key.remove(&key);
+        }
+        if let Some(ids) = self.dialled.get_mut(&key.0) {
+            ids.retain(|id| *id != key.1);
+            if ids.is_empty() {
+                self.dialled.remove(&key.0);
+            }
         }
         if let Some(deadline) = entry.deadline {
             self.timers.remove(&(deadline, slot));
@@ -414,11 +425,12 @@ impl Endpoint {
     /// [`CloseReason::Unreachable`], rather than after every retry. Established ones are left
     /// to their own timeouts, since such a message is easy to forge.
     pub fn unreachable(&mut self, addr: SocketAddr) {
-        let slots: Vec<usize> = self
-            .by_key
+        let Some(ids) = self.dialled.get(&addr) else {
+            return;
+        };
+        let slots: Vec<usize> = ids
             .iter()
-            .filter(|((peer, _), _)| *peer == addr)
-            .map(|(_, slot)| *slot)
+            .filter_map(|id| self.by_key.get(&(addr, *id)).copied())
             .collect();
         for slot in slots {
             let failed = self

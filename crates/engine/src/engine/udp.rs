@@ -1,5 +1,6 @@
 //! The shared UDP port: bound when the DHT or uTP runs, its readers handing each datagram to
-//! uTP, the DHT node or a tracker exchange by its first bytes. They run until the runtime ends,
+//! uTP, the DHT node or a tracker exchange by its first bytes, and ICMP's "unreachable" to uTP
+//! (a dial to a peer without uTP fails at once). They run until the runtime ends,
 //! through shutdown: trackers' answers to `stopped` arrive here.
 
 use std::net::SocketAddr;
@@ -61,6 +62,12 @@ async fn receive(engine: Rc<Engine>, port: Rc<UdpPort>, socket: Rc<DatagramSocke
             continue;
         }
         let mut utp_seen = false;
+        if let Some(utp) = &utp {
+            for &addr in batch.unreachable() {
+                utp.unreachable(unmap(addr));
+                utp_seen = true;
+            }
+        }
         for read in 0..READS_PER_FLUSH {
             if read > 0 && socket.try_recv(&mut batch).is_err() {
                 break;
