@@ -1,7 +1,9 @@
 """The WAN benchmark's report: its section of BENCHMARKS.md (between markers, replaced on each
-run, the rest of the file left alone) and the flash crowd's completion-time CDFs as an SVG."""
+run, the rest of the file left alone) and the flash crowd's completion-time CDFs as an SVG. A
+run of some scenarios keeps the others' subsections from the section it replaces."""
 import datetime
 import os
+import re
 import platform
 import subprocess
 
@@ -82,8 +84,60 @@ def commit():
                           ).stdout.strip() or "unknown"
 
 
-def section(args, results):
+def kept_subsections(path, begin, end, results):
+    """The subsections ("### N. ...", up to the next one or the end marker) of the section now
+    in the file at `path` for the scenarios `results` lacks, by scenario number."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return {}
+    if begin not in text or end not in text:
+        return {}
+    old = text.split(begin, 1)[1].split(end, 1)[0]
+    kept, current = {}, None
+    for line in old.split("\n"):
+        if line.startswith("### "):
+            number = line[4:].split(".", 1)[0]
+            current = number if f"scenario{number}" not in results else None
+            if current:
+                kept[current] = []
+        if current:
+            kept[current].append(line)
+    for lines in kept.values():
+        while lines and lines[-1] == "":
+            lines.pop()
+    return kept
+
+
+def kept_rows(path, begin, end, labels):
+    """Scenario 1's table rows now in the file for links other than `labels` (a run of some
+    links adds its rows to the others')."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return []
+    if begin not in text or end not in text:
+        return []
+    old = text.split(begin, 1)[1].split(end, 1)[0]
+    rows = [line for line in old.split("\n") if line.startswith("| RTT ")]
+    return [row for row in rows if row.split("|")[1].strip() not in labels]
+
+
+def link_order(row):
+    """Sorts scenario 1's rows by round trip, rate and loss, as the grid runs them."""
+    numbers = re.findall(r"[0-9.]+", row.split("|")[1])
+    return tuple(float(n) for n in numbers)
+
+
+def section(args, results, kept=None, rows=None):
+    kept, rows = kept or {}, rows or []
     begin, end, title, plot, transport = markers(args)
+    if kept:
+        this = ", ".join(k.removeprefix("scenario") for k in results)
+        transport += (f" This run measured scenario(s) {this}; other scenarios' tables and other "
+                      "links' rows are from earlier runs (see this file's history).")
     lines = [begin, "", title, "",
              f"Generated {datetime.date.today()} at commit {commit()} by `sudo "
              f"/usr/bin/python3 benches/swarm/wan.py --markdown BENCHMARKS.md` "
@@ -104,11 +158,14 @@ def section(args, results):
                   "| link | payload | tcp | " + " | ".join(pairs) + " | steady: " +
                   " | ".join(pairs) + " |",
                   "|---|---:|---:|" + "---:|" * 8]
+        table = list(rows)
         for label, row in one.items():
             cells = [f"{row[p]:.3f}" for p in pairs] + [f"{row[p + ' steady']:.3f}" for p in pairs]
-            lines.append(f"| {label} | {row['size_mib']} MiB | {row['tcp']:.3f} | "
+            table.append(f"| {label} | {row['size_mib']} MiB | {row['tcp']:.3f} | "
                          + " | ".join(cells) + " |")
-        lines.append("")
+        lines += sorted(table, key=link_order) + [""]
+    elif "1" in kept:
+        lines += kept["1"] + [""]
     two = results.get("scenario2")
     if two:
         lines += ["### 2. Eight seeders on mixed links → one leecher", "",
@@ -117,6 +174,8 @@ def section(args, results):
                   "| leecher | time to complete |", "|---|---:|",
                   f"| libtorrent | {two['libtorrent_s']:.2f} s |",
                   f"| cratetorrent | {two['cratetorrent_s']:.2f} s |", ""]
+    elif "2" in kept:
+        lines += kept["2"] + [""]
     three = results.get("scenario3")
     if three:
         lines += ["### 3. Flash crowd", "",
@@ -132,6 +191,8 @@ def section(args, results):
             lines.append(f"| {client} | {row['median_s']:.1f} s | {row['p90_s']:.1f} s | "
                          f"{row['max_s']:.1f} s |")
         lines += ["", f"![completion-time CDFs of the flash crowd]({plot})", ""]
+    elif "3" in kept:
+        lines += kept["3"] + [""]
     four = results.get("scenario4")
     if four:
         lines += ["### 4. End-game tail behind a slow peer", "",
@@ -145,6 +206,8 @@ def section(args, results):
             lines.append(f"| {client} | {row['seconds']:.2f} s | {row['tail']:.2f} s | "
                          f"{row['received']:.3f} |")
         lines.append("")
+    elif "4" in kept:
+        lines += kept["4"] + [""]
     lines.append(end)
     return "\n".join(lines) + "\n"
 
@@ -152,7 +215,11 @@ def section(args, results):
 def write(args, results):
     """Replaces (or appends) the WAN section of args.markdown; writes the plot beside it."""
     begin, end, _, plot_name, _ = markers(args)
-    replace_section(args.markdown, begin, end, section(args, results))
+    kept = kept_subsections(args.markdown, begin, end, results)
+    rows = kept_rows(args.markdown, begin, end, results.get("scenario1", {}))
+    if rows:
+        kept.setdefault("1", [])
+    replace_section(args.markdown, begin, end, section(args, results, kept, rows))
     three = results.get("scenario3")
     if three:
         plot = os.path.join(os.path.dirname(os.path.abspath(args.markdown)), plot_name)
