@@ -1,6 +1,6 @@
-//! A uTP endpoint fed hostile packets on a connection it accepted (and strangers' datagrams),
-//! with time passing and the application reading and writing: it never panics and its
-//! buffers stay within their bounds.
+//! A uTP endpoint fed hostile packets on a connection it accepted or dialled (and strangers'
+//! datagrams, and ICMP errors for the peer), with time passing and the application reading and
+//! writing: it never panics and its buffers stay within their bounds.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -25,9 +25,23 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = [0u8; 1500];
     let mut datagram = [0u8; 1500];
     let mut handles = Vec::new();
-    let mut rest = data;
+    // The first byte: whether we dial the peer rather than wait for its SYN.
+    let Some((mode, mut rest)) = data.split_first() else {
+        return;
+    };
+    let mut dialled_id = None;
+    if mode & 1 == 1 {
+        if let Ok(handle) = endpoint.connect(peer, now) {
+            handles.push(handle);
+        }
+        // Our SYN carries the id the peer's packets must name.
+        if endpoint.poll_transmit(now, &mut buf).is_some() {
+            dialled_id = Some(u16::from_be_bytes([buf[2], buf[3]]));
+        }
+    }
     // Each record: a byte of flags and time step, a length byte, the datagram (its connection
-    // id made the accepted connection's for most, so the packets reach its state machine).
+    // id made the connection's for most, so the packets reach its state machine; an empty one
+    // is an ICMP "unreachable" for the peer).
     while let [pick, len, tail @ ..] = rest {
         let len = usize::from(*len).min(tail.len());
         let (body, next) = tail.split_at(len);
@@ -35,9 +49,13 @@ fuzz_target!(|data: &[u8]| {
         now += Duration::from_millis(u64::from(pick >> 3) * 20);
         let datagram = &mut datagram[..len];
         datagram.copy_from_slice(body);
-        if len >= 4 && pick & 1 == 0 {
+        if len == 0 && pick & 1 == 0 {
+            endpoint.unreachable(peer);
+        } else if len >= 4 && pick & 1 == 0 {
             // Type and version of a SYN on the first record, the connection's id after.
-            if handles.is_empty() {
+            if let Some(id) = dialled_id {
+                datagram[2..4].copy_from_slice(&id.to_be_bytes());
+            } else if handles.is_empty() {
                 datagram[0] = 0x41;
                 datagram[2..4].copy_from_slice(&ID.to_be_bytes());
             } else {
