@@ -40,6 +40,11 @@ impl DhtNode {
         self.with(|dht, now| dht.handle_datagram(now, from, datagram));
     }
 
+    /// ICMP said `addr` is unreachable: the queries to it fail now.
+    pub(crate) fn unreachable(&self, addr: SocketAddr) {
+        self.with(|dht, now| dht.unreachable(addr, now));
+    }
+
     /// A peer's BEP 5 `port` message: its DHT node, to ask.
     pub(crate) fn add_node(&self, addr: SocketAddr) {
         self.with(|dht, now| dht.add_node(addr, now));

@@ -38,7 +38,7 @@ impl Dht {
         if !self.transmit(to, &message) {
             return false;
         }
-        self.pending.insert(tx, Pending { addr: to, waiting });
+        self.add_pending(tx, Pending { addr: to, waiting });
         self.slow_queue
             .push_back((now + self.config.slow_after, tx));
         self.timeout_queue
@@ -194,7 +194,7 @@ impl Dht {
         if self.pending.get(&tx)?.addr != from {
             return None;
         }
-        self.pending.remove(&tx).map(|p| p.waiting)
+        self.remove_pending(tx).map(|p| p.waiting)
     }
 
     pub(super) fn on_response(&mut self, now: Instant, from: SocketAddr, response: Response) {

@@ -192,6 +192,8 @@ pub struct Dht {
     lookups: BTreeMap<u32, Lookup>,
     next_lookup: u32,
     pending: HashMap<u32, Pending>,
+    /// `pending`'s transactions by the address asked, for ICMP errors naming an address.
+    pending_to: HashMap<SocketAddr, Vec<u32>>,
     slow_queue: VecDeque<(Instant, u32)>,
     timeout_queue: VecDeque<(Instant, u32)>,
     transmits: VecDeque<Transmit>,
@@ -230,6 +232,7 @@ impl Dht {
             lookups: BTreeMap::new(),
             next_lookup: 0,
             pending: HashMap::new(),
+            pending_to: HashMap::new(),
             slow_queue: VecDeque::new(),
             timeout_queue: VecDeque::new(),
             transmits: VecDeque::new(),
@@ -414,19 +417,55 @@ impl Dht {
                 break;
             }
             self.timeout_queue.pop_front();
-            if let Some(pending) = self.pending.remove(&tx) {
-                self.table_mut(pending.addr).failed(pending.addr);
-                if let Waiting::Lookup(lookup) = pending.waiting {
-                    if let Some(l) = self.lookups.get_mut(&lookup) {
-                        l.failed(pending.addr);
-                    }
-                    self.step_lookup(lookup, now);
-                }
+            if let Some(pending) = self.remove_pending(tx) {
+                self.query_failed(pending, now);
             }
         }
         if now >= self.next_tick {
             self.next_tick = now + TICK;
             self.tick(now);
+        }
+    }
+
+    /// The network said `addr` cannot be reached (an ICMP host or port unreachable for a
+    /// datagram sent to it): the queries waiting on it fail now, as if they had timed out.
+    pub fn unreachable(&mut self, addr: SocketAddr, now: Instant) {
+        let Some(transactions) = self.pending_to.remove(&addr) else {
+            return;
+        };
+        for tx in transactions {
+            if let Some(pending) = self.pending.remove(&tx) {
+                self.query_failed(pending, now);
+            }
+        }
+    }
+
+    /// Tracks a query sent.
+    fn add_pending(&mut self, tx: u32, pending: Pending) {
+        self.pending_to.entry(pending.addr).or_default().push(tx);
+        self.pending.insert(tx, pending);
+    }
+
+    /// Stops tracking a query (answered, failed or timed out).
+    fn remove_pending(&mut self, tx: u32) -> Option<Pending> {
+        let pending = self.pending.remove(&tx)?;
+        if let Some(transactions) = self.pending_to.get_mut(&pending.addr) {
+            transactions.retain(|t| *t != tx);
+            if transactions.is_empty() {
+                self.pending_to.remove(&pending.addr);
+            }
+        }
+        Some(pending)
+    }
+
+    /// A query got no answer: its node failed once, and its lookup goes on without it.
+    fn query_failed(&mut self, pending: Pending, now: Instant) {
+        self.table_mut(pending.addr).failed(pending.addr);
+        if let Waiting::Lookup(lookup) = pending.waiting {
+            if let Some(l) = self.lookups.get_mut(&lookup) {
+                l.failed(pending.addr);
+            }
+            self.step_lookup(lookup, now);
         }
     }
 

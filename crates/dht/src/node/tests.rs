@@ -298,3 +298,35 @@ fn lookups_beyond_the_bound_are_refused_not_lost() {
         "a lookup running already counts"
     );
 }
+
+#[test]
+fn an_icmp_error_fails_the_queries_to_its_address_at_once() {
+    let now = Instant::now();
+    let config = Config {
+        bootstrap: vec![addr(1), addr(2)],
+        ..Config::default()
+    };
+    let mut node = Dht::new(config, now, 5);
+    let mut asked = Vec::new();
+    while let Some(t) = node.poll_transmit() {
+        asked.push(t.to);
+    }
+    assert!(
+        asked.contains(&addr(1)) && asked.contains(&addr(2)),
+        "{asked:?}"
+    );
+    let pending = node.stats().pending;
+    node.unreachable(addr(7), now);
+    assert_eq!(
+        node.stats().pending,
+        pending,
+        "no query went to that address"
+    );
+    node.unreachable(addr(1), now);
+    let after = node.stats().pending;
+    assert!(after < pending, "{pending} -> {after}");
+    // The other router's queries still wait for their answers or their timeouts.
+    assert!(after > 0);
+    node.unreachable(addr(1), now);
+    assert_eq!(node.stats().pending, after);
+}

@@ -1,6 +1,7 @@
 //! The shared UDP port: bound when the DHT or uTP runs, its readers handing each datagram to
 //! uTP, the DHT node or a tracker exchange by its first bytes, and ICMP's "unreachable" to uTP
-//! (a dial to a peer without uTP fails at once). They run until the runtime ends,
+//! (a dial to a peer without uTP fails at once) and the DHT (a query to a node gone fails at
+//! once). They run until the runtime ends,
 //! through shutdown: trackers' answers to `stopped` arrive here.
 
 use std::net::SocketAddr;
@@ -62,10 +63,14 @@ async fn receive(engine: Rc<Engine>, port: Rc<UdpPort>, socket: Rc<DatagramSocke
             continue;
         }
         let mut utp_seen = false;
-        if let Some(utp) = &utp {
-            for &addr in batch.unreachable() {
-                utp.unreachable(unmap(addr));
+        for &addr in batch.unreachable() {
+            let addr = unmap(addr);
+            if let Some(utp) = &utp {
+                utp.unreachable(addr);
                 utp_seen = true;
+            }
+            if let Some(node) = engine.shared.dht.get() {
+                node.unreachable(addr);
             }
         }
         for read in 0..READS_PER_FLUSH {
