@@ -89,7 +89,7 @@ impl Core {
         let result = self.admit(addr, id, outgoing);
         if outgoing {
             self.known.update(addr, |known| match result {
-                Ok(()) => {
+                Ok(_) => {
                     known.dial = Dial::Connected;
                     known.proven = true;
                 }
@@ -101,7 +101,9 @@ impl Core {
                 }
             });
         }
-        result?;
+        if let Some(old) = result? {
+            self.disconnect(old, "duplicate: the peer keeps the other connection too");
+        }
         let common = extensions.common(&our_extensions(self.dht_port.is_some()));
         let pieces = self.geometry.piece_count();
         let key = self
@@ -128,7 +130,14 @@ impl Core {
         Ok(key)
     }
 
-    pub(super) fn admit(&self, addr: SocketAddr, id: PeerId, outgoing: bool) -> Result<(), Reject> {
+    /// Whether a peer that finished its handshake may join; `Some` names a connection it
+    /// replaces (both ends dialled each other).
+    pub(super) fn admit(
+        &self,
+        addr: SocketAddr,
+        id: PeerId,
+        outgoing: bool,
+    ) -> Result<Option<PeerKey>, Reject> {
         if self.paused {
             return Err(Reject::Paused);
         }
@@ -138,24 +147,36 @@ impl Core {
         if self.bans.contains(&BanKey::of(addr, id)) {
             return Err(Reject::Banned);
         }
-        if self
-            .peers
-            .iter()
-            .any(|(_, p)| p.id == id || (outgoing && p.outgoing && p.addr == addr))
-        {
-            return Err(Reject::Duplicate);
+        let mut replaced = None;
+        for (key, p) in self.peers.iter() {
+            if p.id == id {
+                // Both ends dialled and each has one connection of each kind: both must keep
+                // the same one, or each keeps the one that finished first on its side and
+                // closes the one the other kept. libtorrent's rule: the peer with the greater
+                // id initiates.
+                let crossed = p.outgoing != outgoing && !p.closing && p.addr.ip() == addr.ip();
+                if crossed && (id < self.our_id) == outgoing {
+                    replaced = Some(key);
+                    continue;
+                }
+                return Err(Reject::Duplicate);
+            }
+            if outgoing && p.outgoing && p.addr == addr {
+                return Err(Reject::Duplicate);
+            }
         }
+        let leaving = usize::from(replaced.is_some());
         if let Some(ip) = limited_ip(addr) {
             let limit = self.conf.max_connections_per_ip;
-            if limit > 0 && self.peers.count_from(ip) >= limit {
+            if limit > 0 && self.peers.count_from(ip).saturating_sub(leaving) >= limit {
                 return Err(Reject::TooManyFromIp);
             }
         }
         let connecting = if outgoing { 1 } else { 0 };
-        if self.peers.len() + 1 > self.conf.max_connections + connecting {
+        if self.peers.len().saturating_sub(leaving) + 1 > self.conf.max_connections + connecting {
             return Err(Reject::TooMany);
         }
-        Ok(())
+        Ok(replaced)
     }
 
     /// Asks for a peer's connection to be closed.

@@ -41,20 +41,22 @@ fn core(pieces: u32, have: Bitfield, seed_only: bool) -> Core {
 
 /// A torrent's core for `metainfo`, having `have`.
 fn core_of(metainfo: Metainfo, have: Bitfield, seed_only: bool, conf: TorrentConf) -> Core {
-    Core::new(
-        CoreInit {
-            id: TorrentId(1),
-            source: Source::Metainfo(Box::new(metainfo)),
-            our_id: PeerId::new([0; 20]),
-            listen_port: 6881,
-            dht_port: None,
-            conf,
-            seed_only,
-            have,
-            seed: 1,
-        },
-        Instant::now(),
-    )
+    Core::new(init_of(metainfo, have, seed_only, conf), Instant::now())
+}
+
+/// What [`core_of`] starts a core with (our id all zeros).
+fn init_of(metainfo: Metainfo, have: Bitfield, seed_only: bool, conf: TorrentConf) -> CoreInit {
+    CoreInit {
+        id: TorrentId(1),
+        source: Source::Metainfo(Box::new(metainfo)),
+        our_id: PeerId::new([0; 20]),
+        listen_port: 6881,
+        dht_port: None,
+        conf,
+        seed_only,
+        have,
+        seed: 1,
+    }
 }
 
 fn connect(core: &mut Core, n: u8) -> PeerKey {

@@ -250,3 +250,60 @@ fn eviction_never_drops_a_connected_or_connecting_peer() {
     assert!(reached.contains(&connected), "connected peer kept");
     assert!(reached.contains(&connecting), "connecting peer kept");
 }
+
+#[test]
+fn when_both_ends_dial_each_other_both_keep_the_connection_the_greater_id_opened() {
+    // Our id is all zeros: a peer's id is greater, so its connection to us is the one kept.
+    let mut one = core(4, Bitfield::new(4), false);
+    let ours = one
+        .on_handshake(
+            addr("10.0.0.7:6881"),
+            PeerId::new([7; 20]),
+            Extensions::NONE,
+            true,
+            Instant::now(),
+        )
+        .unwrap();
+    let theirs = incoming(&mut one, "10.0.0.7:50000", 7).unwrap();
+    assert!(one.peers[ours].closing, "our connection is dropped");
+    assert!(!one.peers[theirs].closing);
+    // The other way round, the connection already kept stays and the newcomer is refused.
+    let mut other = core(4, Bitfield::new(4), false);
+    incoming(&mut other, "10.0.0.8:50000", 8).unwrap();
+    let again = other.on_handshake(
+        addr("10.0.0.8:6881"),
+        PeerId::new([8; 20]),
+        Extensions::NONE,
+        true,
+        Instant::now(),
+    );
+    assert_eq!(again, Err(Reject::Duplicate));
+    // Two connections in the same direction are a duplicate whatever the ids.
+    assert_eq!(
+        incoming(&mut other, "10.0.0.8:50001", 8),
+        Err(Reject::Duplicate)
+    );
+}
+
+#[test]
+fn a_peer_with_a_smaller_id_than_ours_keeps_our_connection() {
+    let mut core = Core::new(
+        CoreInit {
+            our_id: PeerId::new([0x80; 20]),
+            ..init_of(metainfo(4), Bitfield::new(4), false, TorrentConf::default())
+        },
+        Instant::now(),
+    );
+    let theirs = incoming(&mut core, "10.0.0.9:50000", 9).unwrap();
+    let ours = core
+        .on_handshake(
+            addr("10.0.0.9:6881"),
+            PeerId::new([9; 20]),
+            Extensions::NONE,
+            true,
+            Instant::now(),
+        )
+        .unwrap();
+    assert!(core.peers[theirs].closing, "their connection is dropped");
+    assert!(!core.peers[ours].closing);
+}
