@@ -137,12 +137,24 @@ impl DatagramSocket {
     }
 }
 
-/// An error a send may return for an earlier datagram's ICMP error (`IP_RECVERR` reports it
-/// once on the next call, then clears it): the call itself did not fail.
+/// An error a send or read may return for an earlier datagram's ICMP error (`IP_RECVERR`
+/// reports it once on the next call, to any address, then clears it): the call itself may not
+/// have failed, and is tried once more. Every errno the kernel maps ICMP and ICMPv6 errors to.
 fn is_deferred(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error(),
-        Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EPROTO)
+        Some(
+            libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EPROTO
+                | libc::ENOPROTOOPT
+                | libc::EOPNOTSUPP
+                | libc::EMSGSIZE
+                | libc::EACCES
+        )
     )
 }
 

@@ -152,12 +152,14 @@ impl Core {
             if p.id == id {
                 // Both ends dialled and each has one connection of each kind: both must keep
                 // the same one, or each keeps the one that finished first on its side and
-                // closes the one the other kept. libtorrent's rule: the peer with the greater
-                // id initiates.
+                // closes the one the other kept.
                 let crossed = p.outgoing != outgoing && !p.closing && p.addr.ip() == addr.ip();
-                if crossed && (id < self.our_id) == outgoing {
-                    replaced = Some(key);
-                    continue;
+                if crossed {
+                    let their_port = if outgoing { addr.port() } else { p.addr.port() };
+                    if self.keeps_our_dial(their_port, id) == outgoing {
+                        replaced = Some(key);
+                        continue;
+                    }
                 }
                 return Err(Reject::Duplicate);
             }
@@ -177,6 +179,18 @@ impl Core {
             return Err(Reject::TooMany);
         }
         Ok(replaced)
+    }
+
+    /// Of two crossed connections with a peer listening on `their_port`, whether ours (the
+    /// one we dialled) stays. libtorrent's rules, so that it closes the same one: the end with
+    /// the lower listening port keeps its dial (its rule for one connection per IP, the
+    /// default), and on equal ports the end with the greater peer id (its rule by peer id).
+    fn keeps_our_dial(&self, their_port: u16, id: PeerId) -> bool {
+        match self.listen_port.cmp(&their_port) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Equal => id < self.our_id,
+        }
     }
 
     /// Asks for a peer's connection to be closed.

@@ -252,8 +252,9 @@ fn eviction_never_drops_a_connected_or_connecting_peer() {
 }
 
 #[test]
-fn when_both_ends_dial_each_other_both_keep_the_connection_the_greater_id_opened() {
-    // Our id is all zeros: a peer's id is greater, so its connection to us is the one kept.
+fn when_both_ends_dial_each_other_on_one_port_both_keep_the_connection_the_greater_id_opened() {
+    // Both listen on 6881. Our id is all zeros: a peer's id is greater, so its connection to us
+    // is the one kept.
     let mut one = core(4, Bitfield::new(4), false);
     let ours = one
         .on_handshake(
@@ -306,4 +307,37 @@ fn a_peer_with_a_smaller_id_than_ours_keeps_our_connection() {
         .unwrap();
     assert!(core.peers[theirs].closing, "their connection is dropped");
     assert!(!core.peers[ours].closing);
+}
+
+#[test]
+fn between_crossed_connections_the_end_with_the_lower_port_keeps_its_dial() {
+    // We listen on 6881 and the peer on 7000: our dial stays whatever the ids.
+    let mut one = core(4, Bitfield::new(4), false);
+    let ours = one
+        .on_handshake(
+            addr("10.0.0.6:7000"),
+            PeerId::new([6; 20]),
+            Extensions::NONE,
+            true,
+            Instant::now(),
+        )
+        .unwrap();
+    assert_eq!(
+        incoming(&mut one, "10.0.0.6:50000", 6),
+        Err(Reject::Duplicate)
+    );
+    assert!(!one.peers[ours].closing);
+    // The peer listens on 6000, below our port: its dial replaces ours.
+    let mut two = core(4, Bitfield::new(4), false);
+    let ours = two
+        .on_handshake(
+            addr("10.0.0.6:6000"),
+            PeerId::new([6; 20]),
+            Extensions::NONE,
+            true,
+            Instant::now(),
+        )
+        .unwrap();
+    let theirs = incoming(&mut two, "10.0.0.6:50000", 6).unwrap();
+    assert!(two.peers[ours].closing && !two.peers[theirs].closing);
 }
