@@ -23,6 +23,16 @@ fn incoming(core: &mut Core, from: &str, id: u8) -> Result<PeerKey, Reject> {
     )
 }
 
+fn outgoing(core: &mut Core, to: &str, id: u8) -> Result<PeerKey, Reject> {
+    core.on_handshake(
+        addr(to),
+        PeerId::new([id; 20]),
+        Extensions::NONE,
+        true,
+        Instant::now(),
+    )
+}
+
 /// The addresses dialled since the last call.
 fn dials(core: &mut Core) -> Vec<SocketAddr> {
     core.actions
@@ -256,28 +266,14 @@ fn when_both_ends_dial_each_other_on_one_port_both_keep_the_connection_the_great
     // Both listen on 6881. Our id is all zeros: a peer's id is greater, so its connection to us
     // is the one kept.
     let mut one = core(4, Bitfield::new(4), false);
-    let ours = one
-        .on_handshake(
-            addr("10.0.0.7:6881"),
-            PeerId::new([7; 20]),
-            Extensions::NONE,
-            true,
-            Instant::now(),
-        )
-        .unwrap();
+    let ours = outgoing(&mut one, "10.0.0.7:6881", 7).unwrap();
     let theirs = incoming(&mut one, "10.0.0.7:50000", 7).unwrap();
     assert!(one.peers[ours].closing, "our connection is dropped");
     assert!(!one.peers[theirs].closing);
     // The other way round, the connection already kept stays and the newcomer is refused.
     let mut other = core(4, Bitfield::new(4), false);
     incoming(&mut other, "10.0.0.8:50000", 8).unwrap();
-    let again = other.on_handshake(
-        addr("10.0.0.8:6881"),
-        PeerId::new([8; 20]),
-        Extensions::NONE,
-        true,
-        Instant::now(),
-    );
+    let again = outgoing(&mut other, "10.0.0.8:6881", 8);
     assert_eq!(again, Err(Reject::Duplicate));
     // Two connections in the same direction are a duplicate whatever the ids.
     assert_eq!(
@@ -296,15 +292,7 @@ fn a_peer_with_a_smaller_id_than_ours_keeps_our_connection() {
         Instant::now(),
     );
     let theirs = incoming(&mut core, "10.0.0.9:50000", 9).unwrap();
-    let ours = core
-        .on_handshake(
-            addr("10.0.0.9:6881"),
-            PeerId::new([9; 20]),
-            Extensions::NONE,
-            true,
-            Instant::now(),
-        )
-        .unwrap();
+    let ours = outgoing(&mut core, "10.0.0.9:6881", 9).unwrap();
     assert!(core.peers[theirs].closing, "their connection is dropped");
     assert!(!core.peers[ours].closing);
 }
@@ -313,15 +301,7 @@ fn a_peer_with_a_smaller_id_than_ours_keeps_our_connection() {
 fn between_crossed_connections_the_end_with_the_lower_port_keeps_its_dial() {
     // We listen on 6881 and the peer on 7000: our dial stays whatever the ids.
     let mut one = core(4, Bitfield::new(4), false);
-    let ours = one
-        .on_handshake(
-            addr("10.0.0.6:7000"),
-            PeerId::new([6; 20]),
-            Extensions::NONE,
-            true,
-            Instant::now(),
-        )
-        .unwrap();
+    let ours = outgoing(&mut one, "10.0.0.6:7000", 6).unwrap();
     assert_eq!(
         incoming(&mut one, "10.0.0.6:50000", 6),
         Err(Reject::Duplicate)
@@ -329,15 +309,7 @@ fn between_crossed_connections_the_end_with_the_lower_port_keeps_its_dial() {
     assert!(!one.peers[ours].closing);
     // The peer listens on 6000, below our port: its dial replaces ours.
     let mut two = core(4, Bitfield::new(4), false);
-    let ours = two
-        .on_handshake(
-            addr("10.0.0.6:6000"),
-            PeerId::new([6; 20]),
-            Extensions::NONE,
-            true,
-            Instant::now(),
-        )
-        .unwrap();
+    let ours = outgoing(&mut two, "10.0.0.6:6000", 6).unwrap();
     let theirs = incoming(&mut two, "10.0.0.6:50000", 6).unwrap();
     assert!(two.peers[ours].closing && !two.peers[theirs].closing);
 }
