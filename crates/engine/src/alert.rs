@@ -38,7 +38,8 @@ pub enum Alert {
         /// `.torrent` ([`Metainfo::to_torrent_bytes`](cratetorrent_metainfo::Metainfo::to_torrent_bytes)).
         metainfo: Box<cratetorrent_metainfo::Metainfo>,
     },
-    /// Periodic statistics (only the latest per torrent is kept until read).
+    /// Periodic statistics: every `stats_interval` while the torrent has peers or traffic,
+    /// and when they change while it has none (only the latest per torrent is kept until read).
     TorrentStats(Box<TorrentStats>),
     /// Every wanted piece is downloaded and verified.
     TorrentComplete(TorrentId),

@@ -204,7 +204,8 @@ pub struct TorrentConf {
     /// A peer whose socket takes none of our data for this long while data waits for it is
     /// dropped (default 60 s): it would keep that data and the read buffers behind it.
     pub send_timeout: Duration,
-    /// How often a stats alert is posted.
+    /// How often a stats alert is posted while the torrent has peers or traffic (default 1 s);
+    /// an idle torrent posts one only when its stats changed.
     pub stats_interval: Duration,
     /// How often the torrent's timers are looked at (rates, request and idle timeouts,
     /// keep-alives, choking, reconnections); default 1 s.

@@ -98,6 +98,7 @@ pub mod tracker;
 mod transport;
 mod udp_port;
 mod utp_socket;
+mod wake_grid;
 
 pub use alert::{Alert, Alerts, PeerStats, TorrentState, TorrentStats};
 pub use conf::{Conf, DhtConf, IoBackend, SeedChoking, TorrentConf, TrackerConf};

@@ -714,6 +714,7 @@ async fn open_storage(torrent: Rc<Torrent>, metainfo: Metainfo) {
 async fn timer_loop(torrent: Rc<Torrent>) {
     loop {
         let at = torrent.core.borrow().poll_timeout();
+        let at = crate::wake_grid::coalesced(at, Instant::now());
         tokio::time::sleep_until(at.into()).await;
         if torrent.is_closed() {
             return;

@@ -81,6 +81,16 @@ impl Beneath {
         })
     }
 
+    /// Whether `dir` (created if missing) is still the directory this was opened at: not
+    /// removed, renamed or replaced since.
+    pub(crate) fn is_still_at(&self, dir: &Path) -> bool {
+        let _ = std::fs::create_dir_all(dir);
+        match (rustix::fs::stat(dir), rustix::fs::fstat(&self.dir)) {
+            (Ok(now), Ok(open)) => now.st_dev == open.st_dev && now.st_ino == open.st_ino,
+            _ => false,
+        }
+    }
+
     /// Resolves every path with the `openat` walk alone, as on kernels without `openat2`.
     #[cfg(test)]
     pub(crate) fn without_openat2(self) -> Self {

@@ -127,7 +127,8 @@ pub struct StorageConfig {
     /// sliced into blocks still queued to peers (default 64 MiB, at least one window). Reads
     /// past it wait until sent blocks free their buffers.
     pub max_read_memory: usize,
-    /// Most file descriptors kept open (default 256).
+    /// Most files kept open (default 256), across every storage of the disk pool: the pool's
+    /// own setting counts when one is given.
     pub max_open_files: usize,
     /// Allocate files in full when first written (`fallocate`) instead of leaving them sparse.
     pub preallocate: bool,
@@ -271,14 +272,14 @@ impl Storage {
     ) -> Result<(Self, Receiver<StorageEvent>), StorageError> {
         let layout = Arc::new(Layout::new(metainfo, download_dir));
         resume::check_reserved(&layout)?;
-        let root = Arc::new(Beneath::open(download_dir, true)?);
-        layout.detect_parked(&root);
-        let have = resume::check(&layout, &root, config.hash_threads, progress);
-        create_empty_files(&layout, &root)?;
         let pool = match &config.pool {
             Some(pool) => pool.clone(),
             None => DiskPool::new(&config)?,
         };
+        let root = pool.root(download_dir)?;
+        layout.detect_parked(&root);
+        let have = resume::check(&layout, &root, config.hash_threads, progress);
+        create_empty_files(&layout, &root)?;
         let port = pool.port();
         let (events, receiver) = mpsc::channel();
         let notify: Arc<dyn Fn() + Send + Sync> = Arc::new(notify);
@@ -308,7 +309,12 @@ impl Storage {
         let disk = Disk {
             layout,
             io: OpQueue::default(),
-            files: FileCache::new(config.max_open_files, config.preallocate, root.clone()),
+            files: FileCache::in_table(
+                pool.open_files(),
+                port.id(),
+                config.preallocate,
+                root.clone(),
+            ),
             root,
             events,
             notify,

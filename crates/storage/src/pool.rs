@@ -8,13 +8,16 @@
 //! per wake-up.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 
 use crate::backend::{Backend, Completion, Doorbell};
+use crate::beneath::Beneath;
 use crate::disk::{Command, Disk};
+use crate::file_cache::OpenFiles;
 use crate::{StorageConfig, StorageError, select_backend};
 
 /// The disk thread and I/O backend that storages share: one thread and one io_uring (or one set
@@ -41,6 +44,19 @@ struct PoolInner {
     next_torrent: AtomicU64,
     backend: &'static str,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The download directories open, shared by the torrents under each, so a thousand torrents
+    /// in one directory hold one descriptor for it, not a thousand.
+    roots: Mutex<Roots>,
+    /// The files open for every torrent, under one cap.
+    files: Arc<Mutex<OpenFiles>>,
+}
+
+#[derive(Default)]
+struct Roots {
+    open: HashMap<PathBuf, Weak<Beneath>>,
+    /// Dropped entries are swept when the map reaches this size (twice what was left after the
+    /// last sweep), so each sweep is paid for by as many insertions.
+    sweep_at: usize,
 }
 
 pub(crate) enum Message {
@@ -63,6 +79,10 @@ impl Port {
             .map_err(|_| StorageError::Closed)?;
         self.doorbell.ring();
         Ok(())
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     pub(crate) fn doorbell(&self) -> &Arc<Doorbell> {
@@ -101,6 +121,8 @@ impl DiskPool {
                 next_torrent: AtomicU64::new(0),
                 backend: name,
                 thread: Mutex::new(Some(thread)),
+                roots: Mutex::new(Roots::default()),
+                files: OpenFiles::shared(config.max_open_files),
             }),
         })
     }
@@ -108,6 +130,33 @@ impl DiskPool {
     /// The backend in use: `"io_uring"` or `"pwritev"`.
     pub fn backend(&self) -> &'static str {
         self.inner.backend
+    }
+
+    /// The download directory `dir`, created if missing, open: the one already open when it is
+    /// still the directory at that path, else opened anew.
+    pub(crate) fn root(&self, dir: &Path) -> Result<Arc<Beneath>, StorageError> {
+        let mut roots = self
+            .inner
+            .roots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(root) = roots.open.get(dir).and_then(Weak::upgrade)
+            && root.is_still_at(dir)
+        {
+            return Ok(root);
+        }
+        let root = Arc::new(Beneath::open(dir, true)?);
+        if roots.open.len() >= roots.sweep_at {
+            roots.open.retain(|_, root| root.strong_count() > 0);
+            roots.sweep_at = (2 * roots.open.len()).max(16);
+        }
+        roots.open.insert(dir.to_path_buf(), Arc::downgrade(&root));
+        Ok(root)
+    }
+
+    /// The open files of every torrent on the pool.
+    pub(crate) fn open_files(&self) -> Arc<Mutex<OpenFiles>> {
+        self.inner.files.clone()
     }
 
     /// A new torrent's way in.
@@ -236,5 +285,27 @@ impl Pool {
         } else if !disk.has_work() {
             self.active.remove(&id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn torrents_under_one_directory_share_its_descriptor_while_it_is_the_same() {
+        let pool = DiskPool::new(&StorageConfig::default()).unwrap();
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("downloads");
+        let first = pool.root(&dir).unwrap();
+        let second = pool.root(&dir).unwrap();
+        assert!(Arc::ptr_eq(&first, &second));
+        // The directory replaced: the new one is opened, not the old one's descriptor reused.
+        std::fs::rename(&dir, base.path().join("old")).unwrap();
+        let third = pool.root(&dir).unwrap();
+        assert!(!Arc::ptr_eq(&first, &third));
+        assert!(third.is_still_at(&dir) && !first.is_still_at(&dir));
     }
 }

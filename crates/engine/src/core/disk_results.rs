@@ -202,6 +202,7 @@ impl Core {
             self.picker.set_priority(piece as PieceIndex, priority);
         }
         self.file_priorities = Some(priorities.to_vec());
+        self.priority_changes += 1;
         if let Some(wanted) = self.wanted_files() {
             self.actions.push_back(Action::WantedFiles(wanted));
         }

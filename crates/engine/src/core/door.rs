@@ -240,8 +240,7 @@ impl Core {
             self.rechoke(due.rotate, now);
         }
         if due.stats {
-            let stats = self.stats();
-            self.alerts.push_back(Alert::TorrentStats(Box::new(stats)));
+            self.post_periodic_stats();
         }
     }
 

@@ -15,7 +15,7 @@ use cratetorrent_wire::{
 };
 
 use crate::TorrentId;
-use crate::alert::{Alert, PeerStats, TorrentState, TorrentStats};
+use crate::alert::Alert;
 use crate::conf::TorrentConf;
 use crate::extensions::{self, ExtMessage, PeerExtensions};
 use crate::picker::Picker;
@@ -34,6 +34,7 @@ mod metadata;
 mod metadata_fetch;
 mod peers;
 mod pex;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod timers;
@@ -89,6 +90,10 @@ pub(crate) struct Core {
     optimistic: Option<PeerKey>,
     timers: Timers,
     completed_alerted: bool,
+    /// What the last periodic stats showed (see `stats.rs`).
+    last_stats: Option<stats::StatsMark>,
+    /// Bumped at each change of file priorities, which changes the bytes wanted.
+    priority_changes: u64,
 
     downloaded: RateMeter,
     uploaded: RateMeter,
@@ -186,6 +191,8 @@ impl Core {
             timers: Timers::new(now),
             // A torrent that starts complete has nothing to announce.
             completed_alerted: starts_complete,
+            last_stats: None,
+            priority_changes: 0,
             downloaded: RateMeter::default(),
             uploaded: RateMeter::default(),
             wasted: 0,
@@ -519,80 +526,6 @@ impl Core {
         self.send_pex(now);
         self.fill_all(now);
         self.connect_more(now);
-    }
-
-    /// Bytes of the wanted pieces still missing (linear in the piece count: for stats and
-    /// announces, not the hot path).
-    /// Bytes of the pieces still wanted, and of every selected piece (had or not): one pass.
-    fn stats_left_and_wanted(&self) -> (u64, u64) {
-        let (mut left, mut wanted) = (0, 0);
-        for piece in 0..self.geometry.piece_count() {
-            let len = u64::from(self.geometry.piece_len(piece).unwrap_or(0));
-            if self.seed_only || self.picker.priority(piece) > 0 {
-                wanted += len;
-            }
-            if self.wants(piece) {
-                left += len;
-            }
-        }
-        (left, wanted)
-    }
-
-    /// The torrent's stats now.
-    pub(crate) fn stats(&self) -> TorrentStats {
-        let state = if self.paused {
-            TorrentState::Paused
-        } else if self.metainfo.is_none() {
-            TorrentState::Metadata
-        } else if self.is_finished() {
-            TorrentState::Seeding
-        } else {
-            TorrentState::Downloading
-        };
-        let (bytes_left, bytes_wanted) = self.stats_left_and_wanted();
-        TorrentStats {
-            id: self.id,
-            info_hash: self.info_hash,
-            state,
-            pieces_had: self.have.count_ones(),
-            piece_count: self.geometry.piece_count(),
-            bytes_left,
-            bytes_wanted,
-            downloaded: self.downloaded.total(),
-            uploaded: self.uploaded.total(),
-            wasted: self.wasted,
-            hash_failures: self.hash_failures,
-            download_rate: self.downloaded.rate(),
-            upload_rate: self.uploaded.rate(),
-            peers: self
-                .peers
-                .iter()
-                .map(|(_, p)| PeerStats {
-                    addr: p.addr,
-                    client: p.client.clone(),
-                    outgoing: p.outgoing,
-                    utp: p.link.utp,
-                    encrypted: p.link.encrypted,
-                    downloaded: p.downloaded.total(),
-                    uploaded: p.uploaded.total(),
-                    download_rate: p.downloaded.rate(),
-                    upload_rate: p.uploaded.rate(),
-                    pieces: if p.is_seed {
-                        self.geometry.piece_count()
-                    } else {
-                        p.bitfield.count_ones()
-                    },
-                    am_choking: p.am_choking,
-                    am_interested: p.am_interested,
-                    peer_choking: p.peer_choking,
-                    peer_interested: p.peer_interested,
-                })
-                .collect(),
-            peers_known: self.known.len(),
-            dht_nodes: 0,
-            dht_peers: 0,
-            dht_datagrams: (0, 0),
-        }
     }
 }
 

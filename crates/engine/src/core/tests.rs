@@ -13,7 +13,7 @@ use cratetorrent_wire::{Bitfield, Block, BlockInfo, Decoder, Extensions, Message
 use crate::TorrentId;
 use crate::alert::Alert;
 use crate::conf::TorrentConf;
-use crate::core::{Action, Core, CoreInit, PeerKey, Source};
+use crate::core::{Action, Core, CoreInit, Input, PeerKey, Source};
 
 const PIECE: u32 = 64 * 1024;
 
@@ -166,6 +166,29 @@ fn pipeline_fills_and_refills_with_each_block() {
     );
     // One block received: one more in flight (slow start) plus its replacement.
     assert_eq!(requests(&sent(&mut core, key)).len(), 2);
+}
+
+#[test]
+fn an_idle_torrent_posts_its_stats_only_when_they_change() {
+    let mut core = core(4, Bitfield::new(4), false);
+    let start = Instant::now();
+    let stats_posted = |core: &mut Core, second: u64| {
+        core.handle(Input::Timeout, start + Duration::from_secs(second));
+        let mut posted = 0;
+        while let Some(alert) = core.poll_alert() {
+            posted += usize::from(matches!(alert, Alert::TorrentStats(_)));
+        }
+        posted
+    };
+    assert_eq!(stats_posted(&mut core, 1), 1, "the first stats");
+    assert_eq!(stats_posted(&mut core, 2), 0, "nothing changed");
+    core.set_file_priorities(&[0], start + Duration::from_secs(2));
+    assert_eq!(stats_posted(&mut core, 3), 1, "the bytes wanted changed");
+    assert_eq!(stats_posted(&mut core, 4), 0);
+    // A torrent with a peer posts at every interval, changed or not.
+    let _peer = connect(&mut core, 1);
+    assert_eq!(stats_posted(&mut core, 5), 1);
+    assert_eq!(stats_posted(&mut core, 6), 1);
 }
 
 #[test]
