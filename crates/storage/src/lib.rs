@@ -62,6 +62,7 @@ mod oversized;
 mod piece_check;
 mod pool;
 mod read_cache;
+mod read_memory;
 mod resume;
 mod saved_metadata;
 mod sha1x16;
@@ -118,13 +119,15 @@ pub enum BackendKind {
 pub struct StorageConfig {
     /// Most bytes of received blocks held before they are written and hashed (default 32 MiB).
     pub max_memory: u64,
-    /// Bytes of pieces kept cached for seeding (default 32 MiB).
+    /// Bytes of pieces kept cached for seeding (default 32 MiB), across every storage of the
+    /// disk pool: the pool's own setting counts when one is given.
     pub read_cache: usize,
     /// Seeding reads go to the disk in windows of at most this many bytes (a multiple of
     /// 16 KiB; default 1 MiB): a piece up to it is read whole, a larger one a window at a time.
     pub read_window: u32,
     /// Most bytes of read buffers alive at once for seeding, whether cached, being read, or
-    /// sliced into blocks still queued to peers (default 64 MiB, at least one window). Reads
+    /// sliced into blocks still queued to peers (default 64 MiB, at least one window), across
+    /// every storage of the disk pool (the pool's own setting counts when one is given). Reads
     /// past it wait until sent blocks free their buffers.
     pub max_read_memory: usize,
     /// Most files kept open (default 256), across every storage of the disk pool: the pool's
@@ -321,12 +324,7 @@ impl Storage {
             hashers,
             gauge: gauge.clone(),
             have: have.clone(),
-            read_cache: ReadCache::new(
-                config.read_cache,
-                config.max_read_memory,
-                config.read_window,
-                port.doorbell().clone(),
-            ),
+            read_cache: ReadCache::new(config.read_window, pool.read_memory()),
             resume_interval: config.resume_interval,
             pieces: HashMap::new(),
             attempts: 0,

@@ -18,6 +18,7 @@ use crate::backend::{Backend, Completion, Doorbell};
 use crate::beneath::Beneath;
 use crate::disk::{Command, Disk};
 use crate::file_cache::OpenFiles;
+use crate::read_memory::ReadMemory;
 use crate::{StorageConfig, StorageError, select_backend};
 
 /// The disk thread and I/O backend that storages share: one thread and one io_uring (or one set
@@ -49,6 +50,8 @@ struct PoolInner {
     roots: Mutex<Roots>,
     /// The files open for every torrent, under one cap.
     files: Arc<Mutex<OpenFiles>>,
+    /// The read buffers of every torrent, under one bound.
+    memory: Arc<ReadMemory>,
 }
 
 #[derive(Default)]
@@ -84,15 +87,12 @@ impl Port {
     pub(crate) fn id(&self) -> u64 {
         self.id
     }
-
-    pub(crate) fn doorbell(&self) -> &Arc<Doorbell> {
-        &self.doorbell
-    }
 }
 
 impl DiskPool {
     /// Starts the disk thread on the backend `config` asks for (its `backend`, `io_threads` and
-    /// `max_write_len`; the other settings are each storage's own).
+    /// `max_write_len`), with the bounds its torrents share (`max_open_files`, `read_cache`,
+    /// `max_read_memory` and `read_window`); the other settings are each storage's own.
     pub fn new(config: &StorageConfig) -> Result<Self, StorageError> {
         let backend = select_backend(config)?;
         let name = backend.name();
@@ -101,7 +101,13 @@ impl DiskPool {
             wake: backend.waker(),
         });
         let (inbox, messages) = mpsc::channel();
+        let memory = ReadMemory::new(
+            config.read_cache,
+            config.max_read_memory.max(config.read_window as usize),
+            doorbell.clone(),
+        );
         let pool = Pool {
+            memory: memory.clone(),
             backend,
             messages,
             doorbell: doorbell.clone(),
@@ -123,6 +129,7 @@ impl DiskPool {
                 thread: Mutex::new(Some(thread)),
                 roots: Mutex::new(Roots::default()),
                 files: OpenFiles::shared(config.max_open_files),
+                memory,
             }),
         })
     }
@@ -157,6 +164,11 @@ impl DiskPool {
     /// The open files of every torrent on the pool.
     pub(crate) fn open_files(&self) -> Arc<Mutex<OpenFiles>> {
         self.inner.files.clone()
+    }
+
+    /// The read buffers of every torrent on the pool.
+    pub(crate) fn read_memory(&self) -> Arc<ReadMemory> {
+        self.inner.memory.clone()
     }
 
     /// A new torrent's way in.
@@ -195,6 +207,7 @@ impl Drop for PoolInner {
 /// The thread's side.
 struct Pool {
     backend: Box<dyn Backend + Send>,
+    memory: Arc<ReadMemory>,
     messages: Receiver<Message>,
     doorbell: Arc<Doorbell>,
     disks: HashMap<u64, Disk>,
@@ -217,6 +230,9 @@ impl Pool {
             turn.extend(self.active.iter().copied());
             for id in turn.drain(..) {
                 self.take_turn(id);
+            }
+            if let Some(for_room) = self.memory.take_pressure() {
+                self.sweep_caches(for_room);
             }
             if !open && self.disks.is_empty() {
                 break;
@@ -259,6 +275,31 @@ impl Pool {
                 disk.io.completed();
                 disk.complete(completion);
                 self.active.insert(id);
+            }
+        }
+    }
+
+    /// Evicts the least recently used cached windows of every torrent until the pool's read
+    /// memory is under three quarters of its bounds (see `ReadMemory::above_low_water`): one
+    /// sort of the cached windows per sweep, and a sweep frees a quarter of a bound, so it is
+    /// paid for by as many bytes read.
+    fn sweep_caches(&mut self, for_room: bool) {
+        let mut windows: Vec<(u64, u64, crate::read_cache::WindowKey)> = self
+            .disks
+            .iter()
+            .flat_map(|(id, disk)| {
+                disk.read_cache
+                    .cached_windows()
+                    .map(move |(used, key)| (used, *id, key))
+            })
+            .collect();
+        windows.sort_unstable_by_key(|&(used, ..)| used);
+        for (_, id, key) in windows {
+            if !self.memory.above_low_water(for_room) {
+                break;
+            }
+            if let Some(disk) = self.disks.get_mut(&id) {
+                disk.read_cache.evict(key);
             }
         }
     }

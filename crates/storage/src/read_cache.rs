@@ -1,7 +1,8 @@
 //! Data read for seeding: pieces are read in windows (a whole piece up to `read_window`, larger
 //! ones in aligned windows of that size), blocks are served as zero-copy slices of a window,
 //! and every window buffer alive — cached, being read, or sliced into blocks still queued to
-//! peers — counts against one bound, `max_read_memory`.
+//! peers — counts against one bound, `max_read_memory`, shared by every torrent of the disk
+//! pool ([`ReadMemory`]).
 //!
 //! A block keeps its whole window allocated until it is sent, so the bound has to follow the
 //! buffers, not the cache: each window is a `Bytes` whose owner gives its bytes back to the
@@ -11,17 +12,13 @@
 //! reading their socket are disconnected by the engine, which frees what they kept.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use cratetorrent_metainfo::PieceIndex;
 use cratetorrent_wire::{BLOCK_SIZE, BlockInfo};
 
-use crate::backend::Doorbell;
-
-/// Spare window buffers kept for reuse (reading into warm pages instead of faulting in new ones).
-const POOL_SIZE: usize = 16;
+use crate::read_memory::{ReadMemory, WindowBuf};
 
 /// One window of a piece: `index` counts windows of `size` bytes from the piece's start (the
 /// window size when it was read: it adapts, see [`ReadCache::adapt`]).
@@ -60,100 +57,41 @@ struct Cached {
     last_used: u64,
 }
 
-/// What every window buffer shares: the count of bytes alive, and where freed buffers go.
-pub(crate) struct Windows {
-    alive: AtomicUsize,
-    /// Reads wait for memory: a freed window rings the doorbell.
-    starved: AtomicBool,
-    /// A window was freed since the waiting reads were last looked at.
-    freed: AtomicBool,
-    pool: Mutex<Vec<BytesMut>>,
-    doorbell: Arc<Doorbell>,
-}
-
-/// The owner of one window's bytes: frees them from the count when its last slice drops.
-struct WindowBuf {
-    data: BytesMut,
-    /// What it counts for in `alive` (its allocation, which may be more than it shows).
-    charged: usize,
-    windows: Arc<Windows>,
-}
-
-impl AsRef<[u8]> for WindowBuf {
-    fn as_ref(&self) -> &[u8] {
-        &self.data
-    }
-}
-
-impl Drop for WindowBuf {
-    fn drop(&mut self) {
-        let len = self.charged;
-        let mut buf = std::mem::take(&mut self.data);
-        buf.clear();
-        if let Ok(mut pool) = self.windows.pool.lock()
-            && pool.len() < POOL_SIZE
-        {
-            pool.push(buf);
-        }
-        // Pooled buffers are spare capacity, not data anyone waits on: they do not count.
-        self.windows.alive.fetch_sub(len, Ordering::AcqRel);
-        self.windows.freed();
-    }
-}
-
-impl Windows {
-    /// Memory came back: waiting reads may fit now.
-    fn freed(&self) {
-        self.freed.store(true, Ordering::Release);
-        if self.starved.swap(false, Ordering::AcqRel) {
-            self.doorbell.ring();
-        }
-    }
-}
-
 pub(crate) struct ReadCache {
     cached: HashMap<WindowKey, Cached>,
     fetching: HashMap<WindowKey, Fetch>,
     /// Reads waiting for memory, oldest first.
     pending: VecDeque<(u64, BlockInfo)>,
-    /// Bytes of cached windows.
-    bytes: usize,
-    cap: usize,
-    max_memory: usize,
     /// The size of windows read now, a multiple of 16 KiB up to `max_window`.
     window: u32,
     max_window: u32,
     /// Bytes read into windows, and bytes of blocks served from them, since the last adapt.
     fetched: u64,
     served: u64,
-    clock: u64,
-    windows: Arc<Windows>,
+    memory: Arc<ReadMemory>,
+    /// How many windows the pool had freed when the waiting reads were last looked at.
+    seen_freed: u64,
+    /// The waiting reads are looked at again without a window freed (one just got room).
+    retry: bool,
 }
 
 impl ReadCache {
-    /// A cache of `cap` bytes whose windows (of `window` bytes, a multiple of 16 KiB) never
-    /// keep more than `max_memory` alive in all.
-    pub(crate) fn new(cap: usize, max_memory: usize, window: u32, doorbell: Arc<Doorbell>) -> Self {
-        let window = (window / BLOCK_SIZE).max(1) * BLOCK_SIZE;
+    /// A cache of windows of `window` bytes (a multiple of 16 KiB, at most what `memory`
+    /// lets be alive) in the pool's `memory`.
+    pub(crate) fn new(window: u32, memory: Arc<ReadMemory>) -> Self {
+        let most = u32::try_from(memory.max_alive()).unwrap_or(u32::MAX);
+        let window = (window.min(most) / BLOCK_SIZE).max(1) * BLOCK_SIZE;
         Self {
             cached: HashMap::new(),
             fetching: HashMap::new(),
             pending: VecDeque::new(),
-            bytes: 0,
-            cap,
-            max_memory: max_memory.max(window as usize),
             window,
             max_window: window,
             fetched: 0,
             served: 0,
-            clock: 0,
-            windows: Arc::new(Windows {
-                alive: AtomicUsize::new(0),
-                starved: AtomicBool::new(false),
-                freed: AtomicBool::new(false),
-                pool: Mutex::new(Vec::new()),
-                doorbell,
-            }),
+            seen_freed: memory.freed_count(),
+            memory,
+            retry: false,
         }
     }
 
@@ -193,7 +131,7 @@ impl ReadCache {
 
     /// Bytes of window buffers alive now (cached, being read, or sliced into unsent blocks).
     pub(crate) fn alive(&self) -> usize {
-        self.windows.alive.load(Ordering::Acquire)
+        self.memory.alive()
     }
 
     /// Whether `block` lies across a window boundary (only a request not aligned to 16 KiB
@@ -212,10 +150,9 @@ impl ReadCache {
         piece_len: u32,
         first_in_line: bool,
     ) -> ReadPlan {
-        self.clock += 1;
         let key = self.window_of(block);
         if let Some(cached) = self.cached.get_mut(&key) {
-            cached.last_used = self.clock;
+            cached.last_used = self.memory.tick();
             self.served += u64::from(block.len);
             return ReadPlan::Hit(slice(&cached.data, block.offset % key.size, block.len));
         }
@@ -228,13 +165,15 @@ impl ReadCache {
         }
         let (_, len) = self.range(key, piece_len);
         if !self.make_room(len as usize) {
-            self.windows.starved.store(true, Ordering::Release);
+            self.memory.starve();
             // A window freed between the check and the flag would have found it unset.
             if !self.make_room(len as usize) {
+                // Other torrents' idle caches may hold the memory.
+                self.memory.press_for_room();
                 return ReadPlan::Deferred;
             }
         }
-        self.windows.alive.fetch_add(len as usize, Ordering::AcqRel);
+        self.memory.charge(len as usize);
         self.fetched += u64::from(len);
         self.adapt();
         self.fetching.insert(
@@ -254,7 +193,7 @@ impl ReadCache {
     /// to make them fit. Evicting a window that unsent blocks still slice frees nothing until
     /// they are sent, but keeps the cache from holding it on top.
     fn make_room(&mut self, len: usize) -> bool {
-        while self.alive() + len > self.max_memory {
+        while self.alive() + len > self.memory.max_alive() {
             if !self.evict_oldest() {
                 return false;
             }
@@ -271,10 +210,20 @@ impl ReadCache {
         else {
             return false;
         };
-        if let Some(evicted) = self.cached.remove(&oldest) {
-            self.bytes -= evicted.data.len();
-        }
+        self.evict(oldest);
         true
+    }
+
+    /// Drops window `key` from the cache (its memory is freed once its unsent blocks are sent).
+    pub(crate) fn evict(&mut self, key: WindowKey) {
+        if let Some(evicted) = self.cached.remove(&key) {
+            self.memory.remove_cached(evicted.data.len());
+        }
+    }
+
+    /// Each cached window: when it was last used, its key and its length.
+    pub(crate) fn cached_windows(&self) -> impl Iterator<Item = (u64, WindowKey)> + '_ {
+        self.cached.iter().map(|(key, c)| (c.last_used, *key))
     }
 
     /// Forgets the reads of `token` still waiting (for memory, or for their window).
@@ -302,7 +251,9 @@ impl ReadCache {
         if self.pending.is_empty() {
             return None;
         }
-        let freed = self.windows.freed.swap(false, Ordering::AcqRel);
+        let count = self.memory.freed_count();
+        let freed = count != self.seen_freed || std::mem::take(&mut self.retry);
+        self.seen_freed = count;
         if !freed && self.cached.is_empty() {
             return None;
         }
@@ -316,8 +267,8 @@ impl ReadCache {
 
     /// Waiting reads are looked at again without waiting for a window to be freed (the one
     /// at the front just got one).
-    pub(crate) fn keep_going(&self) {
-        self.windows.freed.store(true, Ordering::Release);
+    pub(crate) fn keep_going(&mut self) {
+        self.retry = true;
     }
 
     /// A buffer for the whole window, split into one empty chunk per file slice (each with the
@@ -331,15 +282,12 @@ impl ReadCache {
             return Vec::new();
         };
         let len = fetch.len;
-        let reused = self.windows.pool.lock().ok().and_then(|mut pool| {
-            let index = pool.iter().position(|b| b.capacity() >= len)?;
-            Some(pool.swap_remove(index))
-        });
+        let reused = self.memory.reuse(len);
         let mut whole = reused.unwrap_or_else(|| BytesMut::with_capacity(len));
         whole.clear();
-        // A pooled buffer may be larger than the window: it counts for all of it.
+        // A spare buffer may be larger than the window: it counts for all of it.
         let extra = whole.capacity().saturating_sub(len);
-        self.windows.alive.fetch_add(extra, Ordering::AcqRel);
+        self.memory.charge(extra);
         fetch.charged = len + extra;
         let lens: Vec<usize> = chunk_lens.collect();
         let chunks = if lens.len() == 1 {
@@ -381,10 +329,7 @@ impl ReadCache {
         let Some(fetch) = self.fetching.remove(&key) else {
             return Vec::new();
         };
-        self.windows
-            .alive
-            .fetch_sub(fetch.charged, Ordering::AcqRel);
-        self.windows.freed();
+        self.memory.release(fetch.charged);
         fetch.waiters
     }
 
@@ -401,9 +346,7 @@ impl ReadCache {
         };
         let mut chunks = fetch.chunks.into_iter().flatten();
         let Some(mut whole) = chunks.next() else {
-            self.windows
-                .alive
-                .fetch_sub(fetch.charged, Ordering::AcqRel);
+            self.memory.release(fetch.charged);
             return Vec::new();
         };
         for chunk in chunks {
@@ -413,7 +356,7 @@ impl ReadCache {
         let data = Bytes::from_owner(WindowBuf {
             data: whole,
             charged: fetch.charged,
-            windows: self.windows.clone(),
+            memory: self.memory.clone(),
         });
         let served = fetch
             .waiters
@@ -431,23 +374,26 @@ impl ReadCache {
         served
     }
 
+    /// Caches a window. Past the pool's bound on cached windows, the pool's next sweep evicts
+    /// the least recently used ones of every torrent (see [`ReadMemory`]).
     fn insert(&mut self, key: WindowKey, data: Bytes) {
-        if data.len() > self.cap {
+        if data.len() > self.memory.max_cached() {
             return;
         }
-        while self.bytes + data.len() > self.cap {
-            if !self.evict_oldest() {
-                break;
-            }
+        self.memory.add_cached(data.len());
+        if self.memory.cached() > self.memory.max_cached() {
+            self.memory.press();
         }
-        self.bytes += data.len();
-        self.cached.insert(
+        let replaced = self.cached.insert(
             key,
             Cached {
                 data,
-                last_used: self.clock,
+                last_used: self.memory.tick(),
             },
         );
+        if let Some(old) = replaced {
+            self.memory.remove_cached(old.data.len());
+        }
     }
 }
 
@@ -459,8 +405,10 @@ fn slice(data: &Bytes, offset: u32, len: u32) -> Bytes {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicBool;
+
     use super::*;
-    use crate::backend::Wake;
+    use crate::backend::{Doorbell, Wake};
 
     struct NoWake;
 
@@ -475,7 +423,7 @@ mod tests {
             rung: AtomicBool::new(false),
             wake: Arc::new(NoWake),
         });
-        ReadCache::new(32 << 20, 64 << 20, WINDOW, doorbell)
+        ReadCache::new(WINDOW, ReadMemory::new(32 << 20, 64 << 20, doorbell))
     }
 
     /// Reads `block` through the cache, completing its window's read at once if it needs one.

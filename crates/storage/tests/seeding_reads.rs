@@ -7,11 +7,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cratetorrent_storage::{BackendKind, Storage, StorageConfig, StorageEvent};
+use cratetorrent_storage::{BackendKind, DiskPool, Storage, StorageConfig, StorageEvent};
 use cratetorrent_wire::{BlockInfo, Geometry};
 
 mod common;
-use common::{block_data, fixture};
+use common::{Fixture, block_data, fixture, fixture_named};
 
 const WAIT: Duration = Duration::from_secs(20);
 const KIB: u32 = 1024;
@@ -131,4 +131,71 @@ fn a_request_across_a_window_boundary_is_served_whole() {
     let start = across.offset as usize;
     assert_eq!(data[..], fixture.payload[start..start + 16 * KIB as usize]);
     storage.shutdown().unwrap();
+}
+
+/// Opens `fixture` in `dir` with `config` and writes all of it, verified.
+fn seeded(
+    fixture: &Fixture,
+    dir: &std::path::Path,
+    config: StorageConfig,
+) -> (Storage, Receiver<StorageEvent>) {
+    let geometry = Geometry::of(&fixture.metainfo);
+    let (storage, events) = Storage::open(&fixture.metainfo, dir, config, || {}).unwrap();
+    let pieces = fixture.metainfo.piece_count();
+    for piece in 0..pieces {
+        for info in geometry.blocks(piece) {
+            storage
+                .write_block(piece, info.offset, block_data(fixture, info), 1)
+                .unwrap();
+        }
+    }
+    let mut verified = 0;
+    while verified < pieces {
+        if let StorageEvent::PieceVerified(_) = events.recv_timeout(WAIT).unwrap() {
+            verified += 1;
+        }
+    }
+    (storage, events)
+}
+
+#[test]
+fn torrents_of_one_pool_share_its_read_bound_and_idle_caches_give_way() {
+    // Windows of 64 KiB, two alive at most in the whole pool, two cached.
+    let config = StorageConfig {
+        backend: BackendKind::Portable,
+        read_window: 64 * KIB,
+        max_read_memory: 128 * KIB as usize,
+        read_cache: 128 * KIB as usize,
+        resume_interval: Duration::from_secs(3600),
+        ..StorageConfig::default()
+    };
+    let pool = DiskPool::new(&config).unwrap();
+    let shared = StorageConfig {
+        pool: Some(pool),
+        ..config
+    };
+    let a = fixture_named("a", &[("f", 256 * KIB as usize, false)], 64 * KIB);
+    let b = fixture_named("b", &[("f", 256 * KIB as usize, false)], 64 * KIB);
+    let dir = tempfile::tempdir().unwrap();
+    let (first, first_events) = seeded(&a, dir.path(), shared.clone());
+    let (second, second_events) = seeded(&b, dir.path(), shared);
+    // The first torrent's peers keep two blocks of two windows: the pool's whole bound.
+    first.read_block(block(0, 0), 1).unwrap();
+    first.read_block(block(1, 0), 2).unwrap();
+    let kept = [next_read(&first_events), next_read(&first_events)];
+    // So the second torrent's read waits, though it has read nothing itself.
+    second.read_block(block(2, 16 * KIB), 3).unwrap();
+    match second_events.recv_timeout(Duration::from_millis(300)) {
+        Err(RecvTimeoutError::Timeout) => {}
+        other => panic!("read past the pool's bound: {other:?}"),
+    }
+    // The blocks are sent: their windows stay in the first torrent's idle cache, which gives
+    // them up for the second torrent's read.
+    drop(kept);
+    let (token, data) = next_read(&second_events);
+    assert_eq!(token, 3);
+    assert_eq!(data[..], block_data(&b, block(2, 16 * KIB))[..]);
+    drop(data);
+    first.shutdown().unwrap();
+    second.shutdown().unwrap();
 }

@@ -21,6 +21,7 @@ use crate::hasher::Hashers;
 use crate::layout::Layout;
 use crate::memory::{HeldBlock, MemoryGauge};
 use crate::read_cache::ReadCache;
+use crate::read_memory::ReadMemory;
 use crate::sync_backend::SyncBackend;
 use crate::writeback::Writeback;
 use crate::{StorageError, StorageEvent};
@@ -44,7 +45,7 @@ fn disk(metainfo: &Metainfo, dir: &std::path::Path) -> (Disk, mpsc::Receiver<Sto
         hashers: Hashers::start(1, false, 1 << 20, metainfo.clone(), Box::new(|_, _, _| {})),
         gauge: Arc::new(MemoryGauge::new(1 << 20, Box::new(|| {}))),
         have: cratetorrent_wire::Bitfield::new(metainfo.piece_count()),
-        read_cache: ReadCache::new(1 << 20, 2 << 20, 1 << 20, doorbell),
+        read_cache: ReadCache::new(1 << 20, ReadMemory::new(1 << 20, 2 << 20, doorbell)),
         resume_interval: Duration::from_secs(3600),
         pieces: HashMap::new(),
         attempts: 0,
