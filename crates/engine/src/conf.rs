@@ -82,9 +82,11 @@ pub struct Conf {
     /// exceed autotuning's cap; 0 never does.
     pub send_buffer: usize,
     /// Bytes written to a peer socket but not yet sent that the kernel holds, in bytes
-    /// (`TCP_NOTSENT_LOWAT`; default 1 MiB; 0 leaves the kernel's default, no limit), so that a
-    /// fixed send buffer holds data in flight rather than a queue in front of our next message
-    /// to a slow peer.
+    /// (`TCP_NOTSENT_LOWAT`; default 256 KiB; 0 leaves the kernel's default, no limit), so that
+    /// a send buffer holds data in flight rather than a queue in front of our next message to a
+    /// slow peer, and so that BBR, which a seeder's gaps keep in its start-up (pacing at 2.9
+    /// times its estimate), cannot burst much into a short path's bottleneck queue (1 MiB lost
+    /// 6 % of the packets at 20 ms and 100 MB/s).
     pub unsent_limit: u32,
     /// The system interface the network runs on (default: io_uring when the kernel allows it,
     /// else epoll with one warning).
@@ -121,7 +123,7 @@ impl Conf {
             transport: Transport::default(),
             utp: cratetorrent_utp::Config::default(),
             send_buffer: 4 << 20,
-            unsent_limit: 1 << 20,
+            unsent_limit: 256 << 10,
             io_backend: IoBackend::Auto,
             rng_seed: None,
         }

@@ -106,6 +106,8 @@ pub(crate) struct TcpInfo {
     pub(crate) delivery_rate: u64,
     /// The least round trip seen, microseconds.
     pub(crate) min_rtt_us: u32,
+    /// The smoothed round trip now, microseconds.
+    pub(crate) srtt_us: u32,
     /// The send buffer's size as the kernel counts it (`SO_SNDBUF`).
     pub(crate) send_buffer: usize,
 }
@@ -124,6 +126,7 @@ impl TcpInfo {
             u64::from_ne_bytes(bytes)
         };
         Self {
+            srtt_us: u32_at(68),
             min_rtt_us: u32_at(148),
             delivery_rate: u64_at(160),
             busy_us: u64_at(168),
@@ -357,6 +360,10 @@ mod tests {
         // Loopback: a round trip of microseconds. The kernel counts busy and limited time in
         // milliseconds (a transfer this short may count none), reported in microseconds.
         assert!(info.min_rtt_us > 0 && info.min_rtt_us < 100_000, "{info:?}");
+        assert!(
+            info.srtt_us >= info.min_rtt_us && info.srtt_us < 1_000_000,
+            "{info:?}"
+        );
         assert!(
             info.busy_us < 60_000_000 && info.busy_us.is_multiple_of(1000),
             "{info:?}"

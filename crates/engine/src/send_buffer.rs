@@ -3,7 +3,9 @@
 //! under 3 MB in flight): short of a long, fast path's bandwidth-delay product (a 10 MB/s path
 //! at 300 ms holds 3 MB). A connection that the kernel reports limited by its send buffer for
 //! much of the time it was sending, on a path whose bandwidth-delay product nears what the
-//! buffer holds, gets a fixed buffer: a quarter above autotuning's cap at first, then sized to the bandwidth-delay product it measures, grown as its rate allows.
+//! buffer holds and where no queue stands at the bottleneck (the smoothed round trip within a
+//! quarter of the least), gets a fixed buffer: a quarter above autotuning's cap at first, then
+//! sized to the bandwidth-delay product it measures, grown as its rate allows.
 //! Not more, nor on every connection: a buffer-limited flow looks application-limited to BBR,
 //! which then stays in its start-up and, with a buffer beyond what the path holds, overflows
 //! the bottleneck's queue (measured: a fixed 5 MiB on every socket lost 7 % of the packets of
@@ -76,6 +78,13 @@ impl SendBuffer {
         if busy == 0 || limited.saturating_mul(4) < busy {
             return None;
         }
+        // A standing queue at the bottleneck (the smoothed round trip a quarter above the
+        // least) means the path is already full: a larger buffer would only lengthen the queue
+        // until it overflows. On a long path held back by its buffer there is none. Measured
+        // at 20 ms and 100 MB/s: a buffer grown there lost 6 % of the packets (srtt 33 ms).
+        if u64::from(now.srtt_us) * 4 > u64::from(now.min_rtt_us) * 5 {
+            return None;
+        }
         // The rate and the round trip are both measured through the buffer's limit, so this
         // under-estimates the path's product until the larger buffer lets the rate grow.
         let product = now.delivery_rate.saturating_mul(u64::from(now.min_rtt_us)) / 1_000_000;
@@ -107,6 +116,7 @@ mod tests {
             sndbuf_limited_us: limited_ms * 1000,
             delivery_rate: rate,
             min_rtt_us: rtt_ms * 1000,
+            srtt_us: rtt_ms * 1100,
             send_buffer: buffer,
         }
     }
@@ -130,6 +140,12 @@ mod tests {
         // Limited with a product near what the buffer holds (2.6 MB of 3.1 MB): the floor.
         let near = info(1000, 900, 130_000_000, 20, 4 << 20);
         assert_eq!(sizer.wanted(&start, &near), Some(FLOOR));
+        // The same with a standing queue (33 ms against 20): the path is full.
+        let queued = TcpInfo {
+            srtt_us: 33_000,
+            ..near
+        };
+        assert_eq!(sizer.wanted(&start, &queued), None);
         // Already at least that: nothing to do.
         let mut sized = SendBuffer::new(4 << 20, Instant::now());
         sized.size = FLOOR;
