@@ -118,8 +118,8 @@ def start_seeder(engine, args, torrents, data, max_peers=None):
         proc.read_line(lambda l: '"event":"checked"' in l, 900)
         checked += 1
     ready = time.monotonic() - started
-    # Its JSON stats (one line per torrent a second) are read and dropped, so that a full pipe
-    # never holds the process up.
+    # Its JSON stats (a line a second per torrent with peers, and when an idle one's change)
+    # are read and dropped, so that a full pipe never holds the process up.
     threading.Thread(target=lambda: sum(1 for _ in proc.popen.stdout), daemon=True).start()
     return proc, addr, ready
 

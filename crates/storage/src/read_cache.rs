@@ -397,6 +397,15 @@ impl ReadCache {
     }
 }
 
+impl Drop for ReadCache {
+    /// A torrent that goes takes its cached windows off the pool's count with it: they would
+    /// otherwise count for ever, and every sweep after would empty the other torrents' caches.
+    fn drop(&mut self) {
+        let bytes = self.cached.values().map(|c| c.data.len()).sum();
+        self.memory.remove_cached(bytes);
+    }
+}
+
 fn slice(data: &Bytes, offset: u32, len: u32) -> Bytes {
     let start = (offset as usize).min(data.len());
     let end = (start + len as usize).min(data.len());
@@ -448,6 +457,20 @@ mod tests {
             offset: index * BLOCK_SIZE,
             len: BLOCK_SIZE,
         }
+    }
+
+    #[test]
+    fn a_dropped_cache_gives_its_windows_back_to_the_pools_count() {
+        let first = cache();
+        let memory = first.memory.clone();
+        let mut second = ReadCache::new(WINDOW, memory.clone());
+        drop(first);
+        read(&mut second, block(0, 0));
+        read(&mut second, block(1, 0));
+        assert_eq!(memory.cached(), 2 * WINDOW as usize);
+        drop(second);
+        assert_eq!(memory.cached(), 0);
+        assert_eq!(memory.alive(), 0, "the windows themselves are freed too");
     }
 
     #[test]

@@ -13,24 +13,17 @@ fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()
 }
 
+fn handshake(core: &mut Core, at: &str, id: u8, outgoing: bool) -> Result<PeerKey, Reject> {
+    let id = PeerId::new([id; 20]);
+    core.on_handshake(addr(at), id, Extensions::NONE, outgoing, Instant::now())
+}
+
 fn incoming(core: &mut Core, from: &str, id: u8) -> Result<PeerKey, Reject> {
-    core.on_handshake(
-        addr(from),
-        PeerId::new([id; 20]),
-        Extensions::NONE,
-        false,
-        Instant::now(),
-    )
+    handshake(core, from, id, false)
 }
 
 fn outgoing(core: &mut Core, to: &str, id: u8) -> Result<PeerKey, Reject> {
-    core.on_handshake(
-        addr(to),
-        PeerId::new([id; 20]),
-        Extensions::NONE,
-        true,
-        Instant::now(),
-    )
+    handshake(core, to, id, true)
 }
 
 /// The addresses dialled since the last call.
