@@ -157,9 +157,13 @@ pub struct TorrentConf {
     pub rechoke_interval: Duration,
     /// How long the optimistic unchoke stays with one peer (default 30 s).
     pub optimistic_unchoke_interval: Duration,
-    /// How much time's worth of data to keep requested from a peer (libtorrent's
-    /// `request_queue_time`).
+    /// How much time's worth of data to keep requested from a peer at least (default 1 s). The
+    /// queue covers the peer's request latency instead when that is longer, up to
+    /// `max_request_queue_time`.
     pub request_queue_time: Duration,
+    /// The most time's worth of data kept requested from a slow-to-answer peer (default 3 s,
+    /// libtorrent's `request_queue_time`).
+    pub max_request_queue_time: Duration,
     /// Most requests outstanding to one peer.
     pub max_out_requests: usize,
     /// Requests outstanding to a new peer before slow start grows the queue (default 4).
@@ -240,6 +244,7 @@ impl Default for TorrentConf {
             rechoke_interval: Duration::from_secs(10),
             optimistic_unchoke_interval: Duration::from_secs(30),
             request_queue_time: Duration::from_secs(1),
+            max_request_queue_time: Duration::from_secs(3),
             max_out_requests: 500,
             initial_request_queue: 4,
             min_request_timeout: Duration::from_secs(3),

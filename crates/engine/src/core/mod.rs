@@ -501,7 +501,10 @@ impl Core {
             peer.downloaded.tick(elapsed);
             peer.uploaded.tick(elapsed);
             peer.retarget(
-                self.conf.request_queue_time,
+                crate::peer::QueueTime {
+                    min: self.conf.request_queue_time,
+                    max: self.conf.max_request_queue_time,
+                },
                 block_len,
                 self.conf.max_out_requests,
             );

@@ -225,7 +225,9 @@ fn reciprocation(rng_seed: u64) -> Reciprocation {
 
 #[test]
 fn leechers_that_upload_more_download_faster_and_a_free_rider_gets_little() {
-    let runs: Vec<Reciprocation> = (3..6).map(reciprocation).collect();
+    // Eight swarms: one swarm's rank correlation swings by ±0.2 with its seed, and three were
+    // too few to tell a change in the engine from the luck of the draw.
+    let runs: Vec<Reciprocation> = (3..11).map(reciprocation).collect();
     for (seed, run) in (3..).zip(&runs) {
         println!(
             "tit-for-tat (seed {seed}), 10-40 s, from the other leechers: the third that uploads \
@@ -246,7 +248,10 @@ fn leechers_that_upload_more_download_faster_and_a_free_rider_gets_little() {
         );
     }
     let rank = runs.iter().map(|r| r.rank).sum::<f64>() / runs.len() as f64;
-    println!("tit-for-tat: mean rank correlation over 3 swarms {rank:.2}");
+    println!(
+        "tit-for-tat: mean rank correlation over {} swarms {rank:.2}",
+        runs.len()
+    );
     assert!(rank >= 0.4, "rank correlation {rank:.2}");
 }
 
