@@ -184,16 +184,22 @@ def scenario3(args):
     ct = sw.Cratetorrent(args.cratetorrent)
     work, src, torrent = sw.prepare("/dev/shm", "single", "256K", size, ct)
     times = {"libtorrent": [], "cratetorrent": []}
+    # Each client's completion times by its link's rate (MB/s), over all runs.
+    by_rate = {client: {} for client in times}
+    link_rates = [mb for mb, _ in CROWD_LINKS for _ in ("libtorrent", "cratetorrent")]
     ratios = []
     try:
         for _ in range(args.runs):
             run, ratio = flash_crowd(args, work, src, torrent, size)
             ratios.append(ratio)
-            for client, seconds in run:
+            for (client, seconds), mb in zip(run, link_rates):
                 times[client].append(seconds)
+                by_rate[client].setdefault(str(mb), []).append(seconds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    row = {"size_mib": size // sw.MIB, "seed_upload_ratio": sw.median(ratios), "times": times}
+    row = {"size_mib": size // sw.MIB, "seed_upload_ratio": sw.median(ratios), "times": times,
+           "median_by_rate": {client: {mb: sw.median(s) for mb, s in rates.items()}
+                              for client, rates in by_rate.items()}}
     for client, seconds in times.items():
         seconds.sort()
         row[client] = {"median_s": sw.median(seconds), "p90_s": seconds[int(len(seconds) * 0.9)],

@@ -190,6 +190,16 @@ def section(args, results, kept=None, rows=None):
             row = three[client]
             lines.append(f"| {client} | {row['median_s']:.1f} s | {row['p90_s']:.1f} s | "
                          f"{row['max_s']:.1f} s |")
+        by_rate = three.get("median_by_rate")
+        if by_rate:
+            rates = sorted(by_rate["libtorrent"], key=float)
+            lines += ["", "Median completion by the leecher's link rate (three links of each rate, "
+                      "20–300 ms):", "",
+                      "| link | " + " | ".join(f"{r} MB/s" for r in rates) + " |",
+                      "|---|" + "---:|" * len(rates)]
+            for client in ("libtorrent", "cratetorrent"):
+                lines.append(f"| {client} | " + " | ".join(
+                    f"{by_rate[client][r]:.1f} s" for r in rates) + " |")
         lines += ["", f"![completion-time CDFs of the flash crowd]({plot})", ""]
     elif "3" in kept:
         lines += kept["3"] + [""]
