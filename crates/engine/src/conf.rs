@@ -86,7 +86,8 @@ pub struct Conf {
     /// a send buffer holds data in flight rather than a queue in front of our next message to a
     /// slow peer, and so that BBR, which a seeder's gaps keep in its start-up (pacing at 2.9
     /// times its estimate), cannot burst much into a short path's bottleneck queue (1 MiB lost
-    /// 6 % of the packets at 20 ms and 100 MB/s).
+    /// 6 % of the packets at 20 ms and 100 MB/s). A connection that loses packets with no queue
+    /// standing (random loss) is given four times this until a queue stands again.
     pub unsent_limit: u32,
     /// The system interface the network runs on (default: io_uring when the kernel allows it,
     /// else epoll with one warning).

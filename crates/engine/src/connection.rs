@@ -227,7 +227,7 @@ pub(crate) async fn run_peer<H: PeerHost + 'static>(
     stream: Rc<PeerStream>,
     writer_wake: Rc<Notify>,
     mut buf: BytesMut,
-    max_send_buffer: usize,
+    send_buffer: SendBuffer,
     cipher: Option<Cipher>,
 ) {
     let (encrypt, decrypt) = match cipher {
@@ -239,7 +239,7 @@ pub(crate) async fn run_peer<H: PeerHost + 'static>(
         key,
         stream.clone(),
         writer_wake.clone(),
-        SendBuffer::new(max_send_buffer, Instant::now()),
+        send_buffer,
         encrypt,
     ));
     let reason = read_loop(&torrent, key, &stream, &mut buf, decrypt).await;

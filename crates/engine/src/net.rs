@@ -30,8 +30,8 @@ pub(crate) struct Net {
     /// The most `SO_SNDBUF` a connection bound by its send buffer may be given, where that
     /// exceeds what autotuning reaches (see `send_buffer.rs`).
     pub(crate) send_buffer: Option<usize>,
-    /// `TCP_NOTSENT_LOWAT`.
-    unsent_limit: Option<u32>,
+    /// `TCP_NOTSENT_LOWAT` (see `send_buffer.rs` for when a connection is given more).
+    pub(crate) unsent_limit: Option<u32>,
 }
 
 impl Net {
@@ -108,6 +108,8 @@ pub(crate) struct TcpInfo {
     pub(crate) min_rtt_us: u32,
     /// The smoothed round trip now, microseconds.
     pub(crate) srtt_us: u32,
+    /// Segments retransmitted since the connection opened.
+    pub(crate) total_retrans: u32,
     /// The send buffer's size as the kernel counts it (`SO_SNDBUF`).
     pub(crate) send_buffer: usize,
 }
@@ -127,6 +129,7 @@ impl TcpInfo {
         };
         Self {
             srtt_us: u32_at(68),
+            total_retrans: u32_at(100),
             min_rtt_us: u32_at(148),
             delivery_rate: u64_at(160),
             busy_us: u64_at(168),
@@ -265,6 +268,14 @@ impl PeerStream {
         let Some(fd) = self.fd() else { return };
         if let Err(error) = socket2::SockRef::from(&fd).set_send_buffer_size(size) {
             tracing::debug!(%error, "send buffer size refused");
+        }
+    }
+
+    /// Sets `TCP_NOTSENT_LOWAT` to `bytes`.
+    pub(crate) fn set_unsent_limit(&self, bytes: u32) {
+        let Some(fd) = self.fd() else { return };
+        if let Err(error) = socket2::SockRef::from(&fd).set_tcp_notsent_lowat(bytes) {
+            tracing::debug!(%error, "unsent limit refused");
         }
     }
 

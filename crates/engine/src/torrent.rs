@@ -31,6 +31,7 @@ use crate::encryption::{Encryption, Offer};
 use crate::net::{Net, PeerStream};
 use crate::peer::Link;
 use crate::rate::TokenBucket;
+use crate::send_buffer::SendBuffer;
 use crate::session::Session;
 use crate::tracker::announcer::{self, Clients, Signals, Swarm};
 use crate::transport::{Dialer, Transport};
@@ -396,7 +397,7 @@ impl Torrent {
                 stream,
                 writer,
                 buf,
-                self.shared.net.send_buffer.unwrap_or(0),
+                SendBuffer::new(&self.shared.net, Instant::now()),
                 cipher,
             ),
             span,
