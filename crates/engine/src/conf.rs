@@ -158,9 +158,9 @@ pub struct TorrentConf {
     pub rechoke_interval: Duration,
     /// How long the optimistic unchoke stays with one peer (default 30 s).
     pub optimistic_unchoke_interval: Duration,
-    /// How much time's worth of data to keep requested from a peer at least (default 1 s). The
-    /// queue covers the peer's request latency instead when that is longer, up to
-    /// `max_request_queue_time`.
+    /// How much time's worth of data to keep requested from a peer at least (default 1 s). When
+    /// the peer's mean request-to-block time exceeds one and a half times this, the queue
+    /// covers that time instead, up to `max_request_queue_time` (not below this).
     pub request_queue_time: Duration,
     /// The most time's worth of data kept requested from a slow-to-answer peer (default 3 s,
     /// libtorrent's `request_queue_time`).

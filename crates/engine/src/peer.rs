@@ -329,7 +329,9 @@ impl Peer {
     /// queued, took 50. A fixed 3 s queue leaves more behind slow peers in end-game; following
     /// every latency lets queues drift up where peers serve fairly (a queue of rate × latency
     /// is a queue that keeps its size), which blurred tit-for-tat in the simulator. Hence the
-    /// threshold: a latency our own queue explains is left alone.
+    /// threshold: a latency near what a queue of `queue.min` takes to drain is left alone, so
+    /// queues stay at `queue.min` where peers serve fairly (a queue pushed past the threshold,
+    /// by a slow-start overshoot or a falling rate, can keep itself there, up to `queue.max`).
     pub(crate) fn retarget(&mut self, queue: QueueTime, block_len: u32, max_requests: usize) {
         let rate = self.downloaded.rate();
         if self.slow_start {
@@ -340,13 +342,13 @@ impl Peer {
         }
         if !self.slow_start {
             let latency = self.round_trip.mean().unwrap_or_default();
-            let time = if latency > queue.min * 3 / 2 {
+            let time = if latency > queue.min.saturating_mul(3) / 2 {
                 latency.min(queue.max).max(queue.min)
             } else {
                 queue.min
             };
             let bdp = (rate as f64 * time.as_secs_f64()) / f64::from(block_len);
-            self.queue_target = (bdp as usize).clamp(2, max_requests);
+            self.queue_target = (bdp as usize).max(2).min(max_requests);
         }
     }
 

@@ -63,17 +63,20 @@ impl SendBuffer {
         }
     }
 
-    /// After a write: at most once per `EVERY`, reads the socket's figures and grows its buffer
-    /// when the last interval shows it bound by it.
+    /// After a write: at most once per `EVERY`, reads the socket's figures, sets its unsent
+    /// limit from the last interval's losses and queue, and grows its buffer when the interval
+    /// shows it bound by it. A reading after a pause (no write for two intervals) only starts
+    /// a new interval: retransmissions from before the pause say nothing of the path now.
     pub(crate) fn after_write(&mut self, stream: &PeerStream, now: Instant) {
         if (self.max == 0 && self.unsent_base.is_none()) || now < self.next {
             return;
         }
+        let paused = now >= self.next + EVERY;
         self.next = now + EVERY;
         let Some(info) = stream.tcp_info() else {
             return;
         };
-        let previous = self.last.replace(info);
+        let previous = self.last.replace(info).filter(|_| !paused);
         if let Some(unsent) = previous.and_then(|before| self.unsent_wanted(&before, &info)) {
             tracing::debug!(unsent, srtt_us = info.srtt_us, "unsent limit changed");
             self.unsent = unsent;
