@@ -115,6 +115,12 @@ pub(crate) struct TcpInfo {
 }
 
 impl TcpInfo {
+    /// Whether a queue stands at the path's bottleneck: the smoothed round trip more than a
+    /// quarter above the least.
+    pub(crate) fn queue_stands(&self) -> bool {
+        u64::from(self.srtt_us) * 4 > u64::from(self.min_rtt_us) * 5
+    }
+
     /// Reads the fields at their offsets in the kernel's (stable) `struct tcp_info`.
     fn parse(raw: &[u8; TCP_INFO_LEN], send_buffer: usize) -> Self {
         let u32_at = |at: usize| {

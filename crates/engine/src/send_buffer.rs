@@ -101,7 +101,7 @@ impl SendBuffer {
     /// the larger one after retransmissions with no queue standing, the base one with a queue.
     fn unsent_wanted(&self, before: &TcpInfo, now: &TcpInfo) -> Option<u32> {
         let base = self.unsent_base?;
-        let queue = u64::from(now.srtt_us) * 4 > u64::from(now.min_rtt_us) * 5;
+        let queue = now.queue_stands();
         let lost = now.total_retrans > before.total_retrans;
         let wanted = if queue {
             base
@@ -127,7 +127,7 @@ impl SendBuffer {
         // least) means the path is already full: a larger buffer would only lengthen the queue
         // until it overflows. On a long path held back by its buffer there is none. Measured
         // at 20 ms and 100 MB/s: a buffer grown there lost 6 % of the packets (srtt 33 ms).
-        if u64::from(now.srtt_us) * 4 > u64::from(now.min_rtt_us) * 5 {
+        if now.queue_stands() {
             return None;
         }
         // The rate and the round trip are both measured through the buffer's limit, so this
@@ -167,7 +167,7 @@ mod tests {
         }
     }
 
-    fn sizer(max: usize, unsent: Option<u32>) -> SendBuffer {
+    fn sizing(max: usize, unsent: Option<u32>) -> SendBuffer {
         SendBuffer {
             max,
             size: 0,
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn a_connection_losing_packets_with_no_queue_may_hold_more_unsent() {
-        let mut sizer = sizer(0, Some(256 << 10));
+        let mut sizer = sizing(0, Some(256 << 10));
         let start = info(0, 0, 0, 20, 4 << 20);
         // Clean: the base limit stays.
         let clean = info(1000, 0, 60_000_000, 20, 4 << 20);
@@ -203,13 +203,13 @@ mod tests {
         };
         assert_eq!(sizer.unsent_wanted(&lossy, &overflow), Some(256 << 10));
         // No limit configured: nothing to adapt.
-        let none = super::tests::sizer(0, None);
+        let none = sizing(0, None);
         assert_eq!(none.unsent_wanted(&clean, &lossy), None);
     }
 
     #[test]
     fn a_buffer_bound_long_path_gets_its_product_and_a_free_one_keeps_autotuning() {
-        let sizer = sizer(4 << 20, None);
+        let sizer = sizing(4 << 20, None);
         let start = info(0, 0, 0, 0, 4 << 20);
         // 300 ms at 8.5 MB/s, limited 40 % of the time: the floor first (the product is
         // 2.55 MB, less a tenth); at 12 MB/s, 3.24 MB.
@@ -233,7 +233,7 @@ mod tests {
         };
         assert_eq!(sizer.wanted(&start, &queued), None);
         // Already at least that: nothing to do.
-        let mut sized = super::tests::sizer(4 << 20, None);
+        let mut sized = sizing(4 << 20, None);
         sized.size = FLOOR;
         assert_eq!(sized.wanted(&start, &near), None);
         // 100 ms at 290 MB/s (29 MB in flight): capped at the most allowed.
