@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use cratetorrent_metainfo::{Metainfo, TorrentBuilder};
+use cratetorrent_metainfo::{MetaVersion, Metainfo, TorrentBuilder};
 use cratetorrent_tests::{
-    LtTorrent, libtorrent_create, libtorrent_info, pseudo_random, run, transmission_info,
-    write_tree,
+    LtTorrent, libtorrent_create, libtorrent_create_hybrid, libtorrent_create_v2, libtorrent_info,
+    pseudo_random, run, transmission_info, write_tree,
 };
 
 const TRACKER: &str = "http://127.0.0.1:6969/announce";
@@ -118,5 +118,47 @@ fn our_torrents_load_in_libtorrent_and_transmission_with_our_info_hash() {
             .arg(&reference)
             .arg(payload));
         assert_eq!(ours.pieces_bytes(), parse(&reference).pieces_bytes());
+    }
+}
+
+#[test]
+#[ignore = "needs reference peers"]
+fn our_v2_and_hybrid_torrents_are_libtorrents_byte_for_byte() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let payloads = payloads(dir.path());
+    // An executable file carries the `x` attribute in both file lists.
+    let script = payloads[1].join("tiny.txt");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for (index, payload) in payloads.iter().enumerate() {
+        for piece_length in [16 * 1024, 64 * 1024] {
+            for version in [MetaVersion::Hybrid, MetaVersion::V2] {
+                let reference = dir
+                    .path()
+                    .join(format!("lt{index}-{piece_length}-{version:?}.torrent"));
+                match version {
+                    MetaVersion::V2 => libtorrent_create_v2(payload, &reference, piece_length),
+                    _ => libtorrent_create_hybrid(payload, &reference, piece_length),
+                }
+                let bytes = TorrentBuilder::new(payload)
+                    .meta_version(version)
+                    .piece_length(piece_length)
+                    .build()
+                    .expect("create torrent");
+                let ours_path = dir
+                    .path()
+                    .join(format!("ours{index}-{piece_length}-{version:?}.torrent"));
+                std::fs::write(&ours_path, &bytes).expect("write torrent");
+                let (ours, theirs) = (parse(&ours_path), parse(&reference));
+                let case = format!("{} {piece_length} {version:?}", payload.display());
+                assert_eq!(ours.info_bytes(), theirs.info_bytes(), "{case}");
+                for file in 0..ours.files().len() {
+                    assert_eq!(ours.piece_layer(file), theirs.piece_layer(file), "{case}");
+                }
+                let loaded = libtorrent_info(&ours_path);
+                let v2 = ours.info_hashes().v2.map(|h| h.to_hex());
+                assert_eq!(loaded.info_hash_v2, v2, "{case}");
+            }
+        }
     }
 }

@@ -33,8 +33,10 @@ pub fn run(command: &mut Command) -> String {
 /// A torrent as libtorrent sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LtTorrent {
-    /// The v1 info-hash in hex.
+    /// The v1 info-hash in hex (zeros for a v2-only torrent).
     pub info_hash: String,
+    /// The v2 info-hash in hex, for v2 and hybrid torrents.
+    pub info_hash_v2: Option<String>,
     /// The torrent's name.
     pub name: String,
     /// Nominal piece length.
@@ -72,6 +74,7 @@ pub fn libtorrent_info(torrent: &Path) -> LtTorrent {
         .collect();
     LtTorrent {
         info_hash: text("info_hash"),
+        info_hash_v2: value["info_hash_v2"].as_str().map(String::from),
         name: text("name"),
         piece_length: number("piece_length"),
         num_pieces: number("num_pieces"),
@@ -89,6 +92,11 @@ pub fn libtorrent_create(payload: &Path, out: &Path, piece_length: u32) {
 /// dictionary), with BEP 47 pad files aligning each file to a piece.
 pub fn libtorrent_create_hybrid(payload: &Path, out: &Path, piece_length: u32) {
     lt_create("hybrid", payload, out, piece_length);
+}
+
+/// Writes a v2-only torrent of `payload` made by libtorrent to `out`.
+pub fn libtorrent_create_v2(payload: &Path, out: &Path, piece_length: u32) {
+    lt_create("v2", payload, out, piece_length);
 }
 
 fn lt_create(kind: &str, payload: &Path, out: &Path, piece_length: u32) {

@@ -4,6 +4,7 @@ usage: lt_torrent.py info TORRENT          -> JSON description on stdout
        lt_torrent.py create PATH OUT PIECE  -> writes a v1 torrent of PATH
        lt_torrent.py hybrid PATH OUT PIECE  -> writes libtorrent's default: a hybrid v1+v2
                                               torrent, with BEP 47 pad files between files
+       lt_torrent.py v2 PATH OUT PIECE      -> writes a v2-only torrent (BEP 52)
 Run with /usr/bin/python3: the bindings exist only for Debian's interpreter.
 """
 import json
@@ -26,6 +27,7 @@ def info(path):
     ]
     print(json.dumps({
         "info_hash": str(ti.info_hashes().v1),
+        "info_hash_v2": str(ti.info_hashes().v2) if ti.info_hashes().has_v2() else None,
         "name": ti.name(),
         "piece_length": ti.piece_length(),
         "num_pieces": ti.num_pieces(),
@@ -51,5 +53,7 @@ if __name__ == "__main__":
         create(sys.argv[2], sys.argv[3], sys.argv[4])
     elif sys.argv[1] == "hybrid":
         create(sys.argv[2], sys.argv[3], sys.argv[4], flags=0)
+    elif sys.argv[1] == "v2":
+        create(sys.argv[2], sys.argv[3], sys.argv[4], flags=lt.create_torrent.v2_only)
     else:
         sys.exit(__doc__)

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cratetorrent_metainfo::{Metainfo, Progress, TorrentBuilder};
+use cratetorrent_metainfo::{MetaVersion, Metainfo, Progress, TorrentBuilder};
 
 use crate::error::{CliError, Result};
 use crate::escape::escape;
@@ -23,13 +23,15 @@ pub(crate) struct CreateArgs {
     pub(crate) follow_symlinks: bool,
     pub(crate) no_date: bool,
     pub(crate) force: bool,
+    pub(crate) version: MetaVersion,
 }
 
 pub(crate) fn run(args: CreateArgs, quiet: bool) -> Result<()> {
     let mut builder = TorrentBuilder::new(&args.path)
         .private(args.private)
         .include_hidden(args.include_hidden)
-        .follow_symlinks(args.follow_symlinks);
+        .follow_symlinks(args.follow_symlinks)
+        .meta_version(args.version);
     for tracker in args.trackers {
         builder = builder.tracker(tracker);
     }

@@ -1,6 +1,6 @@
 //! `cratetorrent info`: what a `.torrent` file or magnet link describes.
 
-use cratetorrent_metainfo::{Magnet, Metainfo};
+use cratetorrent_metainfo::{Magnet, MetaVersion, Metainfo};
 use serde_json::json;
 
 use crate::error::{CliError, Result};
@@ -29,6 +29,10 @@ pub(crate) fn run(source: &str, files_only: bool, as_json: bool) -> Result<()> {
         return Ok(());
     }
     outln!("info-hash: {}", torrent.info_hash());
+    if let Some(v2) = torrent.info_hashes().v2 {
+        outln!("info-hash v2: {v2}");
+    }
+    outln!("version:   {}", version_name(torrent.meta_version()));
     outln!("magnet:    {}", escape(&torrent.magnet().to_string()));
     outln!("name:      {}", escape(torrent.name()));
     outln!(
@@ -60,6 +64,14 @@ pub(crate) fn run(source: &str, files_only: bool, as_json: bool) -> Result<()> {
     outln!("files:");
     print_files(&torrent);
     Ok(())
+}
+
+fn version_name(version: MetaVersion) -> &'static str {
+    match version {
+        MetaVersion::V1 => "v1",
+        MetaVersion::V2 => "v2 (BEP 52)",
+        MetaVersion::Hybrid => "hybrid v1 + v2 (BEP 52)",
+    }
 }
 
 /// `  index  size  path`, the index being what `--only` takes.
@@ -94,6 +106,9 @@ fn to_json(torrent: &Metainfo) -> serde_json::Value {
         .collect();
     json!({
         "info_hash": torrent.info_hash().to_hex(),
+        "info_hash_v2": torrent.info_hashes().v2.map(|h| h.to_hex()),
+        "meta_version": if torrent.meta_version().has_v2() { 2 } else { 1 },
+        "hybrid": torrent.is_hybrid(),
         "magnet": torrent.magnet().to_string(),
         "name": torrent.name(),
         "total_length": torrent.total_length(),
@@ -111,10 +126,12 @@ fn to_json(torrent: &Metainfo) -> serde_json::Value {
 fn magnet(source: &str, as_json: bool) -> Result<()> {
     let magnet = Magnet::parse(source).map_err(|e| CliError::with(source, &e))?;
     let hash = magnet.info_hash.map(|h| h.to_hex());
+    let hash_v2 = magnet.info_hash_v2.map(|h| h.to_hex());
     if as_json {
         let peers: Vec<String> = magnet.peers.iter().map(ToString::to_string).collect();
         let value = json!({
             "info_hash": hash,
+            "info_hash_v2": hash_v2,
             "name": magnet.display_name,
             "trackers": magnet.trackers,
             "peers": peers,
@@ -123,6 +140,9 @@ fn magnet(source: &str, as_json: bool) -> Result<()> {
         return Ok(());
     }
     outln!("info-hash: {}", hash.as_deref().unwrap_or("(v2 only)"));
+    if let Some(v2) = &hash_v2 {
+        outln!("info-hash v2: {v2}");
+    }
     outln!(
         "name:      {}",
         escape(magnet.display_name.as_deref().unwrap_or("(unknown)"))

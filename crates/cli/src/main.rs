@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use cratetorrent_metainfo::MetaVersion;
 
 use crate::progress::Style;
 
@@ -193,6 +194,18 @@ enum Command {
         /// Replace the output file if it exists.
         #[arg(long)]
         force: bool,
+        /// A v1-only torrent (BEP 3): SHA-1 pieces over the concatenated files, no padding.
+        #[arg(long, group = "format")]
+        v1: bool,
+        /// A v2-only torrent (BEP 52): a SHA-256 merkle tree per file; v1-only clients cannot
+        /// join it.
+        #[arg(long, group = "format")]
+        v2: bool,
+        /// A hybrid torrent, v1 and v2 in one (the default, as libtorrent and qBittorrent make
+        /// them): every client can join, v2 clients verify per file; multi-file torrents get
+        /// padding files so that each file starts on a piece boundary.
+        #[arg(long, group = "format")]
+        hybrid: bool,
     },
     /// Show what a .torrent file or magnet link describes.
     Info {
@@ -343,8 +356,16 @@ fn main() -> ExitCode {
             follow_symlinks,
             no_date,
             force,
+            v1,
+            v2,
+            hybrid: _,
         } => create::run(
             create::CreateArgs {
+                version: match (v1, v2) {
+                    (true, _) => MetaVersion::V1,
+                    (_, true) => MetaVersion::V2,
+                    _ => MetaVersion::Hybrid,
+                },
                 path,
                 output,
                 trackers,

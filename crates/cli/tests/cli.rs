@@ -69,6 +69,37 @@ fn create_then_info() {
     let json = cratetorrent(&["info", "share.torrent", "--json"], dir.path());
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(json["magnet"].as_str(), Some(line));
+    // Hybrid by default: both hashes, and the magnet link carries both.
+    assert_eq!(
+        (json["meta_version"].as_u64(), json["hybrid"].as_bool()),
+        (Some(2), Some(true))
+    );
+    let v2 = json["info_hash_v2"].as_str().unwrap();
+    assert_eq!(v2.len(), 64);
+    assert!(line.contains(&format!("xt=urn:btmh:1220{v2}")), "{line}");
+
+    // --v1 and --v2 make the one format each.
+    for (flag, version) in [("--v1", 1), ("--v2", 2)] {
+        let out = format!("{}.torrent", &flag[2..]);
+        let args = ["create", "share", flag, "-o", &out, "-q"];
+        let created = cratetorrent(&args, dir.path());
+        assert!(created.status.success(), "{}", text(&created.stderr));
+        let json = cratetorrent(&["info", &out, "--json"], dir.path());
+        let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(json["meta_version"].as_u64(), Some(version), "{flag}");
+        assert_eq!(json["hybrid"].as_bool(), Some(false), "{flag}");
+        let hash = json["info_hash"].as_str().unwrap();
+        match json["info_hash_v2"].as_str() {
+            // A v2-only torrent is known by its v2 hash, truncated.
+            Some(v2) => assert_eq!(hash, &v2[..40]),
+            None => assert_eq!(version, 1),
+        }
+    }
+    let both = cratetorrent(
+        &["create", "share", "--v1", "--v2", "-o", "x.torrent"],
+        dir.path(),
+    );
+    assert!(!both.status.success());
 }
 
 #[test]

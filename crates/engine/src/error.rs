@@ -7,6 +7,10 @@ use cratetorrent_storage::StorageError;
 
 use crate::TorrentId;
 
+/// Why a v2-only torrent is refused, until pieces can be checked against v2 merkle trees.
+pub(crate) const V2_ONLY: &str =
+    "BitTorrent v2-only torrents (BEP 52); hybrid torrents download as v1";
+
 /// What can go wrong when talking to the engine.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -68,6 +72,9 @@ pub enum TorrentError {
     /// torrent: there is nothing to download.
     #[error("the metadata is not a valid torrent: {0}")]
     Metadata(#[source] cratetorrent_metainfo::MetainfoError),
+    /// A torrent the engine cannot download yet (the reason says what it lacks).
+    #[error("not supported yet: {0}")]
+    Unsupported(&'static str),
     /// A magnet link without a v1 (`btih`) info-hash: v2-only links are not supported yet.
     #[error("the magnet link has no v1 info-hash (btih)")]
     MagnetWithoutV1,
@@ -131,6 +138,7 @@ impl TorrentError {
             | Self::SameRoot { .. }
             | Self::Listen { .. }
             | Self::Metadata(_)
+            | Self::Unsupported(_)
             | Self::MagnetWithoutV1 => None,
         }
     }

@@ -32,6 +32,10 @@ pub enum Mode {
 
 /// What a torrent is added from.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per torrent added, moved once; boxing would only add an allocation"
+)]
 pub enum TorrentSource {
     /// A parsed `.torrent`.
     Metainfo(Metainfo),

@@ -99,6 +99,7 @@ mod transport;
 mod udp_port;
 mod utp_socket;
 mod wake_grid;
+mod web_seed;
 
 pub use alert::{Alert, Alerts, PeerStats, TorrentState, TorrentStats};
 pub use conf::{Conf, DhtConf, IoBackend, SeedChoking, TorrentConf, TrackerConf};

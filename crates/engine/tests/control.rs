@@ -194,3 +194,35 @@ async fn a_peer_waiting_on_our_upload_limit_is_not_dropped_as_stalled() {
         "the leecher was dropped mid-download"
     );
 }
+
+#[tokio::test]
+async fn a_v2_only_torrent_is_refused_until_v2_pieces_can_be_checked() {
+    use cratetorrent_metainfo::{MetaVersion, Metainfo, TorrentBuilder};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("v2.bin");
+    std::fs::write(&file, vec![3u8; 40_000]).unwrap();
+    let bytes = TorrentBuilder::new(&file)
+        .meta_version(MetaVersion::V2)
+        .build()
+        .unwrap();
+    let metainfo = Metainfo::from_bytes(&bytes).unwrap();
+    let (engine, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
+    let id = engine
+        .create_torrent(params(&metainfo, Mode::Download { seeds: vec![] }))
+        .unwrap();
+    let alert = wait_for(&mut alerts, TIMEOUT, |a| {
+        matches!(a, Alert::TorrentError { id: i, .. } | Alert::TorrentStarted { id: i, .. } if *i == id)
+    })
+    .await;
+    assert!(
+        matches!(
+            &alert,
+            Alert::TorrentError {
+                error: cratetorrent::TorrentError::Unsupported(_),
+                ..
+            }
+        ),
+        "{alert:?}"
+    );
+    engine.shutdown().await.unwrap();
+}

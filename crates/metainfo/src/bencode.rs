@@ -35,3 +35,4 @@ pub use encode::{DictBuilder, Encode, Raw, encode_bytes, encode_int};
 pub use error::{DecodeError, DecodeErrorKind};
 pub use owned::OwnedValue;
 pub use value::{Dict, DictIter, Kind, List, ListIter, Value};
+pub(crate) use value::{string_contents, value_end};

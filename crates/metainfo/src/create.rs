@@ -1,18 +1,21 @@
-//! Creating `.torrent` files from a file or a directory.
+//! Creating `.torrent` files (v1, v2 or hybrid) from a file or a directory.
 
-use std::fs::{self, File};
+mod hashing;
+mod tree;
+
+use std::fs;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sha1::{Digest, Sha1};
 use thiserror::Error;
 
+use crate::MetaVersion;
 use crate::bencode::{DictBuilder, Encode, Raw};
 use crate::metainfo::MAX_PIECE_LENGTH;
 use crate::path::check_component;
+use hashing::{Wanted, hash_payload};
 
 /// Smallest piece length chosen automatically (one block).
 const MIN_AUTO_PIECE_LENGTH: u64 = 16 << 10;
@@ -74,9 +77,11 @@ pub struct Skipped {
     pub symlinks: usize,
 }
 
-/// Builds a v1 `.torrent` from a file or a directory.
+/// Builds a `.torrent` from a file or a directory: v1 by default, or v2 or hybrid v1 + v2
+/// (BEP 52) with [`meta_version`](Self::meta_version).
 ///
-/// Files of a directory are listed in byte order of their paths, as mktorrent does; hidden files
+/// Files of a directory are listed in byte order of their path components, as mktorrent and
+/// libtorrent do (v2 requires this order); hidden files
 /// (names starting with `.`) are left out unless [`include_hidden`](Self::include_hidden) is set,
 /// and so are symbolic links inside the folder unless [`follow_symlinks`](Self::follow_symlinks)
 /// is set (a link in a shared folder can point anywhere, such as `~/.ssh/id_rsa`).
@@ -108,13 +113,19 @@ pub struct TorrentBuilder {
     include_hidden: bool,
     follow_symlinks: bool,
     threads: usize,
+    version: MetaVersion,
 }
 
+/// A file of the payload, or a padding entry (zeros) that makes the next file start on a piece
+/// boundary.
 struct PayloadFile {
     path: PathBuf,
+    /// The path below the torrent's root; for padding `.pad/<length>`, as libtorrent names it.
     components: Vec<String>,
     length: u64,
     offset: u64,
+    executable: bool,
+    pad: bool,
 }
 
 impl TorrentBuilder {
@@ -138,7 +149,18 @@ impl TorrentBuilder {
             include_hidden: false,
             follow_symlinks: false,
             threads,
+            version: MetaVersion::V1,
         }
+    }
+
+    /// Which formats the torrent describes its files in (default [`MetaVersion::V1`], which
+    /// every client reads). [`MetaVersion::Hybrid`] is what libtorrent and qBittorrent make, and
+    /// what the `cratetorrent create` command defaults to: every v1 client can join and v2
+    /// clients verify per file, at the cost of padding files between files in the v1 list and
+    /// SHA-256 hashing beside SHA-1. A v2-only torrent shuts v1-only clients out.
+    pub fn meta_version(mut self, version: MetaVersion) -> Self {
+        self.version = version;
+        self
     }
 
     /// Uses this piece length instead of choosing one (a power of two, 16 KiB to 256 MiB).
@@ -241,6 +263,8 @@ impl TorrentBuilder {
                 components: Vec::new(),
                 length: metadata.len(),
                 offset: 0,
+                executable: is_executable(&metadata),
+                pad: false,
             }]
         } else {
             self.list_directory()?.0
@@ -258,24 +282,35 @@ impl TorrentBuilder {
             Some(length) => return Err(CreateError::InvalidPieceLength(length)),
             None => auto_piece_length(total),
         };
-        let pieces = hash_pieces(&files, total, piece_length, self.threads, progress)?;
+        // v2 files start on piece boundaries; a single file needs no padding.
+        let layout = if self.version.has_v2() && !single_file {
+            pad_to_pieces(files, piece_length)?
+        } else {
+            files
+        };
+        let wanted = Wanted {
+            v1: self.version.has_v1(),
+            v2: self.version.has_v2(),
+        };
+        let hashes = hash_payload(&layout, piece_length, wanted, self.threads, progress)?;
+        let total = layout.last().map_or(0, |f| f.offset + f.length);
 
         let mut info = DictBuilder::new();
         info.insert("name", name.as_str())
-            .insert("piece length", piece_length)
-            .insert("pieces", pieces.as_slice());
-        if single_file {
-            info.insert("length", total_i64(total)?);
-        } else {
-            let mut list = Vec::with_capacity(files.len());
-            for file in &files {
-                let mut entry = DictBuilder::new();
-                entry
-                    .insert("length", total_i64(file.length)?)
-                    .insert("path", &file.components);
-                list.push(entry);
+            .insert("piece length", piece_length);
+        if wanted.v1 {
+            info.insert("pieces", hashes.pieces.as_slice());
+            if single_file {
+                info.insert("length", total_i64(total)?);
+            } else {
+                info.insert("files", v1_file_list(&layout)?);
             }
-            info.insert("files", list);
+        }
+        if wanted.v2 {
+            info.insert("meta version", 2i64).insert(
+                "file tree",
+                tree::file_tree(&layout, &hashes.trees, single_file.then_some(&name))?,
+            );
         }
         if self.private {
             info.insert("private", 1i64);
@@ -287,6 +322,9 @@ impl TorrentBuilder {
 
         let mut torrent = DictBuilder::new();
         torrent.insert("info", Raw(&info));
+        if wanted.v2 {
+            torrent.insert("piece layers", tree::piece_layers(&hashes.trees));
+        }
         if let Some(first) = self.tiers.first().and_then(|tier| tier.first()) {
             torrent.insert("announce", first);
         }
@@ -355,6 +393,8 @@ impl TorrentBuilder {
                         components: child,
                         length: metadata.len(),
                         offset: 0,
+                        executable: is_executable(&metadata),
+                        pad: false,
                     });
                 }
             }
@@ -369,6 +409,68 @@ impl TorrentBuilder {
         }
         Ok((files, skipped))
     }
+}
+
+/// Inserts a padding entry after each non-empty file that does not end on a piece boundary,
+/// the last one included, as libtorrent 2.0.8 does (earlier versions left the tail unpadded).
+fn pad_to_pieces(
+    files: Vec<PayloadFile>,
+    piece_length: u32,
+) -> Result<Vec<PayloadFile>, CreateError> {
+    let piece = u64::from(piece_length);
+    let mut layout = Vec::with_capacity(files.len() * 2);
+    let mut offset = 0u64;
+    for mut file in files {
+        file.offset = offset;
+        offset = offset
+            .checked_add(file.length)
+            .ok_or(CreateError::TooManyPieces)?;
+        layout.push(file);
+        let gap = (piece - offset % piece) % piece;
+        if gap > 0 {
+            layout.push(PayloadFile {
+                path: PathBuf::new(),
+                components: vec![".pad".to_string(), gap.to_string()],
+                length: gap,
+                offset,
+                executable: false,
+                pad: true,
+            });
+            offset += gap;
+        }
+    }
+    Ok(layout)
+}
+
+/// The v1 `files` list, padding entries marked `p` and executables `x` (BEP 47).
+fn v1_file_list(layout: &[PayloadFile]) -> Result<Vec<DictBuilder>, CreateError> {
+    let mut list = Vec::with_capacity(layout.len());
+    for file in layout {
+        let mut entry = DictBuilder::new();
+        if let Some(attr) = attr(file) {
+            entry.insert("attr", attr);
+        }
+        entry
+            .insert("length", total_i64(file.length)?)
+            .insert("path", &file.components);
+        list.push(entry);
+    }
+    Ok(list)
+}
+
+/// BEP 47 attributes of an entry.
+fn attr(file: &PayloadFile) -> Option<&'static str> {
+    if file.pad {
+        Some("p")
+    } else if file.executable {
+        Some("x")
+    } else {
+        None
+    }
+}
+
+fn is_executable(metadata: &fs::Metadata) -> bool {
+    metadata.permissions().mode() & 0o100 != 0
 }
 
 fn total_i64(length: u64) -> Result<i64, CreateError> {
@@ -407,136 +509,6 @@ pub fn auto_piece_length(total: u64) -> u32 {
     let wanted = total.div_ceil(TARGET_PIECES).next_power_of_two();
     let length = wanted.clamp(MIN_AUTO_PIECE_LENGTH, MAX_AUTO_PIECE_LENGTH);
     u32::try_from(length).unwrap_or(MAX_PIECE_LENGTH)
-}
-
-/// Hashes all pieces on `threads` threads, each taking the next piece from a shared counter.
-fn hash_pieces(
-    files: &[PayloadFile],
-    total: u64,
-    piece_length: u32,
-    threads: usize,
-    progress: &(dyn Fn(Progress) + Sync),
-) -> Result<Vec<u8>, CreateError> {
-    let piece_count = u32::try_from(total.div_ceil(u64::from(piece_length)))
-        .map_err(|_| CreateError::TooManyPieces)?;
-    let next = AtomicU32::new(0);
-    let hashed = AtomicU64::new(0);
-    let threads = threads.min(piece_count as usize).max(1);
-    type Hashes = Result<Vec<(u32, [u8; 20])>, CreateError>;
-    let results: Vec<Hashes> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut reader = PieceReader::new(files);
-                    let mut buffer = vec![0u8; piece_length as usize];
-                    let mut out = Vec::new();
-                    loop {
-                        let piece = next.fetch_add(1, Ordering::Relaxed);
-                        if piece >= piece_count {
-                            return Ok(out);
-                        }
-                        let start = u64::from(piece) * u64::from(piece_length);
-                        let len = u32::try_from(total - start)
-                            .map_or(piece_length, |rest| rest.min(piece_length))
-                            as usize;
-                        let data = &mut buffer[..len];
-                        reader
-                            .read(start, data)
-                            .inspect_err(|_| next.store(piece_count, Ordering::Relaxed))?;
-                        out.push((piece, Sha1::digest(&*data).into()));
-                        let done = hashed.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
-                        progress(Progress {
-                            hashed: done,
-                            total,
-                        });
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|worker| {
-                worker
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    });
-    let mut pieces = vec![0u8; piece_count as usize * 20];
-    for result in results {
-        for (piece, hash) in result? {
-            let at = piece as usize * 20;
-            pieces[at..at + 20].copy_from_slice(&hash);
-        }
-    }
-    Ok(pieces)
-}
-
-/// Reads torrent byte ranges across file boundaries, keeping the last file open.
-struct PieceReader<'f> {
-    files: &'f [PayloadFile],
-    open: Option<(usize, File)>,
-}
-
-impl<'f> PieceReader<'f> {
-    fn new(files: &'f [PayloadFile]) -> Self {
-        Self { files, open: None }
-    }
-
-    fn read(&mut self, offset: u64, mut buffer: &mut [u8]) -> Result<(), CreateError> {
-        let mut index = self
-            .files
-            .partition_point(|f| f.offset + f.length <= offset);
-        let mut position = offset;
-        while !buffer.is_empty() {
-            let Some(file) = self.files.get(index) else {
-                return Err(CreateError::FileChanged(
-                    self.files
-                        .last()
-                        .map(|f| f.path.clone())
-                        .unwrap_or_default(),
-                ));
-            };
-            let in_file = position - file.offset;
-            let take = usize::try_from(file.length - in_file)
-                .map_or(buffer.len(), |rest| rest.min(buffer.len()));
-            if take > 0 {
-                let handle = self.file(index)?;
-                let (head, rest) = buffer.split_at_mut(take);
-                handle
-                    .read_exact_at(head, in_file)
-                    .map_err(|source| match source.kind() {
-                        io::ErrorKind::UnexpectedEof => CreateError::FileChanged(file.path.clone()),
-                        _ => CreateError::Io {
-                            path: file.path.clone(),
-                            source,
-                        },
-                    })?;
-                buffer = rest;
-                position += take as u64;
-            }
-            index += 1;
-        }
-        Ok(())
-    }
-
-    fn file(&mut self, index: usize) -> Result<&File, CreateError> {
-        if self.open.as_ref().is_none_or(|(open, _)| *open != index) {
-            self.open = None;
-        }
-        let path = &self.files[index].path;
-        let open = match self.open.take() {
-            Some(open) => open,
-            None => (
-                index,
-                File::open(path).map_err(|source| CreateError::Io {
-                    path: path.clone(),
-                    source,
-                })?,
-            ),
-        };
-        Ok(&self.open.insert(open).1)
-    }
 }
 
 #[cfg(test)]

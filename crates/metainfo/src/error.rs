@@ -67,6 +67,17 @@ pub enum MetainfoError {
     /// Two files with the same path, or a file where another needs a directory.
     #[error("conflicting file paths: {0:?}")]
     ConflictingPaths(String),
+    /// A hybrid torrent whose v1 file list and v2 file tree differ (at this path).
+    #[error("the v1 and v2 file lists of a hybrid torrent differ at {0:?}")]
+    InconsistentHybrid(String),
+    /// A `piece layers` entry that does not belong to its file.
+    #[error("the piece layer of {path:?} is invalid: {reason}")]
+    InvalidPieceLayer {
+        /// The file's path.
+        path: String,
+        /// What is wrong with the layer.
+        reason: &'static str,
+    },
     /// A torrent format this crate does not read yet.
     #[error("unsupported: {0}")]
     Unsupported(&'static str),

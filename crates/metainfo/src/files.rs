@@ -9,6 +9,9 @@ pub struct FileEntry {
     pub(crate) length: u64,
     pub(crate) offset: u64,
     pub(crate) attributes: FileAttributes,
+    /// BEP 52: the root of the file's merkle tree, for the non-empty files of v2 and hybrid
+    /// torrents.
+    pub(crate) pieces_root: Option<[u8; 32]>,
 }
 
 /// BEP 47 file attributes.
@@ -65,6 +68,12 @@ impl FileEntry {
     /// Whether this is a BEP 47 padding file, whose bytes are never stored.
     pub fn is_padding(&self) -> bool {
         self.attributes.padding
+    }
+
+    /// BEP 52: the root of the file's merkle tree over 16 KiB blocks (v2 and hybrid torrents,
+    /// non-empty files).
+    pub fn pieces_root(&self) -> Option<&[u8; 32]> {
+        self.pieces_root.as_ref()
     }
 }
 
@@ -143,6 +152,7 @@ mod tests {
                     length,
                     offset,
                     attributes: FileAttributes::default(),
+                    pieces_root: None,
                 };
                 offset += length;
                 entry

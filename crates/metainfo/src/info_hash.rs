@@ -1,9 +1,10 @@
-//! The v1 info-hash: SHA-1 of the exact bytes of a torrent's `info` dictionary.
+//! Info-hashes: v1's SHA-1 and v2's SHA-256 of the exact bytes of a torrent's `info` dictionary.
 
 use std::fmt;
 use std::str::FromStr;
 
 use sha1::{Digest, Sha1};
+use sha2::Sha256;
 use thiserror::Error;
 
 /// A BitTorrent v1 info-hash (20 bytes), the identity of a torrent in the swarm.
@@ -22,6 +23,117 @@ pub enum InfoHashError {
     /// A character outside the RFC 4648 base32 alphabet.
     #[error("invalid base32 character in info-hash")]
     InvalidBase32,
+    /// A v2 info-hash that is not 64 hex digits.
+    #[error("v2 info-hash must be 64 hex characters, got {0}")]
+    WrongLengthV2(usize),
+}
+
+/// A BitTorrent v2 info-hash (BEP 52): SHA-256 of the `info` dictionary.
+///
+/// Handshakes, trackers and the DHT carry its first 20 bytes, [`InfoHashV2::truncated`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InfoHashV2([u8; 32]);
+
+/// The hashes a torrent is known by: v1's, v2's, or both for a hybrid torrent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InfoHashes {
+    /// The v1 (SHA-1) info-hash, for v1 and hybrid torrents.
+    pub v1: Option<InfoHash>,
+    /// The v2 (SHA-256) info-hash, for v2 and hybrid torrents.
+    pub v2: Option<InfoHashV2>,
+}
+
+impl InfoHashes {
+    /// The 20-byte hash the swarm knows the torrent by: v1's when there is one (a hybrid
+    /// torrent's v1 swarm holds every peer), else v2's truncated. `None` only when both are.
+    pub fn wire(&self) -> Option<InfoHash> {
+        self.v1.or_else(|| self.v2.map(|v2| v2.truncated()))
+    }
+
+    /// Whether `hash`, as a peer or tracker sent it, names this torrent under either version.
+    pub fn matches(&self, hash: &InfoHash) -> bool {
+        self.v1.as_ref() == Some(hash) || self.v2.is_some_and(|v2| v2.truncated() == *hash)
+    }
+}
+
+impl InfoHashV2 {
+    /// The length of a v2 info-hash in bytes.
+    pub const LEN: usize = 32;
+
+    /// Wraps raw hash bytes.
+    pub const fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Hashes the raw bytes of an `info` dictionary.
+    pub fn of_info(raw_info: &[u8]) -> Self {
+        Self(Sha256::digest(raw_info).into())
+    }
+
+    /// The raw bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The first 20 bytes, which stand for the torrent wherever a v1 hash would.
+    pub fn truncated(&self) -> InfoHash {
+        let mut bytes = [0; 20];
+        bytes.copy_from_slice(&self.0[..20]);
+        InfoHash(bytes)
+    }
+
+    /// Parses 64 hexadecimal digits (either case).
+    pub fn from_hex(text: &str) -> Result<Self, InfoHashError> {
+        let text = text.as_bytes();
+        if text.len() != 64 {
+            return Err(InfoHashError::WrongLengthV2(text.len()));
+        }
+        let mut bytes = [0u8; 32];
+        decode_hex(text, &mut bytes)?;
+        Ok(Self(bytes))
+    }
+
+    /// Lower-case hexadecimal.
+    pub fn to_hex(&self) -> String {
+        self.to_string()
+    }
+
+    /// The multihash form of magnet links' `xt=urn:btmh:`: `1220` and the hex digest.
+    pub fn to_multihash_hex(&self) -> String {
+        format!("1220{self}")
+    }
+}
+
+fn decode_hex(text: &[u8], out: &mut [u8]) -> Result<(), InfoHashError> {
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        let high = hex_value(pair[0]).ok_or(InfoHashError::InvalidHex)?;
+        let low = hex_value(pair[1]).ok_or(InfoHashError::InvalidHex)?;
+        *byte = high << 4 | low;
+    }
+    Ok(())
+}
+
+impl fmt::Display for InfoHashV2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for InfoHashV2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InfoHashV2({self})")
+    }
+}
+
+impl FromStr for InfoHashV2 {
+    type Err = InfoHashError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::from_hex(text)
+    }
 }
 
 impl InfoHash {
@@ -55,11 +167,7 @@ impl InfoHash {
             return Err(InfoHashError::WrongLength(text.len()));
         }
         let mut bytes = [0u8; 20];
-        for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
-            let high = hex_value(pair[0]).ok_or(InfoHashError::InvalidHex)?;
-            let low = hex_value(pair[1]).ok_or(InfoHashError::InvalidHex)?;
-            *byte = high << 4 | low;
-        }
+        decode_hex(text, &mut bytes)?;
         Ok(Self(bytes))
     }
 
@@ -176,6 +284,27 @@ mod tests {
         assert_eq!(
             InfoHash::from_base32(&"1".repeat(32)),
             Err(InfoHashError::InvalidBase32)
+        );
+    }
+
+    #[test]
+    fn v2_hashes_truncate_and_print() {
+        // SHA-256 of "abc".
+        let v2 = InfoHashV2::of_info(b"abc");
+        let hex = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(v2.to_hex(), hex);
+        assert_eq!(hex.parse::<InfoHashV2>(), Ok(v2));
+        assert_eq!(v2.to_multihash_hex(), format!("1220{hex}"));
+        assert_eq!(v2.truncated().to_hex(), hex[..40]);
+        let both = InfoHashes {
+            v1: None,
+            v2: Some(v2),
+        };
+        assert_eq!(both.wire(), Some(v2.truncated()));
+        assert!(both.matches(&v2.truncated()));
+        assert_eq!(
+            InfoHashV2::from_hex(&hex[..40]),
+            Err(InfoHashError::WrongLengthV2(40))
         );
     }
 

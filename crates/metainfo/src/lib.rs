@@ -3,10 +3,11 @@
 //!
 //! - [`bencode`]: a strict decoder whose values borrow the input and know their byte spans, and a
 //!   canonical encoder.
-//! - [`Metainfo`]: a validated v1 torrent (BEP 3, 12, 19, 27, 47; hybrid v2 torrents read as v1).
-//!   The info-hash is SHA-1 over the `info` dictionary's bytes exactly as they appear in the file;
-//!   every file path is checked so that a hostile torrent cannot name a file outside the download
-//!   directory.
+//! - [`Metainfo`]: a validated v1, v2 or hybrid torrent (BEP 3, 12, 19, 27, 47, 52). The
+//!   info-hashes are SHA-1 and SHA-256 over the `info` dictionary's bytes exactly as they appear in
+//!   the file; every file path is checked so that a hostile torrent cannot name a file outside
+//!   the download directory; v2 piece layers are checked against their files' merkle roots.
+//! - [`merkle`]: BEP 52's per-file SHA-256 merkle trees.
 //! - [`Magnet`]: magnet links, parsed and printed.
 //! - [`TorrentBuilder`]: creates `.torrent` files, hashing on all cores.
 //!
@@ -35,18 +36,25 @@
 pub mod bencode;
 mod create;
 mod error;
+mod file_list;
+mod file_tree;
 mod files;
 mod info_hash;
 mod magnet;
+pub mod merkle;
 mod metainfo;
 mod path;
+mod piece_layers;
+mod v2_layout;
+mod v2_piece;
 
 pub use create::{CreateError, Progress, Skipped, TorrentBuilder, auto_piece_length};
 pub use error::MetainfoError;
 pub use files::{FileAttributes, FileEntry, FileSlice, FileSlices};
-pub use info_hash::{InfoHash, InfoHashError};
+pub use info_hash::{InfoHash, InfoHashError, InfoHashV2, InfoHashes};
 pub use magnet::{Magnet, MagnetError};
-pub use metainfo::{Limits, MAX_PIECE_LENGTH, Metainfo};
+pub use metainfo::{Limits, MAX_PIECE_LENGTH, MetaVersion, Metainfo};
+pub use v2_piece::V2Piece;
 
 /// The index of a piece in a torrent.
 pub type PieceIndex = u32;

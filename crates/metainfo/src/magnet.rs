@@ -6,7 +6,7 @@ use std::ops::RangeInclusive;
 use thiserror::Error;
 
 use crate::info_hash::hex_value;
-use crate::{InfoHash, InfoHashError};
+use crate::{InfoHash, InfoHashError, InfoHashV2, InfoHashes};
 
 /// A parsed magnet link.
 ///
@@ -25,8 +25,9 @@ use crate::{InfoHash, InfoHashError};
 pub struct Magnet {
     /// The v1 info-hash (`xt=urn:btih:`, hex or base32).
     pub info_hash: Option<InfoHash>,
-    /// The v2 info-hash (`xt=urn:btmh:1220…`, a SHA-256 multihash), recognised but not used yet.
-    pub info_hash_v2: Option<[u8; 32]>,
+    /// The v2 info-hash (`xt=urn:btmh:1220…`, a SHA-256 multihash); a hybrid torrent's link
+    /// carries both.
+    pub info_hash_v2: Option<InfoHashV2>,
     /// `dn`: a name to show until the metadata arrives.
     pub display_name: Option<String>,
     /// Every `tr`, in order.
@@ -119,7 +120,11 @@ impl Magnet {
             let digest = multihash
                 .strip_prefix("1220")
                 .ok_or(MagnetError::InvalidMultihash)?;
-            self.info_hash_v2 = Some(parse_hex_32(digest).ok_or(MagnetError::InvalidMultihash)?);
+            let hash = InfoHashV2::from_hex(digest).map_err(|_| MagnetError::InvalidMultihash)?;
+            if self.info_hash_v2.is_some_and(|h| h != hash) {
+                return Err(MagnetError::ConflictingInfoHashes);
+            }
+            self.info_hash_v2 = Some(hash);
         }
         Ok(())
     }
@@ -129,18 +134,6 @@ fn strip_prefix_ignore_case<'t>(text: &'t str, prefix: &str) -> Option<&'t str> 
     let head = text.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &text[prefix.len()..])
-}
-
-fn parse_hex_32(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        let pair = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Percent-decodes `raw`; `plus_is_space` for display names, where `+` means a space.
@@ -217,8 +210,11 @@ impl fmt::Display for Magnet {
             param(f, "xt", &format_args!("urn:btih:{hash}"))?;
         }
         if let Some(hash) = &self.info_hash_v2 {
-            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-            param(f, "xt", &format_args!("urn:btmh:1220{hex}"))?;
+            param(
+                f,
+                "xt",
+                &format_args!("urn:btmh:{}", hash.to_multihash_hex()),
+            )?;
         }
         if let Some(name) = &self.display_name {
             param(f, "dn", &Encoded(name))?;
@@ -251,6 +247,14 @@ impl fmt::Display for Magnet {
 }
 
 impl Magnet {
+    /// The hashes the link names: `btih`, `btmh`, or both for a hybrid torrent.
+    pub fn info_hashes(&self) -> InfoHashes {
+        InfoHashes {
+            v1: self.info_hash,
+            v2: self.info_hash_v2,
+        }
+    }
+
     /// Which of a torrent's `file_count` files the link's `so` selects, in file order (`None`
     /// without `so`: every file). Indices past the last file are ignored. Linear in the ranges
     /// and the files, however the ranges overlap.
@@ -306,7 +310,8 @@ impl crate::Metainfo {
     /// ```
     pub fn magnet(&self) -> Magnet {
         Magnet {
-            info_hash: Some(self.info_hash()),
+            info_hash: self.info_hashes().v1,
+            info_hash_v2: self.info_hashes().v2,
             display_name: Some(self.name().to_owned()),
             trackers: self.trackers().into_iter().flatten().collect(),
             web_seeds: self.url_list().to_vec(),
@@ -337,7 +342,7 @@ mod tests {
         );
         let magnet = Magnet::parse(&uri).unwrap();
         assert_eq!(magnet.info_hash, Some(InfoHash::from_hex(HEX).unwrap()));
-        assert_eq!(magnet.info_hash_v2, Some([0xab; 32]));
+        assert_eq!(magnet.info_hash_v2, Some(InfoHashV2::new([0xab; 32])));
         assert_eq!(magnet.display_name.as_deref(), Some("My Film (2020)"));
         assert_eq!(magnet.trackers, ["http://a/announce", "udp://b:6969"]);
         assert_eq!(magnet.web_seeds, ["http://w/f"]);

@@ -5,9 +5,12 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use crate::bencode::{self, DecodeOptions, Dict, Value};
-use crate::files::{FileAttributes, FileEntry, FileSlices};
+use crate::file_list::v1_files;
+use crate::file_tree::parse_file_tree;
+use crate::files::{FileEntry, FileSlices};
 use crate::path::check_component;
-use crate::{InfoHash, MetainfoError, PieceIndex};
+use crate::piece_layers::PieceLayers;
+use crate::{InfoHash, InfoHashV2, InfoHashes, MetainfoError, PieceIndex, v2_layout};
 
 /// The largest piece length accepted (256 MiB, the largest any common tool creates).
 pub const MAX_PIECE_LENGTH: u32 = 256 << 20;
@@ -33,13 +36,40 @@ impl Default for Limits {
     }
 }
 
-/// A parsed, validated v1 torrent.
+/// Which BitTorrent versions a torrent's info dictionary describes itself in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetaVersion {
+    /// BEP 3: SHA-1 piece hashes over the concatenated files.
+    V1,
+    /// BEP 52 only: a SHA-256 merkle tree per file.
+    V2,
+    /// Both (BEP 52 hybrid): v1 piece hashes and v2 file tree describe the same, piece-aligned
+    /// files, and v1 and v2 peers share one swarm.
+    Hybrid,
+}
+
+impl MetaVersion {
+    /// Whether the torrent has v1 piece hashes and info-hash.
+    pub fn has_v1(self) -> bool {
+        matches!(self, Self::V1 | Self::Hybrid)
+    }
+
+    /// Whether the torrent has a v2 file tree and info-hash.
+    pub fn has_v2(self) -> bool {
+        matches!(self, Self::V2 | Self::Hybrid)
+    }
+}
+
+/// A parsed, validated torrent: v1, v2 or hybrid.
 ///
 /// Cheap to clone: the raw `info` dictionary (which holds the piece hashes) is shared.
 #[derive(Debug, Clone)]
 pub struct Metainfo {
+    info_hashes: InfoHashes,
+    /// The 20-byte hash the swarm knows the torrent by ([`InfoHashes::wire`]).
     info_hash: InfoHash,
     info_bytes: Bytes,
+    piece_layers: PieceLayers,
     pieces: Range<usize>,
     name: String,
     piece_length: u32,
@@ -49,7 +79,7 @@ pub struct Metainfo {
     single_file: bool,
     private: bool,
     source: Option<String>,
-    hybrid: bool,
+    version: MetaVersion,
     announce: Option<String>,
     announce_list: Vec<Vec<String>>,
     url_list: Vec<String>,
@@ -73,35 +103,41 @@ impl Metainfo {
             },
         )?;
         let root = root.as_dict().ok_or(MetainfoError::NotADictionary)?;
-        let mut info = None;
+        let (mut info, mut layers) = (None, None);
         let mut top = TopLevel::default();
         // One pass over the keys: looking each up would rescan the large `info` value.
         for (key, value) in root {
             match key {
                 b"info" => info = Some(value),
+                b"piece layers" => layers = Some(value),
                 b"announce" => {
                     top.announce = value.as_str().filter(|s| !s.is_empty()).map(String::from)
                 }
                 b"announce-list" => top.announce_list = parse_tiers(value),
                 b"url-list" => top.url_list = parse_url_list(value),
                 b"creation date" => top.creation_date = value.as_int(),
-                b"comment" => top.comment = top.comment.or_else(|| lossy(value)),
+                b"comment" => top.comment = top.comment.or_else(|| value.to_string_lossy()),
                 b"comment.utf-8" => top.comment = value.as_str().map(String::from).or(top.comment),
-                b"created by" => top.created_by = lossy(value),
+                b"created by" => top.created_by = value.to_string_lossy(),
                 _ => {}
             }
         }
         let info = info.ok_or(MetainfoError::MissingField("info"))?;
         let info_dict = info.as_dict().ok_or(invalid("info", "not a dictionary"))?;
         let parsed = parse_info(info_dict, limits)?;
-        let info_span = info.span();
-        let pieces = parsed.pieces.start - info_span.start..parsed.pieces.end - info_span.start;
-        Ok(Self::assemble(info.raw(), pieces, parsed, top))
+        let piece_layers = match layers {
+            Some(layers) if parsed.version.has_v2() => {
+                PieceLayers::parse(layers, &parsed.files, parsed.piece_length)?
+            }
+            _ => PieceLayers::default(),
+        };
+        Ok(Self::assemble(info.raw(), parsed, piece_layers, top))
     }
 
     /// Builds a torrent from an `info` dictionary fetched by its info-hash (BEP 9, after a
     /// magnet link) and the trackers (tiers) and web seeds the link named. The dictionary is
-    /// validated exactly as in a `.torrent` file; the caller checks its hash.
+    /// validated exactly as in a `.torrent` file; the caller checks its hash. A v2 torrent
+    /// built so has no piece layers: peers supply them.
     pub fn from_info(
         info: &[u8],
         trackers: Vec<Vec<String>>,
@@ -124,15 +160,21 @@ impl Metainfo {
             url_list: web_seeds,
             ..TopLevel::default()
         };
-        Ok(Self::assemble(info, parsed.pieces.clone(), parsed, top))
+        Ok(Self::assemble(info, parsed, PieceLayers::default(), top))
     }
 
-    /// The torrent of the exact `info` bytes (whose `pieces` string is at `pieces` in them).
-    fn assemble(info: &[u8], pieces: Range<usize>, parsed: ParsedInfo, top: TopLevel) -> Self {
+    /// The torrent of the exact `info` bytes.
+    fn assemble(info: &[u8], parsed: ParsedInfo, piece_layers: PieceLayers, top: TopLevel) -> Self {
+        let info_hashes = InfoHashes {
+            v1: parsed.version.has_v1().then(|| InfoHash::of_info(info)),
+            v2: parsed.version.has_v2().then(|| InfoHashV2::of_info(info)),
+        };
         Self {
-            info_hash: InfoHash::of_info(info),
+            info_hashes,
+            info_hash: info_hashes.wire().unwrap_or(InfoHash::new([0; 20])),
             info_bytes: Bytes::copy_from_slice(info),
-            pieces,
+            piece_layers,
+            pieces: parsed.pieces,
             name: parsed.name,
             piece_length: parsed.piece_length,
             piece_count: parsed.piece_count,
@@ -141,7 +183,7 @@ impl Metainfo {
             single_file: parsed.single_file,
             private: parsed.private,
             source: parsed.source,
-            hybrid: parsed.hybrid,
+            version: parsed.version,
             announce: top.announce,
             announce_list: top.announce_list,
             url_list: top.url_list,
@@ -152,7 +194,7 @@ impl Metainfo {
     }
 
     /// The torrent as a `.torrent` file: its exact `info` dictionary (so the info-hash is the
-    /// same), trackers, web seeds and descriptive fields.
+    /// same), piece layers, trackers, web seeds and descriptive fields.
     pub fn to_torrent_bytes(&self) -> Vec<u8> {
         use crate::bencode::{DictBuilder, Encode, Raw};
         let mut dict = DictBuilder::new();
@@ -176,12 +218,33 @@ impl Metainfo {
         if let Some(created_by) = &self.created_by {
             dict.insert("created by", created_by.as_str());
         }
+        if !self.piece_layers.is_empty() {
+            dict.insert("piece layers", self.piece_layers.to_dict(&self.files));
+        }
         dict.to_bencode()
     }
 
-    /// SHA-1 of the exact bytes of the `info` dictionary as it appears in the file.
+    /// The 20-byte hash the swarm knows the torrent by, in handshakes, trackers and the DHT:
+    /// the SHA-1 of the exact bytes of the `info` dictionary, or for a v2-only torrent its
+    /// SHA-256 truncated.
     pub fn info_hash(&self) -> InfoHash {
         self.info_hash
+    }
+
+    /// The torrent's v1 and v2 info-hashes, as its version has them.
+    pub fn info_hashes(&self) -> InfoHashes {
+        self.info_hashes
+    }
+
+    /// Which BitTorrent versions describe the torrent.
+    pub fn meta_version(&self) -> MetaVersion {
+        self.version
+    }
+
+    /// BEP 52: the piece layer of file `index` (32 bytes per piece of the file), for files
+    /// larger than one piece whose `.torrent` carried it; checked against the file's root.
+    pub fn piece_layer(&self, index: usize) -> Option<&[u8]> {
+        self.piece_layers.get(index)
     }
 
     /// The exact bytes of the `info` dictionary (what BEP 9 peers exchange).
@@ -214,7 +277,7 @@ impl Metainfo {
         u32::try_from(len).ok()
     }
 
-    /// The expected SHA-1 of `piece`.
+    /// The expected SHA-1 of `piece` (`None` for v2-only torrents).
     pub fn piece_hash(&self, piece: PieceIndex) -> Option<&[u8; 20]> {
         let start = usize::try_from(piece).ok()?.checked_mul(20)?;
         self.pieces_bytes().get(start..)?.first_chunk::<20>()
@@ -265,9 +328,9 @@ impl Metainfo {
         self.source.as_deref()
     }
 
-    /// A BEP 52 hybrid torrent, read here as v1 only.
+    /// A BEP 52 hybrid torrent (v1 and v2 in one).
     pub fn is_hybrid(&self) -> bool {
-        self.hybrid
+        self.version == MetaVersion::Hybrid
     }
 
     /// The `announce` URL.
@@ -318,24 +381,18 @@ struct ParsedInfo {
     name: String,
     piece_length: u32,
     piece_count: u32,
-    /// Span of the hash bytes in the whole input.
+    /// Where the v1 hash bytes are in the info dictionary (empty for v2-only torrents).
     pieces: Range<usize>,
     total_length: u64,
     files: Vec<FileEntry>,
     single_file: bool,
     private: bool,
     source: Option<String>,
-    hybrid: bool,
+    version: MetaVersion,
 }
 
 fn invalid(field: &'static str, reason: &'static str) -> MetainfoError {
     MetainfoError::InvalidField { field, reason }
-}
-
-fn lossy(value: Value<'_>) -> Option<String> {
-    value
-        .as_bytes()
-        .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
 }
 
 /// Prefers the `.utf-8` variant of a string field when present and valid, as libtorrent does.
@@ -349,7 +406,10 @@ fn text(
     }
     match plain {
         None => Ok(None),
-        Some(value) => lossy(value).map(Some).ok_or(invalid(field, "not a string")),
+        Some(value) => value
+            .to_string_lossy()
+            .map(Some)
+            .ok_or(invalid(field, "not a string")),
     }
 }
 
@@ -394,6 +454,7 @@ fn parse_info(info: Dict<'_>, limits: &Limits) -> Result<ParsedInfo, MetainfoErr
     let (mut name, mut name_utf8, mut piece_length, mut pieces) = (None, None, None, None);
     let (mut length, mut files, mut private, mut source, mut meta_version) =
         (None, None, false, None, None);
+    let mut file_tree = None;
     for (key, value) in info {
         match key {
             b"name" => name = Some(value),
@@ -403,20 +464,18 @@ fn parse_info(info: Dict<'_>, limits: &Limits) -> Result<ParsedInfo, MetainfoErr
             b"length" => length = Some(value),
             b"files" => files = Some(value),
             b"private" => private = value.as_int() == Some(1),
-            b"source" => source = lossy(value),
+            b"source" => source = value.to_string_lossy(),
             b"meta version" => meta_version = Some(value),
+            b"file tree" => file_tree = Some(value),
             _ => {}
         }
     }
 
-    let hybrid = match meta_version.map(|v| v.as_int()) {
-        None | Some(Some(1)) => false,
-        Some(Some(2)) if pieces.is_some() => true,
-        Some(Some(2)) => {
-            return Err(MetainfoError::Unsupported(
-                "BitTorrent v2 (BEP 52) torrent without v1 pieces",
-            ));
-        }
+    // BEP 52: `meta version` 2 with v1 `pieces` beside the file tree is a hybrid torrent.
+    let version = match meta_version.map(|v| v.as_int()) {
+        None | Some(Some(1)) => MetaVersion::V1,
+        Some(Some(2)) if pieces.is_some() => MetaVersion::Hybrid,
+        Some(Some(2)) => MetaVersion::V2,
         Some(_) => return Err(MetainfoError::Unsupported("unknown `meta version`")),
     };
 
@@ -425,22 +484,28 @@ fn parse_info(info: Dict<'_>, limits: &Limits) -> Result<ParsedInfo, MetainfoErr
     let piece_length = piece_length
         .as_int()
         .ok_or(invalid("piece length", "not an integer"))?;
-    let piece_length = check_piece_length(piece_length)?;
+    let piece_length = check_piece_length(piece_length, version)?;
 
-    let (files, single_file) = match (length, files) {
-        (Some(length), None) => {
-            check_component(&name, &|| name.clone())?;
-            let length = file_length(length)?;
-            let entry = FileEntry {
-                components: vec![name.clone()],
-                length,
-                offset: 0,
-                attributes: FileAttributes::default(),
-            };
-            (vec![entry], true)
+    let tree = || {
+        let tree = file_tree.ok_or(MetainfoError::MissingField("file tree"))?;
+        parse_file_tree(tree, limits)
+    };
+    let (files, single_file) = match version {
+        MetaVersion::V1 => v1_files(&name, length, files, limits)?,
+        MetaVersion::V2 => {
+            let tree = tree()?;
+            let single_file = v2_layout::is_single_file(&tree);
+            if !single_file {
+                check_component(&name, &|| name.clone())?;
+            }
+            let files = v2_layout::v2_files(&name, tree, single_file, piece_length)?;
+            (files, single_file)
         }
-        (None, Some(files)) => (parse_files(&name, files, limits)?, false),
-        _ => return Err(MetainfoError::AmbiguousLayout),
+        MetaVersion::Hybrid => {
+            let (mut files, single_file) = v1_files(&name, length, files, limits)?;
+            v2_layout::attach_tree(&mut files, tree()?, single_file, piece_length)?;
+            (files, single_file)
+        }
     };
     let total_length = files
         .last()
@@ -461,149 +526,44 @@ fn parse_info(info: Dict<'_>, limits: &Limits) -> Result<ParsedInfo, MetainfoErr
     let piece_count = total_length.div_ceil(u64::from(piece_length));
     let piece_count =
         u32::try_from(piece_count).map_err(|_| MetainfoError::TooManyPieces(piece_count))?;
-    let pieces = pieces.ok_or(MetainfoError::MissingField("pieces"))?;
-    let hashes = pieces.as_bytes().ok_or(invalid("pieces", "not a string"))?;
-    let expected = u64::from(piece_count) * 20;
-    if hashes.len() as u64 != expected {
-        return Err(MetainfoError::PiecesLengthMismatch {
-            expected,
-            actual: hashes.len() as u64,
-        });
-    }
-    let span = pieces.span();
+    let info_start = info.as_value().span().start;
+    let pieces = match version {
+        MetaVersion::V2 => 0..0,
+        MetaVersion::V1 | MetaVersion::Hybrid => {
+            let pieces = pieces.ok_or(MetainfoError::MissingField("pieces"))?;
+            let hashes = pieces.as_bytes().ok_or(invalid("pieces", "not a string"))?;
+            let expected = u64::from(piece_count) * 20;
+            if hashes.len() as u64 != expected {
+                return Err(MetainfoError::PiecesLengthMismatch {
+                    expected,
+                    actual: hashes.len() as u64,
+                });
+            }
+            let end = pieces.span().end - info_start;
+            end - hashes.len()..end
+        }
+    };
     Ok(ParsedInfo {
         name,
         piece_length,
         piece_count,
-        pieces: span.end - hashes.len()..span.end,
+        pieces,
         total_length,
         files,
         single_file,
         private,
         source,
-        hybrid,
+        version,
     })
 }
 
-fn check_piece_length(length: i64) -> Result<u32, MetainfoError> {
+/// v1 accepts any multiple of 16 KiB or power of two; BEP 52 requires a power of two of at least
+/// 16 KiB.
+fn check_piece_length(length: i64, version: MetaVersion) -> Result<u32, MetainfoError> {
     let valid = u32::try_from(length).ok().filter(|&l| {
-        l > 0 && l <= MAX_PIECE_LENGTH && (l.is_power_of_two() || l % (16 * 1024) == 0)
+        let v1 = l.is_power_of_two() || l % (16 * 1024) == 0;
+        let v2 = l.is_power_of_two() && l >= 16 * 1024;
+        l > 0 && l <= MAX_PIECE_LENGTH && if version.has_v2() { v2 } else { v1 }
     });
     valid.ok_or(MetainfoError::InvalidPieceLength(length))
-}
-
-fn file_length(value: Value<'_>) -> Result<u64, MetainfoError> {
-    let length = value.as_int().ok_or(invalid("length", "not an integer"))?;
-    u64::try_from(length).map_err(|_| invalid("length", "negative"))
-}
-
-fn parse_files(
-    name: &str,
-    files: Value<'_>,
-    limits: &Limits,
-) -> Result<Vec<FileEntry>, MetainfoError> {
-    let list = files.as_list().ok_or(invalid("files", "not a list"))?;
-    check_component(name, &|| name.to_string())?;
-    let mut entries = Vec::new();
-    let mut offset = 0u64;
-    for (index, file) in list.iter().enumerate() {
-        if index == limits.max_files {
-            return Err(MetainfoError::TooManyFiles {
-                count: list.len(),
-                limit: limits.max_files,
-            });
-        }
-        let file = file
-            .as_dict()
-            .ok_or(invalid("files", "entry is not a dictionary"))?;
-        let (mut length, mut path, mut path_utf8, mut attr) = (None, None, None, None);
-        for (key, value) in file {
-            match key {
-                b"length" => length = Some(value),
-                b"path" => path = Some(value),
-                b"path.utf-8" => path_utf8 = Some(value),
-                b"attr" => attr = value.as_bytes(),
-                _ => {}
-            }
-        }
-        let length = file_length(length.ok_or(MetainfoError::MissingField("length"))?)?;
-        let mut components = vec![name.to_string()];
-        let utf8 = path_utf8.and_then(|p| utf8_components(p));
-        match utf8 {
-            Some(list) => components.extend(list),
-            None => {
-                let path = path.ok_or(MetainfoError::MissingField("path"))?;
-                let path = path.as_list().ok_or(invalid("path", "not a list"))?;
-                for component in path {
-                    components.push(
-                        lossy(component).ok_or(invalid("path", "component is not a string"))?,
-                    );
-                }
-            }
-        }
-        check_path(&components, limits)?;
-        let entry = FileEntry {
-            components,
-            length,
-            offset,
-            attributes: attr.map(FileAttributes::parse).unwrap_or_default(),
-        };
-        offset = offset
-            .checked_add(length)
-            .ok_or(MetainfoError::LengthOverflow)?;
-        entries.push(entry);
-    }
-    if entries.is_empty() {
-        return Err(invalid("files", "empty list"));
-    }
-    check_conflicts(&entries)?;
-    Ok(entries)
-}
-
-fn utf8_components(path: Value<'_>) -> Option<Vec<String>> {
-    path.as_list()?
-        .iter()
-        .map(|c| c.as_str().map(String::from))
-        .collect()
-}
-
-fn check_path(components: &[String], limits: &Limits) -> Result<(), MetainfoError> {
-    let whole = || components.join("/");
-    if components.len() < 2 {
-        return Err(MetainfoError::UnsafePath {
-            path: whole(),
-            reason: "empty path",
-        });
-    }
-    if components.len() > limits.max_path_components {
-        return Err(MetainfoError::UnsafePath {
-            path: whole(),
-            reason: "too many path components",
-        });
-    }
-    for component in &components[1..] {
-        check_component(component, &whole)?;
-    }
-    Ok(())
-}
-
-/// Rejects two files with one path, and a file whose path another file uses as a directory.
-/// Padding files are exempt: BEP 47 torrents repeat names such as `.pad/16384`, and they are
-/// never written.
-fn check_conflicts(files: &[FileEntry]) -> Result<(), MetainfoError> {
-    let mut paths: Vec<&[String]> = files
-        .iter()
-        .filter(|f| !f.is_padding())
-        .map(|f| f.components.as_slice())
-        .collect();
-    // Creators list files sorted, so the sort is usually skipped.
-    if !paths.is_sorted() {
-        paths.sort_unstable();
-    }
-    for pair in paths.windows(2) {
-        if pair[1].starts_with(pair[0]) {
-            return Err(MetainfoError::ConflictingPaths(pair[1].join("/")));
-        }
-    }
-    Ok(())
 }

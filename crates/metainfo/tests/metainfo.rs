@@ -135,14 +135,6 @@ fn utf8_variants_are_preferred() {
     assert_eq!(parsed.files()[0].components(), ["new", "good"]);
 }
 
-#[test]
-fn hybrid_torrents_read_as_v1() {
-    let info = single_info("9:file treede12:meta versioni2e");
-    let parsed = Metainfo::from_bytes(&wrap(info.as_bytes(), &[])).unwrap();
-    assert!(parsed.is_hybrid());
-    assert_eq!(parsed.piece_count(), 3);
-}
-
 proptest! {
     /// For any layout, each piece's slices are contiguous, lie inside their files and add up to the
     /// piece, and all pieces together cover every byte exactly once.

@@ -4,6 +4,11 @@
 //! fills. Nothing is ever read back from disk. Jobs are handed over in one batch per worker per
 //! turn of the disk thread, so a burst of blocks costs a worker one wake-up, not one per block.
 //!
+//! Hybrid torrents (BEP 52) are checked twice: each block's SHA-256 leaf is computed as it
+//! arrives, in any order, and a piece passes only if its SHA-1 matches and its leaves hash to
+//! the piece layer's entry (or the file's root, for a file of one piece), when the torrent
+//! carries the layer.
+//!
 //! Two ways to run:
 //! - **Lanes** (CPUs with AVX-512): one worker hashes up to sixteen pieces at once
 //!   ([`crate::sha1x16`]), one 16 KiB block of each per step. It lets hashable data gather until
@@ -20,7 +25,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cratetorrent_metainfo::{Metainfo, PieceIndex};
+use cratetorrent_metainfo::merkle::{self, Hash};
+use cratetorrent_metainfo::{Metainfo, PieceIndex, V2Piece};
 use cratetorrent_wire::BLOCK_SIZE;
 
 use crate::memory::HeldBlock;
@@ -118,6 +124,7 @@ impl Hashers {
                     Worker {
                         metainfo: &metainfo,
                         report: &**report,
+                        v2: metainfo.meta_version().has_v2(),
                         pieces: HashMap::new(),
                         ready_bytes: 0,
                         gathering_since: None,
@@ -196,10 +203,13 @@ struct PieceHash {
     ready_end: u32,
     /// Blocks past a gap, by offset.
     waiting: BTreeMap<u32, Arc<HeldBlock>>,
+    /// BEP 52: how the piece is checked against its file's tree, and the SHA-256 of each
+    /// 16 KiB block of file data received so far.
+    tree: Option<(V2Piece, Vec<Option<Hash>>)>,
 }
 
 impl PieceHash {
-    fn new(attempt: Attempt) -> Self {
+    fn new(attempt: Attempt, tree: Option<V2Piece>) -> Self {
         Self {
             attempt,
             state: sha1x16::INIT,
@@ -207,7 +217,37 @@ impl PieceHash {
             ready: VecDeque::new(),
             ready_end: 0,
             waiting: BTreeMap::new(),
+            tree: tree.map(|piece| {
+                let blocks = piece.data_len.div_ceil(BLOCK_SIZE) as usize;
+                (piece, vec![None; blocks])
+            }),
         }
+    }
+
+    /// Hashes the file data of the block at `offset` into its leaf (padding has none; a block
+    /// sent again keeps its first leaf, the SHA-1 also taking the first copy).
+    fn add_leaf(&mut self, offset: u32, data: &[u8]) {
+        let Some((piece, leaves)) = &mut self.tree else {
+            return;
+        };
+        let Some(leaf @ None) = leaves.get_mut((offset / BLOCK_SIZE) as usize) else {
+            return;
+        };
+        let len = piece.data_len.saturating_sub(offset).min(data.len() as u32);
+        *leaf = Some(merkle::block_hash(&data[..len as usize]));
+    }
+
+    /// Whether the leaves prove the piece: every one present and hashing to the expected
+    /// node. A piece whose layer the torrent lacks passes on its SHA-1 alone.
+    fn tree_matches(&self) -> bool {
+        let Some((piece, leaves)) = &self.tree else {
+            return true;
+        };
+        let Some(expected) = piece.expected else {
+            return true;
+        };
+        let leaves: Option<Vec<Hash>> = leaves.iter().copied().collect();
+        leaves.is_some_and(|leaves| merkle::root(&leaves, piece.width as usize) == expected)
     }
 
     /// Whether the next ready block can go into a lane (whole 16 KiB: only the torrent's very
@@ -222,6 +262,8 @@ impl PieceHash {
 struct Worker<'a> {
     metainfo: &'a Metainfo,
     report: &'a (dyn Fn(PieceIndex, Attempt, bool) + Send + Sync),
+    /// A hybrid torrent: pieces are checked against the v2 trees too.
+    v2: bool,
     pieces: HashMap<PieceIndex, PieceHash>,
     /// Bytes in `ready` queues, over all pieces.
     ready_bytes: u64,
@@ -318,10 +360,11 @@ impl Worker<'_> {
         {
             self.ready_bytes -= ready_len(&stale);
         }
-        let state = self
-            .pieces
-            .entry(piece)
-            .or_insert_with(|| PieceHash::new(attempt));
+        let (metainfo, v2) = (self.metainfo, self.v2);
+        let state = self.pieces.entry(piece).or_insert_with(|| {
+            PieceHash::new(attempt, v2.then(|| metainfo.v2_piece(piece)).flatten())
+        });
+        state.add_leaf(offset, &block.data);
         if offset > state.ready_end {
             state.waiting.insert(offset, block);
             return;
@@ -464,7 +507,7 @@ impl Worker<'_> {
         (self.report)(
             piece,
             progress.attempt,
-            complete && self.metainfo.piece_hash(piece) == Some(&digest),
+            complete && self.metainfo.piece_hash(piece) == Some(&digest) && progress.tree_matches(),
         );
     }
 }
@@ -522,6 +565,7 @@ mod tests {
         let mut worker = Worker {
             metainfo: &metainfo,
             report: &report,
+            v2: metainfo.meta_version().has_v2(),
             pieces: HashMap::new(),
             ready_bytes: 0,
             gathering_since: None,
@@ -568,6 +612,101 @@ mod tests {
         let mut reports = reports.into_inner().unwrap();
         reports.sort_unstable();
         (reports, steps)
+    }
+
+    /// Feeds `data` to a scalar worker in order; the verdicts by piece.
+    fn verdicts(metainfo: &Metainfo, data: &[u8]) -> Vec<(PieceIndex, bool)> {
+        let reports = Mutex::new(Vec::new());
+        let report = |piece, _attempt, ok| reports.lock().unwrap().push((piece, ok));
+        let gauge = Arc::new(MemoryGauge::new(u64::MAX, Box::new(|| {})));
+        let mut worker = Worker {
+            metainfo,
+            report: &report,
+            v2: metainfo.meta_version().has_v2(),
+            pieces: HashMap::new(),
+            ready_bytes: 0,
+            gathering_since: None,
+            lanes: false,
+            budget: 1 << 20,
+            lane_steps: 0,
+            scalar_pieces: 0,
+        };
+        let piece_length = metainfo.piece_length() as usize;
+        let mut batch: Vec<HashJob> = (0..data.len())
+            .step_by(BLOCK_SIZE as usize)
+            .map(|at| {
+                let end = (at + BLOCK_SIZE as usize).min(data.len());
+                let (block, _) = HeldBlock::new(data[at..end].to_vec().into(), gauge.clone());
+                HashJob::Block {
+                    attempt: 0,
+                    piece: (at / piece_length) as PieceIndex,
+                    offset: (at % piece_length) as u32,
+                    block,
+                }
+            })
+            .collect();
+        batch.push(HashJob::Drain);
+        worker.absorb(batch);
+        worker.hash(true);
+        drop(worker);
+        let mut reports = reports.into_inner().unwrap();
+        reports.sort_unstable();
+        reports
+    }
+
+    /// A hybrid torrent whose v1 hashes describe `v1_data` and whose v2 tree and layers
+    /// describe `v2_data` (same length): what a hostile or broken creator can publish.
+    fn mixed_hybrid(v1_data: &[u8], v2_data: &[u8], piece_length: u32) -> Metainfo {
+        use cratetorrent_metainfo::bencode::{self, Raw};
+        use cratetorrent_metainfo::{MetaVersion, TorrentBuilder};
+        let dir = tempfile::tempdir().unwrap();
+        let build = |name: &str, data: &[u8]| {
+            let path = dir.path().join(name).join("f.bin");
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, data).unwrap();
+            let bytes = TorrentBuilder::new(&path)
+                .meta_version(MetaVersion::Hybrid)
+                .piece_length(piece_length)
+                .build()
+                .unwrap();
+            Metainfo::from_bytes(&bytes).unwrap()
+        };
+        let (one, two) = (build("one", v1_data), build("two", v2_data));
+        let tree = bencode::decode(two.info_bytes()).unwrap();
+        let tree = tree.as_dict().unwrap().get(b"file tree").unwrap();
+        let mut info = DictBuilder::new();
+        for (key, value) in bencode::decode(one.info_bytes())
+            .unwrap()
+            .as_dict()
+            .unwrap()
+        {
+            info.insert(key, Raw(value.raw()));
+        }
+        info.insert("file tree", Raw(tree.raw()));
+        let two_bytes = two.to_torrent_bytes();
+        let layers = bencode::decode(&two_bytes).unwrap();
+        let layers = layers.as_dict().unwrap().get(b"piece layers").unwrap();
+        let mut torrent = DictBuilder::new();
+        torrent
+            .insert("info", info)
+            .insert("piece layers", Raw(layers.raw()));
+        Metainfo::from_bytes(&torrent.to_bencode()).unwrap()
+    }
+
+    #[test]
+    fn hybrid_pieces_must_match_both_hashes() {
+        let piece_length = 2 * BLOCK_SIZE;
+        let good = payload(3 * piece_length as usize + 1000, 5);
+        let mut other = good.clone();
+        other[40_000] ^= 1; // in piece 1
+        let all_pass = vec![(0, true), (1, true), (2, true), (3, true)];
+        let one_fails = vec![(0, true), (1, false), (2, true), (3, true)];
+        let consistent = mixed_hybrid(&good, &good, piece_length);
+        assert_eq!(verdicts(&consistent, &good), all_pass);
+        // SHA-1 right, merkle wrong; then merkle right, SHA-1 wrong.
+        let mixed = mixed_hybrid(&good, &other, piece_length);
+        assert_eq!(verdicts(&mixed, &good), one_fails);
+        assert_eq!(verdicts(&mixed, &other), one_fails);
     }
 
     proptest::proptest! {

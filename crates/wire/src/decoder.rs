@@ -2,8 +2,9 @@
 
 use bytes::{Buf, BytesMut};
 
+use crate::hash_request::HASH_REQUEST_LEN;
 use crate::message::{Block, id};
-use crate::{BLOCK_SIZE, BlockInfo, Message, WireError};
+use crate::{BLOCK_SIZE, BlockInfo, HashRequest, Message, WireError};
 
 /// The default limit on a message's length: a bitfield for 4,194,304 pieces (a 16 KiB block
 /// with its header, and BEP 9 metadata pieces, are smaller). Nothing legitimate is longer.
@@ -105,6 +106,17 @@ impl Decoder {
             id::REQUEST => Message::Request(block_info(body)),
             id::CANCEL => Message::Cancel(block_info(body)),
             id::REJECT_REQUEST => Message::RejectRequest(block_info(body)),
+            id::HASH_REQUEST => Message::HashRequest(hash_request(body)),
+            id::HASH_REJECT => Message::HashReject(hash_request(body)),
+            id::HASHES => {
+                let request = hash_request(body);
+                let mut frame = buf.split_to(total);
+                frame.advance(5 + HASH_REQUEST_LEN);
+                return Ok(Some(Message::Hashes {
+                    request,
+                    hashes: frame.freeze(),
+                }));
+            }
             id::PIECE => {
                 let (piece, offset) = (u32_at(body, 0), u32_at(body, 4));
                 let mut frame = buf.split_to(total);
@@ -157,6 +169,11 @@ fn check_len(message_id: u8, len: u32) -> Result<(), WireError> {
         id::REQUEST | id::CANCEL | id::REJECT_REQUEST => len == 13,
         id::PIECE => len >= 9,
         id::BITFIELD | id::EXTENDED => len >= 2,
+        id::HASH_REQUEST | id::HASH_REJECT => len as usize == 1 + HASH_REQUEST_LEN,
+        id::HASHES => {
+            let hashes = (len as usize).checked_sub(1 + HASH_REQUEST_LEN);
+            hashes.is_some_and(|bytes| bytes % 32 == 0)
+        }
         _ => true,
     };
     if valid {
@@ -171,6 +188,13 @@ fn check_len(message_id: u8, len: u32) -> Result<(), WireError> {
 
 fn u32_at(body: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]])
+}
+
+/// The request at the front of a body whose length was checked.
+fn hash_request(body: &[u8]) -> HashRequest {
+    let mut fields = [0; HASH_REQUEST_LEN];
+    fields.copy_from_slice(&body[..HASH_REQUEST_LEN]);
+    HashRequest::decode(&fields)
 }
 
 fn block_info(body: &[u8]) -> BlockInfo {

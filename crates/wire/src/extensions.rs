@@ -11,6 +11,10 @@ pub enum Extension {
     Fast,
     /// BEP 10 extension protocol: extended messages and the extended handshake.
     ExtensionProtocol,
+    /// BEP 52: the peer speaks v2 (hash messages) and may answer a v1 handshake of a hybrid
+    /// torrent with the v2 info-hash. libtorrent drops a peer that sets it for a v1-only
+    /// torrent, so set it only for v2 and hybrid torrents.
+    V2,
 }
 
 impl Extension {
@@ -20,13 +24,15 @@ impl Extension {
             Extension::Dht => (7, 0x01),
             Extension::Fast => (7, 0x04),
             Extension::ExtensionProtocol => (5, 0x10),
+            Extension::V2 => (7, 0x10),
         }
     }
 
-    const ALL: [Extension; 3] = [
+    const ALL: [Extension; 4] = [
         Extension::Dht,
         Extension::Fast,
         Extension::ExtensionProtocol,
+        Extension::V2,
     ];
 }
 

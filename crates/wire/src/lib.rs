@@ -5,9 +5,10 @@
 //! Block payloads are split from the receive buffer without copying, and a `piece` header can be
 //! written on its own ([`encode_piece_header`]) so a block goes out straight from a disk buffer.
 //!
-//! - [`Handshake`] with typed [`Extensions`] (BEP 10, BEP 6, BEP 5; unknown bits kept).
+//! - [`Handshake`] with typed [`Extensions`] (BEP 10, BEP 6, BEP 5, BEP 52; unknown bits kept).
 //! - [`Message`]: every BEP 3 message, `port`, the BEP 6 fast messages, BEP 10 extended messages,
-//!   and unknown ids as [`Message::Unknown`] rather than an error.
+//!   the BEP 52 hash messages ([`HashRequest`]; hashes zero-copy), and unknown ids as
+//!   [`Message::Unknown`] rather than an error.
 //! - Strict lengths: a message over the limit ([`DEFAULT_MAX_MESSAGE_LEN`]) or with a length
 //!   impossible for its id is an error before anything is buffered for it.
 //! - The BEP 6 allowed-fast set ([`allowed_fast_set`]).
@@ -50,6 +51,7 @@ mod error;
 mod extended;
 mod extensions;
 mod handshake;
+mod hash_request;
 mod message;
 pub mod mse;
 mod peer_id;
@@ -66,6 +68,7 @@ pub use error::WireError;
 pub use extended::{EXTENDED_HANDSHAKE_ID, ExtendedHandshake};
 pub use extensions::{Extension, Extensions};
 pub use handshake::{HANDSHAKE_LEN, Handshake, PROTOCOL};
+pub use hash_request::{HASH_REQUEST_LEN, HashRequest, MAX_HASH_RUN};
 pub use message::{Block, Message, PIECE_HEADER_LEN, encode_piece_header};
 pub use peer_id::{Client, PeerId};
 #[cfg(feature = "tokio-codec")]

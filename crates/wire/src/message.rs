@@ -1,9 +1,11 @@
-//! Peer messages (BEP 3, BEP 5 `port`, BEP 6 fast extension, BEP 10 extended) and their encoding.
+//! Peer messages (BEP 3, BEP 5 `port`, BEP 6 fast extension, BEP 10 extended, BEP 52 hashes)
+//! and their encoding.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use cratetorrent_metainfo::PieceIndex;
 
-use crate::BlockInfo;
+use crate::hash_request::HASH_REQUEST_LEN;
+use crate::{BlockInfo, HashRequest};
 
 /// Message ids on the wire.
 pub(crate) mod id {
@@ -23,6 +25,9 @@ pub(crate) mod id {
     pub(crate) const REJECT_REQUEST: u8 = 16;
     pub(crate) const ALLOWED_FAST: u8 = 17;
     pub(crate) const EXTENDED: u8 = 20;
+    pub(crate) const HASH_REQUEST: u8 = 21;
+    pub(crate) const HASHES: u8 = 22;
+    pub(crate) const HASH_REJECT: u8 = 23;
 }
 
 /// Length of a `piece` message before its data: length prefix, id, piece index and offset.
@@ -93,6 +98,18 @@ pub enum Message {
         /// The payload, zero-copy.
         payload: Bytes,
     },
+    /// BEP 52: asks for hashes of a file's merkle tree (allowed while choked).
+    HashRequest(HashRequest),
+    /// BEP 52: the hashes a request asked for, then the uncle hashes proving them (32 bytes
+    /// each, zero-copy; check the count against the request before use).
+    Hashes {
+        /// What they answer.
+        request: HashRequest,
+        /// The hashes, 32 bytes each.
+        hashes: Bytes,
+    },
+    /// BEP 52: the sender will not serve this hash request.
+    HashReject(HashRequest),
     /// A message id this crate does not know; the caller decides whether to ignore it.
     Unknown {
         /// The message id.
@@ -119,6 +136,8 @@ impl Message {
             Message::Bitfield(bits) => 1 + bits.len(),
             Message::Piece(block) => 9 + block.data.len(),
             Message::Extended { payload, .. } => 2 + payload.len(),
+            Message::HashRequest(_) | Message::HashReject(_) => 1 + HASH_REQUEST_LEN,
+            Message::Hashes { hashes, .. } => 1 + HASH_REQUEST_LEN + hashes.len(),
             Message::Unknown { payload, .. } => 1 + payload.len(),
         }
     }
@@ -166,6 +185,19 @@ impl Message {
                 buf.put_u8(id::EXTENDED);
                 buf.put_u8(*extended);
                 buf.put_slice(payload);
+            }
+            Message::HashRequest(request) => {
+                buf.put_u8(id::HASH_REQUEST);
+                request.encode(buf);
+            }
+            Message::Hashes { request, hashes } => {
+                buf.put_u8(id::HASHES);
+                request.encode(buf);
+                buf.put_slice(hashes);
+            }
+            Message::HashReject(request) => {
+                buf.put_u8(id::HASH_REJECT);
+                request.encode(buf);
             }
             Message::Unknown { id, payload } => {
                 buf.put_u8(*id);

@@ -5,7 +5,7 @@
 use bytes::{Bytes, BytesMut};
 use cratetorrent_wire::{
     BLOCK_SIZE, Block, BlockInfo, DEFAULT_MAX_MESSAGE_LEN, Decoder, Extensions, Handshake,
-    InfoHash, Message, PIECE_HEADER_LEN, PeerId, WireError, encode_piece_header,
+    HashRequest, InfoHash, Message, PIECE_HEADER_LEN, PeerId, WireError, encode_piece_header,
 };
 use proptest::prelude::*;
 
@@ -15,6 +15,18 @@ fn block_info() -> impl Strategy<Value = BlockInfo> {
         offset,
         len,
     })
+}
+
+fn hash_request() -> impl Strategy<Value = HashRequest> {
+    (any::<[u8; 32]>(), any::<[u32; 4]>()).prop_map(
+        |(pieces_root, [base_layer, index, length, proof_layers])| HashRequest {
+            pieces_root,
+            base_layer,
+            index,
+            length,
+            proof_layers,
+        },
+    )
 }
 
 fn payload(max: usize) -> impl Strategy<Value = Bytes> {
@@ -48,7 +60,13 @@ fn message() -> impl Strategy<Value = Message> {
             })
         }),
         (any::<u8>(), payload(300)).prop_map(|(id, payload)| Message::Extended { id, payload }),
-        (prop_oneof![10u8..13, 18u8..20, 21u8..=255], payload(40))
+        hash_request().prop_map(Message::HashRequest),
+        hash_request().prop_map(Message::HashReject),
+        (hash_request(), 0u8..20).prop_map(|(request, count)| Message::Hashes {
+            request,
+            hashes: Bytes::from(vec![count; usize::from(count) * 32]),
+        }),
+        (prop_oneof![10u8..13, 18u8..20, 24u8..=255], payload(40))
             .prop_map(|(id, payload)| Message::Unknown { id, payload }),
     ]
 }
@@ -201,6 +219,22 @@ fn malformed_input_gets_specific_errors() {
         (
             b"\0\0\0\x06\x11",
             WireError::InvalidLength { id: 17, len: 6 },
+        ),
+        (
+            b"\0\0\0\x30\x15",
+            WireError::InvalidLength { id: 21, len: 48 },
+        ),
+        (
+            b"\0\0\0\x32\x17",
+            WireError::InvalidLength { id: 23, len: 50 },
+        ),
+        (
+            b"\0\0\0\x50\x16",
+            WireError::InvalidLength { id: 22, len: 80 },
+        ),
+        (
+            b"\0\0\0\x30\x16",
+            WireError::InvalidLength { id: 22, len: 48 },
         ),
     ];
     for (input, expected) in cases {

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
-use cratetorrent_metainfo::{Limits, Metainfo};
+use cratetorrent_metainfo::{Limits, Metainfo, MetainfoError};
 use cratetorrent_wire::{
     Bitfield, EXTENDED_HANDSHAKE_ID, ExtendedHandshake, Extension, Geometry, Message,
     MetadataMessage,
@@ -162,7 +162,13 @@ impl Core {
         };
         self.fetch = None;
         let limits = Limits::default();
-        let metainfo = match Metainfo::from_info(info, magnet.trackers, magnet.web_seeds, &limits) {
+        let parsed = Metainfo::from_info(info, magnet.trackers, magnet.web_seeds, &limits)
+            .and_then(|metainfo| match metainfo.meta_version().has_v1() {
+                true => Ok(metainfo),
+                // Its SHA-1 matched a `btih`, but it has no v1 piece hashes to check pieces by.
+                false => Err(MetainfoError::Unsupported(crate::error::V2_ONLY)),
+            });
+        let metainfo = match parsed {
             Ok(metainfo) => metainfo,
             Err(error) => {
                 // It is what the info-hash names: no peer can give a better one.

@@ -273,6 +273,9 @@ impl Core {
         }
         match message {
             Message::KeepAlive | Message::Unknown { .. } => {}
+            // BEP 52 hash messages: this engine does not announce v2 (hybrids download as v1),
+            // so a peer has no reason to send them; they are ignored until v2 downloads land.
+            Message::HashRequest(_) | Message::Hashes { .. } | Message::HashReject(_) => {}
             Message::Port(port) => {
                 // The first one only: a peer repeating it cannot make us flood its node.
                 let dht = peer.extensions.contains(Extension::Dht);

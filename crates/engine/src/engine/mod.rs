@@ -274,6 +274,13 @@ impl Engine {
             self.shared.alerts.post(Alert::TorrentError { id, error });
             return;
         };
+        if let TorrentSource::Metainfo(metainfo) = &params.source
+            && !metainfo.meta_version().has_v1()
+        {
+            let error = TorrentError::Unsupported(crate::error::V2_ONLY);
+            self.shared.alerts.post(Alert::TorrentError { id, error });
+            return;
+        }
         // A magnet link's root is known with its metadata, and taken then.
         let root = match &params.source {
             TorrentSource::Metainfo(metainfo) => Some(root_of(metainfo)),

@@ -90,6 +90,12 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// The string's bytes as text, invalid UTF-8 replaced (old torrents use other encodings).
+    pub(crate) fn to_string_lossy(self) -> Option<String> {
+        self.as_bytes()
+            .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+    }
+
     /// The exact encoded bytes of this value, as they appear in the input.
     pub fn raw(&self) -> &'a [u8] {
         &self.input[self.start..self.end]
@@ -321,7 +327,7 @@ fn string_header(input: &[u8], pos: usize) -> (usize, usize) {
     (len, at)
 }
 
-fn string_contents(input: &[u8], start: usize, end: usize) -> &[u8] {
+pub(crate) fn string_contents(input: &[u8], start: usize, end: usize) -> &[u8] {
     let (_, colon) = string_header(input, start);
     &input[colon + 1..end]
 }
