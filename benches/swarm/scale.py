@@ -167,8 +167,8 @@ def part_connections(args, results):
     torrent = os.path.join(args.work, "one.torrent")
     if not os.path.exists(torrent):
         sw.write_random(payload, ONE_SIZE)
-        subprocess.run([args.cratetorrent, "create", payload, "--piece-size", "256K", "-o",
-                        torrent, "-q"], check=True)
+        subprocess.run([args.cratetorrent, "create", payload, "--piece-size", "256K", "--v1",
+                        "-o", torrent, "-q"], check=True)
     for engine in ("libtorrent", "cratetorrent"):
         sw.note(f"connections: {engine} seeding to {LOAD_CONNECTIONS}")
         proc, addr, _ = start_seeder(engine, args, [torrent], directory,
@@ -201,8 +201,8 @@ def part_pieces(args, results):
         with open(payload, "wb") as f:
             f.truncate(MILLION * BLOCK)
         sw.note("pieces: hashing 1,000,000 pieces for the torrent")
-        subprocess.run([args.cratetorrent, "create", payload, "--piece-size", "16K", "-o",
-                        torrent, "-q"], check=True)
+        subprocess.run([args.cratetorrent, "create", payload, "--piece-size", "16K", "--v1",
+                        "-o", torrent, "-q"], check=True)
     out_dir = os.path.join(args.work, "million-out")
     for engine in ("libtorrent", "cratetorrent"):
         sw.note(f"pieces: {engine} → {engine}, 1,000,000 pieces")
