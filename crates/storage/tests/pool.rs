@@ -129,6 +129,11 @@ fn torrents_share_one_disk_thread_and_keep_their_own_files() {
         }
         drop(pool);
         drop(shared);
+        // The thread ends once it has seen the last handle go; it may take a moment to exit.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while disk_threads() != before && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert_eq!(disk_threads(), before, "{backend:?}: the thread ended");
     }
 }
