@@ -238,7 +238,8 @@ impl PieceHash {
     }
 
     /// Whether the leaves prove the piece: every one present and hashing to the expected
-    /// node. A piece whose layer the torrent lacks passes on its SHA-1 alone.
+    /// node. A piece with no tree to check (v1, or a hybrid whose layer the torrent lacks)
+    /// passes on its SHA-1 alone.
     fn tree_matches(&self) -> bool {
         let Some((piece, leaves)) = &self.tree else {
             return true;
@@ -362,7 +363,9 @@ impl Worker<'_> {
         }
         let (metainfo, v2) = (self.metainfo, self.v2);
         let state = self.pieces.entry(piece).or_insert_with(|| {
-            PieceHash::new(attempt, v2.then(|| metainfo.v2_piece(piece)).flatten())
+            // Without the layer there is nothing to check the leaves against: no SHA-256.
+            let tree = v2.then(|| metainfo.v2_piece(piece)).flatten();
+            PieceHash::new(attempt, tree.filter(|t| t.expected.is_some()))
         });
         state.add_leaf(offset, &block.data);
         if offset > state.ready_end {

@@ -15,7 +15,7 @@ pub(super) fn file_tree(
     single_file_name: Option<&String>,
 ) -> Result<OwnedValue, CreateError> {
     let mut top = BTreeMap::new();
-    for (index, file) in layout.iter().enumerate().filter(|(_, f)| !f.pad) {
+    'files: for (index, file) in layout.iter().enumerate().filter(|(_, f)| !f.pad) {
         let mut leaf = BTreeMap::new();
         if let Some(attr) = attr(file) {
             leaf.insert(b"attr".to_vec(), OwnedValue::from(attr));
@@ -38,13 +38,10 @@ pub(super) fn file_tree(
                 .or_insert_with(|| OwnedValue::Dict(BTreeMap::new()));
             // A directory is always a dictionary: a file system cannot have a file and a
             // directory under one path.
-            if !matches!(child, OwnedValue::Dict(_)) {
-                *child = OwnedValue::Dict(BTreeMap::new());
-            }
-            node = match child {
-                OwnedValue::Dict(child) => child,
-                _ => unreachable!("made a dictionary above"),
+            let OwnedValue::Dict(child) = child else {
+                continue 'files;
             };
+            node = child;
         }
         node.insert(Vec::new(), OwnedValue::Dict(leaf));
     }
