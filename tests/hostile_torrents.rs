@@ -240,10 +240,18 @@ fn hostile_torrents_get_specific_errors() {
             }),
         ),
         (
-            "v2 only",
+            "v2 with an empty file tree",
             b"d4:infod9:file treede6:lengthi1e12:meta versioni2e4:name1:a12:piece lengthi16384eee"
                 .to_vec(),
-            Box::new(|e| matches!(e, MetainfoError::Unsupported(_))),
+            Box::new(|e| {
+                matches!(
+                    e,
+                    MetainfoError::InvalidField {
+                        field: "file tree",
+                        reason: "no files"
+                    }
+                )
+            }),
         ),
         (
             "unknown meta version",
