@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(python3-libtorrent python3-seccomp transmission-daemon transmission-cli aria2 mktorrent opentracker iproute2 rtorrent)
+packages=(python3-libtorrent python3-seccomp transmission-daemon transmission-cli aria2 mktorrent opentracker iproute2 rtorrent nginx-light)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

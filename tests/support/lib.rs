@@ -2,6 +2,7 @@
 
 pub mod clients;
 pub mod netns;
+pub mod nginx;
 pub mod opentracker;
 pub mod transfers;
 

@@ -231,6 +231,18 @@ pub struct TorrentConf {
     pub download_rate_limit: u64,
     /// Upload limit for this torrent, bytes per second (0 = none).
     pub upload_rate_limit: u64,
+    /// BEP 19: how many of a torrent's web seeds (its `url-list`, or a magnet link's `ws`)
+    /// are used at once; 0 turns web seeds off. Each takes a connection slot while joined.
+    pub max_web_seeds: usize,
+    /// The longest a web seed may take to answer a request, or between two parts of a body
+    /// (libtorrent's `urlseed_timeout`, also 20 s).
+    pub web_seed_timeout: Duration,
+    /// The wait before asking a failed web seed again, doubled for each failure in a row up
+    /// to 16 times as long (libtorrent's `urlseed_wait_retry`, also 30 s).
+    pub web_seed_retry: Duration,
+    /// The most one HTTP request asks of a web seed, bytes: a run of requested blocks that
+    /// follow each other in the torrent, across pieces and files, goes in one request.
+    pub web_seed_fetch_size: u64,
 }
 
 impl Default for TorrentConf {
@@ -272,6 +284,10 @@ impl Default for TorrentConf {
             sequential: false,
             download_rate_limit: 0,
             upload_rate_limit: 0,
+            max_web_seeds: 8,
+            web_seed_timeout: Duration::from_secs(20),
+            web_seed_retry: Duration::from_secs(30),
+            web_seed_fetch_size: 4 << 20,
         }
     }
 }

@@ -80,6 +80,7 @@ mod extensions;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
+mod https;
 mod lsd;
 mod net;
 mod outbox;

@@ -8,23 +8,20 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use cratetorrent_metainfo::{InfoHash, Metainfo};
-use cratetorrent_storage::{
-    Storage, StorageConfig, StorageError, StorageEvent, WriteStatus, save_metadata,
-};
+use cratetorrent_storage::{Storage, StorageConfig, StorageEvent, WriteStatus};
 use cratetorrent_wire::mse::{Cipher, CryptoMethods};
 use cratetorrent_wire::{Handshake, PeerId};
 use tokio::sync::Notify;
 
 use crate::TorrentId;
 use crate::alert::{Alert, AlertSender};
-use crate::blocking::blocking;
 use crate::chunk_pool::ChunkCharge;
-use crate::connection::{self, HandshakeError, MAX_FRAMES_PER_WRITE, PeerHost};
+use crate::connection::{self, MAX_FRAMES_PER_WRITE, PeerHost};
 use crate::core::{Action, AnnounceState, Command, Core, Handled, Input, PeerKey};
 use crate::dht_node::DhtNode;
 use crate::encryption::{Encryption, Offer};
@@ -36,6 +33,12 @@ use crate::session::Session;
 use crate::tracker::announcer::{self, Clients, Signals, Swarm};
 use crate::transport::{Dialer, Transport};
 use crate::utp_socket::UtpSocket;
+
+mod tasks;
+mod web_seeds;
+
+pub(crate) use tasks::open_files;
+use tasks::{dial, open_storage, storage_loop, timer_loop};
 
 /// Engine-wide state shared by all torrents on the network thread.
 pub(crate) struct Shared {
@@ -66,6 +69,9 @@ pub(crate) struct Shared {
     /// The transports peer connections use, and the uTP socket once the UDP port is bound.
     pub(crate) transport: Transport,
     pub(crate) utp: OnceCell<Rc<UtpSocket>>,
+    /// The HTTP(S) client web seeds share, made when the first one starts (`None`: it could
+    /// not be set up, and the error was logged).
+    pub(crate) web_seed_client: OnceCell<Option<crate::https::HttpsClient>>,
 }
 
 /// An open storage with its event channel and the doorbell that rings when events wait.
@@ -116,7 +122,8 @@ impl Shared {
 }
 
 struct Conn {
-    stream: Rc<PeerStream>,
+    /// `None` for a web seed (its task talks HTTP, see `web_seed`).
+    stream: Option<Rc<PeerStream>>,
     writer: Rc<Notify>,
 }
 
@@ -143,6 +150,8 @@ pub(crate) struct Torrent {
     span: tracing::Span,
     tracker_signals: Rc<Signals>,
     announcers: RefCell<Vec<tokio::task::JoinHandle<()>>>,
+    /// Rung when web seeds may find the torrent's needs changed (see `web_seeds.rs`).
+    web_seed_bell: Notify,
 }
 
 impl Torrent {
@@ -170,6 +179,7 @@ impl Torrent {
             shared,
             tracker_signals: Rc::default(),
             announcers: RefCell::new(Vec::new()),
+            web_seed_bell: Notify::new(),
         });
         tokio::task::spawn_local(tracing::Instrument::instrument(
             timer_loop(torrent.clone()),
@@ -198,6 +208,8 @@ impl Torrent {
     /// A user command.
     pub(crate) fn command(self: &Rc<Self>, command: Command) {
         let _ = self.handle(Input::Command(command));
+        // Resumed, or other files wanted: web seeds waiting may have work.
+        self.web_seed_bell.notify_waiters();
     }
 
     /// Runs `f` on the core, then performs the actions and posts the alerts it queued.
@@ -301,7 +313,12 @@ impl Torrent {
             }
             Action::Disconnect(key) => {
                 if let Some(conn) = self.conns.borrow().get(&key) {
-                    let _ = conn.stream.shutdown();
+                    match &conn.stream {
+                        Some(stream) => {
+                            let _ = stream.shutdown();
+                        }
+                        None => conn.writer.notify_one(),
+                    }
                 }
             }
             Action::Connect(addr) => self.shared.dial(self, addr),
@@ -336,6 +353,7 @@ impl Torrent {
             storage_loop(self.clone(), events, wake),
             self.span(),
         ));
+        web_seeds::start(self);
     }
 
     /// A handshaken connection for this torrent: register it and start its tasks.
@@ -382,7 +400,7 @@ impl Torrent {
         self.conns.borrow_mut().insert(
             key,
             Conn {
-                stream: stream.clone(),
+                stream: Some(stream.clone()),
                 writer: writer.clone(),
             },
         );
@@ -428,6 +446,7 @@ impl Torrent {
         self.tracker_signals.stop();
         self.command(Command::Pause);
         self.disk_ready.notify_waiters();
+        self.web_seed_bell.notify_waiters();
         // Wait (bounded) for the readers to unregister their peers.
         let deadline = tokio::time::sleep(Duration::from_secs(5));
         tokio::pin!(deadline);
@@ -593,151 +612,5 @@ impl Swarm for Torrent {
 
     fn span(&self) -> tracing::Span {
         self.span.clone()
-    }
-}
-
-async fn dial(torrent: Rc<Torrent>, addr: SocketAddr) {
-    if !torrent.is_closed() {
-        let (info_hash, our_id) = (torrent.info_hash, torrent.shared.our_id);
-        let span = tracing::debug_span!(parent: &torrent.span(), "dial", %addr);
-        let (dialer, dht) = (
-            torrent.shared.dialer(),
-            torrent.shared.dht_port.get().is_some(),
-        );
-        let policy = torrent.shared.encryption;
-        let offer = policy.dials_encrypted().then(|| torrent.shared.offer());
-        let timeout = torrent.connect_timeout;
-        let attempt = async {
-            let first =
-                connection::connect(addr, &dialer, info_hash, our_id, dht, timeout, offer).await;
-            match first {
-                // A peer that reached us but not through an encrypted handshake gets a plain
-                // one on a new connection, as libtorrent's `pe_enabled` does.
-                Err(error)
-                    if offer.is_some()
-                        && policy == Encryption::Prefer
-                        && !matches!(error, HandshakeError::Connect(_)) =>
-                {
-                    tracing::debug!(%error, "encrypted handshake failed; dialling in the clear");
-                    connection::connect(addr, &dialer, info_hash, our_id, dht, timeout, None).await
-                }
-                other => other,
-            }
-        };
-        match tracing::Instrument::instrument(attempt, span).await {
-            Ok((stream, handshake, buf, cipher)) => {
-                torrent.attach(stream, addr, &handshake, buf, true, cipher)
-            }
-            Err(error) => {
-                tracing::debug!(%addr, %error, "connect failed");
-                let _ = torrent.handle(Input::ConnectFailed(addr));
-            }
-        }
-    }
-    torrent.shared.dial_ended();
-}
-
-/// Opens (and checks) a torrent's files on a blocking thread, with the doorbell its storage
-/// rings when it has events.
-pub(crate) async fn open_files(
-    shared: &Shared,
-    metainfo: Metainfo,
-) -> Option<Result<OpenStorage, StorageError>> {
-    let wake = Arc::new(Notify::new());
-    let (dir, conf, doorbell) = (
-        shared.download_dir.clone(),
-        shared.storage_conf.clone(),
-        wake.clone(),
-    );
-    let _permit = shared.checking.acquire().await.ok()?;
-    let opened =
-        blocking(move || Storage::open(&metainfo, &dir, conf, move || doorbell.notify_one())).await;
-    Some(opened?.map(|(storage, events)| (storage, events, wake)))
-}
-
-/// Opens the storage of a torrent whose metadata came by magnet link, then lets it download.
-async fn open_storage(torrent: Rc<Torrent>, metainfo: Metainfo) {
-    let id = torrent.id;
-    let root = crate::session::root_of(&metainfo);
-    let taken = torrent.shared.session.borrow_mut().take_root(id, root);
-    if let Err(error) = taken {
-        torrent
-            .shared
-            .alerts
-            .post(Alert::TorrentError { id, error });
-        torrent.command(Command::Pause);
-        return;
-    }
-    // Kept for a restart, which then need not fetch it again.
-    let (dir, info_hash, bytes) = (
-        torrent.shared.download_dir.clone(),
-        metainfo.info_hash(),
-        metainfo.to_torrent_bytes(),
-    );
-    if let Some(Err(error)) = blocking(move || save_metadata(&dir, info_hash, &bytes)).await {
-        tracing::warn!(%error, "cannot save the metadata");
-        let error = crate::TorrentError::ResumeSave(error);
-        torrent
-            .shared
-            .alerts
-            .post(Alert::TorrentError { id, error });
-    }
-    match open_files(&torrent.shared, metainfo).await {
-        Some(Ok(opened)) => {
-            if torrent.is_closed() {
-                // Removed or shut down meanwhile: nobody else will close it.
-                let storage = opened.0;
-                let _ = blocking(move || storage.shutdown()).await;
-                return;
-            }
-            let have = opened.0.have().clone();
-            let (pieces_had, piece_count) = (have.count_ones(), have.len());
-            torrent.attach_storage(opened);
-            torrent.shared.alerts.post(Alert::TorrentStarted {
-                id,
-                pieces_had,
-                piece_count,
-            });
-            let _ = torrent.handle(Input::StorageReady(have));
-        }
-        Some(Err(error)) => {
-            let error = crate::TorrentError::Open(error);
-            torrent
-                .shared
-                .alerts
-                .post(Alert::TorrentError { id, error });
-        }
-        None => {}
-    }
-}
-
-/// Gives the core its timeouts when it asks for them.
-async fn timer_loop(torrent: Rc<Torrent>) {
-    loop {
-        let at = torrent.core.borrow().poll_timeout();
-        let at = crate::wake_grid::coalesced(at, Instant::now());
-        tokio::time::sleep_until(at.into()).await;
-        if torrent.is_closed() {
-            return;
-        }
-        let _ = torrent.handle(Input::Timeout);
-    }
-}
-
-async fn storage_loop(torrent: Rc<Torrent>, events: Receiver<StorageEvent>, wake: Arc<Notify>) {
-    loop {
-        loop {
-            match events.try_recv() {
-                Ok(event) => {
-                    let _ = torrent.handle(Input::Storage(event));
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return,
-            }
-        }
-        if torrent.is_closed() {
-            return;
-        }
-        wake.notified().await;
     }
 }

@@ -87,6 +87,11 @@ pub(crate) struct Discovery {
     /// routers).
     #[arg(long, value_name = "HOST:PORT")]
     pub(crate) dht_bootstrap: Vec<String>,
+    /// Do not download from web seeds (BEP 19: HTTP(S) servers holding the files, named by
+    /// the torrent's `url-list` or a magnet link's `ws`; by default up to 8 are used beside
+    /// the peers).
+    #[arg(long)]
+    pub(crate) no_web_seeds: bool,
     /// Message stream encryption of peer connections: `prefer` dials encrypted and falls back
     /// to plain, accepting both; `require` refuses plain connections both ways; `rc4` also
     /// refuses an encrypted handshake's plaintext payload (RC4 only, libtorrent's
@@ -228,6 +233,9 @@ fn engine_conf(args: &SessionArgs) -> Conf {
     conf.torrent.pex = !args.discovery.no_pex;
     conf.lsd = !args.discovery.no_lsd;
     conf.dht.enabled = !args.discovery.no_dht;
+    if args.discovery.no_web_seeds {
+        conf.torrent.max_web_seeds = 0;
+    }
     conf.encryption = match args.discovery.encryption {
         EncryptionArg::Off => Encryption::Off,
         EncryptionArg::Prefer => Encryption::Prefer,

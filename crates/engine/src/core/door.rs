@@ -300,6 +300,12 @@ impl Core {
         self.peers.get(key).is_some_and(|peer| !peer.closing)
     }
 
+    /// Whether a web seed has work here: the storage is open, the torrent runs and downloads,
+    /// and a wanted piece is missing.
+    pub(crate) fn wants_web_seeds(&self) -> bool {
+        self.storage_ready && !self.paused && !self.seed_only && !self.is_finished()
+    }
+
     /// Whether reading from peers waits for the storage (after [`Input::DiskFull`]).
     pub(crate) fn reading_paused(&self) -> bool {
         self.disk_full

@@ -146,6 +146,7 @@ async fn run(
         prefer_rc4: conf.prefer_rc4,
         transport: conf.transport,
         utp: std::cell::OnceCell::new(),
+        web_seed_client: std::cell::OnceCell::new(),
     });
     let engine = Rc::new(Engine {
         conf,

@@ -1,26 +1,20 @@
-//! The HTTP(S) tracker client: hyper 1 on `tokio::net`, rustls with bundled web PKI roots.
+//! The HTTP(S) tracker client, on the shared client of `https.rs`.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::header::{HeaderValue, LOCATION, USER_AGENT};
-use hyper::http::uri::Scheme;
 use hyper::{Request, StatusCode, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::http::{announce_url, parse_announce_response, parse_scrape_response, scrape_url};
 use super::{AnnounceRequest, AnnounceResponse, ScrapeStats, TrackerError};
 use crate::conf::TrackerConf;
+use crate::https::{self, AGENT, HttpsClient, RedirectError, error_chain, redirect_target};
 use cratetorrent_metainfo::InfoHash;
-
-const AGENT: &str = concat!("cratetorrent/", env!("CARGO_PKG_VERSION"));
 
 /// An HTTP and HTTPS tracker client. Cheap to clone (connections are pooled and shared).
 #[derive(Clone)]
 pub struct HttpTracker {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: HttpsClient,
     conf: TrackerConf,
 }
 
@@ -34,21 +28,7 @@ impl HttpTracker {
     /// A client with the timeouts, redirect and size limits of `conf`. Fails only if the TLS
     /// provider cannot be set up.
     pub fn new(conf: &TrackerConf) -> Result<Self, TrackerError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(conf.connect_timeout));
-        http.set_nodelay(true);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| TrackerError::Tls(e.to_string()))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(30))
-            .pool_max_idle_per_host(2)
-            .build(connector);
+        let client = https::client(conf.connect_timeout, 2).map_err(TrackerError::Tls)?;
         Ok(Self {
             client,
             conf: conf.clone(),
@@ -110,7 +90,12 @@ impl HttpTracker {
                 .map_err(|e| TrackerError::Http(error_chain(&e)))?;
             let status = response.status();
             if status.is_redirection() {
-                uri = redirect_target(&uri, response.headers().get(LOCATION))?;
+                uri = redirect_target(&uri, response.headers().get(LOCATION)).map_err(|error| {
+                    match error {
+                        RedirectError::NoLocation => TrackerError::BadRedirect,
+                        RedirectError::Insecure(to) => TrackerError::InsecureRedirect(to),
+                    }
+                })?;
                 continue;
             }
             if status != StatusCode::OK {
@@ -133,81 +118,10 @@ impl HttpTracker {
     }
 }
 
-/// Resolves a `Location` header (absolute, or an absolute path on the same host). An HTTPS
-/// request may only be redirected to HTTPS.
-fn redirect_target(base: &Uri, location: Option<&HeaderValue>) -> Result<Uri, TrackerError> {
-    let location = location
-        .and_then(|l| l.to_str().ok())
-        .ok_or(TrackerError::BadRedirect)?;
-    let target: Uri = if location.starts_with('/') && !location.starts_with("//") {
-        let (scheme, authority) = (
-            base.scheme_str().unwrap_or("http"),
-            base.authority().map_or("", |a| a.as_str()),
-        );
-        format!("{scheme}://{authority}{location}")
-            .parse()
-            .map_err(|_| TrackerError::BadRedirect)?
-    } else {
-        location.parse().map_err(|_| TrackerError::BadRedirect)?
-    };
-    if base.scheme() == Some(&Scheme::HTTPS) && target.scheme() != Some(&Scheme::HTTPS) {
-        return Err(TrackerError::InsecureRedirect(target.to_string()));
-    }
-    Ok(target)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn redirects_resolve_against_the_request() {
-        let base: Uri = "http://t.example:8080/announce?x=1".parse().unwrap();
-        let to = |l: &'static str| redirect_target(&base, Some(&HeaderValue::from_static(l)));
-        assert_eq!(
-            to("/other?y").unwrap().to_string(),
-            "http://t.example:8080/other?y"
-        );
-        assert_eq!(
-            to("https://b.example/a").unwrap().to_string(),
-            "https://b.example/a"
-        );
-        assert!(redirect_target(&base, None).is_err());
-    }
-
-    #[test]
-    fn https_trackers_cannot_redirect_to_plain_http() {
-        let base: Uri = "https://t.example/announce?passkey=secret".parse().unwrap();
-        let to = |l: &'static str| redirect_target(&base, Some(&HeaderValue::from_static(l)));
-        for downgrade in [
-            "http://t.example/announce",
-            "HTTP://t.example/a",
-            "t.example:80",
-        ] {
-            let result = to(downgrade);
-            assert!(
-                matches!(result, Err(TrackerError::InsecureRedirect(_))),
-                "{downgrade}: {result:?}"
-            );
-        }
-        assert_eq!(
-            to("https://b.example/a").unwrap().to_string(),
-            "https://b.example/a"
-        );
-        assert_eq!(to("/other").unwrap().to_string(), "https://t.example/other");
-    }
 
     #[tokio::test]
     async fn https_goes_through_tls_and_a_plain_server_fails_it() {

@@ -62,22 +62,42 @@ impl WebSeedUrl {
         Some(format!("{}{}", self.base, escape(&path)))
     }
 
-    /// The requests that fetch `len` bytes of the torrent from `offset`: one per file the range
-    /// touches, padding left out (its bytes are zeros, which no server holds).
-    pub(crate) fn ranges(&self, metainfo: &Metainfo, offset: u64, len: u64) -> Vec<FileRange> {
-        metainfo
-            .byte_range_slices(offset, len)
-            .filter(|slice| !metainfo.files()[slice.file_index].is_padding())
-            .filter_map(|slice| {
-                Some(FileRange {
+    /// What fetches `len` bytes of the torrent from `offset`, in order: one range request per
+    /// file the stretch touches, and padding as zeros (which no server holds). `None` when the
+    /// stretch is past the torrent's end.
+    pub(crate) fn segments(
+        &self,
+        metainfo: &Metainfo,
+        offset: u64,
+        len: u64,
+    ) -> Option<Vec<Segment>> {
+        let mut segments = Vec::new();
+        let mut covered = 0;
+        for slice in metainfo.byte_range_slices(offset, len) {
+            covered += slice.len;
+            let file = metainfo.files().get(slice.file_index)?;
+            if file.is_padding() {
+                segments.push(Segment::Zeros(slice.len));
+            } else {
+                segments.push(Segment::File(FileRange {
                     url: self.file_url(metainfo, slice.file_index)?,
                     file_index: slice.file_index,
                     start: slice.offset,
                     len: slice.len,
-                })
-            })
-            .collect()
+                }));
+            }
+        }
+        (covered == len).then_some(segments)
     }
+}
+
+/// One stretch of a fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Segment {
+    /// Bytes the server holds.
+    File(FileRange),
+    /// Padding: this many zero bytes.
+    Zeros(u64),
 }
 
 fn escape(path: &str) -> String {
@@ -122,34 +142,44 @@ mod tests {
             "http://h/files/a%20b%2Bc.iso"
         );
         let exact = WebSeedUrl::new("http://h/x.iso?key=1", &metainfo);
-        let ranges = exact.ranges(&metainfo, 16_384, 30_000);
+        let segments = exact.segments(&metainfo, 16_384, 23_616).unwrap();
         assert_eq!(
-            ranges,
-            [FileRange {
+            segments,
+            [Segment::File(FileRange {
                 url: "http://h/x.iso?key=1".into(),
                 file_index: 0,
                 start: 16_384,
                 len: 23_616,
-            }]
+            })]
+        );
+        assert_eq!(
+            exact.segments(&metainfo, 16_384, 30_000),
+            None,
+            "past the end"
         );
     }
 
     #[test]
-    fn multi_file_ranges_split_at_files_and_skip_padding() {
+    fn multi_file_segments_split_at_files_with_padding_as_zeros() {
         // 1.flac at 0..10,000, padding to 16,384, the second file from there.
         let metainfo = torrent(&[("1.flac", 10_000), ("sub/ünï (2).flac", 30_000)]);
         for base in ["http://h/m", "http://h/m/"] {
             let url = WebSeedUrl::new(base, &metainfo);
-            let ranges = url.ranges(&metainfo, 5_000, 20_000);
-            let got: Vec<_> = ranges
-                .iter()
-                .map(|r| (r.url.as_str(), r.file_index, r.start, r.len))
-                .collect();
+            let segments = url.segments(&metainfo, 5_000, 20_000).unwrap();
+            let file = |url: &str, file_index, start, len| {
+                Segment::File(FileRange {
+                    url: url.into(),
+                    file_index,
+                    start,
+                    len,
+                })
+            };
             assert_eq!(
-                got,
+                segments,
                 [
-                    ("http://h/m/my%20album/1.flac", 0, 5_000, 5_000),
-                    (
+                    file("http://h/m/my%20album/1.flac", 0, 5_000, 5_000),
+                    Segment::Zeros(6_384),
+                    file(
                         "http://h/m/my%20album/sub/%C3%BCn%C3%AF%20(2).flac",
                         2,
                         0,
