@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cratetorrent::prelude::*;
-use cratetorrent_metainfo::TorrentBuilder;
+use cratetorrent_metainfo::{MetaVersion, TorrentBuilder};
 use cratetorrent_tests::clients::{Aria2, LibtorrentLeecher, Rtorrent, Transmission};
 use cratetorrent_tests::{
-    LibtorrentSeeder, libtorrent_create_hybrid, loopback_conf, params, pseudo_random, write_tree,
+    LibtorrentSeeder, libtorrent_create_hybrid, libtorrent_create_v2, loopback_conf, params,
+    pseudo_random, write_tree,
 };
 use tempfile::TempDir;
 
@@ -36,6 +37,31 @@ fn tree() -> Source {
     let dir = tempfile::tempdir().unwrap();
     write_tree(dir.path(), "tree");
     finish_source(dir, "tree".into(), 16 * 1024)
+}
+
+/// The same files as `source`, described by a v2-only torrent from libtorrent's creator.
+fn v2_only(source: Source, piece_length: u32) -> Source {
+    let torrent = source.dir.path().join("v2-only.torrent");
+    let name = source.metainfo.name().to_string();
+    libtorrent_create_v2(&source.dir.path().join(name), &torrent, piece_length);
+    let metainfo = Metainfo::from_bytes(&std::fs::read(&torrent).unwrap()).unwrap();
+    assert_eq!(metainfo.meta_version(), MetaVersion::V2);
+    Source {
+        dir: source.dir,
+        torrent,
+        metainfo,
+    }
+}
+
+/// v2-only sources: one file of an odd size (its last piece padded), and the tree.
+fn v2_sources() -> [Source; 2] {
+    let single = {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "v2.bin".to_string();
+        std::fs::write(dir.path().join(&name), pseudo_random((5 << 20) + 1234, 13)).unwrap();
+        finish_source(dir, name, 256 * 1024)
+    };
+    [v2_only(single, 256 * 1024), v2_only(tree(), 16 * 1024)]
 }
 
 fn finish_source(dir: TempDir, name: String, piece_length: u32) -> Source {
@@ -129,8 +155,35 @@ fn we_seed(source: &Source, peers: Vec<SocketAddr>) -> EngineHandle {
     engine
 }
 
+/// A libtorrent leecher downloads `source` from our engine seeding it; checks the result.
+async fn libtorrent_downloads_from_us(source: &Source) {
+    let seed = we_seed(source, Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let leecher = LibtorrentLeecher::start(&source.torrent, dir.path(), &[seed.listen_addr()]);
+    leecher.wait_done(TIMEOUT);
+    seed.shutdown().await.unwrap();
+    assert_same(source, dir.path());
+}
+
 fn localhost(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn libtorrent_seeds_a_v2_only_torrent_we_download() {
+    for source in v2_sources() {
+        let seeder = LibtorrentSeeder::start(&source.torrent, source.dir.path());
+        we_download(&source, vec![localhost(seeder.port)]).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs reference peers"]
+async fn we_seed_a_v2_only_torrent_libtorrent_downloads() {
+    for source in v2_sources() {
+        libtorrent_downloads_from_us(&source).await;
+    }
 }
 
 #[tokio::test]
@@ -146,12 +199,7 @@ async fn libtorrent_seeds_we_download() {
 #[ignore = "needs reference peers"]
 async fn we_seed_libtorrent_downloads() {
     for source in [single_file(16 << 20), tree()] {
-        let seed = we_seed(&source, Vec::new());
-        let dir = tempfile::tempdir().unwrap();
-        let leecher = LibtorrentLeecher::start(&source.torrent, dir.path(), &[seed.listen_addr()]);
-        leecher.wait_done(TIMEOUT);
-        seed.shutdown().await.unwrap();
-        assert_same(&source, dir.path());
+        libtorrent_downloads_from_us(&source).await;
     }
 }
 

@@ -31,12 +31,6 @@ pub(crate) fn data_dir(torrent: &Metainfo, path: &Path) -> Result<PathBuf> {
 /// Returns whether every piece is present and correct.
 pub(crate) fn run(torrent_path: &str, path: &Path, quiet: bool, as_json: bool) -> Result<bool> {
     let torrent = crate::source::load(torrent_path)?;
-    if !torrent.meta_version().has_v1() {
-        return Err(CliError::new(format!(
-            "{torrent_path}: a v2-only torrent (BEP 52); verifying needs v2 piece checks, which \
-             are not in yet (hybrid torrents are verified by their v1 hashes)"
-        )));
-    }
     let dir = data_dir(&torrent, path)?;
     let bar = crate::progress::HashBar::new("verifying", quiet);
     let total = torrent.total_length();

@@ -94,6 +94,13 @@ fn create_then_info() {
             Some(v2) => assert_eq!(hash, &v2[..40]),
             None => assert_eq!(version, 1),
         }
+        // Each is verified by its own hashes (SHA-1 pieces, or merkle trees).
+        let verified = cratetorrent(&["verify", &out, ".", "-q"], dir.path());
+        assert!(
+            verified.status.success(),
+            "{flag}: {}",
+            text(&verified.stderr)
+        );
     }
     let both = cratetorrent(
         &["create", "share", "--v1", "--v2", "-o", "x.torrent"],

@@ -7,9 +7,10 @@ use cratetorrent_storage::StorageError;
 
 use crate::TorrentId;
 
-/// Why a v2-only torrent is refused, until pieces can be checked against v2 merkle trees.
-pub(crate) const V2_ONLY: &str =
-    "BitTorrent v2-only torrents (BEP 52); hybrid torrents download as v1";
+/// Why a v2-only torrent without its piece layers (a magnet link's, or a `.torrent` lacking
+/// them) is refused, until the layers can be fetched from peers with hash requests.
+pub(crate) const V2_ONLY: &str = "BitTorrent v2-only torrents (BEP 52) without their piece \
+     layers (from magnet links); v2-only .torrent files and hybrid torrents download";
 
 /// What can go wrong when talking to the engine.
 #[derive(Debug, thiserror::Error)]

@@ -196,33 +196,35 @@ async fn a_peer_waiting_on_our_upload_limit_is_not_dropped_as_stalled() {
 }
 
 #[tokio::test]
-async fn a_v2_only_torrent_is_refused_until_v2_pieces_can_be_checked() {
+async fn a_v2_only_torrent_seeds_and_downloads_between_two_engines() {
     use cratetorrent_metainfo::{MetaVersion, Metainfo, TorrentBuilder};
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("v2.bin");
-    std::fs::write(&file, vec![3u8; 40_000]).unwrap();
-    let bytes = TorrentBuilder::new(&file)
+    let src = tempfile::tempdir().unwrap();
+    let files = [
+        ("a.bin", 100_003usize, 3u8),
+        ("sub/b.bin", 7, 5),
+        ("c.bin", 40_000, 9),
+    ];
+    for (path, len, byte) in files {
+        let path = src.path().join("v2set").join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(byte)).collect();
+        std::fs::write(path, data).unwrap();
+    }
+    let bytes = TorrentBuilder::new(src.path().join("v2set"))
         .meta_version(MetaVersion::V2)
+        .piece_length(32 * 1024)
         .build()
         .unwrap();
     let metainfo = Metainfo::from_bytes(&bytes).unwrap();
-    let (engine, mut alerts) = engine::spawn(conf(dir.path())).unwrap();
-    let id = engine
-        .create_torrent(params(&metainfo, Mode::Download { seeds: vec![] }))
-        .unwrap();
-    let alert = wait_for(&mut alerts, TIMEOUT, |a| {
-        matches!(a, Alert::TorrentError { id: i, .. } | Alert::TorrentStarted { id: i, .. } if *i == id)
-    })
-    .await;
-    assert!(
-        matches!(
-            &alert,
-            Alert::TorrentError {
-                error: cratetorrent::TorrentError::Unsupported(_),
-                ..
-            }
-        ),
-        "{alert:?}"
-    );
-    engine.shutdown().await.unwrap();
+    let (seed, _seed_alerts) = engine::spawn(conf(src.path())).unwrap();
+    seed.create_torrent(params(&metainfo, Mode::Seed)).unwrap();
+    let (dir, leech, mut alerts, id) = leecher(&metainfo, vec![seed.listen_addr()]);
+    wait_complete(&mut alerts, id, TIMEOUT).await;
+    for (path, _, _) in files {
+        let want = std::fs::read(src.path().join("v2set").join(path)).unwrap();
+        let got = std::fs::read(dir.path().join("v2set").join(path)).unwrap();
+        assert!(want == got, "{path} differs");
+    }
+    leech.shutdown().await.unwrap();
+    seed.shutdown().await.unwrap();
 }

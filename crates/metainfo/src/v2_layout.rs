@@ -4,8 +4,9 @@
 //! Every non-empty v2 file starts on a piece boundary. The wire protocol numbers pieces as if
 //! the files were concatenated with padding between them, so a v2-only torrent is laid out with
 //! padding files (never stored; zeros) in those gaps, as a hybrid torrent's v1 list has them
-//! explicitly (BEP 47). The last file is not padded: its last piece is short, as every client
-//! agrees.
+//! explicitly (BEP 47). The last file is padded too, as libtorrent (2.0.8) lays a v2 torrent
+//! out: every piece, the last included, is a whole piece on the wire, so both sides agree on
+//! which blocks the last piece has.
 
 use crate::MetainfoError;
 use crate::file_tree::TreeFile;
@@ -17,8 +18,8 @@ pub(crate) fn is_single_file(tree: &[TreeFile]) -> bool {
     matches!(tree, [file] if file.path.len() == 1)
 }
 
-/// The files of a v2-only torrent named `name`, in tree order, with padding before each file
-/// that would otherwise start inside a piece.
+/// The files of a v2-only torrent named `name`, in tree order, each followed by the padding
+/// that takes it to a piece boundary.
 pub(crate) fn v2_files(
     name: &str,
     tree: Vec<TreeFile>,
@@ -26,10 +27,9 @@ pub(crate) fn v2_files(
     piece_length: u32,
 ) -> Result<Vec<FileEntry>, MetainfoError> {
     let piece_length = u64::from(piece_length);
-    let count = tree.len();
-    let mut entries = Vec::with_capacity(count);
+    let mut entries = Vec::with_capacity(2 * tree.len());
     let mut offset = 0u64;
-    for (index, file) in tree.into_iter().enumerate() {
+    for file in tree {
         let components = if single_file {
             file.path
         } else {
@@ -46,9 +46,14 @@ pub(crate) fn v2_files(
             .checked_add(file.length)
             .ok_or(MetainfoError::LengthOverflow)?;
         let gap = (piece_length - offset % piece_length) % piece_length;
-        if gap > 0 && index + 1 < count {
+        if gap > 0 {
+            // Never stored; under the torrent's folder as libtorrent names them.
+            let mut components = vec![".pad".to_string(), gap.to_string()];
+            if !single_file {
+                components.insert(0, name.to_string());
+            }
             entries.push(FileEntry {
-                components: vec![name.to_string(), ".pad".to_string(), gap.to_string()],
+                components,
                 length: gap,
                 offset,
                 attributes: FileAttributes {
@@ -138,13 +143,17 @@ mod tests {
                 ("t/b".into(), 16384, 0, false),
                 ("t/d/c".into(), 16384, 16384, false),
                 ("t/e".into(), 32768, 20000, false),
+                ("t/.pad/12768".into(), 52768, 12768, true),
             ]
         );
         let single = tree(&[("only", 7)]);
         assert!(is_single_file(&single));
         assert_eq!(
             layout(&v2_files("name", single, true, 16384).unwrap()),
-            [("only".into(), 0, 7, false)]
+            [
+                ("only".into(), 0, 7, false),
+                (".pad/16377".into(), 7, 16377, true)
+            ]
         );
     }
 

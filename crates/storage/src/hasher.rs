@@ -206,6 +206,9 @@ struct PieceHash {
     /// BEP 52: how the piece is checked against its file's tree, and the SHA-256 of each
     /// 16 KiB block of file data received so far.
     tree: Option<(V2Piece, Vec<Option<Hash>>)>,
+    /// A v2-only piece (no SHA-1 to compute): which of its blocks, padding included, came.
+    seen: Vec<bool>,
+    seen_bytes: u32,
 }
 
 impl PieceHash {
@@ -221,7 +224,22 @@ impl PieceHash {
                 let blocks = piece.data_len.div_ceil(BLOCK_SIZE) as usize;
                 (piece, vec![None; blocks])
             }),
+            seen: Vec::new(),
+            seen_bytes: 0,
         }
+    }
+
+    /// Counts a block of a v2-only piece once; true when the piece's `len` bytes are all in.
+    fn see(&mut self, offset: u32, data_len: usize, len: u32) -> bool {
+        let index = (offset / BLOCK_SIZE) as usize;
+        if self.seen.is_empty() {
+            self.seen = vec![false; len.div_ceil(BLOCK_SIZE) as usize];
+        }
+        if let Some(seen @ false) = self.seen.get_mut(index) {
+            *seen = true;
+            self.seen_bytes += data_len as u32;
+        }
+        self.seen_bytes >= len
     }
 
     /// Hashes the file data of the block at `offset` into its leaf (padding has none; a block
@@ -239,7 +257,7 @@ impl PieceHash {
 
     /// Whether the leaves prove the piece: every one present and hashing to the expected
     /// node. A piece with no tree to check (v1, or a hybrid whose layer the torrent lacks)
-    /// passes on its SHA-1 alone.
+    /// passes on its SHA-1 alone (a v2-only piece has none: see `v2_only_verdict`).
     fn tree_matches(&self) -> bool {
         let Some((piece, leaves)) = &self.tree else {
             return true;
@@ -362,12 +380,25 @@ impl Worker<'_> {
             self.ready_bytes -= ready_len(&stale);
         }
         let (metainfo, v2) = (self.metainfo, self.v2);
+        let v2_only = !metainfo.meta_version().has_v1();
         let state = self.pieces.entry(piece).or_insert_with(|| {
-            // Without the layer there is nothing to check the leaves against: no SHA-256.
+            // Without the layer there is nothing to check the leaves against: no SHA-256 (and
+            // a v2-only piece then fails).
             let tree = v2.then(|| metainfo.v2_piece(piece)).flatten();
             PieceHash::new(attempt, tree.filter(|t| t.expected.is_some()))
         });
         state.add_leaf(offset, &block.data);
+        if v2_only {
+            // SHA-256 leaves only: the block is not kept for a SHA-1 that does not exist.
+            let len = metainfo.piece_len(piece).unwrap_or(0);
+            if state.see(offset, block.data.len(), len)
+                && let Some(state) = self.pieces.remove(&piece)
+            {
+                let verdict = state.tree.is_some() && state.tree_matches();
+                (self.report)(piece, state.attempt, verdict);
+            }
+            return;
+        }
         if offset > state.ready_end {
             state.waiting.insert(offset, block);
             return;

@@ -5,14 +5,15 @@
 //! read [`CHUNK`] bytes of each at a time (16 × 128 KiB of buffers per thread, whatever the piece
 //! size); otherwise, and for the short last piece, a unit is one piece read whole and hashed
 //! alone. Reads are `pread`s through a small per-thread cache of open files; padding files read
-//! as zeros. Nothing is written.
+//! as zeros. Nothing is written. A v2-only torrent's pieces (BEP 52) have no SHA-1: each is
+//! read whole and its 16 KiB blocks' SHA-256 leaves are checked against its file's tree.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cratetorrent_metainfo::PieceIndex;
+use cratetorrent_metainfo::{PieceIndex, merkle};
 
 use crate::beneath::{Access, Beneath};
 use crate::layout::Layout;
@@ -34,7 +35,8 @@ pub(crate) fn hash_pieces(
 ) -> Vec<PieceIndex> {
     let metainfo = layout.metainfo();
     let full = metainfo.piece_length();
-    let (whole, short): (Vec<PieceIndex>, Vec<PieceIndex>) = if sha1x16::supported() {
+    let v2_only = !metainfo.meta_version().has_v1();
+    let (whole, short): (Vec<PieceIndex>, Vec<PieceIndex>) = if sha1x16::supported() && !v2_only {
         pieces
             .iter()
             .partition(|&&p| metainfo.piece_len(p) == Some(full))
@@ -78,6 +80,25 @@ pub(crate) fn hash_pieces(
     })
 }
 
+/// Whether `data` (the whole piece) hashes to the piece's node in its file's merkle tree.
+fn tree_matches(
+    metainfo: &cratetorrent_metainfo::Metainfo,
+    piece: PieceIndex,
+    data: &[u8],
+) -> bool {
+    let Some(v2) = metainfo.v2_piece(piece) else {
+        return false;
+    };
+    let (Some(expected), Some(file_data)) = (v2.expected, data.get(..v2.data_len as usize)) else {
+        return false;
+    };
+    let leaves: Vec<merkle::Hash> = file_data
+        .chunks(merkle::BLOCK_LEN)
+        .map(merkle::block_hash)
+        .collect();
+    merkle::root(&leaves, v2.width as usize) == expected
+}
+
 struct Checker<'a> {
     layout: &'a Layout,
     root: &'a Beneath,
@@ -92,6 +113,12 @@ impl Checker<'_> {
         let mut buffer = self.buffers.pop().unwrap_or_default();
         buffer.resize(len, 0);
         let ok = self.read(piece, 0, &mut buffer);
+        let metainfo = self.layout.metainfo();
+        if !metainfo.meta_version().has_v1() {
+            let verdict = ok && tree_matches(metainfo, piece, &buffer);
+            self.buffers.push(buffer);
+            return verdict;
+        }
         let whole = len / 64 * 64;
         let mut state = sha1x16::INIT;
         sha1::block_api::compress(&mut state, buffer[..whole].as_chunks::<64>().0);

@@ -273,9 +273,14 @@ impl Core {
         }
         match message {
             Message::KeepAlive | Message::Unknown { .. } => {}
-            // BEP 52 hash messages: this engine does not announce v2 (hybrids download as v1),
-            // so a peer has no reason to send them; they are ignored until v2 downloads land.
-            Message::HashRequest(_) | Message::Hashes { .. } | Message::HashReject(_) => {}
+            // BEP 52: we never ask for hashes (a v2 torrent is taken only with its piece
+            // layers), and do not serve them yet: a request is rejected, so the peer asks
+            // another instead of waiting on us.
+            Message::HashRequest(request) => {
+                peer.outbox.push(&Message::HashReject(request));
+                self.actions.push_back(Action::Wake(key));
+            }
+            Message::Hashes { .. } | Message::HashReject(_) => {}
             Message::Port(port) => {
                 // The first one only: a peer repeating it cannot make us flood its node.
                 let dht = peer.extensions.contains(Extension::Dht);

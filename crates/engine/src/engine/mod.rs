@@ -277,6 +277,11 @@ impl Engine {
         };
         if let TorrentSource::Metainfo(metainfo) = &params.source
             && !metainfo.meta_version().has_v1()
+            && (0..metainfo.piece_count()).any(|piece| {
+                metainfo
+                    .v2_piece(piece)
+                    .is_some_and(|p| p.expected.is_none())
+            })
         {
             let error = TorrentError::Unsupported(crate::error::V2_ONLY);
             self.shared.alerts.post(Alert::TorrentError { id, error });
