@@ -27,6 +27,7 @@ mod disk_results;
 mod door;
 mod download;
 mod fast;
+mod hashes;
 mod in_progress;
 mod known;
 mod lifecycle;
@@ -83,6 +84,8 @@ pub(crate) struct Core {
     picker: Picker,
     in_progress: InProgress,
     smart_bans: SmartBans,
+    /// BEP 52 hash requests from peers, served from the piece layers.
+    hash_server: hashes::HashServer,
 
     peers: PeerTable,
     known: KnownPeers,
@@ -184,6 +187,7 @@ impl Core {
             picker,
             in_progress: InProgress::default(),
             smart_bans: SmartBans::default(),
+            hash_server: hashes::HashServer::default(),
             peers: PeerTable::new(),
             known: KnownPeers::new(max_known, max_failures),
             bans: Bans::new(max_strikes),
@@ -273,13 +277,9 @@ impl Core {
         }
         match message {
             Message::KeepAlive | Message::Unknown { .. } => {}
-            // BEP 52: we never ask for hashes (a v2 torrent is taken only with its piece
-            // layers), and do not serve them yet: a request is rejected, so the peer asks
-            // another instead of waiting on us.
-            Message::HashRequest(request) => {
-                peer.outbox.push(&Message::HashReject(request));
-                self.actions.push_back(Action::Wake(key));
-            }
+            // BEP 52: we serve piece layers; we never ask for hashes (a v2 torrent is taken
+            // only with its piece layers).
+            Message::HashRequest(request) => self.on_hash_request(key, request),
             Message::Hashes { .. } | Message::HashReject(_) => {}
             Message::Port(port) => {
                 // The first one only: a peer repeating it cannot make us flood its node.
