@@ -207,9 +207,13 @@ impl Torrent {
 
     /// A user command.
     pub(crate) fn command(self: &Rc<Self>, command: Command) {
+        // Resumed, or other files wanted: web seeds waiting may have work. Only then: peers
+        // added (every tracker and DHT reply) must not cut a failed web seed's back-off short.
+        let wakes_web_seeds = matches!(command, Command::Resume | Command::FilePriorities(_));
         let _ = self.handle(Input::Command(command));
-        // Resumed, or other files wanted: web seeds waiting may have work.
-        self.web_seed_bell.notify_waiters();
+        if wakes_web_seeds {
+            self.web_seed_bell.notify_waiters();
+        }
     }
 
     /// Runs `f` on the core, then performs the actions and posts the alerts it queued.

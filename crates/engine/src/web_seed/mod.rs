@@ -130,6 +130,7 @@ pub(crate) async fn run<H: WebSeedHost + 'static>(
             buf: BytesMut::new(),
             charge: ChunkCharge::default(),
             frames: Vec::with_capacity(MAX_FRAMES_PER_WRITE),
+            incoming: BytesMut::new(),
             fetched: false,
         };
         let end = session.run(&seed, &metainfo, &client, conf).await;
@@ -237,6 +238,8 @@ struct Session<H: WebSeedHost> {
     buf: BytesMut,
     charge: ChunkCharge,
     frames: Vec<Bytes>,
+    /// The core's frames, gathered to be decoded (whole messages: it is empty after).
+    incoming: BytesMut,
     /// A fetch completed.
     fetched: bool,
 }
@@ -341,11 +344,12 @@ impl<H: WebSeedHost> Session<H> {
         };
         if !self.frames.is_empty() {
             let total: usize = self.frames.iter().map(Bytes::len).sum();
-            let mut incoming = BytesMut::with_capacity(total);
             for frame in self.frames.drain(..) {
-                incoming.extend_from_slice(&frame);
+                self.incoming.extend_from_slice(&frame);
             }
-            self.peer.on_frames(&mut incoming).map_err(End::Broken)?;
+            self.peer
+                .on_frames(&mut self.incoming)
+                .map_err(End::Broken)?;
             self.host.sent(self.key, total);
         }
         let before = self.buf.len();
